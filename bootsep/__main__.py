@@ -1,0 +1,3 @@
+from bootsep.cli import main
+
+main()
