@@ -1,0 +1,1 @@
+"""Deep-clustering model, confidence-weighted loss, shard streaming and the training loop."""
