@@ -57,6 +57,43 @@ def corpus(params_path, out):
     main(params_path, out)
 
 
+SPLIT_OPTION = click.option("--split", required=True, type=click.Choice(["train", "valid", "test"]),
+                            help="Corpus split to process.")
+
+
+@cli.command()
+@PARAMS_OPTION
+@SPLIT_OPTION
+@user_errors
+def stft(params_path, split):
+    """STFT of the stereo pair (+ source magnitudes) into data/shards/stft/<split>/."""
+    from bootsep.pipeline.stages.stft import main
+
+    main(params_path, split)
+
+
+@cli.command()
+@PARAMS_OPTION
+@SPLIT_OPTION
+@user_errors
+def spatial(params_path, split):
+    """IPD features, PCA and GMM masks (paper eqs 1-3) into data/shards/spatial/<split>/."""
+    from bootsep.pipeline.stages.spatial import main
+
+    main(params_path, split)
+
+
+@cli.command()
+@PARAMS_OPTION
+@SPLIT_OPTION
+@user_errors
+def confidence(params_path, split):
+    """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) into data/shards/confidence/<split>/."""
+    from bootsep.pipeline.stages.confidence import main
+
+    main(params_path, split)
+
+
 def main():
     cli(prog_name="bootsep")
 

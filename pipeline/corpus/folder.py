@@ -1,0 +1,250 @@
+"""Corpus kind ``folder``: index any folder of multichannel recordings in place.
+
+This is the paper's real use case: stereo (or wider) recordings of a scene, no isolated
+sources. Nothing is copied; the manifests hold absolute paths. Two layouts are recognised
+under ``root``:
+
+(a) recordings only (all are mixtures, no references), flat or nested::
+
+        <root>/session1/take1.wav
+        <root>/session1/take2.flac
+        <root>/other.wav
+
+(b) wsj0-2mix-like, chosen when ``<root>/mix/`` and ``<root>/s1/`` are folders::
+
+        <root>/mix/<rel>.wav     the mixtures (flat or nested)
+        <root>/s1/<rel>.wav      spatial image of source 1, same name as its mixture
+        <root>/s2/<rel>.wav      ... one folder per source, s1..sK without gaps
+
+   K (the number of ``s<k>/`` folders) must equal ``num_sources``; anything else in
+   ``root`` is ignored.
+
+Every file is checked from its header only: at least 2 channels, one sample rate for the
+whole corpus, readable and non-empty; a source image must match its mixture's length,
+channel count and rate. Files and folders whose names start with ``.`` are skipped (e.g.
+macOS ``._x.wav`` resource forks). A relative ``root`` is taken from the working folder.
+
+Split: the sorted list of recordings is permuted by ``np.random.default_rng(seed)``; the
+first ``round(n * test_fraction)`` go to test, the next ``round(n * valid_fraction)`` to
+valid, the rest to train. A split with a positive fraction gets at least one recording as
+long as train keeps one.
+
+Ids are the path relative to the layout's top folder without its suffix, with ``/``
+written ``__`` and other characters outside ``[A-Za-z0-9._-]`` written ``_``; a clash
+(``a.wav`` beside ``a.flac``) gets ``-2``, ``-3``, ... in sorted order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from bootsep.pipeline.audio import AUDIO_SUFFIXES, audio_info
+from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, image_column, write_manifest
+from bootsep.pipeline.errors import BootsepError
+
+SECTION = "corpus.folder"
+MIN_CHANNELS = 2
+
+
+def index_folder(cfg: dict, seed: int, out_dir: Path) -> dict[str, int]:
+    """Write ``<out_dir>/<split>/manifest.csv`` for the recordings under ``cfg['root']``.
+
+    Returns the number of mixtures per split (train, valid, test).
+    """
+    root = require_root(cfg.get("root"), f"{SECTION}.root")
+    valid_fraction = _fraction(cfg, "valid_fraction")
+    test_fraction = _fraction(cfg, "test_fraction")
+    if valid_fraction + test_fraction >= 1.0:
+        raise BootsepError(f"parameters '{SECTION}.valid_fraction' + '{SECTION}.test_fraction'"
+                           f" = {valid_fraction + test_fraction:g}, must be below 1 (train needs"
+                           " recordings)")
+    num_sources = _num_sources(cfg)
+
+    ref_dirs = reference_dirs(root)
+    if ref_dirs:
+        if len(ref_dirs) != num_sources:
+            raise BootsepError(f"has {len(ref_dirs)} reference folder(s) s1..s{len(ref_dirs)}/ "
+                               f"but parameter '{SECTION}.num_sources' is {num_sources}", root)
+        top = root / "mix"
+    else:
+        top = root
+    files = list_audio(top)
+    if not files:
+        raise BootsepError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found", top)
+
+    rate = RateCheck()
+    rows = []
+    for path, rec_id in zip(files, unique_ids([p.relative_to(top) for p in files])):
+        info = check_recording(path, rate)
+        row = {"id": rec_id, "mixture": path, "sample_rate": info.samplerate,
+               "num_channels": info.channels, "num_samples": info.frames,
+               "num_sources": num_sources, "relpath": path.relative_to(top).as_posix(),
+               "duration_s": info.frames / info.samplerate}
+        for k, ref_dir in enumerate(ref_dirs, start=1):
+            image = ref_dir / path.relative_to(top)
+            check_image(image, path, info, f"s{k}")
+            row[image_column(k)] = image
+        rows.append(row)
+
+    assignment = split_assignment(len(rows), valid_fraction, test_fraction, seed)
+    counts = {}
+    for split in SPLITS:
+        split_rows = [dict(row, split=split) for row, s in zip(rows, assignment) if s == split]
+        write_manifest(Path(out_dir) / split / MANIFEST_NAME, split_rows, num_sources)
+        counts[split] = len(split_rows)
+    return counts
+
+
+def require_root(value, param: str) -> Path:
+    """The absolute corpus root named by parameter ``param``; it must be an existing folder."""
+    if value is None or str(value).strip() == "":
+        raise BootsepError(f"parameter '{param}' is not set (the folder holding the corpus)")
+    root = Path(os.path.expanduser(str(value))).absolute()
+    if not root.exists():
+        raise BootsepError(f"corpus root not found (parameter '{param}')", root)
+    if not root.is_dir():
+        raise BootsepError(f"corpus root is not a folder (parameter '{param}')", root)
+    return root
+
+
+def reference_dirs(root: Path) -> list[Path]:
+    """``[root/s1, root/s2, ...]`` for layout (b); empty for layout (a).
+
+    Layout (b) needs ``mix/`` and ``s1/``; ``s<k>`` folders with a gap (``s1``, ``s3``) are
+    an error rather than a guess.
+    """
+    if not ((root / "mix").is_dir() and (root / "s1").is_dir()):
+        return []
+    found = sorted(int(m.group(1)) for entry in os.scandir(root)
+                   if entry.is_dir() and (m := re.fullmatch(r"s([1-9][0-9]*)", entry.name)))
+    expected = list(range(1, len(found) + 1))
+    if found != expected:
+        missing = min(set(expected) - set(found))
+        raise BootsepError(f"reference folders s1..s{max(found)}/ have a gap: s{missing}/ is missing",
+                           root)
+    return [root / f"s{k}" for k in found]
+
+
+def list_audio(top: Path) -> list[Path]:
+    """Audio files under ``top`` (recursively, following links once), sorted by relative path."""
+    out = []
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link cycle
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out.extend(Path(dirpath) / f for f in filenames
+                   if not f.startswith(".") and f.lower().endswith(AUDIO_SUFFIXES))
+    return sorted(out, key=lambda p: p.relative_to(top).as_posix())
+
+
+def unique_ids(relpaths: list[Path]) -> list[str]:
+    """Filename-safe, unique ids from relative paths (suffix dropped), in the given order."""
+    ids = []
+    taken = set()
+    for rel in relpaths:
+        base = safe_id(rel.with_suffix("").as_posix())
+        rec_id, n = base, 1
+        while rec_id in taken:
+            n += 1
+            rec_id = f"{base}-{n}"
+        taken.add(rec_id)
+        ids.append(rec_id)
+    return ids
+
+
+def safe_id(text: str) -> str:
+    """``a b/c`` -> ``a_b__c``: only ``[A-Za-z0-9._-]``, no leading dot, never empty."""
+    parts = [re.sub(r"[^A-Za-z0-9._-]", "_", part) for part in text.split("/")]
+    out = "__".join(parts).lstrip(".")
+    return out or "recording"
+
+
+class RateCheck:
+    """Remembers the first file's sample rate; later files must have the same one."""
+
+    def __init__(self) -> None:
+        self.rate: int | None = None
+        self.path: Path | None = None
+
+    def check(self, path: Path, rate: int) -> None:
+        if self.rate is None:
+            self.rate, self.path = rate, path
+        elif rate != self.rate:
+            raise BootsepError(f"sample rate {rate} Hz differs from the corpus's {self.rate} Hz "
+                               f"(first seen in {self.path})", path)
+
+
+def check_recording(path: Path, rate: RateCheck, expected_rate: int | None = None):
+    """Header of a mixture: readable, non-empty, >= 2 channels, the corpus's sample rate."""
+    info = audio_info(path)
+    if info.channels < MIN_CHANNELS:
+        raise BootsepError(f"has {info.channels} channel(s); spatial clustering needs at least "
+                           f"{MIN_CHANNELS}", path)
+    if expected_rate is not None and info.samplerate != expected_rate:
+        raise BootsepError(f"sample rate {info.samplerate} Hz, expected {expected_rate} Hz", path)
+    rate.check(path, info.samplerate)
+    return info
+
+
+def check_image(image: Path, mixture: Path, mix_info, name: str) -> None:
+    """A source image must exist and match its mixture's length, channels and sample rate."""
+    if not image.is_file():
+        raise BootsepError(f"mixture has no {name} counterpart (expected {image})", mixture)
+    info = audio_info(image)
+    for what, got, want in (("samples", info.frames, mix_info.frames),
+                            ("channels", info.channels, mix_info.channels),
+                            ("Hz sample rate", info.samplerate, mix_info.samplerate)):
+        if got != want:
+            raise BootsepError(f"{name} image has {got} {what} but its mixture {mixture} "
+                               f"has {want}", image)
+
+
+def split_assignment(n: int, valid_fraction: float, test_fraction: float,
+                     seed: int) -> list[str]:
+    """Split name for each of ``n`` recordings (in their sorted order), seeded and deterministic."""
+    n_test = _split_size(n, test_fraction)
+    n_valid = _split_size(n, valid_fraction)
+    while n_test + n_valid >= n and n_test + n_valid > 0:  # keep at least one for train
+        if n_valid >= n_test:
+            n_valid -= 1
+        else:
+            n_test -= 1
+    order = np.random.default_rng(seed).permutation(n)
+    out = ["train"] * n
+    for i in order[:n_test]:
+        out[i] = "test"
+    for i in order[n_test:n_test + n_valid]:
+        out[i] = "valid"
+    return out
+
+
+def _split_size(n: int, fraction: float) -> int:
+    k = int(round(n * fraction))
+    return max(k, 1) if fraction > 0 else 0
+
+
+def _fraction(cfg: dict, key: str) -> float:
+    value = cfg.get(key, 0.0)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise BootsepError(f"parameter '{SECTION}.{key}' is '{value}', expected a number") from None
+    if not 0.0 <= value < 1.0:
+        raise BootsepError(f"parameter '{SECTION}.{key}' is {value:g}, expected 0 <= x < 1")
+    return value
+
+
+def _num_sources(cfg: dict) -> int:
+    value = cfg.get("num_sources", 2)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BootsepError(f"parameter '{SECTION}.num_sources' is '{value}', expected an "
+                           "integer >= 1")
+    return value

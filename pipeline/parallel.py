@@ -1,0 +1,90 @@
+"""Running independent shard tasks with Dask, with progress (rate, ETA) and clean failure.
+
+``dask`` params section:
+
+- ``scheduler: local`` (default) starts a ``distributed.LocalCluster`` of one
+  single-threaded worker process per core (``workers: null`` = all cores);
+- ``scheduler: synchronous`` runs the tasks in this process (debugging, tests);
+- ``address: tcp://host:8786`` connects to an existing ``distributed`` scheduler instead,
+  so the same stage runs on a cluster of many machines unchanged (the workers must see the
+  same ``data/`` paths).
+
+``distributed`` sets ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in the workers it spawns; with
+numpy's many large temporary arrays that makes glibc return memory to the OS after every
+free, which costs a lot of time here (see bench/spatial_throughput.py). ``malloc_trim_threshold``
+overrides it (null keeps distributed's value). Workers also get ``OMP_NUM_THREADS`` etc. set
+to their thread count so that BLAS does not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+from bootsep.pipeline.progress import Progress
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | None,
+              desc: str, weights: Sequence[int] | None = None, unit: str = "utt") -> list[Any]:
+    """Run ``fn(*task)`` for every task; return the results in task order.
+
+    ``weights`` (e.g. utterances per shard) drive the progress count. The first task that
+    raises cancels the rest and its exception is re-raised here.
+    """
+    cfg = dict(dask_cfg or {})
+    weights = list(weights) if weights is not None else [1] * len(tasks)
+    total = sum(weights)
+    if not tasks:
+        return []
+    if cfg.get("address") is None and cfg.get("scheduler", "local") == "synchronous":
+        out = []
+        with Progress(total, desc, unit) as bar:
+            for task, w in zip(tasks, weights):
+                out.append(fn(*task))
+                bar.update(w)
+        return out
+    return _run_distributed(fn, tasks, cfg, desc, weights, total, unit)
+
+
+def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+
+    address = cfg.get("address")
+    threads = int(cfg.get("threads_per_worker") or 1)
+    environ = {v: str(threads) for v in _THREAD_VARS}
+    trim = cfg.get("malloc_trim_threshold", None)
+    if trim is not None:
+        environ["MALLOC_TRIM_THRESHOLD_"] = str(int(trim))
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {
+            **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **environ},
+            "distributed.worker.daemon": False}):
+        if address:
+            cluster = None
+            client = Client(address)
+        else:
+            n = int(cfg.get("workers") or os.cpu_count() or 1)
+            cluster = LocalCluster(n_workers=min(n, len(tasks)), threads_per_worker=threads,
+                                   processes=True, dashboard_address=None,
+                                   silence_logs="error", memory_limit=cfg.get("memory_limit", "auto"))
+            client = Client(cluster)
+        try:
+            futures = [client.submit(fn, *task, pure=False, key=f"{desc}-{i}")
+                       for i, task in enumerate(tasks)]
+            index = {f.key: i for i, f in enumerate(futures)}
+            results: list[Any] = [None] * len(tasks)
+            with Progress(total, desc, unit) as bar:
+                for fut in as_completed(futures):
+                    i = index[fut.key]
+                    if fut.status == "error":
+                        client.cancel(futures)
+                        fut.result()  # re-raises the task's exception
+                    results[i] = fut.result()
+                    bar.update(weights[i])
+            return results
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()

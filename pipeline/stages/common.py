@@ -1,0 +1,36 @@
+"""What the shard stages share: splits, shard chunking, the per-split output folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence, TypeVar
+
+from bootsep.pipeline.atomic import write_text_atomic
+from bootsep.pipeline.params import get, require
+from bootsep.pipeline.stft import StftConfig
+
+T = TypeVar("T")
+
+SHARD_ROOT = Path("data/shards")
+SUMMARY_NAME = "summary.json"
+
+
+def stft_config(params: dict) -> StftConfig:
+    return StftConfig.from_params(get(params, "stft"))
+
+
+def chunk(items: Sequence[T], size: int) -> list[list[T]]:
+    """Consecutive chunks of at most ``size`` items (the shard layout)."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def utterances_per_shard(params: dict) -> int:
+    n = get(params, "shards.utterances_per_shard")
+    require(isinstance(n, int) and n > 0, params, "shards.utterances_per_shard", "must be a positive integer")
+    return n
+
+
+def write_summary(out_dir: Path, summary: dict) -> None:
+    """A small JSON beside the shards: counts and totals, for people and DVC metrics."""
+    write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,103 @@
+"""DVC stage ``stft@<split>``: mixture STFTs of the stereo pair into shards.
+
+Per utterance: channel 0's complex STFT and its log magnitude (eq. 2), the STFT of the
+second channel of the stereo pair (channel 0 plus one of ``stft.pair_channels`` drawn per
+mixture from a seed, paper §3.2), and where the corpus has references, the magnitude of
+each source image at channel 0 (ground-truth labels, magnitude statistics).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from bootsep.pipeline.atomic import atomic_dir
+from bootsep.pipeline.audio import read_audio
+from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
+from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.features import log_magnitude_db
+from bootsep.pipeline.params import get, load_params, require
+from bootsep.pipeline.parallel import run_tasks
+from bootsep.pipeline.shards import shard_name, write_shard
+from bootsep.pipeline.stages.common import (SHARD_ROOT, chunk, stft_config, utterances_per_shard,
+                                            write_summary)
+from bootsep.pipeline.stft import StftConfig, stft
+
+
+def pair_channel(mixture_id: str, num_channels: int, candidates: list[int], seed: int) -> int:
+    """Second channel of the stereo pair, drawn per mixture from ``candidates`` (§3.2)."""
+    usable = [c for c in candidates if 0 < c < num_channels] or [1]
+    rng = np.random.default_rng([seed, zlib.crc32(mixture_id.encode())])
+    return int(usable[rng.integers(len(usable))])
+
+
+def load_at_rate(path: Path, rate: int, min_channels: int = 1) -> np.ndarray:
+    """Read audio ``(C, L)`` and resample it to ``rate`` (scipy polyphase) when needed."""
+    audio, sr = read_audio(path, min_channels=min_channels)
+    if sr != rate:
+        g = np.gcd(sr, rate)
+        audio = resample_poly(audio, rate // g, sr // g, axis=-1).astype(np.float32)
+    return audio
+
+
+def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int], seed: int) -> dict:
+    """All stft-stage arrays of one mixture (pure apart from reading its audio files)."""
+    audio = load_at_rate(mix.mixture, cfg.sample_rate, min_channels=2)
+    pair = pair_channel(mix.id, audio.shape[0], candidates, seed)
+    spec = stft(audio[[0, pair]], cfg)                               # (2, T, F)
+    out = {"mix_stft": spec[0], "pair_stft": spec[1],
+           "mix_logmag_db": log_magnitude_db(spec[0]),               # eq. 2
+           "num_samples": audio.shape[-1], "pair_channel": pair}
+    if mix.has_references:
+        refs = np.stack([load_at_rate(p, cfg.sample_rate)[0] for p in mix.source_images])
+        if refs.shape[-1] != audio.shape[-1]:
+            raise BootsepError(f"source image has {refs.shape[-1]} samples, mixture {audio.shape[-1]}",
+                               mix.source_images[0])
+        out["source_mag"] = np.abs(stft(refs, cfg)).transpose(1, 0, 2)  # (T, S, F)
+    return out
+
+
+def compute_stft_shard(mixtures: list[Mixture], cfg: StftConfig, candidates: list[int], seed: int,
+                       split: str, index: int, out_dir: str) -> dict:
+    """One Dask task: compute and write shard ``index`` of ``split``."""
+    per = [compute_stft_utterance(m, cfg, candidates, seed) for m in mixtures]
+    with_refs = [m.has_references for m in mixtures]
+    if any(with_refs) and not all(with_refs):
+        raise BootsepError(f"shard {index} mixes utterances with and without references",
+                           mixtures[0].mixture.parent)
+    frame_names = ["mix_stft", "pair_stft", "mix_logmag_db"] + (["source_mag"] if all(with_refs) else [])
+    path = write_shard(
+        Path(out_dir) / shard_name(index), stage="stft", split=split, index=index,
+        ids=[m.id for m in mixtures], stft=cfg,
+        frames={k: [p[k] for p in per] for k in frame_names},
+        utterances={"num_samples": np.array([p["num_samples"] for p in per]),
+                    "pair_channel": np.array([p["pair_channel"] for p in per])},
+        attrs={"pair_seed": seed, "has_references": all(with_refs)})
+    return {"shard": path.name, "utterances": len(per),
+            "frames": int(sum(p["mix_stft"].shape[0] for p in per)), "has_references": all(with_refs)}
+
+
+def main(params_path: str | os.PathLike, split: str, corpus_dir: str | os.PathLike = "data/corpus",
+         out_root: str | os.PathLike = SHARD_ROOT / "stft") -> None:
+    params = load_params(params_path)
+    cfg = stft_config(params)
+    candidates = list(get(params, "stft.pair_channels"))
+    require(all(isinstance(c, int) and c > 0 for c in candidates) and candidates, params,
+            "stft.pair_channels", "must be a non-empty list of channel numbers > 0")
+    seed = int(get(params, "stft.seed"))
+    mixtures = read_manifest(Path(corpus_dir) / split / MANIFEST_NAME)
+    groups = chunk(mixtures, utterances_per_shard(params))
+    out = Path(out_root) / split
+    with atomic_dir(out) as tmp:
+        tasks = [(g, cfg, candidates, seed, split, i, str(tmp)) for i, g in enumerate(groups)]
+        results = run_tasks(compute_stft_shard, tasks, get(params, "dask"), f"stft {split}",
+                            weights=[len(g) for g in groups])
+        write_summary(tmp, {"stage": "stft", "split": split, "shards": len(results),
+                            "utterances": sum(r["utterances"] for r in results),
+                            "frames": sum(r["frames"] for r in results),
+                            "has_references": all(r["has_references"] for r in results)})
+    print(f"stft {split}: {len(mixtures)} utterances in {len(groups)} shards -> {out}")

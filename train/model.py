@@ -1,0 +1,244 @@
+"""Deep-clustering BLSTM (paper §3.1; Hershey et al. 2016, Isik et al. 2016).
+
+Log-magnitude frames ``(B, T, F)`` are normalised per frequency, run through a stack of
+bidirectional LSTMs, and a dense ``tanh`` layer maps each frame to ``F`` embeddings of
+dimension ``D``, each scaled to unit norm.  The paper's network is 4 BLSTM layers with 300
+units per direction and ``D = 15`` (:func:`paper_config`).  Weights come from
+:func:`init_model`, which depends on its seed only, so every model in an experiment can share
+"the same random initialization" (§3.3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from bootsep.pipeline.errors import BootsepError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Size of the network.
+
+    Attributes:
+        num_freq: Frequency bins ``F`` (129 for a 32 ms window at 8 kHz, paper §3.2).
+        hidden: LSTM units per direction.
+        num_layers: Number of stacked BLSTM layers.
+        embedding_dim: Embedding dimension ``D`` per T-F bin.
+        dropout: Dropout between BLSTM layers (the paper gives none).
+    """
+
+    num_freq: int = 129
+    hidden: int = 300
+    num_layers: int = 4
+    embedding_dim: int = 15
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("num_freq", "hidden", "num_layers", "embedding_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BootsepError(f"model.{name} must be a positive integer, got {value!r}")
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise BootsepError(f"model.dropout must be a number in [0, 1), got {dropout!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise BootsepError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        object.__setattr__(self, "dropout", float(dropout))
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON/YAML-safe), the inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """Build from a dict such as ``params.yaml``'s model section; unknown keys are errors."""
+        if not isinstance(data, dict):
+            raise BootsepError(f"model config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BootsepError(f"unknown model config key(s): {', '.join(map(str, unknown))}")
+        return cls(**data)
+
+
+def paper_config() -> ModelConfig:
+    """The paper's network (§3.1): 4 BLSTM layers x 300 units per direction, D = 15, F = 129."""
+    return ModelConfig(num_freq=129, hidden=300, num_layers=4, embedding_dim=15, dropout=0.0)
+
+
+class FeatureNormalizer(nn.Module):
+    """Per-frequency standardisation ``(x - mean) / std`` with the statistics kept as buffers.
+
+    The buffers live in the state dict, so a saved model carries the training-set statistics
+    it was trained with.  Until :meth:`set_stats` is called it is the identity.
+
+    Shape:
+        - input: :math:`(..., F)`; output: same.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, num_freq: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_freq))
+        self.register_buffer("std", torch.ones(num_freq))
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor, min_std: float = 1e-5) -> None:
+        """Store training-set statistics, each of shape ``(F,)``; ``std`` is floored at ``min_std``."""
+        num_freq = self.mean.shape[0]
+        mean = torch.as_tensor(mean, dtype=torch.float64).detach().cpu()
+        std = torch.as_tensor(std, dtype=torch.float64).detach().cpu()
+        if mean.shape != (num_freq,) or std.shape != (num_freq,):
+            raise BootsepError(
+                f"feature statistics must have shape ({num_freq},), "
+                f"got mean {tuple(mean.shape)} and std {tuple(std.shape)}"
+            )
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise BootsepError("feature statistics contain NaN or infinite values")
+        if (std < 0).any():
+            raise BootsepError("feature standard deviations must be non-negative")
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.std.copy_(std.clamp(min=min_std))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean) / self.std
+
+
+class FeatureStats:
+    """Running per-frequency mean and std over the valid frames of padded batches.
+
+    Accumulates in float64; feed it the training set (one pass) and hand
+    :meth:`mean_std` to :meth:`FeatureNormalizer.set_stats`.
+    """
+
+    def __init__(self, num_freq: int):
+        self.count = 0
+        self._sum = torch.zeros(num_freq, dtype=torch.float64)
+        self._sumsq = torch.zeros(num_freq, dtype=torch.float64)
+
+    def update(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Add a batch ``features (B, T, F)`` whose valid frames are ``[:lengths[b]]``."""
+        if features.dim() != 3 or features.shape[-1] != self._sum.shape[0]:
+            raise BootsepError(
+                f"expected features (B, T, {self._sum.shape[0]}), got {tuple(features.shape)}"
+            )
+        x = features.detach().to("cpu", torch.float64)
+        if lengths is not None:
+            lengths = _check_lengths(lengths, x.shape[0], x.shape[1])
+            valid = torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+            x = x[valid]  # (sum(lengths), F)
+        else:
+            x = x.reshape(-1, x.shape[-1])
+        self.count += x.shape[0]
+        self._sum += x.sum(dim=0)
+        self._sumsq += x.pow(2).sum(dim=0)
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean (F,), std (F,))`` in float32 (population std)."""
+        if self.count == 0:
+            raise BootsepError("no frames seen: cannot compute feature statistics")
+        mean = self._sum / self.count
+        var = (self._sumsq / self.count - mean.pow(2)).clamp(min=0.0)
+        return mean.float(), var.sqrt().float()
+
+
+class DeepClusteringBLSTM(nn.Module):
+    """BLSTM stack + dense ``tanh`` layer giving unit-norm embeddings per T-F bin (§3.1).
+
+    Padded frames are skipped by packing (``enforce_sorted=False``; cuDNN-friendly) and their
+    embeddings are exactly zero, so an utterance's embeddings do not depend on what it is
+    batched with.  Build it with :func:`init_model` for seed-determined weights.
+
+    Args:
+        config: Network size (default :func:`paper_config`-sized).
+        seed: Seed of the weight initialisation; global RNG state is left untouched.
+
+    Shape:
+        - features: :math:`(B, T, F)` log-magnitude spectrogram (eq. 2), un-normalised.
+        - lengths: :math:`(B,)` long, valid frames per utterance, ``1 <= lengths <= T``.
+        - returns: :math:`(B, T, F, D)`, unit norm on valid frames, zero on padded frames.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, *, seed: int = 0):
+        super().__init__()
+        self.config = config = config if config is not None else ModelConfig()
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
+            self.normalizer = FeatureNormalizer(config.num_freq)
+            self.blstm = nn.LSTM(
+                input_size=config.num_freq,
+                hidden_size=config.hidden,
+                num_layers=config.num_layers,
+                dropout=config.dropout if config.num_layers > 1 else 0.0,
+                bidirectional=True,
+                batch_first=True,
+            )
+            self.embed = nn.Linear(2 * config.hidden, config.num_freq * config.embedding_dim)
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int) -> None:
+        """Re-draw all weights from a private generator seeded with ``seed``.
+
+        Same distributions as PyTorch's defaults: LSTM weights and biases
+        ``U(-1/sqrt(hidden), 1/sqrt(hidden))``, dense weights and bias
+        ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.  Normaliser statistics are kept.
+        """
+        gen = torch.Generator().manual_seed(int(seed))
+        lstm_bound = 1.0 / math.sqrt(self.config.hidden)
+        dense_bound = 1.0 / math.sqrt(self.embed.in_features)
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                bound = lstm_bound if name.startswith("blstm.") else dense_bound
+                draw = torch.empty(param.shape, dtype=torch.float64).uniform_(
+                    -bound, bound, generator=gen
+                )
+                param.copy_(draw)
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Shortcut for ``self.normalizer.set_stats(mean, std)``."""
+        self.normalizer.set_stats(mean, std)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if features.dim() != 3 or features.shape[-1] != self.config.num_freq:
+            raise BootsepError(
+                f"expected features (B, T, {self.config.num_freq}), got {tuple(features.shape)}"
+            )
+        batch, frames, num_freq = features.shape
+        dim = self.config.embedding_dim
+        if lengths is None:
+            lengths = torch.full((batch,), frames, dtype=torch.int64)
+        lengths = _check_lengths(lengths, batch, frames)
+
+        x = self.normalizer(features)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        hidden, _ = self.blstm(packed)
+        # The dense layer runs on the packed (valid) frames only; re-padding fills zeros.
+        emb = torch.tanh(self.embed(hidden.data)).view(-1, num_freq, dim)
+        emb = nn.functional.normalize(emb, p=2.0, dim=-1).reshape(-1, num_freq * dim)
+        emb = PackedSequence(emb, hidden.batch_sizes, hidden.sorted_indices, hidden.unsorted_indices)
+        out, _ = pad_packed_sequence(emb, batch_first=True, total_length=frames)
+        return out.view(batch, frames, num_freq, dim)
+
+
+def init_model(config: ModelConfig | None = None, seed: int = 0) -> DeepClusteringBLSTM:
+    """A fresh model whose weights depend only on ``seed`` (not on global RNG state)."""
+    return DeepClusteringBLSTM(config, seed=seed)
+
+
+def _check_lengths(lengths: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+    """Validate ``lengths (B,)`` against ``T`` and return it as a CPU int64 tensor."""
+    lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        raise BootsepError(f"lengths must be an integer tensor, got {lengths.dtype}")
+    lengths = lengths.to("cpu", torch.int64)
+    if lengths.shape != (batch,):
+        raise BootsepError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
+    if batch and (int(lengths.min()) < 1 or int(lengths.max()) > frames):
+        raise BootsepError(f"lengths must lie in [1, {frames}], got {lengths.tolist()}")
+    return lengths
