@@ -18,6 +18,7 @@ to their thread count so that BLAS does not oversubscribe the cores.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable, Sequence
 
@@ -68,7 +69,7 @@ def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
             n = int(cfg.get("workers") or os.cpu_count() or 1)
             cluster = LocalCluster(n_workers=min(n, len(tasks)), threads_per_worker=threads,
                                    processes=True, dashboard_address=None,
-                                   silence_logs="error", memory_limit=cfg.get("memory_limit", "auto"))
+                                   silence_logs=logging.ERROR, memory_limit=cfg.get("memory_limit", "auto"))
             client = Client(cluster)
         try:
             futures = [client.submit(fn, *task, pure=False, key=f"{desc}-{i}")
@@ -79,8 +80,9 @@ def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
                 for fut in as_completed(futures):
                     i = index[fut.key]
                     if fut.status == "error":
+                        exc = fut.exception()
                         client.cancel(futures)
-                        fut.result()  # re-raises the task's exception
+                        raise exc
                     results[i] = fut.result()
                     bar.update(weights[i])
             return results
