@@ -124,8 +124,8 @@ def reference_dirs(root: Path) -> list[Path]:
     expected = list(range(1, len(found) + 1))
     if found != expected:
         missing = min(set(expected) - set(found))
-        raise BootsepError(f"reference folders s1..s{max(found)}/ have a gap: s{missing}/ is missing",
-                           root)
+        raise BootsepError(f"reference folders s1..s{max(found)}/ have a gap: "
+                           f"s{missing}/ is missing", root)
     return [root / f"s{k}" for k in found]
 
 
