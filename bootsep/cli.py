@@ -94,6 +94,17 @@ def confidence(params_path, split):
     main(params_path, split)
 
 
+@cli.command()
+@PARAMS_OPTION
+@click.option("--condition", required=True, help="Training condition, a key of train_conditions in params.yaml.")
+@user_errors
+def train(params_path, condition):
+    """Train the deep-clustering model of one condition into data/models/<condition>/."""
+    from bootsep.train.stage import main
+
+    main(params_path, condition)
+
+
 def main():
     cli(prog_name="bootsep")
 
