@@ -1,0 +1,253 @@
+"""Synthetic speakers for the embedded corpus: flite and espeak-ng voices.
+
+The paper (§3.2) mixes WSJ0 speakers; here a *speaker* is a fixed synthesizer setting
+``(engine, voice, variant, pitch, rate)``: flite's kal/awb/rms/slt voices, or an English
+espeak-ng voice combined with a voice variant (``+m3``, ``+f2``, ...), each with its own
+pitch and speaking rate drawn from a seeded generator. Every (engine, voice, variant) is
+used by at most one speaker, so speakers differ in voice quality, not only in pitch.
+
+Synthesized utterances are trimmed of leading/trailing silence, resampled to the corpus
+rate and normalised to a fixed active-speech RMS (``TARGET_ACTIVE_RMS``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+import soundfile as sf
+
+from bootsep.pipeline.errors import BootsepError
+
+INSTALL_HINT = "apt-get install flite espeak-ng"
+
+# flite voices: gender and default mean F0 (Hz, measured). rms ignores int_f0_target_mean,
+# so its pitch is not drawn (None).
+FLITE_VOICES = {"kal": ("m", 95.0), "awb": ("m", 130.0), "rms": ("m", None), "slt": ("f", 170.0)}
+ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
+                 "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+ESPEAK_VARIANTS = {**{f"m{k}": "m" for k in range(1, 8)}, **{f"f{k}": "f" for k in range(1, 6)}}
+
+FLITE_F0_FACTOR = (0.85, 1.18)      # pitch: factor on the voice's mean F0
+FLITE_STRETCH = (0.9, 1.15)         # rate: duration_stretch (>1 is slower)
+ESPEAK_PITCH = (35, 65)             # -p, 0..99 (50 = the variant's default)
+ESPEAK_WPM = (145, 185)             # -s, words per minute (175 = default)
+
+TARGET_ACTIVE_RMS = 10 ** (-26 / 20)   # -26 dBFS active-speech level (as ITU-T P.56 use)
+FRAME_SECONDS = 0.01
+TRIM_FLOOR_DB = -40.0                  # frames this far below the loudest are silence
+ACTIVE_FLOOR_DB = -30.0                # frames counted in the active RMS
+TRIM_MARGIN_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One synthetic speaker. ``pitch``: flite mean F0 in Hz, espeak ``-p`` (0..99), or
+    None (no pitch control); ``rate``: flite duration_stretch or espeak words/minute."""
+
+    id: str
+    engine: str
+    voice: str
+    variant: str
+    pitch: float | None
+    rate: float
+    gender: str
+
+    @property
+    def voice_name(self) -> str:
+        """``voice`` or ``voice+variant``, as espeak-ng's ``-v`` takes it."""
+        return f"{self.voice}+{self.variant}" if self.variant else self.voice
+
+    @property
+    def descriptor(self) -> str:
+        """Human-readable complete setting, e.g. ``espeak-ng:en-gb+m3:p=55:s=160``."""
+        if self.engine == "flite":
+            pitch = "" if self.pitch is None else f":f0={self.pitch:g}"
+            return f"flite:{self.voice}{pitch}:stretch={self.rate:g}"
+        return f"espeak-ng:{self.voice_name}:p={self.pitch:g}:s={self.rate:g}"
+
+    def command(self, text: str, wav_path: str | os.PathLike) -> list[str]:
+        """The synthesizer command line that writes ``text`` to ``wav_path``."""
+        if self.engine == "flite":
+            cmd = ["flite", "-voice", self.voice]
+            if self.pitch is not None:
+                cmd += ["--setf", f"int_f0_target_mean={self.pitch:g}"]
+            return cmd + ["--setf", f"duration_stretch={self.rate:g}", "-t", text,
+                          "-o", os.fspath(wav_path)]
+        return ["espeak-ng", "-v", self.voice_name, "-p", f"{self.pitch:g}",
+                "-s", f"{self.rate:g}", "-w", os.fspath(wav_path), text]
+
+
+def _candidates() -> list[tuple[str, str, str, str]]:
+    """All (engine, voice, variant, gender) settings, flite first, in a fixed order."""
+    out = [("flite", v, "", g) for v, (g, _) in FLITE_VOICES.items()]
+    out += [("espeak-ng", v, var, g) for v in ESPEAK_VOICES for var, g in ESPEAK_VARIANTS.items()]
+    return out
+
+
+def make_speakers(n: int, rng: np.random.Generator) -> list[Speaker]:
+    """``n`` distinct speakers, ids ``spk00..``, balanced between genders where possible.
+
+    The four flite voices come first (the most natural-sounding), then espeak-ng
+    voice+variant combinations in an order shuffled by ``rng``; speakers are taken
+    alternately female and male. Pitch and rate are drawn uniformly from the module's
+    ranges (flite F0 rounded to 1 Hz, stretch to 0.01; espeak values to integers).
+    """
+    pool = _candidates()
+    if n > len(pool):
+        raise BootsepError(f"parameter 'corpus.tts.min_speakers' is {n}; at most {len(pool)} "
+                           "distinct synthetic speakers are available")
+    flite = [c for c in pool if c[0] == "flite"]
+    espeak = [pool[i] for i in rng.permutation(len(pool))
+              if pool[i][0] != "flite"]
+    queues = {g: [c for c in flite + espeak if c[3] == g] for g in ("f", "m")}
+    chosen: list[tuple[str, str, str, str]] = []
+    turn = "f"
+    while len(chosen) < n:
+        if not queues[turn]:
+            turn = "m" if turn == "f" else "f"
+        chosen.append(queues[turn].pop(0))
+        turn = "m" if turn == "f" else "f"
+    speakers = []
+    for i, (engine, voice, variant, gender) in enumerate(chosen):
+        if engine == "flite":
+            f0 = FLITE_VOICES[voice][1]
+            pitch = None if f0 is None else float(round(f0 * rng.uniform(*FLITE_F0_FACTOR)))
+            rate = round(float(rng.uniform(*FLITE_STRETCH)), 2)
+        else:
+            pitch = float(rng.integers(ESPEAK_PITCH[0], ESPEAK_PITCH[1] + 1))
+            rate = float(rng.integers(ESPEAK_WPM[0], ESPEAK_WPM[1] + 1))
+        speakers.append(Speaker(f"spk{i:02d}", engine, voice, variant, pitch, rate, gender))
+    return speakers
+
+
+def check_engines(speakers: list[Speaker]) -> None:
+    """Raise :class:`BootsepError` unless every engine, voice and variant used exists
+    (both engines silently fall back to a default voice for unknown names)."""
+    engines = sorted({s.engine for s in speakers})
+    for engine in engines:
+        if shutil.which(engine) is None:
+            raise BootsepError(f"speech synthesizer '{engine}' not found (install: {INSTALL_HINT})")
+    if "flite" in engines:
+        listing = _run(["flite", "-lv"], "flite").split(":", 1)[-1].split()
+        for s in speakers:
+            if s.engine == "flite" and s.voice not in listing:
+                raise BootsepError(f"flite has no voice '{s.voice}' "
+                                   f"(it lists: {' '.join(listing)})")
+    if "espeak-ng" in engines:
+        langs = _voice_table(_run(["espeak-ng", "--voices"], "espeak-ng"), column=1)
+        variants = {f.rsplit("/", 1)[-1] for f in
+                    _voice_table(_run(["espeak-ng", "--voices=variant"], "espeak-ng"), column=4)}
+        for s in speakers:
+            if s.engine != "espeak-ng":
+                continue
+            if s.voice not in langs:
+                raise BootsepError(f"espeak-ng has no voice '{s.voice}' (install: {INSTALL_HINT})")
+            if s.variant and s.variant not in variants:
+                raise BootsepError(f"espeak-ng has no voice variant '{s.variant}'")
+
+
+def _voice_table(listing: str, column: int) -> set[str]:
+    rows = [line.split() for line in listing.splitlines()[1:]]
+    return {r[column] for r in rows if len(r) > column}
+
+
+def _run(cmd: list[str], engine: str, what: str | None = None) -> str:
+    """Run ``cmd`` and return its stdout; a missing program or a non-zero exit status is
+    a one-line :class:`BootsepError` (``what`` names the command in it)."""
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise BootsepError(f"cannot run {engine} ({exc}; install: {INSTALL_HINT})") from None
+    if res.returncode != 0:
+        raise BootsepError(f"{what or ' '.join(cmd)} failed (exit {res.returncode}): "
+                           f"{_last_line(res.stderr)}")
+    return res.stdout
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "(no message)"
+
+
+def run_synthesizer(speaker: Speaker, text: str,
+                    wav_path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Synthesize ``text`` into ``wav_path`` and read it back: ``(samples,)`` float64, rate.
+
+    A non-zero exit status (with the last line of the synthesizer's stderr), a missing or
+    empty output file is a :class:`BootsepError` naming the engine and the voice.
+    """
+    wav_path = Path(wav_path)
+    where = f"{speaker.engine} voice {speaker.voice_name}"
+    _run(speaker.command(text, wav_path), speaker.engine, where)
+    try:
+        audio, rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
+    except Exception:  # soundfile raises several types
+        raise BootsepError(f"{where} wrote no readable audio for '{text[:40]}'") from None
+    if audio.shape[0] == 0:
+        raise BootsepError(f"{where} wrote empty audio for '{text[:40]}'")
+    return audio[:, 0], int(rate)
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Polyphase resampling ``(N,)`` -> ``(N * rate_out / rate_in,)`` (scipy resample_poly)."""
+    if rate_in == rate_out:
+        return np.asarray(x, dtype=np.float64)
+    ratio = Fraction(rate_out, rate_in)
+    return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator)
+
+
+def _frame_energy(x: np.ndarray, frame: int) -> np.ndarray:
+    n = len(x) // frame
+    if n == 0:
+        return np.array([np.mean(x ** 2)]) if len(x) else np.zeros(1)
+    return np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)
+
+
+def trim_silence(x: np.ndarray, sample_rate: int, floor_db: float = TRIM_FLOOR_DB,
+                 margin_s: float = TRIM_MARGIN_SECONDS) -> np.ndarray:
+    """Cut leading/trailing 10 ms frames more than ``-floor_db`` dB below the loudest
+    frame, keeping ``margin_s`` seconds on each side. ``(N,)`` -> ``(N',)``."""
+    frame = max(1, int(round(FRAME_SECONDS * sample_rate)))
+    energy = _frame_energy(x, frame)
+    if energy.max() <= 0:
+        return x[:0]
+    active = np.flatnonzero(energy >= energy.max() * 10 ** (floor_db / 10))
+    margin = int(round(margin_s * sample_rate))
+    start = max(0, active[0] * frame - margin)
+    stop = min(len(x), (active[-1] + 1) * frame + margin)
+    return x[start:stop]
+
+
+def active_rms(x: np.ndarray, sample_rate: int, floor_db: float = ACTIVE_FLOOR_DB) -> float:
+    """RMS over the 10 ms frames within ``-floor_db`` dB of the loudest frame (a simple
+    stand-in for the ITU-T P.56 active speech level used by wsj0-2mix)."""
+    frame = max(1, int(round(FRAME_SECONDS * sample_rate)))
+    energy = _frame_energy(np.asarray(x, dtype=np.float64), frame)
+    if energy.max() <= 0:
+        return 0.0
+    return float(np.sqrt(np.mean(energy[energy >= energy.max() * 10 ** (floor_db / 10)])))
+
+
+def synthesize(speaker: Speaker, text: str, sample_rate: int, tmp_dir: str | os.PathLike,
+               name: str = "utt") -> np.ndarray:
+    """One utterance ``(N,)`` float64 at ``sample_rate``: synthesized, resampled,
+    trimmed, at ``TARGET_ACTIVE_RMS``. ``name`` makes the temporary wav unique in
+    ``tmp_dir`` (callers running in parallel pass distinct names)."""
+    wav = Path(tmp_dir) / f"{name}.wav"
+    try:
+        x, rate = run_synthesizer(speaker, text, wav)
+    finally:
+        wav.unlink(missing_ok=True)
+    x = trim_silence(resample(x, rate, sample_rate), sample_rate)
+    level = active_rms(x, sample_rate)
+    if level <= 0:
+        raise BootsepError(f"{speaker.engine} voice {speaker.voice_name} produced silence for "
+                           f"'{text[:40]}'")
+    return x * (TARGET_ACTIVE_RMS / level)

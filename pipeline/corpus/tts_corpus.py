@@ -1,0 +1,361 @@
+"""The embedded default corpus (``corpus.kind: tts``): synthesized two-speaker,
+8-channel anechoic mixtures in the style of the spatialized wsj0-2mix (paper §3.2).
+
+Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
+
+1. speakers (:mod:`.tts`), split speaker-disjointly (and gender-stratified) into
+   train/valid/test by ``speaker_fractions``; the fortunes sentences (:mod:`.text`) are
+   split the same way, so no sentence is read in two splits;
+2. ``utterances_per_speaker`` sentences per speaker, synthesized in parallel, trimmed,
+   resampled to ``sample_rate``, at a fixed active-speech level; utterances shorter than
+   ``min_seconds`` are not used;
+3. per mixture, from its own generator ``default_rng([seed, 3, split, index])``: two
+   speakers of the split, one utterance each, relative level L ~ U(relative_level_db)
+   (first source +L/2 dB, second -L/2 dB after equal active-RMS normalisation, as in
+   wsj0-2mix), azimuths at least ``min_azimuth_separation_deg`` apart, distances
+   ~ U(distance_m); 'min' mode (both cut to the shorter, and to ``max_seconds``);
+   free-field images on the array (:mod:`.spatialize`), scaled so the mixture peak is
+   ``peak``, quantised to 16 bits; the mixture is the exact sum of the quantised images.
+
+Outputs ``<split>/{mix,s1,s2}/<id>.flac`` (PCM_16, one channel per microphone),
+``<split>/manifest.csv`` and ``speakers.csv``. Same seed and params -> identical bytes,
+whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bootsep.pipeline.atomic import write_text_atomic
+from bootsep.pipeline.audio import write_audio
+from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, write_manifest
+from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
+from bootsep.pipeline.corpus.text import DEFAULT_FORTUNES_DIR, load_sentences
+from bootsep.pipeline.corpus.tts import (TARGET_ACTIVE_RMS, Speaker, active_rms, check_engines,
+                                         make_speakers, synthesize)
+from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.progress import Progress
+
+# Independent random streams: default_rng([seed, STREAM, ...]).
+STREAM_SPEAKERS, STREAM_SPLITS, STREAM_TEXT, STREAM_MIXTURES = 0, 1, 2, 3
+SPLIT_CODES = {split: i for i, split in enumerate(SPLITS)}
+INT16_SCALE = 32768.0
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A synthesized sentence: ``audio`` ``(N,)`` float32, cut to at most max_seconds;
+    ``seconds`` is the full (trimmed) duration."""
+
+    id: str
+    speaker: Speaker
+    text: str
+    audio: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MixturePlan:
+    """Everything random about one mixture (values rounded as the manifest records them)."""
+
+    id: str
+    split: str
+    utterances: tuple[Utterance, Utterance]
+    relative_level_db: float
+    azimuths_deg: tuple[float, float]
+    distances_m: tuple[float, float]
+    num_samples: int
+
+
+def build_tts_corpus(cfg: dict, seed: int, out_dir: Path, *, workers: int | None = None,
+                     show_progress: bool = True) -> dict[str, int]:
+    """Build the corpus into ``out_dir``; returns the number of mixtures per split.
+
+    ``cfg`` is the ``corpus.tts`` params section (an optional ``fortunes_dir`` key reads
+    the fortune databases from another folder). ``workers`` (default: the CPUs this
+    process may use) only changes speed, never the output.
+    """
+    out_dir = Path(out_dir)
+    p = _checked(cfg)
+    workers = workers or _cpu_count()
+    fs = p["sample_rate"]
+    sentences = load_sentences(p["sentence_words"], cfg.get("fortunes_dir") or DEFAULT_FORTUNES_DIR)
+    speakers = make_speakers(p["min_speakers"], np.random.default_rng([seed, STREAM_SPEAKERS]))
+    check_engines(speakers)
+    split_of = split_speakers(speakers, p["speaker_fractions"],
+                              np.random.default_rng([seed, STREAM_SPLITS]))
+    texts = assign_sentences(speakers, split_of, sentences, p["speaker_fractions"],
+                             p["utterances_per_speaker"], seed)
+    utterances = synthesize_all(speakers, texts, fs, p["max_seconds"], workers, show_progress)
+    usable = {s.id: [u for u in utterances[s.id] if u.seconds >= p["min_seconds"]]
+              for s in speakers}
+    mics = array_geometry(p["array"])
+
+    plans = []
+    for split in SPLITS:
+        pool = [s for s in speakers if split_of[s.id] == split and usable[s.id]]
+        n_mix = p["mixtures"][split]
+        if n_mix and len(pool) < 2:
+            raise BootsepError(f"split '{split}' has {len(pool)} speaker(s) with utterances of at "
+                               f"least {p['min_seconds']} s; raise corpus.tts.min_speakers or "
+                               "lower corpus.tts.min_seconds")
+        plans += [plan_mixture(split, i, pool, usable, p, seed) for i in range(n_mix)]
+
+    rows: dict[str, list] = {split: [None] * p["mixtures"][split] for split in SPLITS}
+    with Progress(len(plans), "tts mixtures", unit="mix", enabled=show_progress) as bar, \
+            ThreadPoolExecutor(max_workers=workers) as pool_ex:
+        futures = {pool_ex.submit(render_mixture, plan, mics, p, out_dir / plan.split): plan
+                   for plan in plans}
+        for fut in as_completed(futures):
+            plan = futures[fut]
+            rows[plan.split][int(plan.id.rsplit("_", 1)[1])] = fut.result()
+            bar.update()
+    for split in SPLITS:
+        write_manifest(out_dir / split / MANIFEST_NAME, rows[split], num_sources=2)
+    _write_speakers(out_dir / "speakers.csv", speakers, split_of, usable)
+    return {split: len(rows[split]) for split in SPLITS}
+
+
+def split_speakers(speakers: list[Speaker], fractions: dict[str, float],
+                   rng: np.random.Generator) -> dict[str, str]:
+    """Speaker id -> split. Within each gender the speakers are shuffled and cut into
+    ``fractions`` (largest-remainder rounding, ties to the earlier split), so every split
+    gets both genders when there are enough speakers; splits never share a speaker."""
+    out = {}
+    for gender in sorted({s.gender for s in speakers}):
+        group = [s for s in speakers if s.gender == gender]
+        group = [group[i] for i in rng.permutation(len(group))]
+        counts = _largest_remainder(len(group), [fractions[s] for s in SPLITS])
+        start = 0
+        for split, count in zip(SPLITS, counts):
+            for s in group[start:start + count]:
+                out[s.id] = split
+            start += count
+    return out
+
+
+def assign_sentences(speakers: list[Speaker], split_of: dict[str, str], sentences: list[str],
+                     fractions: dict[str, float], per_speaker: int,
+                     seed: int) -> dict[str, list[str]]:
+    """Speaker id -> ``per_speaker`` distinct sentences. The sentence list is shuffled and
+    cut by ``fractions`` so splits read disjoint texts; each speaker then draws from its
+    split's share with ``default_rng([seed, STREAM_TEXT, speaker index])``."""
+    order = np.random.default_rng([seed, STREAM_TEXT]).permutation(len(sentences))
+    counts = _largest_remainder(len(sentences), [fractions[s] for s in SPLITS])
+    shares, start = {}, 0
+    for split, count in zip(SPLITS, counts):
+        shares[split] = [sentences[i] for i in order[start:start + count]]
+        start += count
+    out = {}
+    for index, s in enumerate(speakers):
+        share = shares[split_of[s.id]]
+        if len(share) < per_speaker:
+            raise BootsepError(f"only {len(share)} sentences for split '{split_of[s.id]}', "
+                               f"fewer than corpus.tts.utterances_per_speaker = {per_speaker}")
+        rng = np.random.default_rng([seed, STREAM_TEXT, index])
+        out[s.id] = [share[i] for i in rng.choice(len(share), per_speaker, replace=False)]
+    return out
+
+
+def synthesize_all(speakers: list[Speaker], texts: dict[str, list[str]], sample_rate: int,
+                   max_seconds: float, workers: int, show_progress: bool = True
+                   ) -> dict[str, list[Utterance]]:
+    """Synthesize every speaker's sentences in a thread pool (the work is in the
+    synthesizer subprocesses). Returns speaker id -> utterances in sentence order."""
+    jobs = [(s, k, text) for s in speakers for k, text in enumerate(texts[s.id])]
+    keep = int(round(max_seconds * sample_rate))
+    out: dict[str, list] = {s.id: [None] * len(texts[s.id]) for s in speakers}
+    with tempfile.TemporaryDirectory(prefix="bootsep-tts-") as tmp, \
+            Progress(len(jobs), "tts synthesis", unit="utt", enabled=show_progress) as bar, \
+            ThreadPoolExecutor(max_workers=workers) as ex:
+        futures = {ex.submit(synthesize, s, text, sample_rate, tmp, f"{s.id}_{k:03d}"): (s, k, text)
+                   for s, k, text in jobs}
+        for fut in as_completed(futures):
+            s, k, text = futures[fut]
+            audio = fut.result()
+            out[s.id][k] = Utterance(f"{s.id}_u{k:03d}", s, text,
+                                     audio[:keep].astype(np.float32), len(audio) / sample_rate)
+            bar.update()
+    return out
+
+
+def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, list[Utterance]],
+                 p: dict, seed: int) -> MixturePlan:
+    """Draw one mixture's speakers, utterances, level and geometry from
+    ``default_rng([seed, STREAM_MIXTURES, split code, index])`` (so a row does not depend
+    on any other row)."""
+    rng = np.random.default_rng([seed, STREAM_MIXTURES, SPLIT_CODES[split], index])
+    a, b = rng.choice(len(pool), 2, replace=False)
+    u1 = usable[pool[a].id][rng.integers(len(usable[pool[a].id]))]
+    cands = [u for u in usable[pool[b].id] if u.text != u1.text] or usable[pool[b].id]
+    u2 = cands[rng.integers(len(cands))]
+    level = round(float(rng.uniform(*p["relative_level_db"])), 2)
+    sep = p["min_azimuth_separation_deg"]
+    az1 = round(float(rng.uniform(0.0, 360.0)), 2) % 360.0
+    offset = round(float(rng.uniform(sep, 360.0 - sep)), 2)
+    az2 = round((az1 + offset) % 360.0, 2) % 360.0
+    d1, d2 = (round(float(rng.uniform(*p["distance_m"])), 3) for _ in range(2))
+    n = min(len(u1.audio), len(u2.audio))
+    return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n)
+
+
+def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path) -> dict:
+    """Spatialize, scale, quantise and write one mixture; returns its manifest row.
+
+    Sources ``(n,)`` are set to equal active RMS then to +L/2 and -L/2 dB; their images
+    ``(M, n)`` are scaled so that the largest of the mixture and image peaks is ``peak``
+    (normally the mixture's), rounded to 16-bit integers, and the mixture written is the
+    integer sum of the rounded images, so mix == s1 + s2 exactly after reading back.
+    """
+    fs, n = p["sample_rate"], plan.num_samples
+    images = []
+    for k, (utt, az, dist) in enumerate(zip(plan.utterances, plan.azimuths_deg, plan.distances_m)):
+        x = utt.audio[:n].astype(np.float64)
+        level = active_rms(x, fs)
+        if level <= 0:
+            raise BootsepError(f"utterance {utt.id} is silent in its first {n} samples")
+        sign = 1.0 if k == 0 else -1.0
+        x *= TARGET_ACTIVE_RMS / level * 10 ** (sign * plan.relative_level_db / 40)
+        images.append(free_field_images(x, mics, source_position(az, dist), fs,
+                                        p["speed_of_sound"]))
+    peak_now = max(np.abs(images[0] + images[1]).max(), np.abs(images[0]).max(),
+                   np.abs(images[1]).max())
+    scale = p["peak"] / peak_now
+    q = [np.round(img * scale * INT16_SCALE).astype(np.int32) for img in images]
+    mix = q[0] + q[1]
+    if max(np.abs(mix).max(), np.abs(q[0]).max(), np.abs(q[1]).max()) > 32767:
+        raise BootsepError(f"mixture {plan.id} would clip at 16 bits; lower corpus.tts.peak")
+    rel = {name: f"{name}/{plan.id}.flac" for name in ("mix", "s1", "s2")}
+    for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
+        write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
+    row = {"id": plan.id, "split": plan.split, "mixture": rel["mix"], "sample_rate": fs,
+           "num_channels": mics.shape[0], "num_samples": n, "num_sources": 2,
+           "s1_image": rel["s1"], "s2_image": rel["s2"],
+           "relative_level_db": plan.relative_level_db, "duration_s": round(n / fs, 4),
+           "mixture_gain": float(scale), "mixture_peak": float(np.abs(mix).max() / INT16_SCALE)}
+    sources = zip(plan.utterances, plan.azimuths_deg, plan.distances_m)
+    for k, (utt, az, dist) in enumerate(sources, 1):
+        s = utt.speaker
+        row.update({f"s{k}_speaker": s.id, f"s{k}_engine": s.engine, f"s{k}_voice": s.voice_name,
+                    f"s{k}_gender": s.gender, f"s{k}_descriptor": s.descriptor,
+                    f"s{k}_utterance": utt.id, f"s{k}_text": utt.text,
+                    f"s{k}_azimuth_deg": az, f"s{k}_distance_m": dist,
+                    f"s{k}_level_db": (1 if k == 1 else -1) * plan.relative_level_db / 2})
+    return row
+
+
+def _write_speakers(path: Path, speakers: list[Speaker], split_of: dict[str, str],
+                    usable: dict[str, list[Utterance]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "split", "engine", "voice", "variant", "gender", "pitch", "rate",
+                     "descriptor", "usable_utterances"])
+    for s in speakers:
+        writer.writerow([s.id, split_of[s.id], s.engine, s.voice, s.variant, s.gender,
+                         "" if s.pitch is None else f"{s.pitch:g}", f"{s.rate:g}", s.descriptor,
+                         len(usable[s.id])])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _largest_remainder(total: int, fractions: list[float]) -> list[int]:
+    raw = [total * f / sum(fractions) for f in fractions]
+    counts = [int(np.floor(r)) for r in raw]
+    order = sorted(range(len(raw)), key=lambda i: (counts[i] - raw[i], i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _checked(cfg: dict) -> dict:
+    """The ``corpus.tts`` values, typed and range-checked (one-line errors naming the key)."""
+    if not isinstance(cfg, dict):
+        raise BootsepError("parameter 'corpus.tts' must be a mapping")
+
+    def get(key):
+        if key not in cfg:
+            raise BootsepError(f"missing parameter 'corpus.tts.{key}'")
+        return cfg[key]
+
+    def bad(key, problem):
+        return BootsepError(f"parameter 'corpus.tts.{key}' {problem}")
+
+    def pair(key, lo_min=None):
+        v = get(key)
+        try:
+            lo, hi = float(v[0]), float(v[1])
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise bad(key, f"must be a pair [low, high], got {v!r}") from None
+        if len(v) != 2 or lo > hi or (lo_min is not None and lo < lo_min):
+            raise bad(key, f"must be [low, high] with {lo_min if lo_min is not None else ''}"
+                           f"{' <= ' if lo_min is not None else ''}low <= high, got {v!r}")
+        return lo, hi
+
+    def number(key, cast=float):
+        try:
+            return cast(get(key))
+        except (TypeError, ValueError):
+            raise bad(key, f"must be a number, got {cfg[key]!r}") from None
+
+    def per_split(key):
+        v = get(key)
+        if not isinstance(v, dict) or set(v) - set(SPLITS):
+            raise bad(key, f"must map {', '.join(SPLITS)} to numbers, got {v!r}")
+        try:
+            return {s: float(v.get(s, 0)) for s in SPLITS}
+        except (TypeError, ValueError):
+            raise bad(key, f"must map {', '.join(SPLITS)} to numbers, got {v!r}") from None
+
+    p = {"sample_rate": number("sample_rate", int), "utterances_per_speaker":
+         number("utterances_per_speaker", int), "min_speakers": number("min_speakers", int),
+         "max_seconds": number("max_seconds"), "min_seconds": number("min_seconds"),
+         "min_azimuth_separation_deg": number("min_azimuth_separation_deg"),
+         "speed_of_sound": number("speed_of_sound"), "peak": number("peak"),
+         "relative_level_db": pair("relative_level_db"), "distance_m": pair("distance_m", 0.0),
+         "sentence_words": tuple(int(w) for w in pair("sentence_words", 1)),
+         "array": get("array")}
+    mixtures = per_split("mixtures")
+    if any(v < 0 or v != int(v) for v in mixtures.values()):
+        raise bad("mixtures", "must be whole numbers >= 0")
+    p["mixtures"] = {s: int(v) for s, v in mixtures.items()}
+    fractions = per_split("speaker_fractions")
+    if any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
+        raise bad("speaker_fractions", "must be >= 0 with a positive sum")
+    for split in SPLITS:
+        if p["mixtures"][split] and fractions[split] <= 0:
+            raise bad("speaker_fractions", f"gives no speakers to '{split}', which has mixtures")
+    p["speaker_fractions"] = fractions
+    if p["sample_rate"] <= 0:
+        raise bad("sample_rate", "must be positive")
+    if p["utterances_per_speaker"] < 1:
+        raise bad("utterances_per_speaker", "must be at least 1")
+    if p["min_speakers"] < 2:
+        raise bad("min_speakers", "must be at least 2")
+    if not 0 < p["min_seconds"] <= p["max_seconds"]:
+        raise bad("min_seconds", "must be positive and at most max_seconds")
+    if not 0 <= p["min_azimuth_separation_deg"] < 180:
+        raise bad("min_azimuth_separation_deg", "must be in [0, 180)")
+    if not 0 < p["peak"] < 1:
+        raise bad("peak", "must be in (0, 1)")
+    if p["speed_of_sound"] <= 0:
+        raise bad("speed_of_sound", "must be positive")
+    if not isinstance(p["array"], dict):
+        raise bad("array", "must be a mapping")
+    radius = float(np.linalg.norm(array_geometry(p["array"]), axis=1).max())
+    if p["distance_m"][0] <= radius:
+        raise bad("distance_m", f"must keep sources outside the array (radius {radius} m)")
+    return p
