@@ -35,7 +35,7 @@ system-deps:
 	fi
 
 repro: system-deps install
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: system-deps install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -105,6 +105,80 @@ def train(params_path, condition):
     main(params_path, condition)
 
 
+@cli.command()
+@PARAMS_OPTION
+@user_errors
+def labels(params_path):
+    """Quality and quantity of each condition's training labels (§3.4) into data/results/labels/."""
+    from bootsep.evaluate.labels_stage import main
+
+    main(params_path)
+
+
+@cli.command()
+@PARAMS_OPTION
+@user_errors
+def evaluate(params_path):
+    """Separate the test split with every approach and score it into data/results/eval/."""
+    from bootsep.evaluate.stage import main
+
+    main(params_path)
+
+
+@cli.command()
+@PARAMS_OPTION
+@user_errors
+def report(params_path):
+    """Table 1 and Figures 2-3 into data/results/."""
+    from bootsep.evaluate.report import main
+
+    main(params_path)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--utterance", "-u", default=None, help="Utterance id (or index) to show in detail.")
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Write a figure of the utterance: log-magnitude, IPD, mask and C_post.")
+@user_errors
+def inspect(path, utterance, png):
+    """Summarise a shard or a shard folder (or data/shards): contents, ranges, NaNs, confidences."""
+    from bootsep.pipeline.inspect import main
+
+    main(path, utterance, png)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--model", required=True, type=click.Path(),
+              help="Trained model folder, e.g. data/models/alpha_1.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Output folder: <name>_s1.wav, <name>_s2.wav, ... and <name>.json per input.")
+@click.option("--approach", default="auto", show_default=True,
+              type=click.Choice(["auto", "spatial", "model", "ensemble"]),
+              help="auto: the model for mono input, the confidence ensemble for stereo/multichannel.")
+@click.option("--num-sources", type=int, default=None, help="Sources to separate (default: the model's, 2).")
+@click.option("--overwrite", is_flag=True, help="Write into an output folder that already has files.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--threshold", type=float, default=None,
+              help="Ensemble threshold on the spatial mean confidence (overrides --ensemble-file).")
+@click.option("--ensemble-file", type=click.Path(dir_okay=False), default=None,
+              help="ensemble.json of the evaluate stage [default: data/results/eval/ensemble.json].")
+@click.option("--block-seconds", type=float, default=20.0, show_default=True,
+              help="Long input is processed in blocks of this length.")
+@click.option("--overlap-seconds", type=float, default=4.0, show_default=True,
+              help="Overlap between blocks (source order alignment and cross-fade).")
+@user_errors
+def separate(inputs, model, out, approach, num_sources, overwrite, device, threshold, ensemble_file,
+             block_seconds, overlap_seconds):
+    """Separate your own wav/flac recordings (files or folders) with a trained model."""
+    from bootsep.evaluate.separate_cli import main
+
+    main(inputs, model, out, approach=approach, num_sources=num_sources, overwrite=overwrite, device=device,
+         threshold=threshold, ensemble_file=ensemble_file, block_seconds=block_seconds,
+         overlap_seconds=overlap_seconds)
+
+
 def main():
     cli(prog_name="bootsep")
 

@@ -73,7 +73,6 @@ def main(workdir: str | None) -> None:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     try:
         run(["dvc", "repro"], path, env)
-        run(["dvc", "metrics", "show"], path, env)
         report = path / "data" / "results" / "table1.md"
         if report.exists():
             print(report.read_text())

@@ -34,3 +34,9 @@ def utterances_per_shard(params: dict) -> int:
 def write_summary(out_dir: Path, summary: dict) -> None:
     """A small JSON beside the shards: counts and totals, for people and DVC metrics."""
     write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def summary_count(shard_dir: Path, key: str = "utterances") -> int:
+    """A count from a shard set's summary.json (0 when absent): totals for progress bars."""
+    path = Path(shard_dir) / SUMMARY_NAME
+    return int(json.loads(path.read_text()).get(key, 0)) if path.is_file() else 0

@@ -1,0 +1,136 @@
+"""DVC stage ``report``: the paper's Table 1 and Figures 2–3 from the evaluation results.
+
+Reads ``data/results/eval/`` (per-mixture metrics, the ensemble threshold, examples),
+``data/results/labels/labels.json`` (quality, quantity) and each model's ``log.csv``;
+writes ``data/results/table1.json`` (DVC metrics), ``table1.md`` and ``figures/``.
+Every number is a mean over the test mixtures with the half-width of its confidence
+interval (``report.ci_level``, Student t); the paper's published value sits beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bootsep.evaluate.figures import (example_figure, fig2_confidence_vs_sdr, fig3_spatial_vs_model,
+                                      training_curves)
+from bootsep.evaluate.paper import paper_key, paper_row
+from bootsep.evaluate.separation import SPATIAL
+from bootsep.evaluate.stage import ENSEMBLES, METRICS, MODEL_ROOT
+from bootsep.evaluate.stats import mean_ci
+from bootsep.pipeline.atomic import atomic_dir, write_text_atomic
+from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.params import get, load_params
+from bootsep.train.conditions import condition_from_params, condition_names
+
+RESULTS = Path("data/results")
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise BootsepError("evaluation results not found (run the evaluate stage)", path)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in (*METRICS, "mean_confidence"):
+            r[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+    return rows
+
+
+def approach_label(params: dict, approach: str) -> tuple[str, str, tuple]:
+    """(channels, human label, paper key) of an approach."""
+    if approach == SPATIAL:
+        return "2ch", "Spatial algorithm", ("2ch", SPATIAL)
+    if approach in ENSEMBLES:
+        model = get(params, "evaluate.ensemble_model")
+        kind = approach.split("_", 1)[1]
+        return "2ch", f"Ensemble ({kind}, {model})", ("2ch", approach)
+    c = condition_from_params(params, approach)
+    if c.labels == "gt":
+        share = "all" if c.fraction >= 1 else f"{c.fraction:.0%}"
+        return "1ch", f"DC w/ ground truth ({share})", paper_key("gt", fraction=c.fraction)
+    return "1ch", f"DC w/ estimates, α = {c.alpha:g}", paper_key("spatial", alpha=c.alpha)
+
+
+def table1(params: dict, rows: list[dict], labels: dict, level: float) -> dict:
+    """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}``."""
+    test = [r for r in rows if r["split"] == "test"]
+    order = [*condition_names(params), SPATIAL, *ENSEMBLES]
+    table = {}
+    for approach in order:
+        sel = [r for r in test if r["approach"] == approach]
+        if not sel:
+            continue
+        channels, label, key = approach_label(params, approach)
+        entry = {"label": label, "channels": channels, "mixtures": len(sel)}
+        for m in METRICS:
+            mean, half = mean_ci(np.array([r[m] for r in sel]), level)
+            entry[m], entry[f"{m}_ci"] = mean, half
+        lab = labels.get(approach)
+        entry["quality"] = lab["quality"] if lab else None
+        entry["quantity"] = lab["quantity"] if lab else None
+        if approach in ENSEMBLES:
+            entry["spatial_share"] = float(np.mean([r["choice"] == SPATIAL for r in sel]))
+        entry["paper"] = paper_row(key)
+        table[approach] = entry
+    return table
+
+
+def _num(v, fmt="{:.2f}") -> str:
+    return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
+
+
+def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -> str:
+    lines = ["# Table 1: SI-SDR (dB) for each approach, ours (paper)", ""]
+    if not has_refs:
+        lines += ["The corpus has no reference sources: separated outputs and confidences only, no metrics.", ""]
+    lines += [f"Means over {next(iter(table.values()))['mixtures'] if table else 0} test mixtures, "
+              f"± half-width of the {level:.0%} confidence interval of the mean. Confidence ensemble "
+              f"threshold: {ensemble['threshold']:.4f} (the {ensemble['percentile']}th percentile of "
+              f"{ensemble['valid_mixtures']} validation mixtures' mean confidence).", "",
+              "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |",
+              "|---|---|---|---|---|---|---|---|"]
+    for e in table.values():
+        p = e["paper"] or {}
+        cells = [f"{_num(e['quality'], '{:.3f}')} ({_num(p.get('quality'), '{:.3f}')})",
+                 f"{_num(e['quantity'], '{:.3f}')} ({_num(p.get('quantity'), '{:.3f}')})"]
+        for m in ("si_sdr", "si_sir", "si_sar"):
+            cells.append(f"{_num(e[m], '{:.1f}')} ± {_num(e[m + '_ci'], '{:.1f}')} ({_num(p.get(m), '{:.1f}')})")
+        cells.append(f"{_num(e['si_sdri'], '{:.1f}')} ± {_num(e['si_sdri_ci'], '{:.1f}')}")
+        lines.append(f"| {e['channels']} | {e['label']} | " + " | ".join(cells) + " |")
+    lines += ["", "Each cell: ours (paper). The paper: spatialized wsj0-2mix, 20k training mixtures, "
+              "4 x 300 BLSTM, 100 epochs; SI-SDRi was not reported."]
+    return "\n".join(lines) + "\n"
+
+
+def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
+         model_root: str | os.PathLike = MODEL_ROOT) -> None:
+    params = load_params(params_path)
+    level = float(get(params, "report.ci_level"))
+    results = Path(results)
+    rows = read_rows(results / "eval" / "per_mixture.csv")
+    ensemble = json.loads((results / "eval" / "ensemble.json").read_text())
+    labels_path = results / "labels" / "labels.json"
+    labels = json.loads(labels_path.read_text())["conditions"] if labels_path.is_file() else {}
+    table = table1(params, rows, labels, level)
+    has_refs = bool(ensemble.get("has_references", True))
+    with atomic_dir(results / "figures") as tmp:
+        if has_refs:
+            fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"], tmp / "fig2_confidence_vs_sdr.png")
+            fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
+                                  tmp / "fig3_spatial_vs_model.png")
+        training_curves({n: Path(model_root) / n / "log.csv" for n in condition_names(params)},
+                        tmp / "training_curves.png")
+        for example in sorted((results / "eval" / "examples").glob("*/masks.npz")):
+            example_figure(example, ensemble["model"], tmp / f"example_{example.parent.name}.png")
+    numeric = {a: {k: v for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+               for a, e in table.items()}
+    write_text_atomic(results / "table1.json", json.dumps(
+        {"ensemble_threshold": ensemble["threshold"], "rows": numeric}, indent=2, default=float) + "\n")
+    md = table1_markdown(table, ensemble, level, has_refs)
+    write_text_atomic(results / "table1.md", md)
+    print(md)

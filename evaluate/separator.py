@@ -1,0 +1,399 @@
+"""Separate anyone's recordings with a trained model folder (``bootsep separate``, paper §3.3).
+
+>>> sep = Separator.from_pretrained("data/models/alpha_1")
+>>> sources, info = sep.separate(audio, sample_rate)      # audio (L,) or (C, L)
+
+Approaches (``approach=``):
+
+- ``model``: the learned deep-clustering model on channel 0 (embeddings + K-means, binary
+  masks). The only choice for mono input.
+- ``spatial``: the spatial algorithm (§2.1) on channels 0 and 1: IPD -> PCA -> GMM, its
+  posteriors (eq. 3) as soft masks on channel 0.
+- ``ensemble``: per block, the spatial algorithm when its mean confidence
+  (C_cl · C_JSD · mean C_post, eqs. 4–6) is above the threshold chosen on the validation
+  split by the evaluate stage (``data/results/eval/ensemble.json``), otherwise the model.
+- ``auto``: ``model`` for mono input, ``ensemble`` for two or more channels.
+
+The audio is resampled to the model's STFT rate (scipy polyphase) and the sources back to
+the input rate; long input is processed in overlapping blocks (:mod:`.blocks`). The
+spatial, confidence and K-means settings are the ones the model was trained and evaluated
+with (``params.json`` of the model folder).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.signal import resample_poly
+
+from bootsep.evaluate.blocks import (SILENCE_PEAK, BlockOutput, block_samples, check_block_seconds,
+                                     plan_blocks, separate_array)
+from bootsep.evaluate.ensemble import choose_confidence
+from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.evaluate.models import load_model, pick_device
+from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.features import log_magnitude_db
+from bootsep.pipeline.progress import Progress
+from bootsep.pipeline.stft import StftConfig, stft
+from bootsep.train.model import DeepClusteringBLSTM
+
+APPROACHES = ("auto", "spatial", "model", "ensemble")
+DEFAULT_ENSEMBLE_FILE = Path("data/results/eval/ensemble.json")
+PARAMS_JSON = "params.json"
+MAX_SOURCES = 8
+CONFIDENCE_ID = "separate"      # the mixture id that seeds the C_JSD Monte Carlo draws of every block
+
+# Used only when a model folder lacks params.json (the values of the shipped params.yaml).
+DEFAULT_SETTINGS = {
+    "spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4, "reg_covar": 1e-6},
+    "confidence": {"jsd_samples": 2000, "seed": 2},
+    "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0},
+}
+
+
+@dataclass(frozen=True)
+class SpatialSettings:
+    tau_db: float
+    max_iter: int
+    tol: float
+    reg_covar: float
+    jsd_samples: int
+    jsd_seed: int
+
+
+class Separator:
+    """A trained deep-clustering model plus the spatial algorithm, ready to separate audio.
+
+    Build it with :meth:`from_pretrained`. ``threshold`` is the ensemble's switching point
+    on the spatial mean confidence (``None``: ensemble mode unavailable).
+    """
+
+    def __init__(self, model: DeepClusteringBLSTM, meta: dict, *, path: Path, device: torch.device,
+                 spatial: SpatialSettings, kmeans_threshold_db: float, kmeans_seed: int,
+                 threshold: float | None = None, threshold_source: str | None = None):
+        self.model, self.meta, self.path, self.device = model, meta, Path(path), device
+        self.stft_config: StftConfig = meta["stft"]
+        self.spatial = spatial
+        self.kmeans_threshold_db, self.kmeans_seed = float(kmeans_threshold_db), int(kmeans_seed)
+        self.threshold, self.threshold_source = threshold, threshold_source
+        self.default_num_sources = int(meta.get("num_sources") or 2)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", threshold: float | None = None,
+                        ensemble_file: str | os.PathLike | None = None) -> "Separator":
+        """Load ``data/models/<name>/`` (``model.pt`` + ``params.json``).
+
+        ``threshold`` overrides the ensemble threshold; otherwise it is read from
+        ``ensemble_file`` (an error if given and unusable) or, when that is ``None``, from
+        :data:`DEFAULT_ENSEMBLE_FILE` if it exists.
+        """
+        path = Path(path)
+        dev = pick_device(device)
+        model, meta = load_model(path, dev)
+        _check_stft(meta["stft"], model, path)
+        settings = _training_settings(path)
+        sp, conf, ev = settings["spatial"], settings["confidence"], settings["evaluate"]
+        spatial = SpatialSettings(
+            tau_db=float(sp["tau_db"]), max_iter=int(sp["max_iter"]), tol=float(sp["tol"]),
+            reg_covar=float(sp["reg_covar"]), jsd_samples=int(conf["jsd_samples"]),
+            jsd_seed=int(conf["seed"]))
+        source = None
+        if threshold is not None:
+            threshold, source = _check_threshold(threshold, "--threshold"), "given"
+        else:
+            threshold, source = read_ensemble_threshold(ensemble_file)
+        return cls(model, meta, path=path, device=dev, spatial=spatial,
+                   kmeans_threshold_db=float(ev["kmeans_threshold_db"]), kmeans_seed=int(ev["kmeans_seed"]),
+                   threshold=threshold, threshold_source=source)
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the model works at (its STFT config)."""
+        return self.stft_config.sample_rate
+
+    def describe(self) -> dict:
+        """JSON-ready facts about the model, for the per-file report."""
+        cond = self.meta.get("condition") or {}
+        return {"path": str(self.path), "name": cond.get("name", self.path.name), "condition": cond,
+                "epoch": self.meta.get("epoch"), "valid_loss": _plain(self.meta.get("valid_loss")),
+                "bootsep_version": self.meta.get("bootsep_version"),
+                "model_config": self.meta.get("model_config")}
+
+    # ------------------------------------------------------------------ approach / checks
+
+    def resolve_approach(self, channels: int, approach: str = "auto") -> str:
+        """The approach actually used for input with ``channels`` channels (errors if impossible)."""
+        if approach not in APPROACHES:
+            raise BootsepError(f"unknown approach '{approach}' (one of {', '.join(APPROACHES)})")
+        if approach == "auto":
+            approach = "ensemble" if channels >= 2 else "model"
+        if approach in ("spatial", "ensemble") and channels < 2:
+            raise BootsepError(f"the {approach} approach needs at least 2 channels, the input has "
+                               f"{channels}; use --approach model (or auto) for mono audio")
+        if approach == "ensemble" and self.threshold is None:
+            raise BootsepError("ensemble separation of multichannel audio needs the confidence "
+                               "threshold from validation: run `dvc repro` (writes "
+                               f"{DEFAULT_ENSEMBLE_FILE}), or pass --ensemble-file or --threshold "
+                               "(or --approach spatial|model)")
+        return approach
+
+    def check_num_sources(self, num_sources: int | None) -> int:
+        k = self.default_num_sources if num_sources is None else num_sources
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= MAX_SOURCES:
+            raise BootsepError(f"number of sources must be an integer from 2 to {MAX_SOURCES}, got {k!r}")
+        return int(k)
+
+    # ------------------------------------------------------------------ separation
+
+    def separate(self, audio: np.ndarray, sample_rate: int, approach: str = "auto",
+                 num_sources: int | None = None, *, block_seconds: float | None = 20.0,
+                 overlap_seconds: float = 4.0, progress: bool = False) -> tuple[np.ndarray, dict]:
+        """Separate ``audio`` ``(L,)`` or ``(C, L)`` at ``sample_rate`` into ``(K, L)`` float32.
+
+        Returns the sources (same rate and length as the input) and an info dict: the
+        approach used, per-block choices and confidences, the mean spatial confidence
+        (multichannel input), model and STFT facts. ``block_seconds=None``: one block.
+        """
+        x = check_audio(audio)
+        rate = _check_rate(sample_rate)
+        k = self.check_num_sources(num_sources)
+        used = self.resolve_approach(x.shape[0], approach)
+        process = self.block_processor(rate, used, k)
+        check_block_seconds(block_seconds, overlap_seconds)
+        total = len(plan_blocks(x.shape[1], block_samples(block_seconds, rate),
+                                block_samples(overlap_seconds, rate)))
+        with Progress(total, "separate", "block", enabled=progress) as bar:
+            sources, blocks = separate_array(x[:2], rate, process, k, block_seconds=block_seconds,
+                                             overlap_seconds=overlap_seconds, progress=bar)
+        info = self.report(approach, used, k, rate, x.shape[0], x.shape[1], blocks,
+                           block_seconds=block_seconds, overlap_seconds=overlap_seconds)
+        return sources, info
+
+    def block_processor(self, rate: int, approach: str, num_sources: int):
+        """A callable separating one block ``(C, n)`` at ``rate`` (channels 0 and 1 used)."""
+        if approach not in ("spatial", "model", "ensemble"):
+            raise BootsepError(f"block approach must be resolved first, got '{approach}'")
+
+        def process(block: np.ndarray) -> BlockOutput:
+            return self.separate_block(block, rate, approach, num_sources)
+
+        return process
+
+    def separate_block(self, block: np.ndarray, rate: int, approach: str, num_sources: int) -> BlockOutput:
+        """One block: resample, STFT, masks of the chosen approach, inverse STFT, resample back."""
+        length = block.shape[-1]
+        stereo = block.shape[0] >= 2      # the spatial confidence is reported whatever the approach
+        chans = block[:2] if stereo else block[:1]
+        if float(np.abs(chans[0]).max(initial=0.0)) <= SILENCE_PEAK:
+            return BlockOutput(np.zeros((num_sources, length), np.float32),
+                               {"choice": "silent", "confidence": None})
+        cfg = self.stft_config
+        y = resample(chans, rate, cfg.sample_rate)
+        spec = stft(y, cfg)                                           # (C', T, F)
+        logmag = log_magnitude_db(spec[0])                            # eq. 2
+        confidence = None
+        spatial_masks_ = None
+        if stereo:
+            spatial_masks_, confidence = self.spatial_masks(spec[0], spec[1], logmag, num_sources)
+        if approach == "spatial" or (approach == "ensemble" and self.use_spatial(confidence)):
+            masks, choice = spatial_masks_, "spatial"
+        else:
+            masks, choice = self.model_masks(logmag, num_sources), "model"
+        out = apply_masks(spec[0], masks, cfg, y.shape[-1])
+        out = resample(out, cfg.sample_rate, rate)
+        out = _fit_length(out, length)
+        return BlockOutput(out, {"choice": choice, "confidence": confidence})
+
+    def use_spatial(self, confidence: float | None) -> bool:
+        """Ensemble rule (§3.3): the spatial estimate when its mean confidence is above the threshold."""
+        if confidence is None or self.threshold is None:
+            return False
+        return bool(choose_confidence(np.array([confidence]), self.threshold)[0])
+
+    def model_masks(self, logmag: np.ndarray, num_sources: int) -> np.ndarray:
+        """Binary masks ``(K, T, F)`` from the DC embeddings of channel 0."""
+        return model_masks(self.model, [logmag.astype(np.float32)], num_sources,
+                           threshold_db=self.kmeans_threshold_db, seed=self.kmeans_seed,
+                           device=self.device)[0]
+
+    def spatial_masks(self, x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray,
+                      num_sources: int) -> tuple[np.ndarray, float]:
+        """GMM posterior masks ``(K, T, F)`` (eq. 3) and the mean confidence (eqs. 4–6)."""
+        return spatial_separation(x0, x1, logmag, num_sources, self.spatial)
+
+    def report(self, requested: str, used: str, num_sources: int, rate: int, channels: int, length: int,
+               blocks: list[dict], *, block_seconds: float | None, overlap_seconds: float) -> dict:
+        """The info dict of one separated input (the JSON beside the outputs)."""
+        blocks = [{"start_s": b["start"] / rate, "end_s": b["end"] / rate, "choice": b.get("choice"),
+                   "confidence": _plain(b.get("confidence")), "permutation": b["permutation"]}
+                  for b in blocks]
+        conf = [(b["confidence"], b["end_s"] - b["start_s"]) for b in blocks if b["confidence"] is not None]
+        mean_conf = (sum(c * w for c, w in conf) / sum(w for _, w in conf)) if conf else None
+        choices = sorted({b["choice"] for b in blocks})
+        return {
+            "approach_requested": requested, "approach": used,
+            "choices": choices,
+            "mean_spatial_confidence": mean_conf,
+            "ensemble_threshold": self.threshold if used == "ensemble" else None,
+            "threshold_source": self.threshold_source if used == "ensemble" else None,
+            "num_sources": num_sources, "input_sample_rate": rate, "input_channels": channels,
+            "num_samples": length, "duration_s": length / rate,
+            "processing_sample_rate": self.sample_rate,
+            "channels_used": [0, 1] if (channels >= 2) else [0],
+            "block_seconds": block_seconds, "overlap_seconds": overlap_seconds,
+            "blocks": blocks,
+            "model": self.describe(), "stft": asdict(self.stft_config), "device": str(self.device),
+            "spatial_settings": asdict(self.spatial),
+            "kmeans": {"threshold_db": self.kmeans_threshold_db, "seed": self.kmeans_seed},
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# spatial algorithm and confidence on one mixture
+
+
+def spatial_separation(x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray, num_sources: int,
+                       settings: SpatialSettings) -> tuple[np.ndarray, float]:
+    """Spatial masks ``(K, T, F)`` of one stereo STFT pair ``(T, F)`` and its mean confidence."""
+    from bootsep.pipeline.confidence import confidence_measures
+    from bootsep.pipeline.spatial import spatial_masks
+    from bootsep.pipeline.stages.confidence import mixture_seeds
+
+    valid = np.ones((1, x0.shape[0]), dtype=bool)
+    res = spatial_masks(np.asarray(x0, np.complex64)[None], np.asarray(x1, np.complex64)[None],
+                        np.asarray(logmag, np.float32)[None], valid, tau_db=settings.tau_db,
+                        num_components=num_sources, max_iter=settings.max_iter, tol=settings.tol,
+                        reg_covar=settings.reg_covar)
+    # as the confidence stage: C_post averaged over the fitted bins, Monte Carlo seeded per mixture
+    conf = confidence_measures(res, valid, settings.jsd_samples,
+                               seeds=mixture_seeds([CONFIDENCE_ID], settings.jsd_seed))
+    masks = np.moveaxis(np.asarray(res.posteriors[0], dtype=np.float32), -1, 0)
+    return masks, float(conf["mean_confidence"][0])
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (no-op when the rates match), float32."""
+    if rate_in == rate_out:
+        return np.asarray(x, dtype=np.float32)
+    g = math.gcd(int(rate_in), int(rate_out))
+    return resample_poly(x, rate_out // g, rate_in // g, axis=-1).astype(np.float32)
+
+
+def _fit_length(x: np.ndarray, length: int) -> np.ndarray:
+    if x.shape[-1] >= length:
+        return np.ascontiguousarray(x[..., :length])
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])])
+
+
+def check_audio(audio: np.ndarray) -> np.ndarray:
+    """``(L,)`` or ``(C, L)`` finite, non-empty, non-silent audio -> float32 ``(C, L)``."""
+    x = np.asarray(audio)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise BootsepError(f"audio must be (samples,) or (channels, samples), got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise BootsepError(f"audio must be real numbers, got dtype {x.dtype}")
+    if x.shape[0] > max(x.shape[1], 64):          # (samples, channels), as soundfile reads it
+        raise BootsepError(f"audio of shape {x.shape} has more channels than samples; "
+                           "pass (channels, samples) (transpose soundfile's (samples, channels))")
+    if x.shape[1] == 0:
+        raise BootsepError("audio is empty (0 samples)")
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise BootsepError("audio contains NaN or infinite samples")
+    if float(np.abs(x).max()) <= SILENCE_PEAK:
+        raise BootsepError("audio is silent; nothing to separate")
+    return x
+
+
+def _check_rate(rate) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        if isinstance(rate, float) and rate.is_integer() and rate > 0:
+            return int(rate)
+        raise BootsepError(f"sample rate must be a positive integer, got {rate!r}")
+    return int(rate)
+
+
+def _check_threshold(value, where: str) -> float:
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise BootsepError(f"{where}: threshold must be a number, got {value!r}") from None
+    if not math.isfinite(t):
+        raise BootsepError(f"{where}: threshold must be finite, got {value!r}")
+    return t
+
+
+def read_ensemble_threshold(path: str | os.PathLike | None) -> tuple[float | None, str | None]:
+    """The confidence threshold of ``ensemble.json`` and its path; ``(None, None)`` when the
+    default file does not exist (an explicitly given file must exist and be valid)."""
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_ENSEMBLE_FILE
+    if not path.is_file():
+        if explicit:
+            raise BootsepError("ensemble file not found (written by the evaluate stage: `dvc repro`)", path)
+        return None, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BootsepError(f"unreadable ensemble file ({' '.join(str(exc).split())[:160]})", path) from None
+    if not isinstance(data, dict) or "threshold" not in data:
+        raise BootsepError("ensemble file has no 'threshold'", path)
+    return _check_threshold(data["threshold"], str(path)), str(path)
+
+
+def _training_settings(folder: Path) -> dict:
+    """spatial / confidence / evaluate sections of the params the model was trained with."""
+    settings = {k: dict(v) for k, v in DEFAULT_SETTINGS.items()}
+    path = folder / PARAMS_JSON
+    if not path.is_file():
+        return settings
+    try:
+        params = json.loads(path.read_text()).get("params_file") or {}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BootsepError(f"unreadable model parameters ({' '.join(str(exc).split())[:160]})",
+                           path) from None
+    for section, defaults in settings.items():
+        given = params.get(section) if isinstance(params, dict) else None
+        if isinstance(given, dict):
+            defaults.update({k: given[k] for k in defaults if k in given})
+    return settings
+
+
+def _check_stft(cfg: StftConfig, model: DeepClusteringBLSTM, path: Path) -> None:
+    """The model's STFT config must be usable and match its input size."""
+    if not (isinstance(cfg.sample_rate, int) and cfg.sample_rate > 0
+            and 0 < cfg.hop_length <= cfg.win_length):
+        raise BootsepError(f"model has an unusable STFT config {cfg}", path)
+    try:
+        cfg.analysis_window()
+    except Exception:
+        raise BootsepError(f"model has an unknown STFT window '{cfg.window}'", path) from None
+    if cfg.num_freq != model.config.num_freq:
+        raise BootsepError(f"model expects {model.config.num_freq} frequency bins but its STFT "
+                           f"config gives {cfg.num_freq}", path)
+
+
+def _plain(value):
+    if value is None:
+        return None
+    if isinstance(value, (np.generic, torch.Tensor)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,368 @@
+"""``bootsep separate`` and :class:`Separator`: shapes, resampling, blocks, bad input (issue 7).
+
+A tiny untrained model folder in the trainer's format stands in for a trained one (the
+deep-clustering path only has to run and be consistent); the spatial algorithm does the
+real separating on generated stereo mixtures of two harmonic sources at different delays.
+``test_smoke_model_separates`` uses the smoke pipeline's model when ``BOOTSEP_SMOKE_DIR``
+points to a smoke workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from bootsep import __version__
+from bootsep.cli import cli
+from bootsep.evaluate.blocks import (BlockOutput, align_permutation, crossfade_ramp, plan_blocks,
+                                     run_blocks, separate_file)
+from bootsep.evaluate.separator import Separator, resample
+from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.stft import StftConfig
+from bootsep.train.checkpoint import save_checkpoint
+from bootsep.train.model import ModelConfig, init_model
+
+RATE = 8000
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed: int = 0) -> Path:
+    """A model folder as the trainer writes it (model.pt + params.json), tiny and untrained."""
+    cfg = StftConfig(sample_rate=RATE, win_length=256, hop_length=64, window="hann")
+    mcfg = ModelConfig(num_freq=cfg.num_freq, hidden=hidden, num_layers=1, embedding_dim=8)
+    model = init_model(mcfg, seed=seed)
+    folder = root / name
+    meta = {"condition": {"name": name, "labels": "spatial", "alpha": 1.0, "fraction": 1.0},
+            "model_config": mcfg.to_dict(), "stft": asdict(cfg), "train": {"seed": seed},
+            "num_sources": 2, "train_mixtures": None}
+    save_checkpoint(folder / "model.pt", {"model_state": model.state_dict(), "epoch": 1, "valid_loss": 0.5,
+                                          "bootsep_version": __version__, **meta})
+    params = {"spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4,
+                          "reg_covar": 1e-6},
+              "confidence": {"jsd_samples": 200, "seed": 2},
+              "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0}}
+    (folder / "params.json").write_text(json.dumps({**meta, "params_file": params}))
+    return folder
+
+
+def harmonic(rate: int, seconds: float, f0: float, am_hz: float, phase: float, rng) -> np.ndarray:
+    """A vibrato harmonic tone gated at ``am_hz`` (speech-like on/off), plus a little noise."""
+    t = np.arange(int(seconds * rate)) / rate
+    f = f0 * (1 + 0.03 * np.sin(2 * np.pi * 0.7 * t + phase))
+    ph = 2 * np.pi * np.cumsum(f) / rate
+    x = sum((0.8 ** h) * np.sin(h * ph + rng.uniform(0, 2 * np.pi)) for h in range(1, 12)
+            if h * f0 < 0.45 * rate)
+    gate = np.clip(np.sin(2 * np.pi * am_hz * t + phase) * 2 + 0.6, 0, 1)
+    return (x * gate + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def mixture(rate: int = RATE, seconds: float = 4.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stereo mixture ``(2, L)`` of two sources with opposite inter-channel delays, and the
+    sources' images at channel 0 ``(2, L)``."""
+    rng = np.random.default_rng(seed)
+    s1 = harmonic(rate, seconds, 180.0, 2.1, 0.0, rng)
+    s2 = 0.8 * harmonic(rate, seconds, 290.0, 2.9, 1.9, rng)
+    d = max(1, round(0.25e-3 * rate))             # 0.25 ms each way
+    ch0 = s1 + s2
+    ch1 = np.roll(s1, d) + np.roll(s2, -d)
+    mix = np.stack([ch0, ch1])
+    return 0.5 * mix / np.abs(mix).max(), 0.5 * np.stack([s1, s2]) / np.abs(mix).max()
+
+
+def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
+    est, ref = est.astype(np.float64), ref.astype(np.float64)
+    a = (est @ ref) / max(ref @ ref, 1e-20)
+    target = a * ref
+    return float(10 * np.log10(max(target @ target, 1e-20) / max((est - target) @ (est - target), 1e-20)))
+
+
+def best_order(est: np.ndarray, refs: np.ndarray) -> tuple[int, ...]:
+    """The estimate index matched to each reference (2 sources)."""
+    straight = si_sdr(est[0], refs[0]) + si_sdr(est[1], refs[1])
+    swapped = si_sdr(est[1], refs[0]) + si_sdr(est[0], refs[1])
+    return (0, 1) if straight >= swapped else (1, 0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny LSTM is fastest on one thread, and far slower on several when cores are busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def sep(model_dir) -> Separator:
+    return Separator.from_pretrained(model_dir, device="cpu", threshold=0.05)
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(cli, ["separate", *args])
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+# ---------------------------------------------------------------------------------------
+# block machinery
+
+
+def test_plan_blocks_covers_once_with_fixed_overlap():
+    for length in (1, 50, 99, 100, 101, 150, 999, 1000, 1234):
+        plan = plan_blocks(length, 100, 20)
+        assert plan[0][0] == 0 and plan[-1][1] == length
+        for (a0, b0), (a1, b1) in zip(plan, plan[1:]):
+            assert b0 - a1 == 20 and b0 <= b1
+        assert all(b - a <= 150 for a, b in plan)
+    assert plan_blocks(500, None, 20) == [(0, 500)]
+    with pytest.raises(BootsepError):
+        plan_blocks(1000, 100, 60)
+
+
+def test_run_blocks_undoes_any_permutation_exactly():
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((3, 5000)).astype(np.float32)
+    perms = [rng.permutation(3) for _ in range(20)]
+    out = []
+
+    def process(block):
+        a = int(block[0, 0])                        # the reader passes the start sample along
+        p = perms[len(out)]
+        return BlockOutput(truth[p, a:a + block.shape[1]], {"choice": "x"})
+
+    infos = run_blocks(lambda a, b: np.full((1, b - a), a, np.float32), 5000, process, out.append,
+                       block=700, overlap=150)
+    # the first block fixes the order; every later one is aligned to it and the cross-fades
+    # of identical signals are exact
+    np.testing.assert_allclose(np.concatenate(out, axis=1), truth[perms[0]], atol=1e-5)
+    assert len(infos) == len(plan_blocks(5000, 700, 150))
+    assert abs(float(crossfade_ramp(64)[::-1][0] + crossfade_ramp(64)[0]) - 1) < 1e-6
+
+
+def test_align_permutation_picks_the_best_match():
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((3, 400))
+    cand = ref[[2, 0, 1]] + 0.3 * rng.standard_normal((3, 400))
+    np.testing.assert_array_equal(cand[align_permutation(ref, cand)] - cand[[1, 2, 0]], 0)
+    np.testing.assert_array_equal(align_permutation(np.zeros((2, 10)), np.zeros((2, 10))), [0, 1])
+
+
+def test_failed_block_leaves_no_output(tmp_path):
+    mix, _ = mixture(seconds=3.0)
+    src = tmp_path / "in.wav"
+    sf.write(src, mix.T, RATE)
+    outs = [tmp_path / "out" / "in_s1.wav", tmp_path / "out" / "in_s2.wav"]
+    calls = []
+
+    def process(block):
+        calls.append(1)
+        if len(calls) == 2:
+            raise BootsepError("boom")
+        return BlockOutput(np.stack([block[0], block[0]]), {})
+
+    with pytest.raises(BootsepError, match="boom"):
+        separate_file(src, outs, process, block_seconds=1.0, overlap_seconds=0.25, progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------
+# Separator
+
+
+def test_separate_stereo_and_mono(sep):
+    mix, refs = mixture()
+    for approach in ("spatial", "model", "ensemble", "auto"):
+        sources, info = sep.separate(mix, RATE, approach=approach)
+        assert sources.shape == (2, mix.shape[1]) and sources.dtype == np.float32
+        assert np.isfinite(sources).all()
+        assert info["approach"] == ("ensemble" if approach == "auto" else approach)
+        assert 0.0 <= info["mean_spatial_confidence"] <= 1.0
+    spatial, info = sep.separate(mix, RATE, approach="spatial")
+    order = best_order(spatial, refs)
+    assert np.mean([si_sdr(spatial[order[k]], refs[k]) for k in range(2)]) > 5.0
+    mono, info = sep.separate(mix[0], RATE)
+    assert mono.shape == (2, mix.shape[1]) and np.isfinite(mono).all()
+    assert info["approach"] == "model" and info["mean_spatial_confidence"] is None
+    # binary masks: the model's sources add up to the mixture
+    np.testing.assert_allclose(mono.sum(0), mix[0], atol=1e-4)
+    with pytest.raises(BootsepError, match="at least 2 channels"):
+        sep.separate(mix[0], RATE, approach="spatial")
+    three, _ = sep.separate(mix[0], RATE, num_sources=3)
+    assert three.shape == (3, mix.shape[1])
+
+
+def test_ensemble_follows_threshold(model_dir):
+    mix, _ = mixture()
+    low = Separator.from_pretrained(model_dir, device="cpu", threshold=-1.0)
+    high = Separator.from_pretrained(model_dir, device="cpu", threshold=2.0)
+    assert low.separate(mix, RATE, approach="ensemble")[1]["choices"] == ["spatial"]
+    assert high.separate(mix, RATE, approach="ensemble")[1]["choices"] == ["model"]
+
+
+def test_resampling_round_trip(sep):
+    mix8, _ = mixture(RATE, seconds=3.0)
+    mix16, _ = mixture(16000, seconds=3.0)
+    sources, info = sep.separate(mix16[0], 16000, block_seconds=None)
+    assert sources.shape == (2, mix16.shape[1]) and info["processing_sample_rate"] == RATE
+    # model masks sum to one: the sum of the sources is the mixture through 16k -> 8k -> 16k
+    band_limited = resample(resample(mix16[0], 16000, RATE), RATE, 16000)
+    assert si_sdr(sources.sum(0), band_limited) > 40
+    # and the resampler round trip keeps a band-limited signal
+    assert si_sdr(resample(resample(mix8[0], RATE, 16000), 16000, RATE), mix8[0]) > 40
+    odd, _ = sep.separate(resample(mix8, RATE, 44100), 44100, approach="spatial")
+    assert odd.shape == (2, resample(mix8, RATE, 44100).shape[1]) and np.isfinite(odd).all()
+
+
+def test_blocks_match_whole_file_spatial(sep):
+    mix, refs = mixture(seconds=60.0, seed=3)
+    whole, _ = sep.separate(mix, RATE, approach="spatial", block_seconds=None)
+    blocked, info = sep.separate(mix, RATE, approach="spatial", block_seconds=20.0, overlap_seconds=4.0)
+    assert len(info["blocks"]) == 4                 # 0-20, 16-36, 32-52, 48-60 s
+    for k in range(2):
+        assert si_sdr(blocked[k], whole[k]) > 15.0
+    # one source order over the whole recording: the same match to the references in every 10 s
+    order = best_order(blocked, refs)
+    for a in range(0, mix.shape[1], 10 * RATE):
+        assert best_order(blocked[:, a:a + 10 * RATE], refs[:, a:a + 10 * RATE]) == order
+
+
+def test_blocks_match_whole_file_model(sep):
+    mix, _ = mixture(seconds=60.0, seed=4)
+    whole, _ = sep.separate(mix[0], RATE, approach="model", block_seconds=None)
+    blocked, _ = sep.separate(mix[0], RATE, approach="model", block_seconds=20.0, overlap_seconds=4.0)
+    assert blocked.shape == whole.shape and np.isfinite(blocked).all()
+    np.testing.assert_allclose(blocked.sum(0), mix[0], atol=1e-3)        # masks still partition the mixture
+    # an untrained net clusters each block a little differently (its K-means permutes the
+    # sources from block to block): a loose match, but the same order as the whole file
+    assert np.mean([si_sdr(blocked[k], whole[k]) for k in range(2)]) > 6.0
+    for a in range(0, mix.shape[1], 10 * RATE):
+        assert best_order(blocked[:, a:a + 10 * RATE], whole[:, a:a + 10 * RATE]) == (0, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+
+
+def test_cli_separates_files_and_folders(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                  # no data/results/eval/ensemble.json here
+    mix, _ = mixture(seconds=3.0)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "stereo.wav", mix.T, RATE, subtype="PCM_16")
+    sf.write(tmp_path / "in" / "mono16k.flac", resample(mix[0], RATE, 16000), 16000)
+    ens = tmp_path / "ensemble.json"
+    ens.write_text(json.dumps({"model": "alpha_1", "percentile": 25, "threshold": 0.05}))
+    res = run_cli(str(tmp_path / "in"), "--model", str(model_dir), "--out", "out",
+                  "--ensemble-file", str(ens))
+    assert res.exit_code == 0, res.output
+    for name, rate, length in (("stereo", RATE, mix.shape[1]), ("mono16k", 16000, 2 * mix.shape[1])):
+        for k in (1, 2):
+            data, sr = sf.read(tmp_path / "out" / f"{name}_s{k}.wav")
+            assert sr == rate and data.shape == (length,) and np.isfinite(data).all()
+        info = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert info["model"]["name"] == "tiny" and info["stft"]["win_length"] == 256
+    stereo = json.loads((tmp_path / "out" / "stereo.json").read_text())
+    mono = json.loads((tmp_path / "out" / "mono16k.json").read_text())
+    assert stereo["approach"] == "ensemble" and stereo["ensemble_threshold"] == 0.05
+    assert 0 <= stereo["mean_spatial_confidence"] <= 1
+    assert stereo["blocks"][0]["choice"] in ("spatial", "model")
+    assert mono["approach"] == "model" and mono["mean_spatial_confidence"] is None
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+    # an existing output folder with files: refused without --overwrite, then replaced with it
+    again = run_cli(str(tmp_path / "in" / "stereo.wav"), "--model", str(model_dir), "--out", "out",
+                    "--approach", "spatial")
+    assert again.exit_code != 0 and len(error_lines(again)) == 1 and "--overwrite" in again.stderr
+    again = run_cli(str(tmp_path / "in" / "stereo.wav"), "--model", str(model_dir), "--out", "out",
+                    "--approach", "spatial", "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "out" / "stereo.json").read_text())["approach"] == "spatial"
+
+
+def test_cli_bad_inputs_fail_one_line_each(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mix, _ = mixture(seconds=2.0)
+    good = tmp_path / "good.wav"
+    sf.write(good, mix[0], RATE)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really a wav file" * 10)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 2), np.float32), RATE)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros((RATE, 2), np.float32), RATE)
+    nan = tmp_path / "nan.wav"
+    bad = mix.T.copy()
+    bad[RATE // 2, 0] = np.nan
+    sf.write(nan, bad, RATE, subtype="FLOAT")
+    stereo = tmp_path / "stereo.wav"                  # ensemble without a threshold
+    sf.write(stereo, mix.T, RATE)
+    missing = tmp_path / "missing.wav"
+    inputs = [garbage, empty, good, silent, nan, missing, stereo]
+    res = run_cli(*map(str, inputs), "--model", str(model_dir), "--out", "out")
+    assert res.exit_code != 0
+    lines = error_lines(res)
+    assert len(lines) == 7, res.stderr                   # six bad inputs and the summary
+    for path in (garbage, empty, silent, nan, missing, stereo):
+        assert sum(str(path) in line for line in lines) == 1, (path, lines)
+    assert "dvc repro" in next(line for line in lines if str(stereo) in line)
+    assert "--threshold" in next(line for line in lines if str(stereo) in line)
+    assert "6 of 7" in lines[-1]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["good.json", "good_s1.wav", "good_s2.wav"]
+
+
+def test_cli_rejects_a_folder_that_is_not_a_model(tmp_path):
+    mix, _ = mixture(seconds=1.0)
+    sf.write(tmp_path / "x.wav", mix[0], RATE)
+    (tmp_path / "nomodel").mkdir()
+    (tmp_path / "nomodel" / "model.pt").write_bytes(b"not a checkpoint")
+    for folder in (tmp_path / "nomodel", tmp_path / "nowhere", tmp_path):
+        res = run_cli(str(tmp_path / "x.wav"), "--model", str(folder), "--out", str(tmp_path / "out"))
+        assert res.exit_code == 1 and len(error_lines(res)) == 1, res.output
+        assert str(folder) in res.stderr
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(BootsepError, match="not a bootsep model"):
+        Separator.from_pretrained(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# the smoke pipeline's trained model
+
+
+@pytest.mark.skipif(not os.environ.get("BOOTSEP_SMOKE_DIR"),
+                    reason="set BOOTSEP_SMOKE_DIR to a smoke workspace (make smoke SMOKE_DIR=...)")
+def test_smoke_model_separates(tmp_path):
+    ws = Path(os.environ["BOOTSEP_SMOKE_DIR"])
+    model = ws / "data" / "models" / "alpha_1"
+    if not (model / "model.pt").is_file():
+        pytest.skip(f"no trained alpha_1 model in {ws}")
+    ensemble = ws / "data" / "results" / "eval" / "ensemble.json"
+    mix, _ = mixture(RATE, seconds=5.0)
+    sf.write(tmp_path / "stereo.wav", mix.T, RATE)
+    sf.write(tmp_path / "mono.wav", mix[0], RATE)
+    args = [str(tmp_path / "stereo.wav"), str(tmp_path / "mono.wav"), "--model", str(model),
+            "--out", str(tmp_path / "out")]
+    args += ["--ensemble-file", str(ensemble)] if ensemble.is_file() else ["--threshold", "0.1"]
+    res = run_cli(*args)
+    assert res.exit_code == 0, res.output
+    for name in ("stereo", "mono"):
+        for k in (1, 2):
+            data, sr = sf.read(tmp_path / "out" / f"{name}_s{k}.wav")
+            assert sr == RATE and data.shape == (mix.shape[1],) and np.isfinite(data).all()
