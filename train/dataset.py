@@ -6,6 +6,13 @@ stft/spatial/confidence shards of one index). Each epoch it shuffles the shard o
 and crops every utterance to at most ``max_frames`` frames at a random offset. The
 stream is a pure function of ``(seed, epoch)`` and the worker count, which is what makes
 an interrupted epoch resumable by skipping the batches already seen.
+
+At any time a worker holds one shard group's arrays plus its shuffle buffer, so memory does
+not grow with the corpus.
+
+The per-bin weights (§2.3, eq. 7) are computed on the training example itself, i.e. after
+cropping: ``w = C(α) · |X| / Σ|X|`` with the sum over the crop, so every example's
+magnitude shares sum to one and ``Σw`` measures the confidence-weighted data quantity.
 """
 
 from __future__ import annotations
@@ -17,19 +24,23 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.shards import Shard, check_aligned
 from bootsep.pipeline.stft import StftConfig
 from bootsep.train.conditions import Condition
-from bootsep.train.weights import magnitude_from_db, training_weights
+from bootsep.train.weights import confidence_map, magnitude_from_db, magnitude_share
+
+FRAME_KEYS = ("features", "labels", "confidence")
 
 
 def read_group(group: Sequence[Path], condition: Condition, stft: StftConfig,
                keep: frozenset[str] | None = None) -> Iterator[dict]:
-    """Training examples of one shard group, in shard order.
+    """Raw examples of one shard group, in shard order (no crop, no weights yet).
 
     ``group`` is ``(stft_shard,)`` for ground-truth conditions and ``(stft, spatial,
     confidence)`` for spatial ones. Yields dicts with ``id``, ``features`` (T, F) float32
-    log-magnitude dB of channel 0, ``labels`` (T, F) int64 and ``weights`` (T, F) float32.
+    log-magnitude dB of channel 0, ``labels`` (T, F) uint8 (widened in :func:`collate`) and ``confidence`` (T, F) float32
+    ``C(α)`` of eq. 7, or ``None`` where it is 1 (ground truth, α = 0).
     """
     with Shard(group[0], stage="stft", stft=stft) as s:
         ids = s.ids
@@ -37,10 +48,12 @@ def read_group(group: Sequence[Path], condition: Condition, stft: StftConfig,
         if condition.labels == "gt":
             sources = s.all_frames("source_mag")
     if condition.labels == "spatial":
-        with Shard(group[0]) as s0, Shard(group[1], stage="spatial", stft=stft) as sp, \
+        with Shard(group[1], stage="spatial", stft=stft) as sp, \
                 Shard(group[2], stage="confidence", stft=stft) as cf:
-            check_aligned(sp, s0)
-            check_aligned(cf, s0)
+            check_aligned(sp, cf)
+            if sp.ids != ids:
+                raise BootsepError(f"utterance ids do not line up with {group[0]}; "
+                                   "rerun the later stage", group[1])
             labels = sp.all_frames("labels")
             if condition.uses_confidence:
                 c_cl, c_jsd = cf.utterances("c_cl"), cf.utterances("c_jsd")
@@ -48,26 +61,34 @@ def read_group(group: Sequence[Path], condition: Condition, stft: StftConfig,
     for u, uid in enumerate(ids):
         if keep is not None and uid not in keep:
             continue
-        feats = logmag[u].astype(np.float32)
-        mag = magnitude_from_db(feats)
+        conf = None
         if condition.labels == "gt":
-            lab = np.argmax(sources[u], axis=1)                # (T, S, F) -> (T, F): ideal binary labels
-            w = training_weights(mag, 0.0)
+            lab = np.argmax(sources[u], axis=1).astype(np.uint8)   # (T, S, F) -> (T, F): ideal binary labels
         else:
-            lab = labels[u].astype(np.int64)
-            w = (training_weights(mag, condition.alpha, c_cl[u], c_jsd[u], c_post[u])
-                 if condition.uses_confidence else training_weights(mag, 0.0))
-        yield {"id": uid, "features": feats, "labels": lab.astype(np.int64), "weights": w}
+            lab = labels[u]
+            if condition.uses_confidence:
+                conf = confidence_map(c_cl[u], c_jsd[u], c_post[u], condition.alpha)
+        yield {"id": uid, "features": logmag[u].astype(np.float32),
+               "labels": lab, "confidence": conf}
 
 
-def crop(example: dict, max_frames: int, rng: np.random.Generator) -> dict:
+def crop(example: dict, max_frames: int | None, rng: np.random.Generator) -> dict:
     """A random window of at most ``max_frames`` frames (paper §3.2: sequences ≤ 400 frames)."""
     frames = example["features"].shape[0]
-    if frames <= max_frames:
+    if not max_frames or frames <= max_frames:
         return example
     start = int(rng.integers(0, frames - max_frames + 1))
     sl = slice(start, start + max_frames)
-    return {**example, **{k: example[k][sl] for k in ("features", "labels", "weights")}}
+    return {**example, **{k: example[k][sl] for k in FRAME_KEYS if example.get(k) is not None}}
+
+
+def finish(example: dict) -> dict:
+    """Add the loss weights ``w = C(α) · |X|/Σ|X|`` of the (cropped) example (§2.3)."""
+    share = magnitude_share(magnitude_from_db(example["features"]))
+    conf = example.get("confidence")
+    weights = share if conf is None else (conf * share).astype(np.float32)
+    return {"id": example["id"], "features": example["features"], "labels": example["labels"],
+            "weights": weights}
 
 
 class ShardStream(IterableDataset):
@@ -81,22 +102,47 @@ class ShardStream(IterableDataset):
         self.seed, self.max_frames = seed, max_frames
         self.shuffle, self.shuffle_buffer, self.keep = shuffle, max(1, shuffle_buffer), keep
         self.epoch = 0
+        self._counts: list[int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard_order(self, epoch: int | None = None) -> np.ndarray:
+        """Indices of the shard groups in the order epoch ``epoch`` reads them."""
+        order = np.arange(len(self.groups))
+        if self.shuffle:
+            epoch = self.epoch if epoch is None else epoch
+            order = np.random.default_rng([self.seed, epoch]).permutation(order)
+        return order
+
+    def example_counts(self) -> list[int]:
+        """Examples per shard group (after the ``keep`` filter); reads only the ids."""
+        if self._counts is None:
+            counts = []
+            for g in self.groups:
+                with Shard(g[0]) as s:
+                    counts.append(len(s.ids) if self.keep is None
+                                  else sum(uid in self.keep for uid in s.ids))
+            self._counts = counts
+        return self._counts
+
+    def num_batches(self, batch_size: int, workers: int = 0) -> int:
+        """Batches one epoch yields through a DataLoader with ``workers`` worker processes
+        (each worker batches its own shards, so each has its own last, partial batch)."""
+        counts = np.asarray(self.example_counts())
+        order = self.shard_order()
+        n = max(1, workers)
+        return int(sum(-(-int(counts[order[w::n]].sum()) // batch_size) for w in range(n)))
+
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        order = np.arange(len(self.groups))
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
+        order = self.shard_order()
         rng = np.random.default_rng([self.seed, self.epoch, worker, 1])
         buffer: list[dict] = []
         for gi in order[worker::workers]:
             for ex in read_group(self.groups[gi], self.condition, self.stft, self.keep):
-                if self.max_frames:
-                    ex = crop(ex, self.max_frames, rng)
+                ex = finish(crop(ex, self.max_frames, rng))
                 if not self.shuffle:
                     yield ex
                     continue
@@ -108,7 +154,12 @@ class ShardStream(IterableDataset):
 
 
 def collate(examples: list[dict]) -> dict:
-    """Pad a list of examples to the longest; padding has weight 0 (so no loss, no gradient)."""
+    """Pad a list of examples to the longest.
+
+    Returns ``features`` (B, T, F), ``labels`` (B, T, F) long, ``weights`` (B, T, F),
+    ``lengths`` (B,) and ``mask`` (B, T) bool (True on real frames). Padding has weight 0,
+    so it adds nothing to the loss and gets no gradient.
+    """
     lengths = torch.tensor([e["features"].shape[0] for e in examples], dtype=torch.long)
     t_max, n_freq = int(lengths.max()), examples[0]["features"].shape[1]
     feats = torch.zeros(len(examples), t_max, n_freq)
@@ -119,5 +170,6 @@ def collate(examples: list[dict]) -> dict:
         feats[i, :t] = torch.from_numpy(e["features"])
         labels[i, :t] = torch.from_numpy(e["labels"])
         weights[i, :t] = torch.from_numpy(e["weights"])
+    mask = torch.arange(t_max).unsqueeze(0) < lengths.unsqueeze(1)
     return {"ids": [e["id"] for e in examples], "features": feats, "labels": labels,
-            "weights": weights, "lengths": lengths}
+            "weights": weights, "lengths": lengths, "mask": mask}

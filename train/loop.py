@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from bootsep import __version__
 from bootsep.pipeline.atomic import write_text_atomic
+from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.progress import Progress
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, collate
@@ -66,11 +67,51 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None   # cap for smoke runs; null = whole epoch
     num_sources: int = 2
 
+    def __post_init__(self) -> None:
+        def bad(name, what):
+            raise BootsepError(f"train.{name} is {getattr(self, name)!r}; {what}")
+        for name in ("epochs", "batch_size", "lr_patience", "shuffle_buffer", "torch_threads",
+                     "num_sources"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "lr_patience" else 1):
+                bad(name, "must be a positive integer")
+        for name in ("max_frames", "max_batches_per_epoch"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                bad(name, "must be a positive integer or null")
+        if isinstance(self.loader_workers, bool) or not isinstance(self.loader_workers, int) \
+                or self.loader_workers < 0:
+            bad("loader_workers", "must be an integer >= 0")
+        if not isinstance(self.seed, int):
+            bad("seed", "must be an integer")
+        for name in ("lr", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or not math.isfinite(v):
+                bad(name, "must be a finite number >= 0")
+        if not self.lr > 0:
+            bad("lr", "must be > 0")
+        if not 0 < self.lr_factor < 1:
+            bad("lr_factor", "must lie in (0, 1)")
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise BootsepError(f"train.device is '{name}'; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BootsepError(f"train.device is '{name}' but no CUDA device is available")
+    return device
+
+
+def _worker_init(_worker_id: int) -> None:
+    """Loader workers leave SIGINT/SIGTERM to the main process, which checkpoints and stops
+    them; otherwise a Ctrl-C (sent to the whole process group) kills the workers first and
+    the loader fails instead of the run being saved."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @dataclass
@@ -112,7 +153,9 @@ class Trainer:
     def _checkpoint_state(self) -> dict:
         return {"fingerprint": self.fingerprint, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "state": asdict(self.state)}
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "state": asdict(self.state)}
 
     def try_resume(self) -> bool:
         """Load ``checkpoint.pt`` if it belongs to this exact run (same fingerprint)."""
@@ -125,7 +168,9 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["rng"].cpu())
+        if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
         st = ckpt["state"]
         self.state = TrainState(st["epoch"], st["position"], _EpochSums(**st["sums"]),
                                 st["best_valid"], st["history"], st["done"])
@@ -152,6 +197,8 @@ class Trainer:
     def _loader(self, stream: ShardStream, workers: int) -> DataLoader:
         return DataLoader(stream, batch_size=self.cfg.batch_size, collate_fn=collate,
                           num_workers=workers, generator=torch.Generator().manual_seed(0),
+                          worker_init_fn=_worker_init if workers > 0 else None,
+                          persistent_workers=False,
                           pin_memory=self.device.type == "cuda",
                           prefetch_factor=4 if workers > 0 else None)
 
@@ -175,6 +222,8 @@ class Trainer:
             while st.epoch < cfg.epochs:
                 self._train_epoch()
                 self._end_epoch()
+                if self._signal is not None and st.epoch < cfg.epochs:   # arrived during validation
+                    raise TrainingInterrupted(self._signal, self.out_dir / CHECKPOINT)
             st.done = True
             self._save()
         finally:
@@ -190,14 +239,19 @@ class Trainer:
         self.model.train()
         self.train_stream.set_epoch(st.epoch)
         limit = cfg.max_batches_per_epoch
-        with Progress(limit, f"train {self.meta['condition']['name']} epoch {st.epoch + 1}/{cfg.epochs}",
+        total = self.train_stream.num_batches(cfg.batch_size, cfg.loader_workers)
+        total = total if limit is None else min(total, limit)
+        with Progress(total, f"train {self.meta['condition']['name']} epoch {st.epoch + 1}/{cfg.epochs}",
                       unit="batch") as bar:
+            if st.position:
+                bar.update(st.position)
+            last = time.perf_counter()
             for i, batch in enumerate(self._loader(self.train_stream, cfg.loader_workers)):
                 if limit is not None and i >= limit:
                     break
                 if i < st.position:            # resuming: these batches were used already
+                    last = time.perf_counter()
                     continue
-                start = time.perf_counter()
                 per_utt, wsum = self._loss(batch)
                 loss = per_utt.mean()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -210,7 +264,9 @@ class Trainer:
                 s.examples += per_utt.numel()
                 s.frames += int(batch["lengths"].sum())
                 s.weight += float(wsum.sum())
-                s.seconds += time.perf_counter() - start
+                now = time.perf_counter()
+                s.seconds += now - last        # wall time, data loading included
+                last = now
                 s.batches += 1
                 st.position = i + 1
                 bar.update(1, loss=s.loss / s.examples, fps=s.frames / max(s.seconds, 1e-9))

@@ -90,7 +90,7 @@ class FeatureNormalizer(nn.Module):
         self.register_buffer("std", torch.ones(num_freq))
 
     def set_stats(self, mean: torch.Tensor, std: torch.Tensor, min_std: float = 1e-5) -> None:
-        """Store training-set statistics, each of shape ``(F,)``; ``std`` is floored at ``min_std``."""
+        """Store training-set statistics, each ``(F,)``; ``std`` is floored at ``min_std``."""
         num_freq = self.mean.shape[0]
         mean = torch.as_tensor(mean, dtype=torch.float64).detach().cpu()
         std = torch.as_tensor(std, dtype=torch.float64).detach().cpu()
@@ -221,7 +221,9 @@ class DeepClusteringBLSTM(nn.Module):
         # The dense layer runs on the packed (valid) frames only; re-padding fills zeros.
         emb = torch.tanh(self.embed(hidden.data)).view(-1, num_freq, dim)
         emb = nn.functional.normalize(emb, p=2.0, dim=-1).reshape(-1, num_freq * dim)
-        emb = PackedSequence(emb, hidden.batch_sizes, hidden.sorted_indices, hidden.unsorted_indices)
+        emb = PackedSequence(
+            emb, hidden.batch_sizes, hidden.sorted_indices, hidden.unsorted_indices
+        )
         out, _ = pad_packed_sequence(emb, batch_first=True, total_length=frames)
         return out.view(batch, frames, num_freq, dim)
 

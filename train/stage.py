@@ -26,7 +26,7 @@ from bootsep.pipeline.progress import progress
 from bootsep.pipeline.shards import Shard, aligned_shard_paths, shard_paths
 from bootsep.pipeline.stages.common import SHARD_ROOT, SUMMARY_NAME, stft_config
 from bootsep.pipeline.stft import StftConfig
-from bootsep.train.conditions import Condition, condition_from_params
+from bootsep.train.conditions import Condition, condition_from_params, condition_names
 from bootsep.train.dataset import ShardStream
 from bootsep.train.loop import (BEST_MODEL, CHECKPOINT, LOG_CSV, TrainConfig, Trainer,
                                 TrainingInterrupted, write_metrics)
@@ -62,28 +62,56 @@ def shard_groups(condition: Condition, split: str, root: Path = SHARD_ROOT) -> l
 
 
 def check_inputs(groups: list[tuple[Path, ...]], condition: Condition, stft: StftConfig,
-                 desc: str) -> FeatureStats:
-    """Open every shard (stage, STFT config, id alignment, finite values) and gather the
-    per-frequency feature statistics; all before any training starts."""
+                 desc: str, num_sources: int = 2,
+                 keep: frozenset[str] | None = None) -> FeatureStats:
+    """Open every shard (stage, STFT config, id alignment, finite values, label range) and
+    gather the per-frequency feature statistics of the utterances in ``keep`` (all when
+    ``None``); all before any training starts. Reads one shard at a time."""
     stats = FeatureStats(stft.num_freq)
     for group in progress(groups, desc=desc, unit="shard"):
         with Shard(group[0], stage="stft", stft=stft) as s:
-            if condition.labels == "gt" and "source_mag" not in s:
-                raise BootsepError("has no source magnitudes: ground-truth conditions need a corpus "
-                                   "with references", s.path)
-            feats = s.dataset("mix_logmag_db")[()].astype(np.float32)
+            need = ["mix_logmag_db"] + (["source_mag"] if condition.labels == "gt" else [])
+            for name in need:
+                if name not in s:
+                    raise BootsepError(f"has no '{name}'" + (": ground-truth conditions need a corpus "
+                                       "with references" if name == "source_mag" else ""), s.path)
+            feats = s.dataset("mix_logmag_db")[()]
+            if feats.ndim != 2 or feats.shape[1] != stft.num_freq:
+                raise BootsepError(f"mix_logmag_db has shape {feats.shape}, expected (frames, "
+                                   f"{stft.num_freq})", s.path)
+            feats = feats.astype(np.float32)
             if not np.isfinite(feats).all():
                 raise BootsepError("features (mix_logmag_db) contain NaN or infinite values", s.path)
-            stats.update(torch.from_numpy(feats)[None])
+            if condition.labels == "gt":
+                sources = s.dataset("source_mag").shape[1]
+                if sources > num_sources:
+                    raise BootsepError(f"has {sources} sources but train.num_sources is {num_sources}",
+                                       s.path)
+            if keep is None:
+                stats.update(torch.from_numpy(feats)[None])
+            else:
+                rows = [feats[s.offsets[u]:s.offsets[u + 1]] for u, uid in enumerate(s.ids) if uid in keep]
+                if rows:
+                    stats.update(torch.from_numpy(np.concatenate(rows))[None])
             if condition.labels == "spatial":
                 for path, stage in zip(group[1:], ("spatial", "confidence")):
                     with Shard(path, stage=stage, stft=stft) as other:
                         if other.ids != s.ids:
-                            raise BootsepError(f"utterance ids do not line up with {s.path}", other.path)
-                        if stage == "confidence":
-                            for name in ("c_cl", "c_jsd"):
-                                if not np.isfinite(other.utterances(name)).all():
-                                    raise BootsepError(f"{name} contains NaN", other.path)
+                            raise BootsepError(f"utterance ids do not line up with {s.path}; "
+                                               "rerun the later stage", other.path)
+                        if stage == "spatial":
+                            labels = other.dataset("labels")[()]
+                            if labels.size and int(labels.max()) >= num_sources:
+                                raise BootsepError(f"has label {int(labels.max())} but train.num_sources "
+                                                   f"is {num_sources}", other.path)
+                        elif condition.uses_confidence:
+                            for name in ("c_cl", "c_jsd", "c_post"):
+                                values = other.dataset(name)[()].astype(np.float32)
+                                if not np.isfinite(values).all():
+                                    raise BootsepError(f"{name} contains NaN or infinite values", other.path)
+                                if values.size and (values.min() < 0 or values.max() > 1.001):
+                                    raise BootsepError(f"{name} lies outside [0, 1] "
+                                                       f"({values.min():.3g} to {values.max():.3g})", other.path)
     return stats
 
 
@@ -105,6 +133,25 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _code_digest() -> str:
+    """Hash of the trainer's source: a resume checkpoint from other code is not continued."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _input_files(groups: list[tuple[Path, ...]]) -> list:
+    """Name, size and modification time of every input shard (cheap change detection)."""
+    out = []
+    for group in groups:
+        for p in group:
+            st = p.stat()
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+    return out
+
+
 def _input_summaries(condition: Condition, root: Path) -> list:
     stages = ["stft"] + (["spatial", "confidence"] if condition.labels == "spatial" else [])
     out = []
@@ -118,6 +165,8 @@ def _input_summaries(condition: Condition, root: Path) -> list:
 def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path = SHARD_ROOT,
          model_root: Path = MODEL_ROOT) -> None:
     params = load_params(params_path)
+    for name in condition_names(params):   # e.g. a negative α anywhere in the list
+        condition_from_params(params, name)
     condition = condition_from_params(params, condition_name)
     cfg = train_config(params)
     stft = stft_config(params)
@@ -132,21 +181,25 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     meta = {"condition": condition.to_dict(), "model_config": mcfg.to_dict(),
             "stft": asdict(stft), "train": asdict(cfg), "num_sources": cfg.num_sources,
             "train_mixtures": None if keep is None else len(keep)}
-    fp = fingerprint(meta, _input_summaries(condition, Path(shard_root)))
+    fp = fingerprint(meta, _input_summaries(condition, Path(shard_root)),
+                     _input_files(train_groups + valid_groups), _code_digest())
 
     model = init_model(mcfg, seed=cfg.seed)   # same initialisation for every condition (§3.3)
     stream = ShardStream(train_groups, condition, stft, seed=cfg.seed, max_frames=cfg.max_frames,
                          shuffle_buffer=cfg.shuffle_buffer, keep=keep)
     valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None, shuffle=False)
     trainer = Trainer(model, cfg, stream, valid, out, fp, meta)
-    if trainer.try_resume():
+    if trainer.try_resume() and not trainer.state.done:
         print(f"train {condition.name}: resuming after epoch {trainer.state.epoch}, "
               f"batch {trainer.state.position}", flush=True)
-    else:
+    else:   # a fresh run (a finished run is rerun only when DVC saw a change: retrain)
+        trainer = Trainer(init_model(mcfg, seed=cfg.seed), cfg, stream, valid, out, fp, meta)
         for stale in (CHECKPOINT, BEST_MODEL, LOG_CSV, "metrics.json", "params.json"):
             (out / stale).unlink(missing_ok=True)
-        check_inputs(valid_groups, condition, stft, f"check valid shards ({condition.name})")
-        stats = check_inputs(train_groups, condition, stft, f"check train shards ({condition.name})")
+        check_inputs(valid_groups, condition, stft, f"check valid shards ({condition.name})",
+                     cfg.num_sources)
+        stats = check_inputs(train_groups, condition, stft, f"check train shards ({condition.name})",
+                             cfg.num_sources, keep)
         trainer.model.set_stats(*stats.mean_std())
     write_text_atomic(out / "params.json", json.dumps(
         {**meta, "params_file": {k: v for k, v in params.items() if not k.startswith("_")}},

@@ -7,20 +7,42 @@ conditions use too.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bootsep.pipeline.confidence import combined_confidence
+from bootsep.pipeline.errors import BootsepError
 
 
 def magnitude_from_db(logmag_db: np.ndarray) -> np.ndarray:
     """|X| from 20 log10 |X| (eq. 2), float32."""
-    return np.power(10.0, np.asarray(logmag_db, dtype=np.float32) / 20.0, dtype=np.float32)
+    x = np.asarray(logmag_db, dtype=np.float32) * np.float32(math.log(10.0) / 20.0)
+    return np.exp(x, out=x)
 
 
 def magnitude_share(mag: np.ndarray) -> np.ndarray:
     """|X| / Σ|X| over one utterance ``(T, F)``; all-zero input gives all-zero weights."""
     total = float(mag.sum(dtype=np.float64))
     return (mag / total).astype(np.float32) if total > 0 else np.zeros_like(mag, dtype=np.float32)
+
+
+def check_alpha(alpha: float) -> float:
+    alpha = float(alpha)
+    if not alpha >= 0 or not math.isfinite(alpha):
+        raise BootsepError(f"alpha is {alpha}; the confidence exponent of eq. 7 must be >= 0")
+    return alpha
+
+
+def confidence_map(c_cl: float, c_jsd: float, c_post: np.ndarray, alpha: float) -> np.ndarray | None:
+    """C(α) of eq. 7 for one utterance, ``(T, F)`` float32 in [0, 1]; ``None`` for α = 0."""
+    alpha = check_alpha(alpha)
+    if alpha == 0:
+        return None
+    conf = combined_confidence(np.float32(c_cl), np.float32(c_jsd),
+                               np.asarray(c_post, dtype=np.float32), alpha)
+    conf = np.broadcast_to(np.asarray(conf, dtype=np.float32), np.shape(c_post))
+    return np.clip(conf, 0.0, 1.0)   # float16 storage may round a hair past 1
 
 
 def training_weights(mag: np.ndarray, alpha: float, c_cl: float | None = None,
@@ -30,7 +52,7 @@ def training_weights(mag: np.ndarray, alpha: float, c_cl: float | None = None,
     With ``alpha == 0`` (or no confidence given) this is exactly :func:`magnitude_share`.
     """
     share = magnitude_share(mag)
+    alpha = check_alpha(alpha)
     if alpha == 0 or c_post is None:
         return share
-    conf = combined_confidence(np.float32(c_cl), np.float32(c_jsd), c_post.astype(np.float32), alpha)
-    return (conf * share).astype(np.float32)
+    return (confidence_map(c_cl, c_jsd, c_post, alpha) * share).astype(np.float32)

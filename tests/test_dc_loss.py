@@ -1,0 +1,157 @@
+"""Weighted deep-clustering loss (eq. 8-9) against the O(N^2) affinity form, and its labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bootsep.pipeline.errors import BootsepError
+from bootsep.train.labels import ideal_binary_labels, labels_to_onehot
+from bootsep.train.loss import weighted_dc_loss
+
+
+def dc_loss_affinity(V: torch.Tensor, Y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Oracle: eq. (9) literally, sum_ij w_i w_j (<v_i, v_j> - <y_i, y_j>)^2, O(N^2) memory.
+
+    V (B, N, D), Y (B, N, C), w (B, N) -> (B,).
+    """
+    diff = V @ V.transpose(1, 2) - Y @ Y.transpose(1, 2)  # (B, N, N)
+    ww = w.unsqueeze(2) * w.unsqueeze(1)  # (B, N, N)
+    return (ww * diff.pow(2)).sum(dim=(1, 2))
+
+
+def _random_case(gen, B, N, D, C, lengths=None, dtype=torch.float64):
+    V = torch.nn.functional.normalize(torch.randn(B, N, D, generator=gen, dtype=dtype), dim=-1)
+    labels = torch.randint(0, C, (B, N), generator=gen)
+    Y = labels_to_onehot(labels, C, dtype=dtype)
+    w = torch.rand(B, N, generator=gen, dtype=dtype)
+    drop = torch.rand(B, N, generator=gen) < 0.2  # some zero-confidence bins ...
+    drop[:, 0] = False  # ... but never a whole utterance
+    w[drop] = 0.0
+    if lengths is not None:
+        pad = torch.arange(N).unsqueeze(0) >= torch.as_tensor(lengths).unsqueeze(1)
+        w[pad] = 0.0
+    w = w / w.sum(dim=1, keepdim=True)
+    return V, Y, w
+
+
+@pytest.mark.parametrize(
+    "B,N,D,C,lengths",
+    [
+        (1, 7, 3, 2, None),
+        (2, 50, 15, 2, [50, 31]),
+        (3, 129, 15, 3, [129, 1, 64]),
+        (4, 200, 4, 5, [10, 200, 150, 3]),
+    ],
+)
+def test_matches_affinity_form(B, N, D, C, lengths):
+    gen = torch.Generator().manual_seed(B * 1000 + N)
+    V, Y, w = _random_case(gen, B, N, D, C, lengths)
+    got = weighted_dc_loss(V, Y, w)
+    want = dc_loss_affinity(V, Y, w)
+    assert got.shape == (B,)
+    # atol only matters where the true loss is 0 (a 1-bin utterance gives ~1e-32 here)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-12)
+
+
+def test_matches_affinity_form_unnormalised_weights_and_4d_inputs():
+    gen = torch.Generator().manual_seed(5)
+    B, T, F, D, C = 2, 6, 9, 5, 2
+    V = torch.randn(B, T, F, D, generator=gen, dtype=torch.float64)  # not unit norm
+    Y = labels_to_onehot(torch.randint(0, C, (B, T, F), generator=gen), C, torch.float64)
+    w = 3.0 * torch.rand(B, T, F, generator=gen, dtype=torch.float64)
+    got = weighted_dc_loss(V, Y, w)
+    want = dc_loss_affinity(V.reshape(B, -1, D), Y.reshape(B, -1, C), w.reshape(B, -1))
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0.0)
+
+
+def test_zero_for_onehot_embeddings():
+    gen = torch.Generator().manual_seed(1)
+    B, N, D, C = 3, 80, 15, 2
+    labels = torch.randint(0, C, (B, N), generator=gen)
+    Y = labels_to_onehot(labels, C, dtype=torch.float64)
+    V = torch.nn.functional.pad(Y, (0, D - C))  # one-hot padded with zeros to D
+    w = torch.rand(B, N, generator=gen, dtype=torch.float64)
+    loss = weighted_dc_loss(V, Y, w)
+    torch.testing.assert_close(loss, torch.zeros(B, dtype=torch.float64), rtol=0, atol=1e-12)
+    # and any rotation of those embeddings keeps inner products, hence the loss
+    Q, _ = torch.linalg.qr(torch.randn(D, D, generator=gen, dtype=torch.float64))
+    loss_rot = weighted_dc_loss(V @ Q, Y, w)
+    torch.testing.assert_close(loss_rot, torch.zeros(B, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_label_permutation_invariance():
+    gen = torch.Generator().manual_seed(2)
+    V, Y, w = _random_case(gen, 2, 120, 15, 3, [120, 77])
+    for perm in ([1, 0, 2], [2, 0, 1], [0, 2, 1]):
+        torch.testing.assert_close(
+            weighted_dc_loss(V, Y[..., perm], w), weighted_dc_loss(V, Y, w), rtol=1e-12, atol=0
+        )
+
+
+def test_gradient_only_on_weighted_bins():
+    gen = torch.Generator().manual_seed(3)
+    lengths = [90, 40]
+    V, Y, w = _random_case(gen, 2, 90, 15, 2, lengths)
+    V = V.clone().requires_grad_(True)
+    weighted_dc_loss(V, Y, w).sum().backward()
+    grad_norm = V.grad.abs().sum(dim=-1)
+    assert torch.equal(grad_norm[w == 0], torch.zeros_like(grad_norm[w == 0]))
+    assert (grad_norm[w > 0] > 0).all()
+    # padding content is irrelevant: changing it changes neither loss nor other gradients
+    V2 = V.detach().clone()
+    V2[1, 40:] = torch.randn(50, 15, generator=gen, dtype=torch.float64)
+    V2.requires_grad_(True)
+    loss2 = weighted_dc_loss(V2, Y, w)
+    loss2.sum().backward()
+    torch.testing.assert_close(loss2, weighted_dc_loss(V.detach(), Y, w), rtol=1e-12, atol=0)
+    torch.testing.assert_close(V2.grad, V.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_padding_equals_truncation():
+    gen = torch.Generator().manual_seed(4)
+    V, Y, w = _random_case(gen, 1, 64, 8, 2, [30])
+    full = weighted_dc_loss(V, Y, w)
+    cut = weighted_dc_loss(V[:, :30], Y[:, :30], w[:, :30])
+    torch.testing.assert_close(full, cut, rtol=1e-12, atol=0)
+
+
+def test_non_negative_float32():
+    gen = torch.Generator().manual_seed(6)
+    for C in (1, 2, 4):
+        V, Y, w = _random_case(gen, 5, 300, 15, C, dtype=torch.float32)
+        assert (weighted_dc_loss(V, Y, w) >= 0).all()
+
+
+def test_dtype_and_shape_checks():
+    V = torch.randn(2, 10, 4)
+    Y = labels_to_onehot(torch.zeros(2, 10, dtype=torch.long), 2)
+    w = torch.ones(2, 10)
+    out = weighted_dc_loss(V, Y.long(), w)  # integer one-hot is cast to V's dtype
+    assert out.shape == (2,) and out.dtype == torch.float32
+    with pytest.raises(BootsepError):
+        weighted_dc_loss(V, Y[:, :9], w)
+    with pytest.raises(BootsepError):
+        weighted_dc_loss(V, Y, w[:, :9])
+    with pytest.raises(BootsepError):
+        weighted_dc_loss(V, Y.reshape(2, 10, 1, 2), w)
+    with pytest.raises(BootsepError):
+        weighted_dc_loss(V.long(), Y, w)
+
+
+def test_labels_helpers():
+    mags = torch.tensor([[[[1.0, 5.0]], [[3.0, 2.0]]]])  # (B=1, S=2, T=1, F=2)
+    labels = ideal_binary_labels(mags)
+    assert labels.shape == (1, 1, 2) and labels.dtype == torch.long
+    assert labels.tolist() == [[[1, 0]]]
+    onehot = labels_to_onehot(labels, 2)
+    assert onehot.shape == (1, 1, 2, 2)
+    assert onehot.tolist() == [[[[0.0, 1.0], [1.0, 0.0]]]]
+    # negative labels (padding) give all-zero rows
+    assert labels_to_onehot(torch.tensor([[-1, 2]]), 3).tolist() == [[[0, 0, 0], [0, 0, 1]]]
+    with pytest.raises(BootsepError):
+        labels_to_onehot(torch.tensor([3]), 3)
+    with pytest.raises(BootsepError):
+        labels_to_onehot(torch.tensor([0.0]), 3)
+    with pytest.raises(BootsepError):
+        ideal_binary_labels(torch.ones(2, 3))

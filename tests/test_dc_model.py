@@ -1,0 +1,174 @@
+"""Deep-clustering BLSTM: shapes, unit norm, padding, seeded init, size, normaliser state."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from bootsep.pipeline.errors import BootsepError
+from bootsep.train.model import (
+    DeepClusteringBLSTM,
+    FeatureNormalizer,
+    FeatureStats,
+    ModelConfig,
+    init_model,
+    paper_config,
+)
+
+SMALL = ModelConfig(num_freq=17, hidden=8, num_layers=2, embedding_dim=5, dropout=0.0)
+
+
+def _features(B, T, F, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return 20.0 * torch.randn(B, T, F, generator=gen) - 30.0  # dB-like values
+
+
+def expected_num_parameters(cfg: ModelConfig) -> int:
+    """BLSTM (PyTorch keeps two bias vectors per gate) + dense layer."""
+    H, F, D = cfg.hidden, cfg.num_freq, cfg.embedding_dim
+    per_direction = lambda n_in: 4 * H * (n_in + H) + 2 * 4 * H  # noqa: E731
+    lstm = 2 * per_direction(F) + (cfg.num_layers - 1) * 2 * per_direction(2 * H)
+    dense = 2 * H * F * D + F * D
+    return lstm + dense
+
+
+def test_output_shape_and_unit_norm():
+    model = init_model(SMALL, seed=0).eval()
+    lengths = torch.tensor([11, 4, 7])
+    out = model(_features(3, 11, 17), lengths)
+    assert out.shape == (3, 11, 17, 5) and out.dtype == torch.float32
+    norms = out.norm(dim=-1)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(norms[b, :n], torch.ones(n, 17), rtol=0, atol=1e-5)
+        assert torch.equal(out[b, n:], torch.zeros_like(out[b, n:]))  # padding is exactly 0
+
+
+def test_lengths_default_to_full():
+    model = init_model(SMALL, seed=0).eval()
+    x = _features(2, 6, 17)
+    torch.testing.assert_close(model(x), model(x, torch.tensor([6, 6])))
+
+
+def test_padding_invariance():
+    model = init_model(SMALL, seed=3).eval()
+    short = _features(1, 5, 17, seed=1)
+    long = _features(1, 12, 17, seed=2)
+    alone = model(short, torch.tensor([5]))
+    batch = torch.cat([long, torch.nn.functional.pad(short, (0, 0, 0, 7), value=123.0)])
+    together = model(batch, torch.tensor([12, 5]))
+    torch.testing.assert_close(together[1, :5], alone[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(together[0], model(long, torch.tensor([12]))[0], rtol=0, atol=1e-6)
+    # garbage in the padded frames changes nothing
+    batch[1, 5:] = -7.0
+    torch.testing.assert_close(model(batch, torch.tensor([12, 5])), together, rtol=0, atol=0)
+
+
+def test_same_seed_same_weights_regardless_of_global_rng():
+    a = init_model(SMALL, seed=42)
+    torch.rand(1000)  # move the global RNG on
+    state_before = torch.get_rng_state()
+    b = init_model(SMALL, seed=42)
+    assert torch.equal(torch.get_rng_state(), state_before)  # no global side effect
+    c = init_model(SMALL, seed=43)
+    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(),
+                                  c.state_dict().values()):
+        assert torch.equal(pa, pb), name
+        if not name.startswith("normalizer."):
+            assert not torch.equal(pa, pc), name
+
+
+def test_paper_config_parameter_count():
+    cfg = paper_config()
+    assert (cfg.num_freq, cfg.hidden, cfg.num_layers, cfg.embedding_dim) == (129, 300, 4, 15)
+    model = DeepClusteringBLSTM(cfg)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == expected_num_parameters(cfg) == 8_691_735  # paper: "8.7M parameters"
+    assert abs(n - 8.7e6) / 8.7e6 < 0.01
+    assert sum(p.numel() for p in init_model(SMALL).parameters()) == expected_num_parameters(SMALL)
+
+
+def test_normalizer_state_dict_round_trip():
+    model = init_model(SMALL, seed=0)
+    mean = torch.linspace(-50, 10, 17)
+    std = torch.linspace(1, 5, 17)
+    model.set_stats(mean, std)
+    assert "normalizer.mean" in model.state_dict() and "normalizer.std" in model.state_dict()
+    buf = io.BytesIO()
+    torch.save({"config": model.config.to_dict(), "state": model.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf)
+    clone = DeepClusteringBLSTM(ModelConfig.from_dict(saved["config"]), seed=99)
+    clone.load_state_dict(saved["state"])
+    torch.testing.assert_close(clone.normalizer.mean, mean)
+    torch.testing.assert_close(clone.normalizer.std, std)
+    x = _features(2, 8, 17)
+    torch.testing.assert_close(clone.eval()(x), model.eval()(x), rtol=0, atol=0)
+
+
+def test_normalizer_applies_stats():
+    norm = FeatureNormalizer(3)
+    x = torch.tensor([[1.0, 2.0, 3.0]])
+    assert torch.equal(norm(x), x)  # identity until stats are set
+    norm.set_stats(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([1.0, 2.0, 0.0]))
+    torch.testing.assert_close(norm(x)[0, :2], torch.tensor([0.0, 0.5]))
+    assert norm.std[2] > 0  # zero std is floored, not a division by zero
+    with pytest.raises(BootsepError):
+        norm.set_stats(torch.zeros(4), torch.ones(4))
+    with pytest.raises(BootsepError):
+        norm.set_stats(torch.zeros(3), torch.tensor([1.0, float("nan"), 1.0]))
+
+
+def test_feature_stats_ignore_padding():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 10, 4, generator=gen) * 5 + 2
+    lengths = torch.tensor([10, 3, 6])
+    x_pad = x.clone()
+    for b, n in enumerate(lengths.tolist()):
+        x_pad[b, n:] = 1e6
+    stats = FeatureStats(4)
+    stats.update(x_pad[:2], lengths[:2])
+    stats.update(x_pad[2:], lengths[2:])
+    valid = torch.cat([x[b, :n] for b, n in enumerate(lengths.tolist())])
+    mean, std = stats.mean_std()
+    assert stats.count == 19
+    torch.testing.assert_close(mean, valid.mean(0))
+    torch.testing.assert_close(std, valid.std(0, unbiased=False))
+
+
+def test_config_round_trip_and_validation():
+    cfg = ModelConfig(num_freq=65, hidden=64, num_layers=2, embedding_dim=20, dropout=0.3)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert ModelConfig.from_dict({}) == ModelConfig()
+    for bad in ({"hidden": 0}, {"num_layers": 2.5}, {"dropout": 1.0}, {"hiden": 3}):
+        with pytest.raises(BootsepError):
+            ModelConfig.from_dict(bad)
+
+
+def test_input_validation():
+    model = init_model(SMALL)
+    with pytest.raises(BootsepError):
+        model(_features(2, 5, 16), torch.tensor([5, 5]))
+    with pytest.raises(BootsepError):
+        model(_features(2, 5, 17), torch.tensor([6, 5]))
+    with pytest.raises(BootsepError):
+        model(_features(2, 5, 17), torch.tensor([0, 5]))
+    with pytest.raises(BootsepError):
+        model(_features(2, 5, 17), torch.tensor([5]))
+
+
+def test_gradients_reach_all_weights_through_the_loss():
+    from bootsep.train.labels import labels_to_onehot
+    from bootsep.train.loss import weighted_dc_loss
+
+    model = init_model(SMALL, seed=1).train()
+    lengths = torch.tensor([9, 4])
+    V = model(_features(2, 9, 17), lengths)
+    gen = torch.Generator().manual_seed(0)
+    Y = labels_to_onehot(torch.randint(0, 2, (2, 9, 17), generator=gen), 2)
+    w = (torch.arange(9).view(1, 9, 1) < lengths.view(2, 1, 1)).float().expand(2, 9, 17)
+    weighted_dc_loss(V, Y, w / w.sum((1, 2), keepdim=True)).mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name

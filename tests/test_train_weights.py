@@ -1,0 +1,87 @@
+"""Loss weights w(α) = C(α)·|X|/Σ|X| (paper §2.3, eq. 7), alone and as the stream builds them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bootsep.pipeline.errors import BootsepError
+from bootsep.train.conditions import Condition
+from bootsep.train.dataset import ShardStream
+from bootsep.train.stage import shard_groups
+from bootsep.train.synthetic import TINY_STFT, write_synthetic_split
+from bootsep.train.weights import (confidence_map, magnitude_from_db, magnitude_share,
+                                   training_weights)
+
+
+def _utterance(seed=0, T=40, F=17):
+    rng = np.random.default_rng(seed)
+    logmag = rng.uniform(-80.0, 10.0, (T, F)).astype(np.float32)
+    c_post = rng.uniform(0.0, 1.0, (T, F)).astype(np.float32)
+    c_post[0, :3] = [0.0, 1.0, 0.5]
+    return logmag, float(rng.uniform(0.1, 1)), float(rng.uniform(0.1, 1)), c_post
+
+
+def test_magnitude_from_db_inverts_eq2():
+    mag = np.array([[1e-4, 0.5, 1.0, 3.0]], np.float32)
+    np.testing.assert_allclose(magnitude_from_db(20 * np.log10(mag)), mag, rtol=1e-5)
+
+
+def test_magnitude_share_sums_to_one_and_zero_input():
+    logmag, *_ = _utterance()
+    share = magnitude_share(magnitude_from_db(logmag))
+    assert share.dtype == np.float32 and (share >= 0).all()
+    assert share.sum(dtype=np.float64) == pytest.approx(1.0, rel=1e-5)
+    assert not magnitude_share(np.zeros((3, 4), np.float32)).any()
+
+
+def test_alpha_zero_is_pure_magnitude_weighting():
+    logmag, c_cl, c_jsd, c_post = _utterance(1)
+    mag = magnitude_from_db(logmag)
+    np.testing.assert_array_equal(training_weights(mag, 0.0, c_cl, c_jsd, c_post), magnitude_share(mag))
+    np.testing.assert_array_equal(training_weights(mag, 0.0), magnitude_share(mag))
+    assert confidence_map(c_cl, c_jsd, c_post, 0.0) is None
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_weights_are_confidence_times_share_within_0_1_share(alpha):
+    logmag, c_cl, c_jsd, c_post = _utterance(2)
+    mag = magnitude_from_db(logmag)
+    share = magnitude_share(mag)
+    w = training_weights(mag, alpha, c_cl, c_jsd, c_post)
+    want = (np.float64(c_cl) * c_jsd * c_post.astype(np.float64)) ** alpha * share
+    np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-12)
+    assert (w >= 0).all() and (w <= share * (1 + 1e-6)).all()
+    assert w[0, 0] == 0.0                       # C_post = 0 drops the bin
+
+
+def test_quantity_falls_as_alpha_grows():
+    logmag, c_cl, c_jsd, c_post = _utterance(3)
+    mag = magnitude_from_db(logmag)
+    totals = [training_weights(mag, a, c_cl, c_jsd, c_post).sum() for a in (0, 0.5, 1, 2)]
+    assert totals[0] == pytest.approx(1.0, rel=1e-5)
+    assert all(a > b for a, b in zip(totals, totals[1:]))
+
+
+@pytest.mark.parametrize("alpha", [-0.5, float("nan"), float("inf")])
+def test_bad_alpha_is_an_error(alpha):
+    logmag, c_cl, c_jsd, c_post = _utterance(4)
+    with pytest.raises(BootsepError, match="alpha"):
+        training_weights(magnitude_from_db(logmag), alpha, c_cl, c_jsd, c_post)
+
+
+def test_stream_weights_per_cropped_example(tmp_path):
+    """In the stream, the magnitude share is taken over each (cropped) example."""
+    write_synthetic_split(tmp_path, "train", 12, frames=(20, 50), seed=3)
+    for cond in (Condition("gt", "gt"), Condition("alpha_0", "spatial", 0.0),
+                 Condition("alpha_1", "spatial", 1.0), Condition("alpha_2", "spatial", 2.0)):
+        stream = ShardStream(shard_groups(cond, "train", tmp_path), cond, TINY_STFT, seed=0,
+                             max_frames=25, shuffle_buffer=4)
+        for ex in stream:
+            share = magnitude_share(magnitude_from_db(ex["features"]))
+            assert ex["weights"].shape == ex["features"].shape and ex["weights"].dtype == np.float32
+            if cond.alpha == 0:
+                np.testing.assert_array_equal(ex["weights"], share)
+            else:
+                assert (ex["weights"] >= 0).all() and (ex["weights"] <= share * (1 + 1e-6)).all()
+                assert ex["weights"].sum() < 1.0
