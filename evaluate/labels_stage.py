@@ -20,12 +20,13 @@ from bootsep.evaluate.quality import partition_quality
 from bootsep.pipeline.atomic import atomic_dir, write_text_atomic
 from bootsep.pipeline.params import get, load_params
 from bootsep.pipeline.progress import Progress
-from bootsep.pipeline.shards import Shard, aligned_shard_paths, check_aligned
+from bootsep.pipeline.shards import aligned_shard_paths, open_aligned
 from bootsep.pipeline.stages.common import SHARD_ROOT, stft_config, summary_count
 from bootsep.train.conditions import condition_from_params, condition_names
 from bootsep.train.weights import magnitude_from_db, training_weights
 
 OUT = Path("data/results/labels")
+STAGES = ("stft", "spatial", "confidence")
 
 
 def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray, labels: np.ndarray,
@@ -51,15 +52,11 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
     conditions = [condition_from_params(params, n) for n in condition_names(params)]
     alphas = {c.name: c.alpha for c in conditions if c.labels == "spatial"}
     root = Path(shard_root)
-    groups = aligned_shard_paths(*(root / s / "train" for s in ("stft", "spatial", "confidence")))
+    groups = aligned_shard_paths(*(root / s / "train" for s in STAGES))
     rows = []
     with Progress(summary_count(root / "stft" / "train"), "labels train", "mix") as bar:
         for stft_path, spatial_path, conf_path in groups:
-            with Shard(stft_path, stage="stft", stft=cfg) as st, \
-                    Shard(spatial_path, stage="spatial", stft=cfg) as sp, \
-                    Shard(conf_path, stage="confidence", stft=cfg) as cf:
-                check_aligned(sp, st)
-                check_aligned(cf, st)
+            with open_aligned((stft_path, spatial_path, conf_path), STAGES, cfg) as (st, sp, cf):
                 data = zip(st.ids, st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
                            sp.all_frames("labels"), cf.utterances("c_cl"), cf.utterances("c_jsd"),
                            cf.all_frames("c_post"))

@@ -19,12 +19,13 @@ import torch
 from bootsep.evaluate.inference import apply_masks, model_masks
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
 from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.shards import Shard, aligned_shard_paths, check_aligned
+from bootsep.pipeline.shards import aligned_shard_paths, open_aligned
 from bootsep.pipeline.stages.stft import load_at_rate
 from bootsep.pipeline.stft import StftConfig
 from bootsep.train.model import DeepClusteringBLSTM
 
 SPATIAL = "spatial"
+STAGES = ("stft", "spatial", "confidence")
 
 
 @dataclass
@@ -59,14 +60,10 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
     paper does (§3.3). The first ``keep_masks`` mixtures keep their masks and log-magnitude.
     """
     manifest = {m.id: m for m in read_manifest(corpus_dir / split / MANIFEST_NAME)}
-    groups = aligned_shard_paths(*(shard_root / stage / split for stage in ("stft", "spatial", "confidence")))
+    groups = aligned_shard_paths(*(shard_root / stage / split for stage in STAGES))
     seen = 0
     for stft_path, spatial_path, conf_path in groups:
-        with Shard(stft_path, stage="stft", stft=cfg) as st, \
-                Shard(spatial_path, stage="spatial", stft=cfg) as sp, \
-                Shard(conf_path, stage="confidence", stft=cfg) as cf:
-            check_aligned(sp, st)
-            check_aligned(cf, st)
+        with open_aligned((stft_path, spatial_path, conf_path), STAGES, cfg) as (st, sp, cf):
             ids, specs, logmags = st.ids, st.all_frames("mix_stft"), st.all_frames("mix_logmag_db")
             lengths = st.utterances("num_samples")
             posteriors = sp.all_frames("posteriors")

@@ -14,9 +14,10 @@ Shard sets of different stages line up by shard index and utterance order;
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -25,7 +26,7 @@ from bootsep import __version__
 from bootsep.pipeline.atomic import atomic_path
 from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.schema import FIELDS, SCHEMA_VERSION
-from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.stft import StftConfig, plain_attr
 
 SHARD_GLOB = "shard-*.h5"
 
@@ -85,7 +86,7 @@ class Shard:
             raise BootsepError("shard not found", self.path)
         try:
             self._f = h5py.File(self.path, "r")
-            self.attrs = {k: _plain(v) for k, v in self._f.attrs.items()}
+            self.attrs = {k: plain_attr(v) for k, v in self._f.attrs.items()}
             self.ids = [s.decode() if isinstance(s, bytes) else str(s) for s in self._f["ids"][()]]
             self.num_frames = self._f["num_frames"][()].astype(np.int64)
             self.offsets = self._f["frame_offsets"][()]
@@ -212,16 +213,19 @@ def _attr_value(value):
     return value
 
 
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _short(exc: Exception) -> str:
     return " ".join(str(exc).split())[:160] or type(exc).__name__
+
+
+@contextlib.contextmanager
+def open_aligned(group: Sequence[Path], stages: Sequence[str], stft: StftConfig | None = None
+                 ) -> Iterator[tuple["Shard", ...]]:
+    """Open one shard of each stage (same index), checking stage, STFT config and ids."""
+    with contextlib.ExitStack() as stack:
+        shards = tuple(stack.enter_context(Shard(p, stage=st, stft=stft)) for p, st in zip(group, stages))
+        for other in shards[1:]:
+            check_aligned(other, shards[0])
+        yield shards
 
 
 def iter_shards(paths: Iterable[Path], stage: str | None = None, stft: StftConfig | None = None):

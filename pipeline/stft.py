@@ -49,7 +49,7 @@ class StftConfig:
 
     @classmethod
     def from_attrs(cls, attrs) -> "StftConfig":
-        return cls(**{k: _plain(attrs[f"stft_{k}"]) for k in cls.__dataclass_fields__})
+        return cls(**{k: plain_attr(attrs[f"stft_{k}"]) for k in cls.__dataclass_fields__})
 
     def num_frames(self, num_samples: int | np.ndarray) -> int | np.ndarray:
         """Frames produced for a signal of ``num_samples`` samples."""
@@ -98,7 +98,8 @@ def istft(spec: np.ndarray, cfg: StftConfig, length: int) -> np.ndarray:
     return (out / norm)[..., front:front + length].astype(np.float32)
 
 
-def _plain(value):
+def plain_attr(value):
+    """An HDF5 attribute value as a plain Python value (bytes -> str, numpy scalar -> item)."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.generic):

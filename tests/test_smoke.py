@@ -72,6 +72,10 @@ def test_param_change_invalidates_only_dependent_stages(smoke):
     original = params_path.read_text()
     try:
         params = yaml.safe_load(original)
+        params["corpus"]["seed"] += 1
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        assert set(json.loads(_dvc(smoke, "status", "--json").stdout or "{}")) == {"corpus"}
+        params = yaml.safe_load(original)
         params["confidence"]["jsd_samples"] += 1
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
         changed = set(json.loads(_dvc(smoke, "status", "--json").stdout or "{}"))

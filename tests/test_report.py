@@ -1,0 +1,86 @@
+"""Report generation (Table 1, figures) on a tiny synthetic result set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bootsep.evaluate import report
+from bootsep.evaluate.stage import COLUMNS, ENSEMBLES, csv_text
+from bootsep.pipeline.errors import BootsepError
+from bootsep.train.conditions import condition_names
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _rows(rng, split, approach, n, mean_sdr, conf):
+    return [{"split": split, "id": f"{split}_{i:03d}", "approach": approach,
+             "si_sdr": float(mean_sdr + rng.normal()), "si_sir": 10.0, "si_sar": 5.0,
+             "si_sdri": float(mean_sdr + 1), "mean_confidence": float(conf[i]), "choice": "",
+             "permutation": "0 1"} for i in range(n)]
+
+
+@pytest.fixture()
+def results(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(0)
+    conf_valid, conf_test = rng.uniform(0, 0.3, 20), rng.uniform(0, 0.3, 12)
+    rows = _rows(rng, "valid", "spatial", 20, 3.0, conf_valid)
+    names = condition_names({**params, "_path": str(params_path)})
+    for k, name in enumerate(names):
+        rows += _rows(rng, "test", name, 12, float(k), conf_test)
+    rows += _rows(rng, "test", "spatial", 12, 4.0, conf_test)
+    for name in ENSEMBLES:
+        rows += [{**r, "choice": "spatial"} for r in _rows(rng, "test", name, 12, 5.0, conf_test)]
+    res = tmp_path / "results"
+    (res / "eval" / "examples" / "test_000").mkdir(parents=True)
+    (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
+    (res / "eval" / "ensemble.json").write_text(json.dumps(
+        {"model": "alpha_1", "percentile": 25, "threshold": 0.07, "valid_mixtures": 20, "has_references": True}))
+    np.savez(res / "eval" / "examples" / "test_000" / "masks.npz", logmag_db=rng.normal(size=(50, 129)),
+             mask_spatial=rng.uniform(size=(2, 50, 129)), mask_alpha_1=rng.uniform(size=(2, 50, 129)))
+    (res / "labels").mkdir()
+    (res / "labels" / "labels.json").write_text(json.dumps({"conditions": {
+        n: {"quality": 0.3, "quantity": 0.2} for n in names}}))
+    models = tmp_path / "models"
+    for n in names:
+        (models / n).mkdir(parents=True)
+        (models / n / "log.csv").write_text("epoch,train_loss,valid_loss\n0,1.0,1.1\n1,0.8,0.9\n")
+    return params_path, res, models, rows
+
+
+def test_table1_and_figures(results):
+    params_path, res, models, rows = results
+    report.main(params_path, res, models)
+    table = json.loads((res / "table1.json").read_text())["rows"]
+    assert list(table)[:2] == ["gt", "gt_subset"] and "ensemble_confidence" in table
+    spatial_test = [r["si_sdr"] for r in rows if r["split"] == "test" and r["approach"] == "spatial"]
+    assert table["spatial"]["si_sdr"] == pytest.approx(np.mean(spatial_test))
+    assert table["spatial"]["si_sdr_ci"] > 0
+    assert table["alpha_1"]["quality"] == 0.3
+    md = (res / "table1.md").read_text()
+    assert "Spatial algorithm" in md and "(4.3)" in md          # the paper's number beside ours
+    header = next(line for line in md.splitlines() if line.startswith("| |"))
+    body = [line for line in md.splitlines() if line.startswith("| 1ch") or line.startswith("| 2ch")]
+    assert len(body) == len(table) and all(line.count("|") == header.count("|") for line in body)
+    for name in ("fig2_confidence_vs_sdr.png", "fig3_spatial_vs_model.png", "training_curves.png",
+                 "example_test_000.png"):
+        assert (res / "figures" / name).stat().st_size > 5000
+
+
+def test_missing_results_is_a_clear_error(results):
+    params_path, res, models, _ = results
+    (res / "eval" / "per_mixture.csv").unlink()
+    with pytest.raises(BootsepError, match="per_mixture.csv.*run the evaluate stage"):
+        report.main(params_path, res, models)
+    assert not (res / "table1.json").exists()
+
+
+def test_columns_cover_every_metric():
+    assert {"si_sdr", "si_sir", "si_sar", "si_sdri", "mean_confidence", "choice"} <= set(COLUMNS)
