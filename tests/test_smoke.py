@@ -90,3 +90,23 @@ def test_param_change_invalidates_only_dependent_stages(smoke):
 
 
 
+
+
+def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
+    import soundfile as sf
+
+    mixture = sorted((smoke / "data/corpus/test").rglob("*.flac"))[0]
+    audio, rate = sf.read(mixture, always_2d=True)
+    sf.write(tmp_path / "stereo.wav", audio[:, :2], rate)
+    sf.write(tmp_path / "mono.wav", audio[:, 0], rate)
+    out = tmp_path / "out"
+    proc = subprocess.run(["bootsep", "separate", str(tmp_path / "stereo.wav"), str(tmp_path / "mono.wav"),
+                           "--model", str(smoke / "data/models/alpha_1"), "--out", str(out),
+                           "--ensemble-file", str(smoke / "data/results/eval/ensemble.json")],
+                          cwd=smoke, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("stereo", "mono"):
+        for k in (1, 2):
+            est, est_rate = sf.read(out / f"{name}_s{k}.wav")
+            assert est_rate == rate and est.shape == (audio.shape[0],) and np.isfinite(est).all()
+        assert json.loads((out / f"{name}.json").read_text())
