@@ -172,3 +172,30 @@ def test_gradients_reach_all_weights_through_the_loss():
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_padding_gets_no_gradient_and_batching_changes_nothing():
+    """Model + loss on a padded batch: zero gradient on padded frames, and the parameter
+    gradients equal the sum of those of each utterance run alone, unpadded."""
+    from bootsep.train.labels import labels_to_onehot
+    from bootsep.train.loss import weighted_dc_loss
+
+    model = init_model(SMALL, seed=2).train()
+    gen = torch.Generator().manual_seed(1)
+    lengths = [9, 4]
+    x = _features(2, 9, 17, seed=5).requires_grad_(True)
+    Y = labels_to_onehot(torch.randint(0, 2, (2, 9, 17), generator=gen), 2)
+    w = torch.rand(2, 9, 17, generator=gen)
+    w[1, 4:] = 0.0                                           # padding has weight 0
+    w = w / w.sum((1, 2), keepdim=True)
+    weighted_dc_loss(model(x, torch.tensor(lengths)), Y, w).sum().backward()
+    assert torch.equal(x.grad[1, 4:], torch.zeros_like(x.grad[1, 4:]))
+    assert (x.grad[1, :4].abs().sum(-1) > 0).all()
+    batched = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.zero_grad()
+    for b, n in enumerate(lengths):
+        V = model(x.detach()[b:b + 1, :n], torch.tensor([n]))
+        weighted_dc_loss(V, Y[b:b + 1, :n], w[b:b + 1, :n]).sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(batched[name], p.grad, rtol=1e-4, atol=1e-7, msg=name)

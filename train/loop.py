@@ -16,6 +16,7 @@ import io
 import json
 import math
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from bootsep.pipeline.atomic import write_text_atomic
 from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.progress import Progress
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
-from bootsep.train.dataset import ShardStream, collate
+from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loss import weighted_dc_loss
 
@@ -104,14 +105,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BootsepError(f"train.device is '{name}' but no CUDA device is available")
     return device
-
-
-def _worker_init(_worker_id: int) -> None:
-    """Loader workers leave SIGINT/SIGTERM to the main process, which checkpoints and stops
-    them; otherwise a Ctrl-C (sent to the whole process group) kills the workers first and
-    the loader fails instead of the run being saved."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @dataclass
@@ -195,12 +188,8 @@ class Trainer:
         return per_utt, weights.reshape(b, -1).sum(dim=1)
 
     def _loader(self, stream: ShardStream, workers: int) -> DataLoader:
-        return DataLoader(stream, batch_size=self.cfg.batch_size, collate_fn=collate,
-                          num_workers=workers, generator=torch.Generator().manual_seed(0),
-                          worker_init_fn=_worker_init if workers > 0 else None,
-                          persistent_workers=False,
-                          pin_memory=self.device.type == "cuda",
-                          prefetch_factor=4 if workers > 0 else None)
+        return make_loader(stream, self.cfg.batch_size, workers,
+                           pin_memory=self.device.type == "cuda")
 
     def validate(self) -> float:
         """Mean per-utterance loss over the validation stream (full utterances)."""
@@ -217,7 +206,9 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainState:
         cfg, st = self.cfg, self.state
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():   # signals reach the main thread only
+            handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while st.epoch < cfg.epochs:
                 self._train_epoch()
