@@ -1,0 +1,237 @@
+"""Trainer throughput on this machine (issue 5, "Performance"): a benchmark, not a test.
+
+Run from the repository root::
+
+    python bench/train_throughput.py            # full (several minutes on 2 CPU cores)
+    python bench/train_throughput.py --quick    # a rough version in well under a minute
+
+It writes synthetic shard sets (the real schema and STFT: 8 kHz, 32 ms / 8 ms, F = 129) into a
+temporary folder and reports, in the last stdout line, one JSON object:
+
+- ``model_frames_per_s``: training frames/s (forward, weighted DC loss, backward, clipping,
+  Adam) of the ``small`` (params.yaml default) and ``paper`` (4 x 300, D = 15) models on
+  padded batches of ``--batch`` sequences of 400 frames;
+- ``loader_frames_per_s``: the data loader alone, shards -> cropped, weighted, padded batches
+  (condition alpha_1, the one that reads all three shard sets), with ``--workers`` workers;
+  ``loader_to_paper_ratio`` is the margin over the paper-size model (target >= 10);
+- ``loss_speedup``: low-rank loss vs the O(N^2) affinity form (eq. 9) at 100 frames x 129 bins,
+  batch 1, D = 15 (forward, float32; target >= 20), and ``loss_ms_400x129x40`` the low-rank
+  loss's forward + backward time for 40 sequences of 400 frames x 129 bins;
+- ``loader_peak_rss_mb`` (unless ``--no-rss``): peak resident memory of a process streaming one
+  epoch at two corpus sizes, to show memory stays flat as the corpus grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bootsep.pipeline.stft import StftConfig
+from bootsep.train.conditions import Condition
+from bootsep.train.dataset import ShardStream, make_loader
+from bootsep.train.labels import labels_to_onehot
+from bootsep.train.loss import weighted_dc_loss
+from bootsep.train.model import ModelConfig, init_model, paper_config
+from bootsep.train.stage import shard_groups
+from bootsep.train.synthetic import write_synthetic_split
+
+STFT = StftConfig()                                   # paper §3.2
+F = STFT.num_freq
+SMALL = ModelConfig(num_freq=F, hidden=128, num_layers=2, embedding_dim=15)   # params.yaml 'small'
+COND = Condition("alpha_1", "spatial", 1.0)
+
+
+def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int) -> float:
+    """Training steps on random padded batches; frames/s counts valid frames only."""
+    torch.manual_seed(0)
+    model = init_model(cfg, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    feats = 20 * torch.randn(batch, frames, F) - 40
+    lengths = torch.full((batch,), frames, dtype=torch.long)
+    lengths[1::2] = int(frames * 0.8)                     # some padding, as in real batches
+    y = labels_to_onehot(torch.randint(0, 2, (batch, frames, F)), 2)
+    w = torch.rand(batch, frames, F) * (torch.arange(frames)[None, :, None] < lengths[:, None, None])
+    w = w / w.sum((1, 2), keepdim=True)
+
+    def step():
+        emb = model(feats, lengths)
+        loss = weighted_dc_loss(emb, y, w).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+
+    step()                                                # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * int(lengths.sum()) / (time.perf_counter() - start)
+
+
+def loader_frames_per_s(root: Path, batch: int, workers: int, max_frames: int = 400) -> float:
+    stream = ShardStream(shard_groups(COND, "train", root), COND, STFT, seed=0,
+                         max_frames=max_frames, shuffle_buffer=64)
+    loader = make_loader(stream, batch, workers)
+    frames = 0
+    start = time.perf_counter()
+    for b in loader:
+        frames += int(b["lengths"].sum())
+    return frames / (time.perf_counter() - start)
+
+
+def dc_loss_affinity(V, Y, w):
+    """Eq. 9 literally: sum_ij w_i w_j (<v_i, v_j> - <y_i, y_j>)^2 (N x N matrices)."""
+    diff = V @ V.transpose(1, 2) - Y @ Y.transpose(1, 2)
+    return (w.unsqueeze(2) * w.unsqueeze(1) * diff.pow(2)).sum(dim=(1, 2))
+
+
+def _time(fn, repeat: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def loss_times(repeat: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    N = 100 * F
+    V = torch.nn.functional.normalize(torch.randn(1, N, 15, generator=gen), dim=-1)
+    Y = labels_to_onehot(torch.randint(0, 2, (1, N), generator=gen), 2)
+    w = torch.rand(1, N, generator=gen)
+    w = w / w.sum()
+    with torch.no_grad():
+        low = _time(lambda: weighted_dc_loss(V, Y, w), repeat * 10)
+        naive = _time(lambda: dc_loss_affinity(V, Y, w), repeat)
+        rel = abs(float(weighted_dc_loss(V.double(), Y.double(), w.double())
+                        / dc_loss_affinity(V.double(), Y.double(), w.double())) - 1)
+    Vb = torch.nn.functional.normalize(torch.randn(40, 400, F, 15, generator=gen), dim=-1)
+    Vb.requires_grad_(True)
+    Yb = labels_to_onehot(torch.randint(0, 2, (40, 400, F), generator=gen), 2)
+    wb = torch.rand(40, 400, F, generator=gen)
+    wb = wb / wb.sum((1, 2), keepdim=True)
+
+    def fwd_bwd():
+        Vb.grad = None
+        weighted_dc_loss(Vb, Yb, wb).sum().backward()
+
+    with torch.no_grad():
+        fwd_big = _time(lambda: weighted_dc_loss(Vb, Yb, wb), repeat)
+    return {"loss_speedup": naive / low, "loss_lowrank_ms_100x129": 1e3 * low,
+            "loss_affinity_ms_100x129": 1e3 * naive, "loss_rel_diff_float64": rel,
+            "loss_ms_400x129x40": 1e3 * _time(fwd_bwd, repeat),
+            "loss_forward_ms_400x129x40": 1e3 * fwd_big}
+
+
+def _hwm_mb(pid: int | str = "self") -> float:
+    """Peak resident set (VmHWM) of a process, MiB; unlike getrusage's ru_maxrss it is not
+    inherited across fork/exec, so it is this process's own peak."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rss_child(root: str, workers: int) -> None:
+    """Stream one epoch (batches of 16) and print the peak RSS of this process and its workers."""
+    torch.set_num_threads(1)
+    stream = ShardStream(shard_groups(COND, "train", Path(root)), COND, STFT, seed=0,
+                         max_frames=400, shuffle_buffer=64)
+    n, worker_mb = 0, 0.0
+    it = iter(make_loader(stream, 16, workers))
+    for b in it:
+        n += len(b["ids"])
+        for w in getattr(it, "_workers", []):
+            try:
+                worker_mb = max(worker_mb, _hwm_mb(w.pid))
+            except OSError:
+                pass
+    print(json.dumps({"utterances": n, "main_mb": _hwm_mb(), "worker_mb": worker_mb}))
+
+
+def peak_rss(tmp: Path, sizes: list[int], workers: int) -> dict:
+    """Per corpus size: shard bytes on disk and the peak RSS (MiB) of a fresh process streaming
+    one epoch in-process (``workers_0``) and with ``workers`` loader workers (main, worker)."""
+    out = {}
+    for size in sizes:
+        root = tmp / f"rss{size}"
+        write_synthetic_split(root, "train", size, stft=STFT, utterances_per_shard=64,
+                              frames=(300, 500), seed=size)
+        row = {"shards_mb": round(sum(p.stat().st_size for p in root.rglob("*.h5")) / 2**20, 1)}
+        for wk in sorted({0, workers}):
+            res = subprocess.run([sys.executable, __file__, "--rss-child", str(root), str(wk)],
+                                 capture_output=True, text=True, check=True)
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            assert got["utterances"] == size, got
+            row[f"workers_{wk}_main_mb"] = round(got["main_mb"], 1)
+            if wk:
+                row[f"workers_{wk}_worker_mb"] = round(got["worker_mb"], 1)
+        out[str(size)] = row
+        print(f"peak RSS at {size} utterances: {row}", file=sys.stderr, flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps, smaller corpus")
+    ap.add_argument("--batch", type=int, default=None, help="model batch (default 16, quick 4)")
+    ap.add_argument("--workers", type=int, default=1, help="loader workers (params.yaml default 1)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (params.yaml default 2)")
+    ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement")
+    ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_child:
+        _rss_child(args.rss_child[0], int(args.rss_child[1]))
+        return
+    torch.set_num_threads(args.threads)
+    quick = args.quick
+    batch = args.batch or (4 if quick else 16)
+    result: dict = {"machine": f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}",
+                    "torch_threads": args.threads, "quick": quick}
+
+    with tempfile.TemporaryDirectory(prefix="bootsep-bench-") as tmp:
+        tmp = Path(tmp)
+        n_utt = 64 if quick else 256
+        write_synthetic_split(tmp, "train", n_utt, stft=STFT, utterances_per_shard=32,
+                              frames=(300, 500), seed=1)
+        loader = {str(wk): loader_frames_per_s(tmp, 16, wk) for wk in sorted({0, args.workers})}
+        print(f"loader frames/s by workers: {loader}", file=sys.stderr, flush=True)
+        result["loader_frames_per_s"] = loader[str(args.workers)]
+        result["loader_frames_per_s_by_workers"] = loader
+
+        steps = 1 if quick else 3
+        frames = 400
+        models = {}
+        for name, cfg in (("small", SMALL), ("paper", paper_config())):
+            models[name] = model_frames_per_s(cfg, batch, frames, steps)
+            print(f"{name} model: {models[name]:.0f} frames/s", file=sys.stderr, flush=True)
+        result["model_frames_per_s"] = models
+        result["model_batch"] = f"{batch} x {frames} frames x {F} bins"
+        result["loader_to_paper_ratio"] = result["loader_frames_per_s"] / models["paper"]
+
+        result.update(loss_times(1 if quick else 3))
+        print(f"loss speedup {result['loss_speedup']:.0f}x", file=sys.stderr, flush=True)
+
+        if not args.no_rss:
+            sizes = [50, 200] if quick else [200, 800]
+            result["loader_peak_rss_mb"] = peak_rss(tmp, sizes, args.workers)
+    result = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}
+    for key in ("model_frames_per_s", "loader_frames_per_s_by_workers"):
+        result[key] = {k: round(v, 1) for k, v in result[key].items()}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
