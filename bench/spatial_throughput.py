@@ -1,0 +1,450 @@
+"""Spatial pipeline throughput on this machine (issue 4, "Performance"): a benchmark, not a test.
+
+Run from the repository root (project installed)::
+
+    python bench/spatial_throughput.py                         # N = 256, params.yaml's dask section
+    python bench/spatial_throughput.py --n 512 --workers 2 --scheduler local --malloc-trim 1073741824
+    python bench/spatial_throughput.py --scheduler synchronous
+
+What it does:
+
+1. **Generation (not timed).** N synthetic two-source mixtures, 4 s at 8 kHz, written as a tiny
+   corpus in the real format (``<split>/manifest.csv`` + 8-channel 16-bit FLAC mixture and
+   source images, as the ``tts`` corpus writes them). Each source is a speech-like signal
+   (gated harmonic syllables with a drifting f0 and formant envelope, plus noise bursts)
+   spatialized onto the ``corpus.tts.array`` circular array by exact fractional delays
+   (:func:`bootsep.pipeline.corpus.spatialize.free_field_images`), azimuths at least
+   ``corpus.tts.min_azimuth_separation_deg`` apart.
+2. **Pipeline (timed end to end, HDF5 writes included).** The three shard stages through their
+   real entry points, ``stages.stft.main`` -> ``stages.spatial.main`` -> ``stages.confidence.main``,
+   with the repository's params.yaml except for the ``dask`` section (and optionally
+   ``shards.utterances_per_shard``), written to the temp folder. With ``--scheduler local``
+   each stage starts and stops its own LocalCluster, as a DVC stage does; that start-up is
+   inside the timing (``cluster_overhead_s`` estimates it: a LocalCluster running trivial tasks).
+   Module imports in this process happen before timing.
+3. **Reference (timed, same run).** A straightforward per-mixture implementation on the first
+   ``--reference-n`` (default min(N, 32)) of the same mixtures, scaled to mixtures/s: soundfile
+   read, ``scipy.signal.stft`` of channel 0 and the same pair channel, IPD -> (cos, sin) ->
+   ``sklearn PCA(1)`` -> ``GaussianMixture(2, covariance_type='full')`` (and a 1-component one
+   for eq. 5) fitted on the bins above tau, ``predict_proba`` for every bin, C_cl, C_JSD by
+   Monte Carlo with ``sample``/``score_samples`` (``confidence.jsd_samples`` draws each), C_post
+   and the mean confidence, in one process. It writes no HDF5 and computes no source
+   magnitudes (the pipeline does both), so the ratio is conservative.
+
+Prints progress lines (stage progress goes to stderr), a human-readable summary, and as the LAST
+stdout line one JSON object: ``mixtures_per_s`` (N / pipeline seconds),
+``reference_mixtures_per_s``, ``ratio``, ``n``, ``workers``, ``scheduler``, ``stage_seconds``,
+``malloc_trim_threshold`` (bytes the workers ran with; null for synchronous) and more (load average, agreement of the pipeline's confidences with
+the reference's on the reference subset). Targets (issue 4): >= 150 mixtures/s and >= 20x the
+reference on the 2-core machine.
+
+``--malloc-trim``: ``none`` keeps distributed's ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in the
+workers (params ``dask.malloc_trim_threshold: null``), a byte count overrides it, ``unset``
+(benchmark only) removes the variable from the workers' environment (glibc's default,
+dynamic thresholds). Default: the value in params.yaml. ``--malloc-mmap BYTES`` (benchmark
+only) also sets ``MALLOC_MMAP_THRESHOLD_`` in the workers. Both are ignored by ``synchronous``
+(this process's own environment applies). Why it matters: setting any of glibc's
+``MALLOC_*_THRESHOLD_`` variables switches off its dynamic mmap threshold, so every array
+above 128 KiB is mmap'ed and unmapped (page faults on every fresh temporary) -- a large
+trim threshold alone does not undo that; a large mmap threshold (or no variable) does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SPLIT = "train"
+SECONDS = 4.0
+INT16_SCALE = 32768.0
+
+
+# --------------------------------------------------------------------------- generation
+
+def speechlike(rng: np.random.Generator, n: int, fs: int) -> np.ndarray:
+    """A speech-like dry signal ``(n,)``: voiced syllables (harmonics of a drifting f0 shaped
+    by three formants, raised-cosine gated) separated by pauses and some noise bursts."""
+    t = np.arange(n) / fs
+    base = rng.uniform(90.0, 240.0)
+    drift = np.cumsum(rng.normal(0.0, 1.0, n // 400 + 2))
+    drift = np.interp(np.arange(n), np.arange(drift.size) * 400, drift)
+    f0 = base * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.2, 0.8) * t + rng.uniform(0, 6.3))
+                 + 0.01 * drift / np.sqrt(n / 400))
+    f0 = np.clip(f0, 70.0, 320.0)
+    phase = 2 * np.pi * np.cumsum(f0) / fs
+    # syllable gating and per-syllable formants
+    gate = np.zeros(n)
+    noise_gate = np.zeros(n)
+    formants = np.zeros((n, 3))
+    pos = int(rng.uniform(0, 0.2) * fs)
+    while pos < n:
+        dur = int(rng.uniform(0.08, 0.30) * fs)
+        end = min(pos + dur, n)
+        w = np.hanning(max(end - pos, 2))[: end - pos]
+        if rng.random() < 0.8:
+            gate[pos:end] = np.maximum(gate[pos:end], w)
+        else:
+            noise_gate[pos:end] = np.maximum(noise_gate[pos:end], w)
+        formants[pos:end] = [rng.uniform(300, 850), rng.uniform(900, 2300), rng.uniform(2400, 3300)]
+        pos = end + int(rng.uniform(0.03, 0.22) * fs)
+    formants[formants[:, 0] == 0] = [500.0, 1500.0, 2800.0]
+    coarse = np.arange(0, n, 40)                               # envelopes on a 5 ms grid
+    y = np.zeros(n)
+    for k in range(1, int(3900 // f0.min()) + 1):
+        fk = k * f0[coarse]
+        env = (fk < 3900) * (0.15 / k + sum(
+            np.exp(-0.5 * ((fk - formants[coarse, j]) / (80.0 + 40 * j)) ** 2) / (j + 1)
+            for j in range(3)))
+        y += np.interp(np.arange(n), coarse, env) * np.sin(k * phase)
+    y *= gate
+    noise = rng.normal(0.0, 1.0, n)
+    noise = np.diff(noise, prepend=0.0)                        # tilt towards high frequencies
+    y += 0.6 * noise_gate * noise + 1e-3 * rng.normal(0.0, 1.0, n)
+    return y
+
+
+def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234) -> None:
+    """A tiny corpus in the real format under ``root/SPLIT`` (manifest.csv + FLACs)."""
+    from bootsep.pipeline.audio import write_audio
+    from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, write_manifest
+    from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
+
+    tts = params["corpus"]["tts"]
+    fs = int(params["stft"]["sample_rate"])
+    mics = array_geometry(tts["array"])
+    c = float(tts["speed_of_sound"])
+    sep = float(tts["min_azimuth_separation_deg"])
+    n = int(SECONDS * fs)
+    split_dir = root / SPLIT
+    rows = []
+    for i in range(n_mix):
+        rng = np.random.default_rng([seed, i])
+        az1 = rng.uniform(0.0, 360.0)
+        az2 = (az1 + rng.uniform(sep, 360.0 - sep)) % 360.0
+        level = rng.uniform(*tts["relative_level_db"])
+        images = []
+        for k, az in enumerate((az1, az2)):
+            x = speechlike(rng, n, fs)
+            x *= 0.05 / np.sqrt(np.mean(x ** 2)) * 10 ** ((1 if k == 0 else -1) * level / 40)
+            images.append(free_field_images(x, mics, source_position(az, rng.uniform(*tts["distance_m"])),
+                                            fs, c))
+        scale = 0.9 / max(np.abs(images[0] + images[1]).max(), *(np.abs(im).max() for im in images))
+        q = [np.round(im * scale * INT16_SCALE).astype(np.int32) for im in images]
+        mix = q[0] + q[1]
+        mid = f"{SPLIT}_{i:05d}"
+        rel = {name: f"{name}/{mid}.flac" for name in ("mix", "s1", "s2")}
+        for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
+            write_audio(split_dir / rel[name], np.clip(data, -32768, 32767).astype(np.int16), fs,
+                        subtype="PCM_16")
+        rows.append({"id": mid, "split": SPLIT, "mixture": rel["mix"], "sample_rate": fs,
+                     "num_channels": mics.shape[0], "num_samples": n, "num_sources": 2,
+                     "s1_image": rel["s1"], "s2_image": rel["s2"],
+                     "s1_azimuth_deg": round(az1, 2), "s2_azimuth_deg": round(az2, 2),
+                     "relative_level_db": round(level, 2)})
+    write_manifest(split_dir / MANIFEST_NAME, rows, num_sources=2)
+
+
+# --------------------------------------------------------------------------- reference
+
+def reference_one(path: Path, pair: int, params: dict) -> dict:
+    """Per-mixture spatial clustering + confidences, as a typical scipy/scikit-learn script."""
+    import soundfile as sf
+    from scipy.signal import stft as sp_stft
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    st, sp, cf = params["stft"], params["spatial"], params["confidence"]
+    audio, fs = sf.read(str(path), dtype="float32", always_2d=True)
+    win = int(round(st["window_ms"] * fs / 1000))
+    hop = int(round(st["hop_ms"] * fs / 1000))
+    _, _, z = sp_stft(audio[:, [0, pair]].T, fs=fs, window=st["window"], nperseg=win,
+                      noverlap=win - hop)                               # (2, F, T)
+    x0, x1 = z[0].T, z[1].T                                             # (T, F)
+    logmag = 20 * np.log10(np.maximum(np.abs(x0), 1e-8))
+    mask = (logmag - logmag.max()).ravel() > sp["tau_db"]
+    theta = np.angle(x0 * np.conj(x1)).ravel()
+    feats = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    pca = PCA(n_components=1).fit(feats[mask])
+    phi = pca.transform(feats)                                          # (T*F, 1)
+    kw = dict(covariance_type="full", max_iter=sp["max_iter"], tol=sp["tol"],
+              reg_covar=sp["reg_covar"], random_state=0)
+    gmm = GaussianMixture(sp["num_components"], **kw).fit(phi[mask])
+    gmm1 = GaussianMixture(1, **kw).fit(phi[mask])
+    gamma = gmm.predict_proba(phi)                                      # eq. 3, every bin
+    labels = gamma.argmax(axis=1)
+    K = sp["num_components"]
+    f = np.bincount(labels[mask], minlength=K) / mask.sum()
+    c_cl = float(np.sum(1.0 / K - np.abs(1.0 / K - f)))                 # eq. 4 (K = 2)
+    m = cf["jsd_samples"]
+    gmm.random_state = gmm1.random_state = np.random.RandomState(cf["seed"])
+    xp, _ = gmm1.sample(m)
+    xq, _ = gmm.sample(m)
+    lp_p, lq_p = gmm1.score_samples(xp), gmm.score_samples(xp)
+    lp_q, lq_q = gmm1.score_samples(xq), gmm.score_samples(xq)
+    jsd = 0.5 * np.mean(np.log2(2.0) + lp_p / np.log(2) - np.logaddexp(lp_p, lq_p) / np.log(2)) \
+        + 0.5 * np.mean(np.log2(2.0) + lq_q / np.log(2) - np.logaddexp(lp_q, lq_q) / np.log(2))
+    c_jsd = float(np.clip(jsd, 0.0, 1.0))                                # eq. 5
+    c_post = np.clip(K / (K - 1) * (gamma.max(axis=1) - 1.0 / K), 0, 1)  # eq. 6, every bin
+    mean_cp = float(c_post[mask].mean())
+    return {"c_cl": c_cl, "c_jsd": c_jsd, "mean_c_post": mean_cp,
+            "mean_confidence": c_cl * c_jsd * mean_cp}
+
+
+# --------------------------------------------------------------------------- pipeline
+
+def bench_params(base: dict, args) -> dict:
+    p = json.loads(json.dumps({k: v for k, v in base.items() if not k.startswith("_")}))
+    dask_cfg = dict(p.get("dask") or {})
+    dask_cfg.update({"scheduler": args.scheduler, "address": None, "workers": args.workers,
+                     "threads_per_worker": 1})
+    trim = args.malloc_trim
+    if trim in ("none", "unset"):
+        dask_cfg["malloc_trim_threshold"] = None
+    elif trim is not None:
+        dask_cfg["malloc_trim_threshold"] = int(trim)
+    p["dask"] = dask_cfg
+    if args.shard_size:
+        p["shards"]["utterances_per_shard"] = args.shard_size
+    return p
+
+
+def run_pipeline(params_path: Path, tmp: Path) -> dict:
+    from bootsep.pipeline.stages import confidence, spatial, stft
+
+    shard_root = tmp / "shards"
+    shutil.rmtree(shard_root, ignore_errors=True)
+    times = {}
+    t = time.perf_counter()
+    stft.main(params_path, SPLIT, corpus_dir=tmp / "corpus", out_root=shard_root / "stft")
+    times["stft"] = time.perf_counter() - t
+    t = time.perf_counter()
+    spatial.main(params_path, SPLIT, shard_root=shard_root)
+    times["spatial"] = time.perf_counter() - t
+    t = time.perf_counter()
+    confidence.main(params_path, SPLIT, shard_root=shard_root)
+    times["confidence"] = time.perf_counter() - t
+    return times
+
+
+def pipeline_confidences(shard_dir: Path) -> dict[str, dict]:
+    from bootsep.pipeline.shards import Shard, shard_paths
+
+    out = {}
+    for path in shard_paths(shard_dir):
+        with Shard(path, stage="confidence") as s:
+            vals = {k: s.utterances(k) for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence")}
+            for u, mid in enumerate(s.ids):
+                out[mid] = {k: float(v[u]) for k, v in vals.items()}
+    return out
+
+
+def trim_label(scheduler: str, trim: str):
+    """MALLOC_TRIM_THRESHOLD_ the workers ran with (JSON value)."""
+    if scheduler == "synchronous":
+        return None                       # no workers; this process's environment applies
+    if trim == "none":                    # distributed's default
+        return int(_distributed_default_trim())
+    if trim == "unset":
+        return "unset"
+    return int(trim)
+
+
+def _distributed_default_trim():
+    import distributed  # noqa: F401  (loads distributed's config defaults)
+    import dask
+
+    return dask.config.get("distributed.nanny.pre-spawn-environ", {}).get("MALLOC_TRIM_THRESHOLD_", 65536)
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=256, help="mixtures (default 256)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="worker processes for 'local' (default: params.yaml dask.workers, null = cores)")
+    ap.add_argument("--scheduler", choices=("local", "synchronous"), default=None,
+                    help="default: params.yaml dask.scheduler")
+    ap.add_argument("--malloc-trim", default="params",
+                    help="BYTES | none (distributed's 64 KiB) | unset (no variable; benchmark only) | "
+                         "params (default: params.yaml dask.malloc_trim_threshold)")
+    ap.add_argument("--malloc-mmap", type=int, default=None, metavar="BYTES",
+                    help="benchmark only: also set MALLOC_MMAP_THRESHOLD_ in the local workers "
+                         "(glibc caps it at 32 MiB = 33554432 on 64-bit)")
+    ap.add_argument("--shard-size", type=int, default=None,
+                    help="shards.utterances_per_shard (default: params.yaml)")
+    ap.add_argument("--reference-n", type=int, default=None, help="reference mixtures (default min(N, 32))")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="time the pipeline this many times; the fastest run is reported (others listed)")
+    ap.add_argument("--params", default=str(REPO / "params.yaml"), help="base params file")
+    ap.add_argument("--tmpdir", default=None, help="where the temp folder goes (default: system temp)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error("--n must be >= 1")
+
+    base = yaml.safe_load(Path(args.params).read_text())
+    dask_base = base.get("dask") or {}
+    args.scheduler = args.scheduler or dask_base.get("scheduler", "local")
+    if args.workers is None:
+        args.workers = dask_base.get("workers")
+    if args.malloc_trim == "params":
+        args.malloc_trim = dask_base.get("malloc_trim_threshold")
+        args.malloc_trim = "none" if args.malloc_trim is None else str(int(args.malloc_trim))
+    elif args.malloc_trim not in ("none", "unset"):
+        try:
+            args.malloc_trim = str(int(float(args.malloc_trim)))
+        except ValueError:
+            ap.error("--malloc-trim must be a byte count, 'none', 'unset' or 'params'")
+    n_ref = min(args.n, args.reference_n or 32)
+    params = bench_params(base, args)
+    workers_eff = (int(args.workers or os.cpu_count() or 1) if args.scheduler == "local" else 1)
+
+    # imports outside the timings (a fresh DVC stage process would pay these too)
+    import dask  # noqa: F401
+    import distributed  # noqa: F401
+    import h5py  # noqa: F401
+    import sklearn.mixture  # noqa: F401
+    import sklearn.decomposition  # noqa: F401
+    import scipy.signal  # noqa: F401
+    from bootsep.pipeline.parallel import run_tasks
+    from bootsep.pipeline.stages import confidence, spatial, stft  # noqa: F401
+    from bootsep.pipeline.stages.stft import pair_channel
+    from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
+
+    # benchmark-only variants of the workers' environment (parallel.py merges this config)
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    if args.malloc_trim == "unset":
+        env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    if args.malloc_mmap is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = int(args.malloc_mmap)
+    dask.config.set({"distributed.nanny.pre-spawn-environ": env})
+
+    tmp = Path(tempfile.mkdtemp(prefix="bootsep-bench-spatial-", dir=args.tmpdir))
+    try:
+        params_path = tmp / "params.yaml"
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        print(f"# bootsep spatial throughput: n={args.n} scheduler={args.scheduler} "
+              f"workers={workers_eff} malloc_trim={args.malloc_trim} malloc_mmap={args.malloc_mmap} "
+              f"shard={params['shards']['utterances_per_shard']} cpus={os.cpu_count()} "
+              f"load={load()} tmp={tmp}", flush=True)
+
+        t = time.perf_counter()
+        write_corpus(tmp / "corpus", args.n, params)
+        gen_s = time.perf_counter() - t
+        print(f"generated {args.n} mixtures ({SECONDS:.0f} s, 8-ch FLAC + 2 source images) in "
+              f"{gen_s:.1f} s (not timed)", flush=True)
+
+        overhead = None
+        if args.scheduler == "local":
+            shards = -(-args.n // params["shards"]["utterances_per_shard"])
+            t = time.perf_counter()
+            run_tasks(abs, [(i,) for i in range(shards)], params["dask"], "cluster overhead", unit="task")
+            overhead = time.perf_counter() - t
+            print(f"LocalCluster start + {shards} trivial tasks + stop: {overhead:.2f} s "
+                  "(paid once per stage inside the timings)", flush=True)
+
+        runs = []
+        for r in range(args.repeat):
+            print(f"pipeline run {r + 1}/{args.repeat} (load {load()})", flush=True)
+            times = run_pipeline(params_path, tmp)
+            total = sum(times.values())
+            runs.append({"stage_seconds": {k: round(v, 3) for k, v in times.items()},
+                         "total_s": round(total, 3), "load": load()})
+            print(f"  stft {times['stft']:.2f} s, spatial {times['spatial']:.2f} s, confidence "
+                  f"{times['confidence']:.2f} s: {args.n / total:.1f} mixtures/s", flush=True)
+        best = min(runs, key=lambda r: r["total_s"])
+
+        mixtures = read_manifest(tmp / "corpus" / SPLIT / MANIFEST_NAME)[:n_ref]
+        cand, seed = list(params["stft"]["pair_channels"]), int(params["stft"]["seed"])
+        pairs = [pair_channel(m.id, m.num_channels, cand, seed) for m in mixtures]
+        print(f"reference: {n_ref} mixtures one by one (scipy STFT + sklearn PCA/GMM + MC JSD; "
+              f"no HDF5, no source magnitudes) (load {load()})", flush=True)
+        t = time.perf_counter()
+        ref = {}
+        for i, (m, pair) in enumerate(zip(mixtures, pairs)):
+            ref[m.id] = reference_one(m.mixture, pair, params)
+            if (i + 1) % 8 == 0 or i + 1 == n_ref:
+                el = time.perf_counter() - t
+                print(f"  reference {i + 1}/{n_ref} [{el:.1f} s, {(i + 1) / el:.2f} mixtures/s]",
+                      file=sys.stderr, flush=True)
+        ref_s = time.perf_counter() - t
+
+        got = pipeline_confidences(tmp / "shards" / "confidence" / SPLIT)
+        agree = {}
+        for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):
+            a = np.array([got[i][k] for i in ref])
+            b = np.array([ref[i][k] for i in ref])
+            agree[k] = {"pipeline_mean": round(float(a.mean()), 4), "reference_mean": round(float(b.mean()), 4),
+                        "median_abs_diff": round(float(np.median(np.abs(a - b))), 4)}
+    finally:
+        if args.keep:
+            print(f"kept {tmp}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    mps = args.n / best["total_s"]
+    ref_mps = n_ref / ref_s
+    result = {
+        "mixtures_per_s": round(mps, 2),
+        "reference_mixtures_per_s": round(ref_mps, 3),
+        "ratio": round(mps / ref_mps, 2),
+        "n": args.n,
+        "reference_n": n_ref,
+        "workers": workers_eff,
+        "scheduler": args.scheduler,
+        "malloc_trim_threshold": trim_label(args.scheduler, args.malloc_trim),
+        "malloc_mmap_threshold": None if args.scheduler == "synchronous" else args.malloc_mmap,
+        "utterances_per_shard": params["shards"]["utterances_per_shard"],
+        "stage_seconds": best["stage_seconds"],
+        "pipeline_seconds": best["total_s"],
+        "reference_seconds": round(ref_s, 3),
+        "cluster_overhead_s": None if overhead is None else round(overhead, 3),
+        "runs": runs if args.repeat > 1 else None,
+        "mixture_seconds": SECONDS,
+        "audio_format": "8-ch 16-bit FLAC at 8 kHz, 2 source images",
+        "generation_seconds": round(gen_s, 2),
+        "agreement_with_reference": agree,
+        "load_avg": load(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "meets_150_per_s": mps >= 150,
+        "meets_20x": mps / ref_mps >= 20,
+    }
+
+    print()
+    print(f"pipeline  : {args.n} mixtures in {best['total_s']:.2f} s = {mps:.1f} mixtures/s "
+          f"(stft {best['stage_seconds']['stft']:.2f} s, spatial {best['stage_seconds']['spatial']:.2f} s, "
+          f"confidence {best['stage_seconds']['confidence']:.2f} s; {args.scheduler}, {workers_eff} worker(s), "
+          f"malloc_trim {args.malloc_trim if args.scheduler == 'local' else 'n/a'}"
+          f"{'' if args.malloc_mmap is None or args.scheduler != 'local' else f', malloc_mmap {args.malloc_mmap}'})")
+    if overhead is not None:
+        print(f"            of which LocalCluster start/stop ~{overhead:.2f} s per stage")
+    print(f"reference : {n_ref} mixtures in {ref_s:.2f} s = {ref_mps:.2f} mixtures/s")
+    print(f"ratio     : {mps / ref_mps:.1f}x   (targets: >= 150 mixtures/s "
+          f"[{'met' if mps >= 150 else 'NOT met'}], >= 20x [{'met' if mps / ref_mps >= 20 else 'NOT met'}])")
+    print("agreement : " + ", ".join(f"{k} pipeline {v['pipeline_mean']:.3f} vs reference "
+                                     f"{v['reference_mean']:.3f} (median |diff| {v['median_abs_diff']:.3f})"
+                                     for k, v in agree.items()))
+    print(f"load avg  : {load()} on {os.cpu_count()} cpus")
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
