@@ -5,6 +5,7 @@ Run from the repository root (project installed)::
     python bench/spatial_throughput.py                         # N = 256, params.yaml's dask section
     python bench/spatial_throughput.py --n 512 --workers 2 --scheduler local --malloc-trim 1073741824
     python bench/spatial_throughput.py --scheduler synchronous
+    python bench/spatial_throughput.py --malloc-trim 1073741824 --malloc-mmap 33554432 --repeat 3
 
 What it does:
 
@@ -34,9 +35,13 @@ What it does:
 Prints progress lines (stage progress goes to stderr), a human-readable summary, and as the LAST
 stdout line one JSON object: ``mixtures_per_s`` (N / pipeline seconds),
 ``reference_mixtures_per_s``, ``ratio``, ``n``, ``workers``, ``scheduler``, ``stage_seconds``,
-``malloc_trim_threshold`` (bytes the workers ran with; null for synchronous) and more (load average, agreement of the pipeline's confidences with
-the reference's on the reference subset). Targets (issue 4): >= 150 mixtures/s and >= 20x the
-reference on the 2-core machine.
+``malloc_trim_threshold`` (bytes the workers ran with; null for synchronous) and more: CPU
+seconds per stage (this process + its finished worker processes) and ``cpu_ms_per_mixture`` /
+``cpu_ratio`` against the reference's CPU time -- much less sensitive to other load on the
+machine than wall time (the scikit-learn reference slows 4-5x when the 2 cores are
+oversubscribed) -- the load average, and the agreement of the pipeline's confidences with the
+reference's on the reference subset (GMM local optima differ on some mixtures).
+Targets (issue 4): >= 150 mixtures/s and >= 20x the reference on the 2-core machine.
 
 ``--malloc-trim``: ``none`` keeps distributed's ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in the
 workers (params ``dask.malloc_trim_threshold: null``), a byte count overrides it, ``unset``
@@ -56,7 +61,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -220,22 +224,31 @@ def bench_params(base: dict, args) -> dict:
     return p
 
 
-def run_pipeline(params_path: Path, tmp: Path) -> dict:
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the LocalCluster's worker
+    processes, once each stage has closed its cluster): less sensitive to other load than wall time."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def run_pipeline(params_path: Path, tmp: Path) -> tuple[dict, dict]:
+    """The three stages through their entry points: (wall seconds, CPU seconds) per stage."""
     from bootsep.pipeline.stages import confidence, spatial, stft
 
     shard_root = tmp / "shards"
     shutil.rmtree(shard_root, ignore_errors=True)
-    times = {}
-    t = time.perf_counter()
-    stft.main(params_path, SPLIT, corpus_dir=tmp / "corpus", out_root=shard_root / "stft")
-    times["stft"] = time.perf_counter() - t
-    t = time.perf_counter()
-    spatial.main(params_path, SPLIT, shard_root=shard_root)
-    times["spatial"] = time.perf_counter() - t
-    t = time.perf_counter()
-    confidence.main(params_path, SPLIT, shard_root=shard_root)
-    times["confidence"] = time.perf_counter() - t
-    return times
+    stages = {"stft": lambda: stft.main(params_path, SPLIT, corpus_dir=tmp / "corpus",
+                                        out_root=shard_root / "stft"),
+              "spatial": lambda: spatial.main(params_path, SPLIT, shard_root=shard_root),
+              "confidence": lambda: confidence.main(params_path, SPLIT, shard_root=shard_root)}
+    times, cpu = {}, {}
+    for name, run in stages.items():
+        t, c = time.perf_counter(), cpu_seconds()
+        run()
+        times[name], cpu[name] = time.perf_counter() - t, cpu_seconds() - c
+    return times, cpu
 
 
 def pipeline_confidences(shard_dir: Path) -> dict[str, dict]:
@@ -361,12 +374,15 @@ def main(argv=None) -> int:
         runs = []
         for r in range(args.repeat):
             print(f"pipeline run {r + 1}/{args.repeat} (load {load()})", flush=True)
-            times = run_pipeline(params_path, tmp)
+            times, cpu = run_pipeline(params_path, tmp)
             total = sum(times.values())
             runs.append({"stage_seconds": {k: round(v, 3) for k, v in times.items()},
-                         "total_s": round(total, 3), "load": load()})
+                         "stage_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+                         "total_s": round(total, 3), "cpu_s": round(sum(cpu.values()), 3), "load": load()})
             print(f"  stft {times['stft']:.2f} s, spatial {times['spatial']:.2f} s, confidence "
-                  f"{times['confidence']:.2f} s: {args.n / total:.1f} mixtures/s", flush=True)
+                  f"{times['confidence']:.2f} s: {args.n / total:.1f} mixtures/s; CPU "
+                  + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
+                  + f" = {1e3 * sum(cpu.values()) / args.n:.1f} ms/mixture", flush=True)
         best = min(runs, key=lambda r: r["total_s"])
 
         mixtures = read_manifest(tmp / "corpus" / SPLIT / MANIFEST_NAME)[:n_ref]
@@ -374,7 +390,7 @@ def main(argv=None) -> int:
         pairs = [pair_channel(m.id, m.num_channels, cand, seed) for m in mixtures]
         print(f"reference: {n_ref} mixtures one by one (scipy STFT + sklearn PCA/GMM + MC JSD; "
               f"no HDF5, no source magnitudes) (load {load()})", flush=True)
-        t = time.perf_counter()
+        t, ref_c = time.perf_counter(), time.process_time()
         ref = {}
         for i, (m, pair) in enumerate(zip(mixtures, pairs)):
             ref[m.id] = reference_one(m.mixture, pair, params)
@@ -382,7 +398,7 @@ def main(argv=None) -> int:
                 el = time.perf_counter() - t
                 print(f"  reference {i + 1}/{n_ref} [{el:.1f} s, {(i + 1) / el:.2f} mixtures/s]",
                       file=sys.stderr, flush=True)
-        ref_s = time.perf_counter() - t
+        ref_s, ref_cpu = time.perf_counter() - t, time.process_time() - ref_c
 
         got = pipeline_confidences(tmp / "shards" / "confidence" / SPLIT)
         agree = {}
@@ -413,6 +429,10 @@ def main(argv=None) -> int:
         "stage_seconds": best["stage_seconds"],
         "pipeline_seconds": best["total_s"],
         "reference_seconds": round(ref_s, 3),
+        "stage_cpu_seconds": best["stage_cpu_seconds"],
+        "cpu_ms_per_mixture": round(1e3 * best["cpu_s"] / args.n, 2),
+        "reference_cpu_ms_per_mixture": round(1e3 * ref_cpu / n_ref, 2),
+        "cpu_ratio": round((ref_cpu / n_ref) / (best["cpu_s"] / args.n), 2),
         "cluster_overhead_s": None if overhead is None else round(overhead, 3),
         "runs": runs if args.repeat > 1 else None,
         "mixture_seconds": SECONDS,
@@ -435,7 +455,9 @@ def main(argv=None) -> int:
           f"{'' if args.malloc_mmap is None or args.scheduler != 'local' else f', malloc_mmap {args.malloc_mmap}'})")
     if overhead is not None:
         print(f"            of which LocalCluster start/stop ~{overhead:.2f} s per stage")
-    print(f"reference : {n_ref} mixtures in {ref_s:.2f} s = {ref_mps:.2f} mixtures/s")
+    print(f"            CPU (this process + workers) {1e3 * best['cpu_s'] / args.n:.1f} ms/mixture")
+    print(f"reference : {n_ref} mixtures in {ref_s:.2f} s = {ref_mps:.2f} mixtures/s; "
+          f"CPU {1e3 * ref_cpu / n_ref:.1f} ms/mixture")
     print(f"ratio     : {mps / ref_mps:.1f}x   (targets: >= 150 mixtures/s "
           f"[{'met' if mps >= 150 else 'NOT met'}], >= 20x [{'met' if mps / ref_mps >= 20 else 'NOT met'}])")
     print("agreement : " + ", ".join(f"{k} pipeline {v['pipeline_mean']:.3f} vs reference "
