@@ -14,17 +14,6 @@ from bootsep.train.loop import BEST_MODEL
 from bootsep.train.model import DeepClusteringBLSTM, ModelConfig
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cpu``/``cuda`` force one (cuda must exist)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BootsepError("device 'cuda' was asked for but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise BootsepError(f"unknown device '{name}' (auto, cpu or cuda)")
-    return torch.device(name)
-
-
 def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu"
                ) -> tuple[DeepClusteringBLSTM, dict]:
     """The best-validation model of a training run and its metadata (condition, stft, ...)."""

@@ -36,7 +36,8 @@ from bootsep.evaluate.blocks import (SILENCE_PEAK, BlockOutput, block_samples, c
                                      plan_blocks, separate_array)
 from bootsep.evaluate.ensemble import choose_confidence
 from bootsep.evaluate.inference import apply_masks, model_masks
-from bootsep.evaluate.models import load_model, pick_device
+from bootsep.evaluate.models import load_model
+from bootsep.train.loop import resolve_device
 from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.progress import Progress
@@ -96,7 +97,7 @@ class Separator:
         :data:`DEFAULT_ENSEMBLE_FILE` if it exists.
         """
         path = Path(path)
-        dev = pick_device(device)
+        dev = resolve_device(device)
         model, meta = load_model(path, dev)
         _check_stft(meta["stft"], model, path)
         settings = _training_settings(path)

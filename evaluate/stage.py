@@ -25,7 +25,8 @@ import torch
 
 from bootsep.evaluate.ensemble import choose_confidence, choose_oracle, choose_random, confidence_threshold
 from bootsep.evaluate.metrics import separation_metrics
-from bootsep.evaluate.models import load_model, pick_device
+from bootsep.evaluate.models import load_model
+from bootsep.train.loop import resolve_device
 from bootsep.evaluate.separation import SPATIAL, MixtureEstimates, split_estimates
 from bootsep.pipeline.atomic import atomic_dir, write_text_atomic
 from bootsep.pipeline.audio import write_audio
@@ -113,7 +114,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     params = load_params(params_path)
     cfg, ev = stft_config(params), evaluate_options(params)
     corpus_dir, shard_root, out = Path(corpus_dir), Path(shard_root), Path(out)
-    device = pick_device(get(params, "train.device", "auto"))
+    device = resolve_device(get(params, "train.device", "auto"))
     torch.set_num_threads(max(1, int(get(params, "train.torch_threads", 1))))
     models, num_sources = {}, int(get(params, "train.num_sources"))
     for name in condition_names(params):

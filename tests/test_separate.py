@@ -94,13 +94,7 @@ def best_order(est: np.ndarray, refs: np.ndarray) -> tuple[int, ...]:
     return (0, 1) if straight >= swapped else (1, 0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny LSTM is fastest on one thread, and far slower on several when cores are busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

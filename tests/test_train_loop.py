@@ -23,13 +23,7 @@ GT = Condition("gt", "gt")
 A1 = Condition("alpha_1", "spatial", 1.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models are overhead-bound: one thread is as fast and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.features import frames_valid
+from bootsep.pipeline.padding import pad_stack
 from bootsep.pipeline.shards import Shard, check_aligned
 from bootsep.pipeline.stft import StftConfig
 from bootsep.train.conditions import Condition
@@ -165,18 +167,12 @@ def collate(examples: list[dict]) -> dict:
     so it adds nothing to the loss and gets no gradient.
     """
     # Filled with numpy (single-threaded, no OpenMP spin-waits on a busy machine), then wrapped.
-    lengths = np.array([e["features"].shape[0] for e in examples], dtype=np.int64)
-    batch, t_max, n_freq = len(examples), int(lengths.max()), examples[0]["features"].shape[1]
-    feats = np.zeros((batch, t_max, n_freq), np.float32)
-    labels = np.zeros((batch, t_max, n_freq), np.int64)
-    weights = np.zeros((batch, t_max, n_freq), np.float32)
-    for i, e in enumerate(examples):
-        t = e["features"].shape[0]
-        feats[i, :t] = e["features"]
-        labels[i, :t] = e["labels"]
-        weights[i, :t] = e["weights"]
-    mask = np.arange(t_max)[None, :] < lengths[:, None]
-    feats, labels, weights = torch.from_numpy(feats), torch.from_numpy(labels), torch.from_numpy(weights)
+    feats, lengths = pad_stack([e["features"] for e in examples])
+    labels, _ = pad_stack([e["labels"] for e in examples])
+    weights, _ = pad_stack([e["weights"] for e in examples])
+    mask = frames_valid(lengths, feats.shape[1])
+    feats, weights = torch.from_numpy(feats.astype(np.float32, copy=False)), torch.from_numpy(weights)
+    labels = torch.from_numpy(labels.astype(np.int64))
     lengths, mask = torch.from_numpy(lengths), torch.from_numpy(mask)
     return {"ids": [e["id"] for e in examples], "features": feats, "labels": labels,
             "weights": weights, "lengths": lengths, "mask": mask}

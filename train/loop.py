@@ -96,14 +96,15 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` (which must exist)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise BootsepError(f"train.device is '{name}'; expected auto, cpu, cuda or cuda:N") from None
+        raise BootsepError(f"device '{name}' is not one of auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BootsepError(f"train.device is '{name}' but no CUDA device is available")
+        raise BootsepError(f"device '{name}' was asked for but no CUDA device is available")
     return device
 
 
