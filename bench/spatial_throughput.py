@@ -3,9 +3,9 @@
 Run from the repository root (project installed)::
 
     python bench/spatial_throughput.py                         # N = 256, params.yaml's dask section
-    python bench/spatial_throughput.py --n 512 --workers 2 --scheduler local --malloc-trim 1073741824
+    python bench/spatial_throughput.py --n 1024 --workers 2 --scheduler local
     python bench/spatial_throughput.py --scheduler synchronous
-    python bench/spatial_throughput.py --malloc-trim 1073741824 --malloc-mmap 33554432 --repeat 3
+    python bench/spatial_throughput.py --worker-env MALLOC_TRIM_THRESHOLD_=65536 --repeat 3
 
 What it does:
 
@@ -35,7 +35,7 @@ What it does:
 Prints progress lines (stage progress goes to stderr), a human-readable summary, and as the LAST
 stdout line one JSON object: ``mixtures_per_s`` (N / pipeline seconds),
 ``reference_mixtures_per_s``, ``ratio``, ``n``, ``workers``, ``scheduler``, ``stage_seconds``,
-``malloc_trim_threshold`` (bytes the workers ran with; null for synchronous) and more: CPU
+``worker_env`` (the overrides the workers ran with; null for synchronous) and more: CPU
 seconds per stage (this process + its finished worker processes) and ``cpu_ms_per_mixture`` /
 ``cpu_ratio`` against the reference's CPU time -- much less sensitive to other load on the
 machine than wall time (the scikit-learn reference slows 4-5x when the 2 cores are
@@ -43,15 +43,13 @@ oversubscribed) -- the load average, and the agreement of the pipeline's confide
 reference's on the reference subset (GMM local optima differ on some mixtures).
 Targets (issue 4): >= 150 mixtures/s and >= 20x the reference on the 2-core machine.
 
-``--malloc-trim``: ``none`` keeps distributed's ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in the
-workers (params ``dask.malloc_trim_threshold: null``), a byte count overrides it, ``unset``
-(benchmark only) removes the variable from the workers' environment (glibc's default,
-dynamic thresholds). Default: the value in params.yaml. ``--malloc-mmap BYTES`` (benchmark
-only) also sets ``MALLOC_MMAP_THRESHOLD_`` in the workers. Both are ignored by ``synchronous``
-(this process's own environment applies). Why it matters: setting any of glibc's
+``--worker-env KEY=VALUE`` (repeatable; ``KEY=`` removes the variable) overrides entries of
+params.yaml's ``dask.worker_env`` for the local workers (ignored by ``synchronous``: this
+process's own environment applies). Why it matters: distributed sets
+``MALLOC_TRIM_THRESHOLD_=65536`` in its workers, and setting any of glibc's
 ``MALLOC_*_THRESHOLD_`` variables switches off its dynamic mmap threshold, so every array
-above 128 KiB is mmap'ed and unmapped (page faults on every fresh temporary) -- a large
-trim threshold alone does not undo that; a large mmap threshold (or no variable) does.
+above 128 KiB is mmap'ed and unmapped (page faults on every fresh temporary) -- a large trim
+threshold alone does not undo that; a large ``MALLOC_MMAP_THRESHOLD_`` (or no variable) does.
 """
 
 from __future__ import annotations
@@ -213,11 +211,7 @@ def bench_params(base: dict, args) -> dict:
     dask_cfg = dict(p.get("dask") or {})
     dask_cfg.update({"scheduler": args.scheduler, "address": None, "workers": args.workers,
                      "threads_per_worker": 1})
-    trim = args.malloc_trim
-    if trim in ("none", "unset"):
-        dask_cfg["malloc_trim_threshold"] = None
-    elif trim is not None:
-        dask_cfg["malloc_trim_threshold"] = int(trim)
+    dask_cfg["worker_env"] = {**(dask_cfg.get("worker_env") or {}), **args.worker_env}
     p["dask"] = dask_cfg
     if args.shard_size:
         p["shards"]["utterances_per_shard"] = args.shard_size
@@ -263,24 +257,6 @@ def pipeline_confidences(shard_dir: Path) -> dict[str, dict]:
     return out
 
 
-def trim_label(scheduler: str, trim: str):
-    """MALLOC_TRIM_THRESHOLD_ the workers ran with (JSON value)."""
-    if scheduler == "synchronous":
-        return None                       # no workers; this process's environment applies
-    if trim == "none":                    # distributed's default
-        return int(_distributed_default_trim())
-    if trim == "unset":
-        return "unset"
-    return int(trim)
-
-
-def _distributed_default_trim():
-    import distributed  # noqa: F401  (loads distributed's config defaults)
-    import dask
-
-    return dask.config.get("distributed.nanny.pre-spawn-environ", {}).get("MALLOC_TRIM_THRESHOLD_", 65536)
-
-
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -292,12 +268,9 @@ def main(argv=None) -> int:
                     help="worker processes for 'local' (default: params.yaml dask.workers, null = cores)")
     ap.add_argument("--scheduler", choices=("local", "synchronous"), default=None,
                     help="default: params.yaml dask.scheduler")
-    ap.add_argument("--malloc-trim", default="params",
-                    help="BYTES | none (distributed's 64 KiB) | unset (no variable; benchmark only) | "
-                         "params (default: params.yaml dask.malloc_trim_threshold)")
-    ap.add_argument("--malloc-mmap", type=int, default=None, metavar="BYTES",
-                    help="benchmark only: also set MALLOC_MMAP_THRESHOLD_ in the local workers "
-                         "(glibc caps it at 32 MiB = 33554432 on 64-bit)")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="override params.yaml dask.worker_env for the local workers; KEY= removes "
+                         "the variable (repeatable), e.g. MALLOC_TRIM_THRESHOLD_=65536 (distributed's value)")
     ap.add_argument("--shard-size", type=int, default=None,
                     help="shards.utterances_per_shard (default: params.yaml)")
     ap.add_argument("--reference-n", type=int, default=None, help="reference mixtures (default min(N, 32))")
@@ -315,14 +288,13 @@ def main(argv=None) -> int:
     args.scheduler = args.scheduler or dask_base.get("scheduler", "local")
     if args.workers is None:
         args.workers = dask_base.get("workers")
-    if args.malloc_trim == "params":
-        args.malloc_trim = dask_base.get("malloc_trim_threshold")
-        args.malloc_trim = "none" if args.malloc_trim is None else str(int(args.malloc_trim))
-    elif args.malloc_trim not in ("none", "unset"):
-        try:
-            args.malloc_trim = str(int(float(args.malloc_trim)))
-        except ValueError:
-            ap.error("--malloc-trim must be a byte count, 'none', 'unset' or 'params'")
+    overrides = {}
+    for item in args.worker_env:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            ap.error(f"--worker-env {item!r}: expected KEY=VALUE or KEY=")
+        overrides[key] = value or None
+    args.worker_env = overrides
     n_ref = min(args.n, args.reference_n or 32)
     params = bench_params(base, args)
     workers_eff = (int(args.workers or os.cpu_count() or 1) if args.scheduler == "local" else 1)
@@ -339,20 +311,12 @@ def main(argv=None) -> int:
     from bootsep.pipeline.stages.stft import pair_channel
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
 
-    # benchmark-only variants of the workers' environment (parallel.py merges this config)
-    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
-    if args.malloc_trim == "unset":
-        env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    if args.malloc_mmap is not None:
-        env["MALLOC_MMAP_THRESHOLD_"] = int(args.malloc_mmap)
-    dask.config.set({"distributed.nanny.pre-spawn-environ": env})
-
     tmp = Path(tempfile.mkdtemp(prefix="bootsep-bench-spatial-", dir=args.tmpdir))
     try:
         params_path = tmp / "params.yaml"
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
         print(f"# bootsep spatial throughput: n={args.n} scheduler={args.scheduler} "
-              f"workers={workers_eff} malloc_trim={args.malloc_trim} malloc_mmap={args.malloc_mmap} "
+              f"workers={workers_eff} worker_env={params['dask']['worker_env']} "
               f"shard={params['shards']['utterances_per_shard']} cpus={os.cpu_count()} "
               f"load={load()} tmp={tmp}", flush=True)
 
@@ -423,8 +387,7 @@ def main(argv=None) -> int:
         "reference_n": n_ref,
         "workers": workers_eff,
         "scheduler": args.scheduler,
-        "malloc_trim_threshold": trim_label(args.scheduler, args.malloc_trim),
-        "malloc_mmap_threshold": None if args.scheduler == "synchronous" else args.malloc_mmap,
+        "worker_env": None if args.scheduler == "synchronous" else params["dask"]["worker_env"],
         "utterances_per_shard": params["shards"]["utterances_per_shard"],
         "stage_seconds": best["stage_seconds"],
         "pipeline_seconds": best["total_s"],
@@ -450,9 +413,8 @@ def main(argv=None) -> int:
     print()
     print(f"pipeline  : {args.n} mixtures in {best['total_s']:.2f} s = {mps:.1f} mixtures/s "
           f"(stft {best['stage_seconds']['stft']:.2f} s, spatial {best['stage_seconds']['spatial']:.2f} s, "
-          f"confidence {best['stage_seconds']['confidence']:.2f} s; {args.scheduler}, {workers_eff} worker(s), "
-          f"malloc_trim {args.malloc_trim if args.scheduler == 'local' else 'n/a'}"
-          f"{'' if args.malloc_mmap is None or args.scheduler != 'local' else f', malloc_mmap {args.malloc_mmap}'})")
+          f"confidence {best['stage_seconds']['confidence']:.2f} s; {args.scheduler}, {workers_eff} worker(s)"
+          f"{'' if args.scheduler != 'local' else ', worker_env ' + str(params['dask']['worker_env'])})")
     if overhead is not None:
         print(f"            of which LocalCluster start/stop ~{overhead:.2f} s per stage")
     print(f"            CPU (this process + workers) {1e3 * best['cpu_s'] / args.n:.1f} ms/mixture")

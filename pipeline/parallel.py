@@ -9,15 +9,18 @@
   so the same stage runs on a cluster of many machines unchanged (the workers must see the
   same ``data/`` paths).
 
-``distributed`` sets ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in the workers it spawns; with
-numpy's many large temporary arrays that makes glibc return memory to the OS after every
-free, which costs a lot of time here (see bench/spatial_throughput.py). ``malloc_trim_threshold``
-overrides it (null keeps distributed's value). Workers also get ``OMP_NUM_THREADS`` etc. set
-to their thread count so that BLAS does not oversubscribe the cores.
+``worker_env`` is merged into the environment of the local workers (a null value removes a
+variable). Why: ``distributed`` sets ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in the workers it
+spawns, and setting any of glibc's ``MALLOC_*_THRESHOLD_`` variables also switches off its
+dynamic mmap threshold, so every numpy temporary above 128 KiB is mmap'ed, page-faulted and
+unmapped again; that nearly halves the speed of these stages (bench/spatial_throughput.py).
+Workers also get ``OMP_NUM_THREADS`` etc. set to their thread count so that BLAS does not
+oversubscribe the cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any, Callable, Sequence
@@ -49,19 +52,43 @@ def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | 
     return _run_distributed(fn, tasks, cfg, desc, weights, total, unit)
 
 
+def worker_environ(base: dict, overrides: dict | None, threads: int) -> dict:
+    """Environment for the workers: ``base`` (distributed's), thread counts, then ``overrides``
+    (``dask.worker_env``; a None value removes the variable: distributed skips None entries)."""
+    merged = {**base, **{v: threads for v in _THREAD_VARS}, **(overrides or {})}
+    return {str(k): None if v is None else str(v) for k, v in merged.items()}
+
+
+@contextlib.contextmanager
+def _parent_environ(env: dict):
+    """Apply ``env`` to this process's environment while the cluster lives, then restore it.
+
+    Needed because distributed's nanny lets ``os.environ`` override its config and writes the
+    pre-spawn variables into ``os.environ`` before spawning (so a variable set by an earlier
+    cluster, or by the user's shell, would otherwise leak into every later worker)."""
+    saved = dict(os.environ)
+    try:
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
     import dask
     from distributed import Client, LocalCluster, as_completed
 
     address = cfg.get("address")
     threads = int(cfg.get("threads_per_worker") or 1)
-    environ = {v: str(threads) for v in _THREAD_VARS}
-    trim = cfg.get("malloc_trim_threshold", None)
-    if trim is not None:
-        environ["MALLOC_TRIM_THRESHOLD_"] = str(int(trim))
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": {
-            **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **environ},
-            "distributed.worker.daemon": False}):
+    environ = worker_environ(dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+                             cfg.get("worker_env"), threads)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
+                          "distributed.worker.daemon": False}), _parent_environ(environ):
         if address:
             cluster = None
             client = Client(address)

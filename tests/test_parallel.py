@@ -26,3 +26,18 @@ def test_first_error_is_raised(cfg):
 
 def test_no_tasks():
     assert run_tasks(operator.add, [], {"scheduler": "local"}, "none") == []
+
+
+def _env(name):
+    import os
+    return os.environ.get(name)
+
+
+def test_worker_env_sets_and_removes_variables():
+    """dask.worker_env reaches the spawned workers; null removes distributed's MALLOC_TRIM_THRESHOLD_."""
+    names = ["MALLOC_TRIM_THRESHOLD_", "BOOTSEP_TEST_VAR", "OMP_NUM_THREADS"]
+    default = run_tasks(_env, [(n,) for n in names], {"scheduler": "local", "workers": 1}, "env")
+    assert default[0] is not None and default[1] is None and default[2] == "1"
+    cfg = {"scheduler": "local", "workers": 1,
+           "worker_env": {"MALLOC_TRIM_THRESHOLD_": None, "BOOTSEP_TEST_VAR": 7}}
+    assert run_tasks(_env, [(n,) for n in names], cfg, "env") == [None, "7", "1"]

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from bootsep.pipeline.atomic import atomic_dir
-from bootsep.pipeline.audio import read_audio
+from bootsep.pipeline.audio import audio_info, read_audio
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
 from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.features import log_magnitude_db
@@ -35,9 +35,10 @@ def pair_channel(mixture_id: str, num_channels: int, candidates: list[int], seed
     return int(usable[rng.integers(len(usable))])
 
 
-def load_at_rate(path: Path, rate: int, min_channels: int = 1) -> np.ndarray:
-    """Read audio ``(C, L)`` and resample it to ``rate`` (scipy polyphase) when needed."""
-    audio, sr = read_audio(path, min_channels=min_channels)
+def load_at_rate(path: Path, rate: int, min_channels: int = 1,
+                 channels: list[int] | None = None) -> np.ndarray:
+    """Read audio ``(C, L)`` (the ``channels`` chosen) and resample it to ``rate`` when needed."""
+    audio, sr = read_audio(path, min_channels=min_channels, channels=channels)
     if sr != rate:
         g = np.gcd(sr, rate)
         audio = resample_poly(audio, rate // g, sr // g, axis=-1).astype(np.float32)
@@ -46,14 +47,14 @@ def load_at_rate(path: Path, rate: int, min_channels: int = 1) -> np.ndarray:
 
 def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int], seed: int) -> dict:
     """All stft-stage arrays of one mixture (pure apart from reading its audio files)."""
-    audio = load_at_rate(mix.mixture, cfg.sample_rate, min_channels=2)
-    pair = pair_channel(mix.id, audio.shape[0], candidates, seed)
-    spec = stft(audio[[0, pair]], cfg)                               # (2, T, F)
+    pair = pair_channel(mix.id, audio_info(mix.mixture).channels, candidates, seed)
+    audio = load_at_rate(mix.mixture, cfg.sample_rate, min_channels=2, channels=[0, pair])
+    spec = stft(audio, cfg)                                          # (2, T, F)
     out = {"mix_stft": spec[0], "pair_stft": spec[1],
            "mix_logmag_db": log_magnitude_db(spec[0]),               # eq. 2
            "num_samples": audio.shape[-1], "pair_channel": pair}
     if mix.has_references:
-        refs = np.stack([load_at_rate(p, cfg.sample_rate)[0] for p in mix.source_images])
+        refs = np.stack([load_at_rate(p, cfg.sample_rate, channels=[0])[0] for p in mix.source_images])
         if refs.shape[-1] != audio.shape[-1]:
             raise BootsepError(f"source image has {refs.shape[-1]} samples, mixture {audio.shape[-1]}",
                                mix.source_images[0])
