@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bootsep.pipeline.spatial import SpatialResult
 
 __all__ = ["c_cl", "c_jsd", "c_post", "combined_confidence", "mean_confidence",
-           "confidence_measures"]
+           "confidence_measures", "measures"]
 
 _LN2 = float(np.log(2.0))
 _JSD_BLOCK = 1 << 14           # Monte Carlo draws per block (per half) in the 1-D path
@@ -281,28 +281,42 @@ def mean_confidence(c_cl, c_jsd, c_post, valid_mask) -> np.ndarray:
 def confidence_measures(result: "SpatialResult", valid: np.ndarray | None, n_samples: int,
                         seed=0, *, seeds: Sequence | None = None,
                         mean_over: str = "fit") -> dict[str, np.ndarray]:
-    """All confidence measures of a batch of spatial clusterings.
+    """All confidence measures of a batch of spatial clusterings (see :func:`measures`).
 
-    Returns ``c_cl (B,)`` (eq. 4 over the fitted bins), ``c_jsd (B,)`` (eq. 5; ``seed`` /
-    ``seeds`` as in :func:`c_jsd`), ``c_post (B, T, F)`` float32 (eq. 6; 0 on padding, whose
-    posteriors are uniform), ``mean_c_post (B,)`` and ``mean_confidence (B,)`` =
-    ``c_cl * c_jsd * mean_c_post``. ``mean_over``: ``'fit'`` (default: the mean of C_post over
-    the fitted bins, those above tau, which the clustering actually saw) or ``'valid'`` (over
-    all bins of the valid frames ``valid (B, T)``; None = all frames). Degenerate mixtures get
-    ``c_cl = c_jsd = 0``.
+    ``mean_over``: ``'fit'`` (default: the mean of C_post over the fitted bins, those above
+    tau, which the clustering actually saw) or ``'valid'`` (over all bins of the valid frames
+    ``valid (B, T)``; None = all frames).
     """
     if mean_over not in ("fit", "valid"):
         raise BootsepError(f"mean_over must be 'fit' or 'valid', got {mean_over!r}")
-    K = result.posteriors.shape[-1]
-    B = result.labels.shape[0]
-    cl = c_cl(result.labels.reshape(B, -1), result.fit_mask.reshape(B, -1), K)
-    cl = np.where(result.degenerate, 0.0, cl)
-    jsd = c_jsd(result.gmm, result.gmm1, n_samples, seed, seeds=seeds, degenerate=result.degenerate)
-    cp = c_post(result.posteriors)
     if mean_over == "fit":
         mask = result.fit_mask
     else:
-        mask = np.ones(cp.shape[:2], bool) if valid is None else np.asarray(valid, bool)
-    mean_cp = mean_confidence(np.ones(B), np.ones(B), cp, mask)
+        mask = np.ones(result.labels.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+    return measures(result.labels, result.fit_mask, result.posteriors, result.gmm, result.gmm1,
+                    result.degenerate, n_samples, seed, seeds=seeds, mean_mask=mask)
+
+
+def measures(labels: np.ndarray, fit_mask: np.ndarray, posteriors: np.ndarray, gmm: GMMParams,
+             gmm1: GMMParams, degenerate: np.ndarray, n_samples: int, seed=0, *,
+             seeds: Sequence | None = None, mean_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Equations 4-6 and the mixture confidence for a padded batch; the one implementation that
+    the confidence stage and the separator share.
+
+    ``labels (B, T, F)`` hard labels, ``fit_mask (B, T, F)`` bool fitted bins, ``posteriors
+    (B, T, F, K)``, ``gmm``/``gmm1`` the K- and 1-component fits, ``degenerate (B,)``.
+    Returns ``c_cl (B,)`` (eq. 4 over the fitted bins), ``c_jsd (B,)`` (eq. 5; ``seed`` /
+    ``seeds`` as in :func:`c_jsd`), ``c_post (B, T, F)`` float32 (eq. 6; 0 where posteriors are
+    uniform, e.g. padding), ``mean_c_post (B,)`` over ``mean_mask`` (default ``fit_mask``) and
+    ``mean_confidence (B,)`` = ``c_cl * c_jsd * mean_c_post``. Degenerate mixtures get
+    ``c_cl = c_jsd = 0``.
+    """
+    degenerate = np.asarray(degenerate, bool)
+    B, K = labels.shape[0], posteriors.shape[-1]
+    cl = c_cl(labels.reshape(B, -1), fit_mask.reshape(B, -1), K)                         # eq. 4
+    cl = np.where(degenerate, 0.0, cl)
+    jsd = c_jsd(gmm, gmm1, n_samples, seed, seeds=seeds, degenerate=degenerate)          # eq. 5
+    cp = c_post(np.asarray(posteriors, np.float32))                                     # eq. 6
+    mean_cp = mean_confidence(np.ones(B), np.ones(B), cp, fit_mask if mean_mask is None else mean_mask)
     return {"c_cl": cl, "c_jsd": jsd, "c_post": cp, "mean_c_post": mean_cp,
             "mean_confidence": cl * jsd * mean_cp}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.pipeline.atomic import atomic_dir
-from bootsep.pipeline.confidence import c_cl, c_jsd, c_post
+from bootsep.pipeline.confidence import measures
 from bootsep.pipeline.gmm import GMMParams
 from bootsep.pipeline.padding import pad_stack, unpad
 from bootsep.pipeline.params import get, load_params, require
@@ -38,20 +38,15 @@ def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, 
     labels, _ = pad_stack(spatial.all_frames("labels"))
     fit_mask, _ = pad_stack(spatial.all_frames("fit_mask"), fill=False)
     post, _ = pad_stack(spatial.all_frames("posteriors"))
-    num_components = post.shape[-1]
     gmm = GMMParams(weights=spatial.utterances("gmm_weights"), means=spatial.utterances("gmm_means"),
                     covariances=spatial.utterances("gmm_covariances"))
     gmm1 = GMMParams(weights=np.ones((len(spatial), 1)), means=spatial.utterances("gmm1_means"),
                      covariances=spatial.utterances("gmm1_covariances"))
     degenerate = spatial.utterances("gmm_degenerate").astype(bool)
-    cl = c_cl(labels.reshape(len(spatial), -1), fit_mask.reshape(len(spatial), -1), num_components)  # eq. 4
-    jsd = c_jsd(gmm, gmm1, n_samples, seeds=mixture_seeds(spatial.ids, seed), degenerate=degenerate)  # eq. 5
-    cl = np.where(degenerate, 0.0, cl)
-    cp = c_post(post.astype(np.float32))                                                            # eq. 6
-    fitted = fit_mask.sum(axis=(1, 2))
-    mean_cp = np.where(fitted > 0, (cp * fit_mask).sum(axis=(1, 2)) / np.maximum(fitted, 1), 0.0)
-    return {"c_cl": cl, "c_jsd": jsd, "c_post": unpad(cp, lengths), "mean_c_post": mean_cp,
-            "mean_confidence": cl * jsd * mean_cp}
+    out = measures(labels, fit_mask, post, gmm, gmm1, degenerate, n_samples,
+                   seeds=mixture_seeds(spatial.ids, seed))                                  # eqs. 4-6
+    out["c_post"] = unpad(out["c_post"], lengths)
+    return out
 
 
 def compute_confidence_shard(spatial_path: str, cfg: StftConfig, n_samples: int, seed: int,
