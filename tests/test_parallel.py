@@ -1,6 +1,7 @@
 """The Dask task runner: results in task order, errors propagate, both schedulers agree."""
 
 import operator
+import os
 
 import pytest
 
@@ -10,6 +11,7 @@ TASKS = [(i, 10 * i) for i in range(7)]
 
 
 @pytest.mark.parametrize("cfg", [{"scheduler": "synchronous"},
+                                 {"scheduler": "processes", "workers": 2},
                                  {"scheduler": "local", "workers": 2}])
 def test_results_in_task_order(cfg, capsys):
     assert run_tasks(operator.add, TASKS, cfg, "add") == [11 * i for i in range(7)]
@@ -18,6 +20,7 @@ def test_results_in_task_order(cfg, capsys):
 
 
 @pytest.mark.parametrize("cfg", [{"scheduler": "synchronous"},
+                                 {"scheduler": "processes", "workers": 2},
                                  {"scheduler": "local", "workers": 2}])
 def test_first_error_is_raised(cfg):
     with pytest.raises(ZeroDivisionError):
@@ -41,3 +44,21 @@ def test_worker_env_sets_and_removes_variables():
     cfg = {"scheduler": "local", "workers": 1,
            "worker_env": {"MALLOC_TRIM_THRESHOLD_": None, "BOOTSEP_TEST_VAR": 7}}
     assert run_tasks(_env, [(n,) for n in names], cfg, "env") == [None, "7", "1"]
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return [os.environ.get("OMP_NUM_THREADS"), max((i["num_threads"] for i in threadpool_info()), default=1)]
+
+
+def test_forked_workers_limit_blas_threads():
+    import numpy  # noqa: F401  (loads BLAS in the parent, as a stage does before forking)
+    out = run_tasks(_blas_threads, [()] * 2, {"scheduler": "processes", "workers": 2,
+                                              "threads_per_worker": 1}, "blas")
+    assert out == [["1", 1], ["1", 1]]
+
+
+def test_unknown_scheduler_is_a_clear_error():
+    from bootsep.pipeline.errors import BootsepError
+    with pytest.raises(BootsepError, match="dask.scheduler"):
+        run_tasks(operator.add, TASKS, {"scheduler": "threads"}, "x")

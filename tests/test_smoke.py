@@ -56,6 +56,18 @@ def test_pipeline_produces_table1_and_figures(smoke):
             assert len(log) >= 2 and log[0].startswith("epoch")
 
 
+def test_dvc_plots_show_renders_offline(smoke, tmp_path):
+    """`dvc plots show` writes an HTML page with every figure and no script or resource from
+    the network (the issue: it must work offline)."""
+    out = tmp_path / "plots"
+    proc = _dvc(smoke, "plots", "show", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    html = (out / "index.html").read_text()
+    for name in ("fig2_confidence_vs_sdr.png", "fig3_spatial_vs_model.png", "training_curves.png"):
+        assert name in html
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+
+
 def test_spatial_separation_beats_the_mixture(smoke):
     table = json.loads((smoke / "data/results/table1.json").read_text())["rows"]
     assert table["spatial"]["si_sdri"] > 1.0
