@@ -38,7 +38,7 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], path: Path, floor: float = 1e
     ax.scatter(conf, sdr, s=10, alpha=0.6)
     ax.set_xlabel(f"log mean confidence (floored at {floor:g})")
     ax.set_ylabel("SI-SDR of the spatial algorithm (dB)")
-    ax.set_title(f"Fig. 2: confidence vs separation quality ({len(rows)} validation mixtures)")
+    ax.set_title(f"Fig. 2: confidence vs separation quality\n({len(rows)} validation mixtures)", fontsize=11)
     ax.text(0.03, 0.95, f"Pearson r = {r:.3f}, p = {p:.2g}", transform=ax.transAxes, va="top",
             bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     ax.grid(alpha=0.3)
@@ -57,7 +57,7 @@ def fig3_spatial_vs_model(test_rows: list[dict], model: str, path: Path) -> None
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
     ax.set_xlabel("spatial algorithm SI-SDR (dB)")
     ax.set_ylabel(f"bootstrapped model ({model}) SI-SDR (dB)")
-    ax.set_title(f"Fig. 3: per test mixture ({len(ids)}); model better above the line")
+    ax.set_title(f"Fig. 3: {len(ids)} test mixtures\n(the model is better above the line)", fontsize=11)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     _save(fig, path)
