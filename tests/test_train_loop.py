@@ -103,6 +103,13 @@ def test_tiny_run_lowers_validation_loss_and_logs(reference):
     assert ckpt["state"]["done"] and ckpt["state"]["epoch"] == 3
 
 
+def test_same_seed_gives_byte_identical_model_file(corpus, reference, tmp_path):
+    """Determinism down to the bytes DVC hashes (torch.save once embedded the temporary name)."""
+    again = make_trainer(corpus, tmp_path)
+    again.run()
+    assert (tmp_path / BEST_MODEL).read_bytes() == (reference[2] / BEST_MODEL).read_bytes()
+
+
 def test_gt_condition_learns(corpus, tmp_path):
     trainer = make_trainer(corpus, tmp_path, cond=GT, epochs=2)
     before = trainer.validate()

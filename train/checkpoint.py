@@ -12,8 +12,10 @@ from bootsep.pipeline.errors import BootsepError
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Same ``state`` gives the same bytes: torch names the archive's records after a path it
+    is given (here a random temporary name), so it is given an open file instead."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
