@@ -11,7 +11,7 @@ Run from the repository root (project installed)::
 What it does:
 
 1. **Generation (not timed).** N synthetic two-source mixtures, 4 s at 8 kHz, written as a tiny
-   corpus in the real format (``<split>/manifest.csv`` + 8-channel 16-bit FLAC mixture and
+   corpus in the real format (``<split>/manifest.csv`` + 8-channel 16-bit WAV mixture and
    source images, as the ``tts`` corpus writes them). Each source is a speech-like signal
    (gated harmonic syllables with a drifting f0 and formant envelope, plus noise bursts)
    spatialized onto the ``corpus.tts.array`` circular array by exact fractional delays
@@ -120,8 +120,8 @@ def speechlike(rng: np.random.Generator, n: int, fs: int) -> np.ndarray:
     return y
 
 
-def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234) -> None:
-    """A tiny corpus in the real format under ``root/SPLIT`` (manifest.csv + FLACs)."""
+def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix: str = "wav") -> None:
+    """A tiny corpus in the real format under ``root/SPLIT`` (manifest.csv + audio files)."""
     from bootsep.pipeline.audio import write_audio
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, write_manifest
     from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
@@ -149,7 +149,7 @@ def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234) -> None
         q = [np.round(im * scale * INT16_SCALE).astype(np.int32) for im in images]
         mix = q[0] + q[1]
         mid = f"{SPLIT}_{i:05d}"
-        rel = {name: f"{name}/{mid}.flac" for name in ("mix", "s1", "s2")}
+        rel = {name: f"{name}/{mid}.{suffix}" for name in ("mix", "s1", "s2")}
         for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
             write_audio(split_dir / rel[name], np.clip(data, -32768, 32767).astype(np.int16), fs,
                         subtype="PCM_16")
@@ -276,6 +276,8 @@ def main(argv=None) -> int:
                          "the variable (repeatable), e.g. MALLOC_TRIM_THRESHOLD_=65536 (distributed's value)")
     ap.add_argument("--shard-size", type=int, default=None,
                     help="shards.utterances_per_shard (default: params.yaml)")
+    ap.add_argument("--audio-format", choices=("wav", "flac"), default="wav",
+                    help="corpus audio files (default wav, as the tts corpus writes; flac decodes ~50x slower)")
     ap.add_argument("--reference-n", type=int, default=None, help="reference mixtures (default min(N, 32))")
     ap.add_argument("--repeat", type=int, default=1,
                     help="time the pipeline this many times; the fastest run is reported (others listed)")
@@ -324,9 +326,9 @@ def main(argv=None) -> int:
               f"load={load()} tmp={tmp}", flush=True)
 
         t = time.perf_counter()
-        write_corpus(tmp / "corpus", args.n, params)
+        write_corpus(tmp / "corpus", args.n, params, suffix=args.audio_format)
         gen_s = time.perf_counter() - t
-        print(f"generated {args.n} mixtures ({SECONDS:.0f} s, 8-ch FLAC + 2 source images) in "
+        print(f"generated {args.n} mixtures ({SECONDS:.0f} s, 8-ch {args.audio_format.upper()} + 2 source images) in "
               f"{gen_s:.1f} s (not timed)", flush=True)
 
         overhead = None
@@ -402,7 +404,7 @@ def main(argv=None) -> int:
         "cluster_overhead_s": None if overhead is None else round(overhead, 3),
         "runs": runs if args.repeat > 1 else None,
         "mixture_seconds": SECONDS,
-        "audio_format": "8-ch 16-bit FLAC at 8 kHz, 2 source images",
+        "audio_format": f"8-ch 16-bit {args.audio_format.upper()} at 8 kHz, 2 source images",
         "generation_seconds": round(gen_s, 2),
         "agreement_with_reference": agree,
         "load_avg": load(),

@@ -25,6 +25,7 @@ import numpy as np
 from bootsep import __version__
 from bootsep.pipeline.atomic import atomic_path
 from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.float16 import to_float16
 from bootsep.pipeline.schema import FIELDS, SCHEMA_VERSION
 from bootsep.pipeline.stft import StftConfig, plain_attr
 
@@ -198,7 +199,10 @@ def _dataset(f: h5py.File, name: str, data: np.ndarray) -> None:
     spec = FIELDS.get(name)
     if spec is None:
         raise KeyError(f"dataset '{name}' is not described in bootsep.pipeline.schema.FIELDS")
-    data = np.asarray(data, dtype=spec.dtype) if spec.dtype is not None else np.asarray(data)
+    if spec.dtype is np.float16:
+        data = to_float16(data)
+    else:
+        data = np.asarray(data, dtype=spec.dtype) if spec.dtype is not None else np.asarray(data)
     ds = f.create_dataset(name, data=data)
     ds.attrs.update({"per": spec.per, "units": spec.units, "description": spec.description})
 

@@ -135,7 +135,7 @@ def test_manifest_columns_values_and_files(corpus):
             assert len(m.source_images) == 2
             assert FS * TINY["min_seconds"] - 1 <= m.num_samples <= FS * TINY["max_seconds"]
             for path in (m.mixture, *m.source_images):
-                assert path.parent.parent == corpus / split and path.suffix == ".flac"
+                assert path.parent.parent == corpus / split and path.suffix == ".wav"
                 info = sf.info(str(path))
                 assert (info.samplerate, info.channels, info.frames) == (FS, 8, m.num_samples)
                 assert info.subtype == "PCM_16"

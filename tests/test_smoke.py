@@ -107,7 +107,7 @@ def test_param_change_invalidates_only_dependent_stages(smoke):
 def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
     import soundfile as sf
 
-    mixture = sorted((smoke / "data/corpus/test").rglob("*.flac"))[0]
+    mixture = sorted((smoke / "data/corpus/test/mix").glob("*.wav"))[0]
     audio, rate = sf.read(mixture, always_2d=True)
     sf.write(tmp_path / "stereo.wav", audio[:, :2], rate)
     sf.write(tmp_path / "mono.wav", audio[:, 0], rate)

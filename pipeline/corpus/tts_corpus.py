@@ -17,7 +17,8 @@ Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
    free-field images on the array (:mod:`.spatialize`), scaled so the mixture peak is
    ``peak``, quantised to 16 bits; the mixture is the exact sum of the quantised images.
 
-Outputs ``<split>/{mix,s1,s2}/<id>.flac`` (PCM_16, one channel per microphone),
+Outputs ``<split>/{mix,s1,s2}/<id>.wav`` (PCM_16, one channel per microphone; WAV like the
+spatialized wsj0-2mix, and about 50 times faster to read than FLAC, which saves only a third),
 ``<split>/manifest.csv`` and ``speakers.csv``. Same seed and params -> identical bytes,
 whatever the number of workers.
 """
@@ -233,7 +234,7 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path
     mix = q[0] + q[1]
     if max(np.abs(mix).max(), np.abs(q[0]).max(), np.abs(q[1]).max()) > 32767:
         raise BootsepError(f"mixture {plan.id} would clip at 16 bits; lower corpus.tts.peak")
-    rel = {name: f"{name}/{plan.id}.flac" for name in ("mix", "s1", "s2")}
+    rel = {name: f"{name}/{plan.id}.wav" for name in ("mix", "s1", "s2")}
     for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
         write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
     row = {"id": plan.id, "split": plan.split, "mixture": rel["mix"], "sample_rate": fs,
