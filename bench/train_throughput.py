@@ -4,6 +4,7 @@ Run from the repository root::
 
     python bench/train_throughput.py            # full (several minutes on 2 CPU cores)
     python bench/train_throughput.py --quick    # a rough version in well under a minute
+    python bench/train_throughput.py --device cuda [--amp] --batch 40   # models on a GPU
 
 It writes synthetic shard sets (the real schema and STFT: 8 kHz, 32 ms / 8 ms, F = 129) into a
 temporary folder and reports, in the last stdout line, one JSON object:
@@ -39,6 +40,7 @@ from bootsep.pipeline.stft import StftConfig
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
+from bootsep.train.loop import resolve_device
 from bootsep.train.loss import weighted_dc_loss
 from bootsep.train.model import ModelConfig, init_model, paper_config
 from bootsep.train.stage import shard_groups
@@ -50,8 +52,10 @@ SMALL = ModelConfig(num_freq=F, hidden=128, num_layers=2, embedding_dim=15)   # 
 COND = Condition("alpha_1", "spatial", 1.0)
 
 
-def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int) -> float:
-    """Training steps on random padded batches; frames/s counts valid frames only."""
+def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
+                       device: torch.device = torch.device("cpu"), amp: bool = False) -> float:
+    """Training steps on random padded batches; frames/s counts valid frames only. On CUDA the
+    model runs packed sequences (cuDNN), optionally under bf16 autocast, as in training."""
     torch.manual_seed(0)
     model = init_model(cfg, seed=0)
     # normalised inputs as in training (un-normalised dB values saturate the gates and the
@@ -64,20 +68,30 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int) ->
     y = labels_to_onehot(torch.randint(0, 2, (batch, frames, F)), 2)
     w = torch.rand(batch, frames, F) * (torch.arange(frames)[None, :, None] < lengths[:, None, None])
     w = w / w.sum((1, 2), keepdim=True)
+    model, feats, y, w = model.to(device), feats.to(device), y.to(device), w.to(device)
+    amp = amp and device.type == "cuda"
 
     def step():
-        emb = model(feats, lengths)
-        loss = weighted_dc_loss(emb, y, w).mean()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            emb = model(feats, lengths)
+        loss = weighted_dc_loss(emb.float(), y, w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
 
     step()                                                # warm-up
+    _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    _sync(device)
     return steps * int(lengths.sum()) / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def loader_frames_per_s(root: Path, batch: int, workers: int, max_frames: int = 400) -> float:
@@ -192,6 +206,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="model batch (default 16, quick 4)")
     ap.add_argument("--workers", type=int, default=1, help="loader workers (params.yaml default 1)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (params.yaml default 2)")
+    ap.add_argument("--device", default="cpu", help="where the models run: cpu (default), cuda, auto")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast for the models on CUDA")
+    ap.add_argument("--steps", type=int, default=None, help="timed model steps (default 3, quick 1)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -201,8 +218,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quick = args.quick
     batch = args.batch or (4 if quick else 16)
-    result: dict = {"machine": f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}",
-                    "torch_threads": args.threads, "quick": quick}
+    device = resolve_device(args.device)
+    machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
+    if device.type == "cuda":
+        machine += f", {torch.cuda.get_device_name(device)}"
+    result: dict = {"machine": machine, "torch_threads": args.threads, "quick": quick,
+                    "model_device": str(device), "amp": bool(args.amp and device.type == "cuda")}
 
     with tempfile.TemporaryDirectory(prefix="bootsep-bench-") as tmp:
         tmp = Path(tmp)
@@ -214,11 +235,11 @@ def main() -> None:
         result["loader_frames_per_s"] = loader[str(args.workers)]
         result["loader_frames_per_s_by_workers"] = loader
 
-        steps = 1 if quick else 3
+        steps = args.steps or (1 if quick else 3)
         frames = 400
         models = {}
         for name, cfg in (("small", SMALL), ("paper", paper_config())):
-            models[name] = model_frames_per_s(cfg, batch, frames, steps)
+            models[name] = model_frames_per_s(cfg, batch, frames, steps, device, args.amp)
             print(f"{name} model: {models[name]:.0f} frames/s", file=sys.stderr, flush=True)
         result["model_frames_per_s"] = models
         result["model_batch"] = f"{batch} x {frames} frames x {F} bins"
