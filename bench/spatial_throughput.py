@@ -25,7 +25,10 @@ What it does:
    inside the timing (``cluster_overhead_s`` estimates it: a LocalCluster running trivial tasks).
    With ``--scheduler processes`` (Dask's multiprocessing scheduler on a forked pool) the pool
    start-up is in the timing too, and is small.
-   Module imports in this process happen before timing.
+   Module imports in this process happen before timing, and ``os.sync()`` writes earlier
+   files back to disk first, so that the kernel's writeback of the (untimed) generated corpus
+   or of a previous run's shards does not land inside a timing; the pipeline's own writeback
+   does.
 3. **Reference (timed, same run).** A straightforward per-mixture implementation on the first
    ``--reference-n`` (default min(N, 32)) of the same mixtures, scaled to mixtures/s: soundfile
    read, ``scipy.signal.stft`` of channel 0 and the same pair channel, IPD -> (cos, sin) ->
@@ -236,6 +239,7 @@ def run_pipeline(params_path: Path, tmp: Path) -> tuple[dict, dict]:
 
     shard_root = tmp / "shards"
     shutil.rmtree(shard_root, ignore_errors=True)
+    os.sync()   # untimed: write back earlier files (the generated corpus, a previous run's shards)
     stages = {"stft": lambda: stft.main(params_path, SPLIT, corpus_dir=tmp / "corpus",
                                         out_root=shard_root / "stft"),
               "spatial": lambda: spatial.main(params_path, SPLIT, shard_root=shard_root),
@@ -359,6 +363,7 @@ def main(argv=None) -> int:
         pairs = [pair_channel(m.id, m.num_channels, cand, seed) for m in mixtures]
         print(f"reference: {n_ref} mixtures one by one (scipy STFT + sklearn PCA/GMM + MC JSD; "
               f"no HDF5, no source magnitudes) (load {load()})", flush=True)
+        os.sync()
         t, ref_c = time.perf_counter(), time.process_time()
         ref = {}
         for i, (m, pair) in enumerate(zip(mixtures, pairs)):
