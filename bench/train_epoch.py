@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="train.torch_threads")
     ap.add_argument("--condition", default="alpha_1", help="a train_conditions entry")
     ap.add_argument("--train", type=int, default=None, help="train mixtures (default: the corpus's)")
+    ap.add_argument("--valid", type=int, default=None, help="valid mixtures (default: the corpus's)")
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -63,8 +64,7 @@ def main() -> None:
     if args.size:
         params["model"]["size"] = args.size
     sizes = dict(get(params, "corpus.tts.mixtures"))
-    if args.train:
-        sizes["train"] = args.train
+    sizes.update({k: v for k, v in (("train", args.train), ("valid", args.valid)) if v})
     stft = stft_config(params)
     per_shard = int(get(params, "shards.utterances_per_shard"))
     device = resolve_device(train["device"])

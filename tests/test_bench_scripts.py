@@ -1,0 +1,50 @@
+"""The benchmark scripts run end to end at tiny scale and print their JSON summary last.
+
+Speed targets live in the benchmarks, not here: this only keeps the scripts from rotting
+(an import or a schema change that breaks them fails a test, not the next person's run).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(script: str, *args: str) -> dict:
+    res = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_spatial_throughput_bench():
+    out = run_bench("spatial_throughput.py", "--n", "8", "--reference-n", "2", "--workers", "1")
+    assert out["n"] == 8 and out["reference_n"] == 2
+    assert out["mixtures_per_s"] > 0 and out["reference_mixtures_per_s"] > 0
+    assert out["ratio"] == pytest.approx(out["mixtures_per_s"] / out["reference_mixtures_per_s"], rel=0.01)
+    assert set(out["stage_seconds"]) == {"stft", "spatial", "confidence"}
+    for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):
+        assert 0 <= out["agreement_with_reference"][k]["pipeline_mean"] <= 1
+
+
+def test_train_throughput_bench():
+    out = run_bench("train_throughput.py", "--quick", "--no-rss", "--threads", "1")
+    assert out["model_device"] == "cpu"
+    assert out["model_frames_per_s"]["small"] > 0 and out["model_frames_per_s"]["paper"] > 0
+    assert out["loader_frames_per_s"] > 0 and out["loss_speedup"] > 1
+    assert out["loss_rel_diff_float64"] < 1e-9          # low-rank loss == O(N^2) loss
+
+
+def test_train_epoch_bench():
+    out = run_bench("train_epoch.py", "--device", "cpu", "--train", "16", "--valid", "8",
+                    "--batch", "8", "--threads", "1", "--workers", "0")
+    assert out["device"] == "cpu" and out["epochs"] == 1 and out["train_mixtures"] == 16
+    assert out["frames_per_epoch"] > 16 * 180 and out["epoch_seconds"][0] > 0
