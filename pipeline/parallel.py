@@ -30,6 +30,7 @@ import os
 from typing import Any, Callable, Sequence
 
 from bootsep.pipeline.errors import BootsepError
+from bootsep.pipeline.malloc import keep_freed_memory
 from bootsep.pipeline.progress import Progress
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -49,6 +50,7 @@ def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | 
         return []
     scheduler = cfg.get("scheduler", "local")
     if cfg.get("address") is None and scheduler == "synchronous":
+        keep_freed_memory()
         out = []
         with Progress(total, desc, unit) as bar:
             for task, w in zip(tasks, weights):
@@ -63,12 +65,14 @@ def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | 
 
 
 def _limit_threads(threads: int) -> None:
-    """Pool initializer: at most ``threads`` BLAS/OpenMP threads in this worker."""
+    """Pool initializer: at most ``threads`` BLAS/OpenMP threads in this worker, and freed
+    memory kept for reuse (:mod:`bootsep.pipeline.malloc`)."""
     from threadpoolctl import threadpool_limits
 
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
     threadpool_limits(threads)
+    keep_freed_memory()
 
 
 def _run_processes(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:

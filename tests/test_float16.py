@@ -47,3 +47,10 @@ def test_other_dtypes_and_empty():
     assert to_float16(np.zeros((0, 3), np.float32)).shape == (0, 3)
     half = np.array([0.5, 1e-6], np.float16)
     np.testing.assert_array_equal(_bits(to_float16(half)), _bits(half))
+
+
+def test_float32_bit_patterns_across_every_exponent():
+    """A stride through all 2**32 float32 bit patterns (every exponent, sign, NaN payloads)."""
+    x = np.arange(0, 1 << 32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.testing.assert_array_equal(_bits(to_float16(x)), _bits(x.astype(np.float16)))
