@@ -19,7 +19,7 @@ spawns, and setting any of glibc's ``MALLOC_*_THRESHOLD_`` variables also switch
 dynamic mmap threshold, so every numpy temporary above 128 KiB is mmap'ed, page-faulted and
 unmapped again; that nearly halves the speed of these stages (bench/spatial_throughput.py).
 Workers also get ``OMP_NUM_THREADS`` etc. set to their thread count so that BLAS does not
-oversubscribe the cores.
+oversubscribe the cores, and keep freed heap memory for reuse (:mod:`bootsep.pipeline.malloc`).
 """
 
 from __future__ import annotations
@@ -128,6 +128,12 @@ def _parent_environ(env: dict):
         os.environ.update(saved)
 
 
+def _in_worker(fn: Callable[..., dict], *task) -> dict:
+    """A task on a distributed worker: freed memory kept for reuse there too."""
+    keep_freed_memory()
+    return fn(*task)
+
+
 def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
     import dask
     from distributed import Client, LocalCluster, as_completed
@@ -148,7 +154,7 @@ def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
                                    silence_logs=logging.ERROR, memory_limit=cfg.get("memory_limit", "auto"))
             client = Client(cluster)
         try:
-            futures = [client.submit(fn, *task, pure=False, key=f"{desc}-{i}")
+            futures = [client.submit(_in_worker, fn, *task, pure=False, key=f"{desc}-{i}")
                        for i, task in enumerate(tasks)]
             index = {f.key: i for i, f in enumerate(futures)}
             results: list[Any] = [None] * len(tasks)
