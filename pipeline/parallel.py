@@ -50,11 +50,10 @@ def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | 
         return []
     scheduler = cfg.get("scheduler", "local")
     if cfg.get("address") is None and scheduler == "synchronous":
-        keep_freed_memory()
         out = []
         with Progress(total, desc, unit) as bar:
             for task, w in zip(tasks, weights):
-                out.append(fn(*task))
+                out.append(_in_worker(fn, *task))
                 bar.update(w)
         return out
     if cfg.get("address") is None and scheduler == "processes":
@@ -65,14 +64,12 @@ def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | 
 
 
 def _limit_threads(threads: int) -> None:
-    """Pool initializer: at most ``threads`` BLAS/OpenMP threads in this worker, and freed
-    memory kept for reuse (:mod:`bootsep.pipeline.malloc`)."""
+    """Pool initializer: at most ``threads`` BLAS/OpenMP threads in this worker."""
     from threadpoolctl import threadpool_limits
 
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
     threadpool_limits(threads)
-    keep_freed_memory()
 
 
 def _run_processes(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
@@ -84,7 +81,7 @@ def _run_processes(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
 
     n = max(1, min(int(cfg.get("workers") or os.cpu_count() or 1), len(tasks)))
     threads = int(cfg.get("threads_per_worker") or 1)
-    delayed = [dask.delayed(fn, pure=False)(*task, dask_key_name=f"{desc}-{i}")
+    delayed = [dask.delayed(_in_worker, pure=False)(fn, *task, dask_key_name=f"{desc}-{i}")
                for i, task in enumerate(tasks)]
     index = {d.key: i for i, d in enumerate(delayed)}
     with Progress(total, desc, unit) as bar, \
@@ -129,7 +126,8 @@ def _parent_environ(env: dict):
 
 
 def _in_worker(fn: Callable[..., dict], *task) -> dict:
-    """A task on a distributed worker: freed memory kept for reuse there too."""
+    """Run one task, in whatever process the scheduler chose, with freed heap memory kept
+    for reuse there (:mod:`bootsep.pipeline.malloc`; set once per process)."""
     keep_freed_memory()
     return fn(*task)
 
