@@ -92,7 +92,9 @@ def _run_processes(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
                 bar.update(weights[index[key]])
         try:
             with Callback(posttask=done):
-                return list(dask.compute(*delayed, scheduler="processes", pool=pool))
+                # chunksize=1: the multiprocessing scheduler's default (6) hands a worker six
+                # shards at a time, leaving the other cores idle at the end of a stage
+                return list(dask.compute(*delayed, scheduler="processes", pool=pool, chunksize=1))
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

@@ -62,3 +62,16 @@ def test_unknown_scheduler_is_a_clear_error():
     from bootsep.pipeline.errors import BootsepError
     with pytest.raises(BootsepError, match="dask.scheduler"):
         run_tasks(operator.add, TASKS, {"scheduler": "threads"}, "x")
+
+
+def _pid_after(seconds):
+    import time
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_processes_spread_tasks_over_workers():
+    """Each worker takes one shard at a time: Dask's multiprocessing default (chunks of 6 tasks)
+    would give all four to one worker and leave the other core idle."""
+    pids = run_tasks(_pid_after, [(0.2,)] * 4, {"scheduler": "processes", "workers": 2}, "spread")
+    assert len(set(pids)) == 2
