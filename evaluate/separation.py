@@ -64,7 +64,7 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
     seen = 0
     for stft_path, spatial_path, conf_path in groups:
         with open_aligned((stft_path, spatial_path, conf_path), STAGES, cfg) as (st, sp, cf):
-            ids, specs, logmags = st.ids, st.all_frames("mix_stft"), st.all_frames("mix_logmag_db")
+            ids, specs, logmags = st.ids, st.all_stft("mix_stft"), st.all_frames("mix_logmag_db")
             lengths = st.utterances("num_samples")
             posteriors = sp.all_frames("posteriors")
             confidence = cf.utterances("mean_confidence")

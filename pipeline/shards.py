@@ -25,7 +25,7 @@ import numpy as np
 from bootsep import __version__
 from bootsep.pipeline.atomic import atomic_path
 from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.float16 import to_float16
+from bootsep.pipeline.float16 import complex_from_pairs, to_float16
 from bootsep.pipeline.schema import FIELDS, SCHEMA_VERSION
 from bootsep.pipeline.stft import StftConfig, plain_attr
 
@@ -132,6 +132,12 @@ class Shard:
         """Per-frame dataset ``name`` of every utterance (one read, then split)."""
         data = self._read(name, slice(None))
         return np.split(data, self.offsets[1:-1])
+
+    def all_stft(self, name: str) -> list[np.ndarray]:
+        """STFT dataset ``name`` of every utterance as complex64 ``(T_u, F)`` (stored as float16
+        pairs scaled by ``2**-stft_exponent``: :func:`~bootsep.pipeline.float16.complex_from_pairs`)."""
+        exponents = self.utterances("stft_exponent")
+        return [complex_from_pairs(p, e) for p, e in zip(self.all_frames(name), exponents)]
 
     def utterances(self, name: str) -> np.ndarray:
         """Per-utterance dataset ``name``: ``(U, ...)``."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from bootsep.pipeline.atomic import atomic_dir
 from bootsep.pipeline.features import frames_valid
+from bootsep.pipeline.float16 import complex_from_pairs
 from bootsep.pipeline.padding import pad_stack, unpad
 from bootsep.pipeline.params import get, load_params, require
 from bootsep.pipeline.parallel import run_tasks
@@ -57,8 +58,10 @@ def compute_spatial_shard(stft_path: str, cfg: StftConfig, opts: SpatialOptions,
     """One Dask task: the spatial shard of stft shard ``stft_path``."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
         ids = s.ids
+        scale = s.utterances("stft_exponent")[:, None, None]     # float16 pairs -> complex64
         x0, lengths = pad_stack(s.all_frames("mix_stft"))
-        x1, _ = pad_stack(s.all_frames("pair_stft"))
+        x0 = complex_from_pairs(x0, scale)
+        x1 = complex_from_pairs(pad_stack(s.all_frames("pair_stft"))[0], scale)
         logmag, _ = pad_stack(s.all_frames("mix_logmag_db"), fill=-np.inf)
     valid = frames_valid(lengths, x0.shape[1])
     res = spatial_masks(x0, x1, logmag.astype(np.float32), valid, **asdict(opts))

@@ -20,6 +20,7 @@ from bootsep.pipeline.audio import audio_info, read_audio
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
 from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.features import log_magnitude_db
+from bootsep.pipeline.float16 import complex_exponent, complex_to_pairs
 from bootsep.pipeline.params import get, load_params, require
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.shards import shard_name, write_shard
@@ -50,9 +51,10 @@ def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int],
     pair = pair_channel(mix.id, audio_info(mix.mixture).channels, candidates, seed)
     audio = load_at_rate(mix.mixture, cfg.sample_rate, min_channels=2, channels=[0, pair])
     spec = stft(audio, cfg)                                          # (2, T, F)
-    out = {"mix_stft": spec[0], "pair_stft": spec[1],
+    exponent = complex_exponent(spec)                                # float16 storage scale
+    out = {"mix_stft": complex_to_pairs(spec[0], exponent), "pair_stft": complex_to_pairs(spec[1], exponent),
            "mix_logmag_db": log_magnitude_db(spec[0]),               # eq. 2
-           "num_samples": audio.shape[-1], "pair_channel": pair}
+           "num_samples": audio.shape[-1], "pair_channel": pair, "stft_exponent": exponent}
     if mix.has_references:
         refs = np.stack([load_at_rate(p, cfg.sample_rate, channels=[0])[0] for p in mix.source_images])
         if refs.shape[-1] != audio.shape[-1]:
@@ -75,8 +77,7 @@ def compute_stft_shard(mixtures: list[Mixture], cfg: StftConfig, candidates: lis
         Path(out_dir) / shard_name(index), stage="stft", split=split, index=index,
         ids=[m.id for m in mixtures], stft=cfg,
         frames={k: [p[k] for p in per] for k in frame_names},
-        utterances={"num_samples": np.array([p["num_samples"] for p in per]),
-                    "pair_channel": np.array([p["pair_channel"] for p in per])},
+        utterances={k: np.array([p[k] for p in per]) for k in ("num_samples", "pair_channel", "stft_exponent")},
         attrs={"pair_seed": seed, "has_references": all(with_refs)})
     return {"shard": path.name, "utterances": len(per),
             "frames": int(sum(p["mix_stft"].shape[0] for p in per)), "has_references": all(with_refs)}
