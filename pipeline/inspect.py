@@ -69,13 +69,15 @@ def format_summary(title: str, summary: dict) -> str:
     lines = [f"{title}: {summary['shards']} shard(s), {summary['utterances']} utterances"]
     attrs = summary["attrs"]
     lines.append("  attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(attrs.items())))
-    lines.append(f"  {'dataset':<18} {'per':<9} {'shape':<22} {'dtype':<10} {'units':<12} "
+    units = {name: st["units"] + (" |.|" if st.get("magnitude") else "")
+             for name, st in summary["datasets"].items()}
+    uw = max([12, *map(len, units.values())])          # units column as wide as its longest entry
+    lines.append(f"  {'dataset':<18} {'per':<9} {'shape':<22} {'dtype':<10} {'units':<{uw}} "
                  f"{'min':>10} {'max':>10} {'mean':>10} {'NaN':>6}")
     for name, st in summary["datasets"].items():
         rng = [f"{st[k]:>10.4g}" if k in st else f"{'':>10}" for k in ("min", "max", "mean")]
-        units = st["units"] + (" |.|" if st.get("magnitude") else "")
         lines.append(f"  {name:<18} {st['per']:<9} {str(st['shape']):<22} {st['dtype']:<10} "
-                     f"{units:<12} {' '.join(rng)} {st.get('nan', ''):>6}")
+                     f"{units[name]:<{uw}} {' '.join(rng)} {st.get('nan', ''):>6}")
     return "\n".join(lines)
 
 
