@@ -77,7 +77,10 @@ def test_zero_for_onehot_embeddings():
     # and any rotation of those embeddings keeps inner products, hence the loss
     Q, _ = torch.linalg.qr(torch.randn(D, D, generator=gen, dtype=torch.float64))
     loss_rot = weighted_dc_loss(V @ Q, Y, w)
-    torch.testing.assert_close(loss_rot, torch.zeros(B, dtype=torch.float64), rtol=0, atol=1e-12)
+    # the low-rank form subtracts terms of size (sum w)^2 (about 1.6e3 here): float64 cancellation
+    # leaves a few ulps of that, so the tolerance is relative to it
+    scale = w.sum(-1) ** 2
+    assert (loss_rot.abs() <= 64 * torch.finfo(torch.float64).eps * scale).all(), loss_rot / scale
 
 
 def test_label_permutation_invariance():
