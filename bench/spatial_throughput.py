@@ -18,7 +18,7 @@ What it does:
    (:func:`bootsep.pipeline.corpus.spatialize.free_field_images`), azimuths at least
    ``corpus.tts.min_azimuth_separation_deg`` apart.
 2. **Pipeline (timed end to end, HDF5 writes included).** The three shard stages through their
-   real entry points, ``stages.stft.main`` -> ``stages.spatial.main`` -> ``stages.confidence.main``,
+   real entry points, ``stages.s2_stft.main`` -> ``s3_spatial.main`` -> ``s4_confidence.main``,
    with the repository's params.yaml except for the ``dask`` section (and optionally
    ``shards.utterances_per_shard``), written to the temp folder. With ``--scheduler local``
    each stage starts and stops its own LocalCluster, as a DVC stage does; that start-up is
@@ -127,7 +127,11 @@ def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix:
     """A tiny corpus in the real format under ``root/SPLIT`` (manifest.csv + audio files)."""
     from bootsep.pipeline.audio import write_audio
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, write_manifest
-    from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
+    from bootsep.pipeline.corpus.spatialize import (
+        array_geometry,
+        free_field_images,
+        source_position,
+    )
 
     tts = params["corpus"]["tts"]
     fs = int(params["stft"]["sample_rate"])
@@ -235,7 +239,9 @@ def cpu_seconds() -> float:
 
 def run_pipeline(params_path: Path, tmp: Path) -> tuple[dict, dict]:
     """The three stages through their entry points: (wall seconds, CPU seconds) per stage."""
-    from bootsep.pipeline.stages import confidence, spatial, stft
+    from bootsep.stages import s2_stft as stft
+    from bootsep.stages import s3_spatial as spatial
+    from bootsep.stages import s4_confidence as confidence
 
     shard_root = tmp / "shards"
     shutil.rmtree(shard_root, ignore_errors=True)
@@ -253,7 +259,7 @@ def run_pipeline(params_path: Path, tmp: Path) -> tuple[dict, dict]:
 
 
 def pipeline_confidences(shard_dir: Path) -> dict[str, dict]:
-    from bootsep.pipeline.shards import Shard, shard_paths
+    from bootsep.pipeline.storage.shards import Shard, shard_paths
 
     out = {}
     for path in shard_paths(shard_dir):
@@ -312,13 +318,14 @@ def main(argv=None) -> int:
     import dask  # noqa: F401
     import distributed  # noqa: F401
     import h5py  # noqa: F401
-    import sklearn.mixture  # noqa: F401
-    import sklearn.decomposition  # noqa: F401
     import scipy.signal  # noqa: F401
-    from bootsep.pipeline.parallel import run_tasks
-    from bootsep.pipeline.stages import confidence, spatial, stft  # noqa: F401
-    from bootsep.pipeline.stages.stft import pair_channel
+    import sklearn.decomposition  # noqa: F401
+    import sklearn.mixture  # noqa: F401
+
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
+    from bootsep.pipeline.jobs.stft_shard import pair_channel
+    from bootsep.pipeline.parallel import run_tasks
+    from bootsep.stages import s2_stft, s3_spatial, s4_confidence  # noqa: F401
 
     tmp = Path(tempfile.mkdtemp(prefix="bootsep-bench-spatial-", dir=args.tmpdir))
     try:

@@ -9,7 +9,7 @@ Run from the repository root (the project installed)::
 It writes synthetic shard sets in the real schema (``bootsep.train.synthetic``) with as many
 train / valid mixtures as ``params.yaml``'s default corpus (1000 / 200) and lengths drawn
 like the corpus's (1.5-4 s -> 188-501 frames at 8 kHz, 8 ms hop), then runs
-``bootsep.train.stage.main`` -- input check, loader, model, loss, validation, checkpoints --
+``bootsep.train.inputs.main`` -- input check, loader, model, loss, validation, checkpoints --
 for ``--epochs`` epochs with ``params.yaml`` overridden only where a flag says so. The last
 stdout line is one JSON object: ``epoch_seconds`` (training part of each epoch, data loading
 included, as logged by the trainer), ``frames_per_s``, and ``wall_seconds`` of the whole
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from bootsep.pipeline.params import get, load_params
+from bootsep.config import get, load_params
+from bootsep.pipeline.storage.layout import stft_config
+from bootsep.stages.s5_train import main as train_stage
 from bootsep.train.loop import LOG_CSV, resolve_device
-from bootsep.pipeline.stages.common import stft_config
-from bootsep.train.stage import main as train_stage
 from bootsep.train.synthetic import write_synthetic_split
 
 FRAMES = (188, 501)          # 1.5 s and 4 s mixtures (corpus.tts.min_seconds / max_seconds)

@@ -39,11 +39,11 @@ import torch
 from bootsep.pipeline.stft import StftConfig
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream, make_loader
+from bootsep.train.inputs import shard_groups
 from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loop import resolve_device
 from bootsep.train.loss import weighted_dc_loss
 from bootsep.train.model import ModelConfig, init_model, paper_config
-from bootsep.train.stage import shard_groups
 from bootsep.train.synthetic import write_synthetic_split
 
 STFT = StftConfig()                                   # paper §3.2

@@ -12,7 +12,7 @@ import sys
 import click
 
 from bootsep import __version__
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 PARAMS_OPTION = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,
@@ -52,7 +52,7 @@ def cli():
 @user_errors
 def corpus(params_path, out):
     """Build (tts) or index (wsj0-2mix-spatialized, folder) the corpus: data/corpus/<split>/."""
-    from bootsep.pipeline.corpus.stage import main
+    from bootsep.stages.s1_corpus import main
 
     main(params_path, out)
 
@@ -67,7 +67,7 @@ SPLIT_OPTION = click.option("--split", required=True, type=click.Choice(["train"
 @user_errors
 def stft(params_path, split):
     """STFT of the stereo pair (+ source magnitudes) into data/shards/stft/<split>/."""
-    from bootsep.pipeline.stages.stft import main
+    from bootsep.stages.s2_stft import main
 
     main(params_path, split)
 
@@ -78,7 +78,7 @@ def stft(params_path, split):
 @user_errors
 def spatial(params_path, split):
     """IPD features, PCA and GMM masks (paper eqs 1-3) into data/shards/spatial/<split>/."""
-    from bootsep.pipeline.stages.spatial import main
+    from bootsep.stages.s3_spatial import main
 
     main(params_path, split)
 
@@ -89,7 +89,7 @@ def spatial(params_path, split):
 @user_errors
 def confidence(params_path, split):
     """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) into data/shards/confidence/<split>/."""
-    from bootsep.pipeline.stages.confidence import main
+    from bootsep.stages.s4_confidence import main
 
     main(params_path, split)
 
@@ -100,7 +100,7 @@ def confidence(params_path, split):
 @user_errors
 def train(params_path, condition):
     """Train the deep-clustering model of one condition into data/models/<condition>/."""
-    from bootsep.train.stage import main
+    from bootsep.stages.s5_train import main
 
     main(params_path, condition)
 
@@ -110,7 +110,7 @@ def train(params_path, condition):
 @user_errors
 def labels(params_path):
     """Quality and quantity of each condition's training labels (§3.4) into data/results/labels/."""
-    from bootsep.evaluate.labels_stage import main
+    from bootsep.stages.s6_labels import main
 
     main(params_path)
 
@@ -120,7 +120,7 @@ def labels(params_path):
 @user_errors
 def evaluate(params_path):
     """Separate the test split with every approach and score it into data/results/eval/."""
-    from bootsep.evaluate.stage import main
+    from bootsep.stages.s7_evaluate import main
 
     main(params_path)
 
@@ -130,7 +130,7 @@ def evaluate(params_path):
 @user_errors
 def report(params_path):
     """Table 1 and Figures 2-3 into data/results/."""
-    from bootsep.evaluate.report import main
+    from bootsep.stages.s8_report import main
 
     main(params_path)
 
@@ -143,7 +143,7 @@ def report(params_path):
 @user_errors
 def inspect(path, utterance, png):
     """Summarise a shard or a shard folder (or data/shards): contents, ranges, NaNs, confidences."""
-    from bootsep.pipeline.inspect import main
+    from bootsep.pipeline.storage.inspect_shards import main
 
     main(path, utterance, png)
 
@@ -172,7 +172,7 @@ def inspect(path, utterance, png):
 def separate(inputs, model, out, approach, num_sources, overwrite, device, threshold, ensemble_file,
              block_seconds, overlap_seconds):
     """Separate your own wav/flac recordings (files or folders) with a trained model."""
-    from bootsep.evaluate.separate_cli import main
+    from bootsep.separate.command import main
 
     main(inputs, model, out, approach=approach, num_sources=num_sources, overwrite=overwrite, device=device,
          threshold=threshold, ensemble_file=ensemble_file, block_seconds=block_seconds,

@@ -43,7 +43,7 @@ def prepare_workspace(workdir: Path, overlay: Path = OVERLAY) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, dst)
     # dvc.yaml names code files as dependencies: copy the code folders so they resolve.
-    for rel in ("pipeline", "train", "evaluate", "bootsep"):
+    for rel in ("bootsep", "pipeline", "train", "evaluate", "separate", "stages"):
         shutil.copytree(REPO / rel, workdir / rel, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bootsep.evaluate.separation import SPATIAL  # noqa: E402
+from bootsep.evaluate.estimates import SPATIAL  # noqa: E402
 from bootsep.evaluate.stats import pearson  # noqa: E402
 
 DPI = 120

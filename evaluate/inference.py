@@ -8,7 +8,7 @@ bins, ``D`` embedding size, ``K`` sources, ``B`` a batch of utterances.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

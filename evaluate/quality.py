@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bootsep.train.weights import magnitude_from_db, training_weights
+
 _MAX_DIRECT_LABEL = 1 << 16   # non-negative integer labels below this are used as bincount codes
 
 
@@ -120,3 +122,17 @@ def label_quantity(weight_sums, gt_weight_sums) -> float:
     if not den > 0:
         raise ValueError("the ground-truth weight sum must be positive")
     return num / den
+
+
+def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray, labels: np.ndarray,
+                        c_cl: float, c_jsd: float, c_post: np.ndarray, alphas: dict[str, float]) -> dict:
+    """``{condition: (Σw, quality)}`` of one mixture for every spatial condition's α."""
+    mag = magnitude_from_db(logmag_db)
+    truth = np.argmax(source_mag, axis=1).ravel()          # (T, S, F) -> ideal binary labels
+    est = labels.ravel()
+    out = {}
+    for name, alpha in alphas.items():
+        w = training_weights(mag, alpha, c_cl, c_jsd, c_post).ravel()
+        total = float(w.sum(dtype=np.float64))
+        out[name] = (total, partition_quality(truth, est, w) if total > 0 else 0.0)
+    return out

@@ -9,34 +9,22 @@ estimates ``(K, L)`` of every approach asked for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 
+from bootsep.errors import BootsepError
+from bootsep.evaluate.estimates import SPATIAL, MixtureEstimates
 from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.pipeline.audio import load_at_rate
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.shards import aligned_shard_paths, open_aligned
-from bootsep.pipeline.stages.stft import load_at_rate
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
 from bootsep.train.model import DeepClusteringBLSTM
 
-SPATIAL = "spatial"
 STAGES = ("stft", "spatial", "confidence")
-
-
-@dataclass
-class MixtureEstimates:
-    id: str
-    mixture: np.ndarray                     # (L,) channel 0
-    references: np.ndarray | None           # (K, L) source images at channel 0
-    mean_confidence: float
-    estimates: dict[str, np.ndarray] = field(default_factory=dict)   # approach -> (K, L)
-    logmag_db: np.ndarray | None = None     # (T, F), kept for example figures
-    masks: dict[str, np.ndarray] = field(default_factory=dict)       # approach -> (K, T, F)
 
 
 def references(mix: Mixture, cfg: StftConfig, length: int) -> np.ndarray | None:

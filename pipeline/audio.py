@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import resample_poly
 
-from bootsep.pipeline.atomic import atomic_path
-from bootsep.pipeline.errors import BootsepError
+from bootsep.atomic import atomic_path
+from bootsep.errors import BootsepError
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -75,3 +76,13 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
 
 def _short(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def load_at_rate(path: Path, rate: int, min_channels: int = 1,
+                 channels: list[int] | None = None) -> np.ndarray:
+    """Read audio ``(C, L)`` (the ``channels`` chosen) and resample it to ``rate`` when needed."""
+    audio, sr = read_audio(path, min_channels=min_channels, channels=channels)
+    if sr != rate:
+        g = np.gcd(sr, rate)
+        audio = resample_poly(audio, rate // g, sr // g, axis=-1).astype(np.float32)
+    return audio

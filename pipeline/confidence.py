@@ -18,11 +18,12 @@ one cluster / uniform gives 0, as for ``K = 2``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.gmm import LOG_2PI, GMMParams, log_likelihood, sample_from_variates
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -278,7 +279,7 @@ def mean_confidence(c_cl, c_jsd, c_post, valid_mask) -> np.ndarray:
     return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
 
 
-def confidence_measures(result: "SpatialResult", valid: np.ndarray | None, n_samples: int,
+def confidence_measures(result: SpatialResult, valid: np.ndarray | None, n_samples: int,
                         seed=0, *, seeds: Sequence | None = None,
                         mean_over: str = "fit") -> dict[str, np.ndarray]:
     """All confidence measures of a batch of spatial clusterings (see :func:`measures`).

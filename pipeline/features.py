@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 __all__ = [
     "PCAFit", "frames_valid", "ipd", "ipd_features", "log_magnitude_db", "relative_db",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 __all__ = [
     "GMMParams", "GMMFit", "fit_gmm", "log_prob_components", "log_likelihood", "posteriors",
@@ -77,7 +77,7 @@ class GMMParams:
     def n_features(self) -> int:
         return np.shape(self.means)[-1]
 
-    def permute(self, order: np.ndarray) -> "GMMParams":
+    def permute(self, order: np.ndarray) -> GMMParams:
         """Reorder components per mixture: ``order (..., K)`` gives the old index of each new one."""
         order = np.asarray(order)
         return GMMParams(

@@ -8,7 +8,7 @@ EM, confidence) work on ``(B, T_max, ...)`` batches with a ``(B, T_max)`` frame 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

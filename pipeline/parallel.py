@@ -27,11 +27,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.malloc import keep_freed_memory
-from bootsep.pipeline.progress import Progress
+from bootsep.progress import Progress
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.features import fit_mask as _fit_mask
 from bootsep.pipeline.features import pca_fit_ragged
-from bootsep.pipeline.gmm import GMMParams, fit_gmm, posteriors as _posteriors
+from bootsep.pipeline.gmm import GMMParams, fit_gmm
+from bootsep.pipeline.gmm import posteriors as _posteriors
 
 __all__ = ["SpatialResult", "spatial_masks"]
 

@@ -19,7 +19,7 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import get_window
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class StftConfig:
     window: str = "hann"
 
     @classmethod
-    def from_params(cls, section: dict) -> "StftConfig":
+    def from_params(cls, section: dict) -> StftConfig:
         """Build from the ``stft`` params section (window/hop given in milliseconds)."""
         rate = int(section["sample_rate"])
         win = int(round(section["window_ms"] * rate / 1000))
@@ -49,7 +49,7 @@ class StftConfig:
         return {f"stft_{k}": v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_attrs(cls, attrs) -> "StftConfig":
+    def from_attrs(cls, attrs) -> StftConfig:
         return cls(**{k: plain_attr(attrs[f"stft_{k}"]) for k in cls.__dataclass_fields__})
 
     def num_frames(self, num_samples: int | np.ndarray) -> int | np.ndarray:

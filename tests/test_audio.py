@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import read_audio
-from bootsep.pipeline.errors import BootsepError
 
 
 @pytest.mark.parametrize("suffix,subtype", [(".flac", "PCM_16"), (".wav", "PCM_16"),

@@ -3,11 +3,9 @@
 import numpy as np
 import pytest
 
-from bootsep.pipeline.confidence import (c_cl, c_jsd, c_post, combined_confidence,
-                                         mean_confidence)
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
+from bootsep.pipeline.confidence import c_cl, c_jsd, c_post, combined_confidence, mean_confidence
 from bootsep.pipeline.gmm import GMMParams, fit_gmm
-
 
 # ---------------------------------------------------------------------------------- eq. 4
 

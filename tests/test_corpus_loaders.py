@@ -14,10 +14,10 @@ import yaml
 from click.testing import CliRunner
 
 from bootsep.cli import cli
+from bootsep.errors import BootsepError
 from bootsep.pipeline.corpus.folder import index_folder, safe_id, split_assignment, unique_ids
 from bootsep.pipeline.corpus.manifest import SPLITS, read_manifest
 from bootsep.pipeline.corpus.wsj0 import index_wsj0_spatialized, parse_name
-from bootsep.pipeline.errors import BootsepError
 
 RATE = 8000
 CHANNELS = 8

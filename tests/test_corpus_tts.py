@@ -20,17 +20,28 @@ import scipy.signal
 import soundfile as sf
 import yaml
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import read_audio
-from bootsep.pipeline.corpus import stage
 from bootsep.pipeline.corpus.manifest import REQUIRED_COLUMNS, SPLITS, read_manifest
-from bootsep.pipeline.corpus.spatialize import (array_geometry, circular_array, fractional_delay,
-                                                free_field_images, mic_distances,
-                                                source_position, tdoa_seconds)
-from bootsep.pipeline.corpus.text import (clean_entry, keep_sentence, load_sentences,
-                                          read_entries, split_sentences)
+from bootsep.pipeline.corpus.spatialize import (
+    array_geometry,
+    circular_array,
+    fractional_delay,
+    free_field_images,
+    mic_distances,
+    source_position,
+    tdoa_seconds,
+)
+from bootsep.pipeline.corpus.text import (
+    clean_entry,
+    keep_sentence,
+    load_sentences,
+    read_entries,
+    split_sentences,
+)
 from bootsep.pipeline.corpus.tts import check_engines, make_speakers, synthesize
 from bootsep.pipeline.corpus.tts_corpus import build_tts_corpus
-from bootsep.pipeline.errors import BootsepError
+from bootsep.stages import s1_corpus as stage
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_train_loop import corpus, make_trainer  # noqa: F401  (corpus is a fixture)
 
-from bootsep.evaluate.models import load_model
 from bootsep.train.loop import CHECKPOINT
 from bootsep.train.model import ModelConfig, init_model
-from test_train_loop import corpus, make_trainer  # noqa: F401  (corpus is a fixture)
+from bootsep.train.saved_model import load_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.train.labels import ideal_binary_labels, labels_to_onehot
 from bootsep.train.loss import weighted_dc_loss
 

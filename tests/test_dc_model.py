@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.train.model import (
     DeepClusteringBLSTM,
     FeatureNormalizer,

@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from bootsep.evaluate.ensemble import (apply_choice, choose_confidence, choose_oracle, choose_random,
-                                       confidence_threshold)
+from bootsep.evaluate.ensemble import (
+    apply_choice,
+    choose_confidence,
+    choose_oracle,
+    choose_random,
+    confidence_threshold,
+)
 
 
 def test_threshold_is_validation_25th_percentile():

@@ -7,10 +7,20 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.features import (
-    fit_mask, frames_valid, ipd, ipd_features, log_magnitude_db, pca_fit, pca_fit_ragged,
-    pca_project, pca_transform, pca_transform_angle, relative_db)
+    fit_mask,
+    frames_valid,
+    ipd,
+    ipd_features,
+    log_magnitude_db,
+    pca_fit,
+    pca_fit_ragged,
+    pca_project,
+    pca_transform,
+    pca_transform_angle,
+    relative_db,
+)
 from bootsep.pipeline.stft import StftConfig, stft
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bootsep.pipeline.float16 import (_CHUNK, complex_exponent, complex_from_pairs, complex_to_pairs,
-                                      to_float16)
+from bootsep.pipeline.storage.float16 import (
+    _CHUNK,
+    complex_exponent,
+    complex_from_pairs,
+    complex_to_pairs,
+    to_float16,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 

@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 from sklearn.mixture import GaussianMixture
 
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.gmm import (GMMParams, fit_gmm, log_likelihood, log_prob_components,
-                                  posteriors, sample, sample_from_variates)
+from bootsep.errors import BootsepError
+from bootsep.pipeline.gmm import (
+    GMMParams,
+    fit_gmm,
+    log_likelihood,
+    log_prob_components,
+    posteriors,
+    sample,
+    sample_from_variates,
+)
 
 
 def _row(params, b):

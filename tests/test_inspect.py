@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from bootsep.cli import cli
-from bootsep.pipeline.float16 import complex_exponent, complex_to_pairs
-from bootsep.pipeline.inspect import format_summary, summarise_set
-from bootsep.pipeline.shards import shard_name, write_shard
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.float16 import complex_exponent, complex_to_pairs
+from bootsep.pipeline.storage.inspect_shards import format_summary, summarise_set
+from bootsep.pipeline.storage.shards import shard_name, write_shard
 
 CFG = StftConfig()
 F = CFG.num_freq

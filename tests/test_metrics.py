@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bootsep.evaluate.metrics import (best_permutation, pairwise_si_sdr_components, separation_metrics, si_sdr,
-                                      si_sdr_components)
+from bootsep.evaluate.metrics import (
+    best_permutation,
+    pairwise_si_sdr_components,
+    separation_metrics,
+    si_sdr,
+    si_sdr_components,
+)
 from bootsep.evaluate.stats import mean_ci, pearson
 
 TOL_DB = 0.01

@@ -59,7 +59,7 @@ def test_forked_workers_limit_blas_threads():
 
 
 def test_unknown_scheduler_is_a_clear_error():
-    from bootsep.pipeline.errors import BootsepError
+    from bootsep.errors import BootsepError
     with pytest.raises(BootsepError, match="dask.scheduler"):
         run_tasks(operator.add, TASKS, {"scheduler": "threads"}, "x")
 

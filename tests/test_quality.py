@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from bootsep.evaluate.quality import (contingency, label_quantity, mean_quality, partition_distance,
-                                      partition_quality)
+from bootsep.evaluate.quality import (
+    contingency,
+    label_quantity,
+    mean_quality,
+    partition_distance,
+    partition_quality,
+)
 
 N = 10000
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from bootsep.evaluate import report
-from bootsep.evaluate.stage import COLUMNS, ENSEMBLES, csv_text
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
+from bootsep.evaluate.scoring import COLUMNS, ENSEMBLES, csv_text
+from bootsep.stages import s8_report as report
 from bootsep.train.conditions import condition_names
 
 REPO = Path(__file__).resolve().parent.parent

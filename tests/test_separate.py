@@ -17,16 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
 
 from bootsep import __version__
 from bootsep.cli import cli
-from bootsep.evaluate.blocks import (BlockOutput, align_permutation, crossfade_ramp, plan_blocks,
-                                     run_blocks, separate_file)
-from bootsep.evaluate.separator import Separator, resample
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
+from bootsep.separate.blocks import (
+    BlockOutput,
+    align_permutation,
+    crossfade_ramp,
+    plan_blocks,
+    run_blocks,
+    separate_file,
+)
+from bootsep.separate.separator import Separator, resample
 from bootsep.train.checkpoint import save_checkpoint
 from bootsep.train.model import ModelConfig, init_model
 

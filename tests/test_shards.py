@@ -4,12 +4,18 @@ import h5py
 import numpy as np
 import pytest
 
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.float16 import complex_exponent, complex_to_pairs
-from bootsep.pipeline.schema import FIELDS, SCHEMA_VERSION
-from bootsep.pipeline.shards import (Shard, aligned_shard_paths, check_aligned, shard_name,
-                                     shard_paths, write_shard)
+from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.float16 import complex_exponent, complex_to_pairs
+from bootsep.pipeline.storage.schema import FIELDS, SCHEMA_VERSION
+from bootsep.pipeline.storage.shards import (
+    Shard,
+    aligned_shard_paths,
+    check_aligned,
+    shard_name,
+    shard_paths,
+    write_shard,
+)
 
 CFG = StftConfig()
 

@@ -8,8 +8,8 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.confidence import confidence_measures
-from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.features import frames_valid, log_magnitude_db
 from bootsep.pipeline.padding import pad_stack
 from bootsep.pipeline.spatial import spatial_masks

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import stft as scipy_stft
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig, istft, stft
 
 CFG = StftConfig()

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from bootsep.pipeline.shards import Shard
+from bootsep.pipeline.storage.shards import Shard
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream, collate
-from bootsep.train.stage import shard_groups
+from bootsep.train.inputs import shard_groups
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_split
 
 GT = Condition("gt", "gt")

@@ -12,10 +12,17 @@ import torch
 from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream
-from bootsep.train.loop import (BEST_MODEL, CHECKPOINT, LOG_COLUMNS, LOG_CSV, TrainConfig, Trainer,
-                                TrainingInterrupted)
+from bootsep.train.inputs import check_inputs, shard_groups
+from bootsep.train.loop import (
+    BEST_MODEL,
+    CHECKPOINT,
+    LOG_COLUMNS,
+    LOG_CSV,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+)
 from bootsep.train.model import ModelConfig, init_model
-from bootsep.train.stage import check_inputs, shard_groups
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_corpus
 
 MODEL = ModelConfig(num_freq=TINY_STFT.num_freq, hidden=16, num_layers=1, embedding_dim=4)

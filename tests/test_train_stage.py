@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
+from bootsep.stages.s5_train import main
 from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.loop import BEST_MODEL, CHECKPOINT, LOG_CSV
-from bootsep.train.stage import main
 from bootsep.train.synthetic import write_synthetic_corpus
 
 N_TRAIN = 40
@@ -152,7 +152,7 @@ def test_bad_train_params(corpus, tmp_path):
 
 # -- a real process, interrupted ------------------------------------------------------------
 
-RUN = ("import sys; from bootsep.train.stage import main; "
+RUN = ("import sys; from bootsep.stages.s5_train import main; "
        "main(sys.argv[1], 'alpha_1', sys.argv[2], sys.argv[3])")
 
 

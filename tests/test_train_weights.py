@@ -5,13 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream
-from bootsep.train.stage import shard_groups
+from bootsep.train.inputs import shard_groups
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_split
-from bootsep.train.weights import (confidence_map, magnitude_from_db, magnitude_share,
-                                   training_weights)
+from bootsep.train.weights import (
+    confidence_map,
+    magnitude_from_db,
+    magnitude_share,
+    training_weights,
+)
 
 
 def _utterance(seed=0, T=40, F=17):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from bootsep.pipeline.atomic import atomic_path
-from bootsep.pipeline.errors import BootsepError
+from bootsep.atomic import atomic_path
+from bootsep.errors import BootsepError
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.params import get
+from bootsep.config import get
+from bootsep.errors import BootsepError
 
 LABEL_KINDS = ("gt", "spatial")
 

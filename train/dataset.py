@@ -20,18 +20,18 @@ from __future__ import annotations
 import ctypes
 import signal
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.features import frames_valid
 from bootsep.pipeline.padding import pad_stack
-from bootsep.pipeline.shards import Shard, check_aligned
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.shards import Shard, check_aligned
 from bootsep.train.conditions import Condition
 from bootsep.train.weights import confidence_map, magnitude_from_db, magnitude_share
 

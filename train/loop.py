@@ -25,9 +25,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from bootsep import __version__
-from bootsep.pipeline.atomic import write_text_atomic
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.progress import Progress
+from bootsep.atomic import write_text_atomic
+from bootsep.errors import BootsepError
+from bootsep.progress import Progress
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 
 def weighted_dc_loss(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.features import frames_valid
 
 
@@ -56,7 +56,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         """Build from a dict such as ``params.yaml``'s model section; unknown keys are errors."""
         if not isinstance(data, dict):
             raise BootsepError(f"model config must be a mapping, got {type(data).__name__}")

@@ -1,6 +1,6 @@
 """Small synthetic shard sets (stft, spatial, confidence) for tests and benchmarks.
 
-Written with :func:`bootsep.pipeline.shards.write_shard` in the real schema, so the trainer
+Written with :func:`bootsep.pipeline.storage.shards.write_shard` in the real schema, so the trainer
 reads them exactly like the pipeline's output, without running the pipeline. The content is
 learnable: each of the ``S`` sources has its own spectral envelope and random frame gains;
 the mixture magnitude is their sum, the ground-truth labels are the dominant source, and the
@@ -10,13 +10,13 @@ getting a lower posterior confidence.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
-from bootsep.pipeline.shards import shard_name, write_shard
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.shards import shard_name, write_shard
 
 TINY_STFT = StftConfig(sample_rate=8000, win_length=32, hop_length=8)   # F = 17
 

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.confidence import combined_confidence
-from bootsep.pipeline.errors import BootsepError
 
 
 def magnitude_from_db(logmag_db: np.ndarray) -> np.ndarray:

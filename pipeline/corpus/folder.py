@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import AUDIO_SUFFIXES, audio_info
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, image_column, write_manifest
-from bootsep.pipeline.errors import BootsepError
 
 SECTION = "corpus.folder"
 MIN_CHANNELS = 2

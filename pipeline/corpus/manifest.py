@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootsep.pipeline.atomic import write_text_atomic
-from bootsep.pipeline.errors import BootsepError
+from bootsep.atomic import write_text_atomic
+from bootsep.errors import BootsepError
 
 SPLITS = ("train", "valid", "test")
 MANIFEST_NAME = "manifest.csv"

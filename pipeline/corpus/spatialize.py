@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 
 def circular_array(num_mics: int, radius_m: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 DEFAULT_FORTUNES_DIR = Path("/usr/share/games/fortunes")
 INSTALL_HINT = "apt-get install fortunes fortunes-min"

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 INSTALL_HINT = "apt-get install flite espeak-ng"
 

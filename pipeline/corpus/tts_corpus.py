@@ -35,15 +35,21 @@ from pathlib import Path
 
 import numpy as np
 
-from bootsep.pipeline.atomic import write_text_atomic
+from bootsep.atomic import write_text_atomic
+from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import write_audio
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, write_manifest
 from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
 from bootsep.pipeline.corpus.text import DEFAULT_FORTUNES_DIR, load_sentences
-from bootsep.pipeline.corpus.tts import (TARGET_ACTIVE_RMS, Speaker, active_rms, check_engines,
-                                         make_speakers, synthesize)
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.progress import Progress
+from bootsep.pipeline.corpus.tts import (
+    TARGET_ACTIVE_RMS,
+    Speaker,
+    active_rms,
+    check_engines,
+    make_speakers,
+    synthesize,
+)
+from bootsep.progress import Progress
 
 # Independent random streams: default_rng([seed, STREAM, ...]).
 STREAM_SPEAKERS, STREAM_SPLITS, STREAM_TEXT, STREAM_MIXTURES = 0, 1, 2, 3

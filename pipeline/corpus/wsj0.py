@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.corpus.folder import RateCheck, check_image, check_recording, require_root
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, image_column, write_manifest
-from bootsep.pipeline.errors import BootsepError
 
 SECTION = "corpus.wsj0-2mix-spatialized"
 SPLIT_DIRS = {"train": "tr", "valid": "cv", "test": "tt"}

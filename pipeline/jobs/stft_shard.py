@@ -1,4 +1,4 @@
-"""DVC stage ``stft@<split>``: mixture STFTs of the stereo pair into shards.
+"""One shard of the ``stft@<split>`` stage: mixture STFTs of the stereo pair.
 
 Per utterance: channel 0's complex STFT and its log magnitude (eq. 2), the STFT of the
 second channel of the stereo pair (channel 0 plus one of ``stft.pair_channels`` drawn per
@@ -8,25 +8,18 @@ each source image at channel 0 (ground-truth labels, magnitude statistics).
 
 from __future__ import annotations
 
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
-from bootsep.pipeline.atomic import atomic_dir
-from bootsep.pipeline.audio import audio_info, read_audio
-from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
+from bootsep.pipeline.audio import audio_info, load_at_rate
+from bootsep.pipeline.corpus.manifest import Mixture
 from bootsep.pipeline.features import log_magnitude_db
-from bootsep.pipeline.float16 import complex_exponent, complex_to_pairs
-from bootsep.pipeline.params import get, load_params, require
-from bootsep.pipeline.parallel import run_tasks
-from bootsep.pipeline.shards import shard_name, write_shard
-from bootsep.pipeline.stages.common import (SHARD_ROOT, chunk, stft_config, utterances_per_shard,
-                                            write_summary)
 from bootsep.pipeline.stft import StftConfig, stft
+from bootsep.pipeline.storage.float16 import complex_exponent, complex_to_pairs
+from bootsep.pipeline.storage.shards import shard_name, write_shard
 
 
 def pair_channel(mixture_id: str, num_channels: int, candidates: list[int], seed: int) -> int:
@@ -34,16 +27,6 @@ def pair_channel(mixture_id: str, num_channels: int, candidates: list[int], seed
     usable = [c for c in candidates if 0 < c < num_channels] or [1]
     rng = np.random.default_rng([seed, zlib.crc32(mixture_id.encode())])
     return int(usable[rng.integers(len(usable))])
-
-
-def load_at_rate(path: Path, rate: int, min_channels: int = 1,
-                 channels: list[int] | None = None) -> np.ndarray:
-    """Read audio ``(C, L)`` (the ``channels`` chosen) and resample it to ``rate`` when needed."""
-    audio, sr = read_audio(path, min_channels=min_channels, channels=channels)
-    if sr != rate:
-        g = np.gcd(sr, rate)
-        audio = resample_poly(audio, rate // g, sr // g, axis=-1).astype(np.float32)
-    return audio
 
 
 def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int], seed: int) -> dict:
@@ -81,25 +64,3 @@ def compute_stft_shard(mixtures: list[Mixture], cfg: StftConfig, candidates: lis
         attrs={"pair_seed": seed, "has_references": all(with_refs)})
     return {"shard": path.name, "utterances": len(per),
             "frames": int(sum(p["mix_stft"].shape[0] for p in per)), "has_references": all(with_refs)}
-
-
-def main(params_path: str | os.PathLike, split: str, corpus_dir: str | os.PathLike = "data/corpus",
-         out_root: str | os.PathLike = SHARD_ROOT / "stft") -> None:
-    params = load_params(params_path)
-    cfg = stft_config(params)
-    candidates = list(get(params, "stft.pair_channels"))
-    require(all(isinstance(c, int) and c > 0 for c in candidates) and candidates, params,
-            "stft.pair_channels", "must be a non-empty list of channel numbers > 0")
-    seed = int(get(params, "stft.seed"))
-    mixtures = read_manifest(Path(corpus_dir) / split / MANIFEST_NAME)
-    groups = chunk(mixtures, utterances_per_shard(params))
-    out = Path(out_root) / split
-    with atomic_dir(out) as tmp:
-        tasks = [(g, cfg, candidates, seed, split, i, str(tmp)) for i, g in enumerate(groups)]
-        results = run_tasks(compute_stft_shard, tasks, get(params, "dask"), f"stft {split}",
-                            weights=[len(g) for g in groups])
-        write_summary(tmp, {"stage": "stft", "split": split, "shards": len(results),
-                            "utterances": sum(r["utterances"] for r in results),
-                            "frames": sum(r["frames"] for r in results),
-                            "has_references": all(r["has_references"] for r in results)})
-    print(f"stft {split}: {len(mixtures)} utterances in {len(groups)} shards -> {out}")

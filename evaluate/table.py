@@ -1,8 +1,5 @@
-"""DVC stage ``report``: the paper's Table 1 and Figures 2–3 from the evaluation results.
+"""The paper's Table 1 from the per-mixture results (numpy only, no torch).
 
-Reads ``data/results/eval/`` (per-mixture metrics, the ensemble threshold, examples),
-``data/results/labels/labels.json`` (quality, quantity) and each model's ``log.csv``;
-writes ``data/results/table1.json`` (DVC metrics), ``table1.md`` and ``figures/``.
 Every number is a mean over the test mixtures with the half-width of its confidence
 interval (``report.ci_level``, Student t); the paper's published value sits beside it.
 """
@@ -10,21 +7,16 @@ interval (``report.ci_level``, Student t); the paper's published value sits besi
 from __future__ import annotations
 
 import csv
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from bootsep.evaluate.figures import (example_figure, fig2_confidence_vs_sdr, fig3_spatial_vs_model,
-                                      training_curves)
+from bootsep.config import get
+from bootsep.errors import BootsepError
+from bootsep.evaluate.estimates import SPATIAL
 from bootsep.evaluate.paper import paper_key, paper_row
-from bootsep.evaluate.separation import SPATIAL
-from bootsep.evaluate.stage import ENSEMBLES, METRICS, MODEL_ROOT
+from bootsep.evaluate.scoring import ENSEMBLES, METRICS
 from bootsep.evaluate.stats import mean_ci
-from bootsep.pipeline.atomic import atomic_dir, write_text_atomic
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.params import get, load_params
 from bootsep.train.conditions import condition_from_params, condition_names
 
 RESULTS = Path("data/results")
@@ -105,32 +97,3 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
     lines += ["", "Each cell: ours (paper). The paper: spatialized wsj0-2mix, 20k training mixtures, "
               "4 x 300 BLSTM, 100 epochs; SI-SDRi was not reported."]
     return "\n".join(lines) + "\n"
-
-
-def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
-         model_root: str | os.PathLike = MODEL_ROOT) -> None:
-    params = load_params(params_path)
-    level = float(get(params, "report.ci_level"))
-    results = Path(results)
-    rows = read_rows(results / "eval" / "per_mixture.csv")
-    ensemble = json.loads((results / "eval" / "ensemble.json").read_text())
-    labels_path = results / "labels" / "labels.json"
-    labels = json.loads(labels_path.read_text())["conditions"] if labels_path.is_file() else {}
-    table = table1(params, rows, labels, level)
-    has_refs = bool(ensemble.get("has_references", True))
-    with atomic_dir(results / "figures") as tmp:
-        if has_refs:
-            fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"], tmp / "fig2_confidence_vs_sdr.png")
-            fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
-                                  tmp / "fig3_spatial_vs_model.png")
-        training_curves({n: Path(model_root) / n / "log.csv" for n in condition_names(params)},
-                        tmp / "training_curves.png")
-        for example in sorted((results / "eval" / "examples").glob("*/masks.npz")):
-            example_figure(example, ensemble["model"], tmp / f"example_{example.parent.name}.png")
-    numeric = {a: {k: v for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-               for a, e in table.items()}
-    write_text_atomic(results / "table1.json", json.dumps(
-        {"ensemble_threshold": ensemble["threshold"], "rows": numeric}, indent=2, default=float) + "\n")
-    md = table1_markdown(table, ensemble, level, has_refs)
-    write_text_atomic(results / "table1.md", md)
-    print(md)

@@ -18,18 +18,18 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import soundfile as sf
 from scipy.optimize import linear_sum_assignment
 
-from bootsep.pipeline.atomic import atomic_path
+from bootsep.atomic import atomic_path
+from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import audio_info
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.progress import Progress
+from bootsep.progress import Progress
 
 SILENCE_PEAK = 1e-6          # peak below this (-120 dBFS) counts as silence
 SCAN_FRAMES = 1 << 18        # frames per read when scanning a file

@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import click
 
-from bootsep.evaluate.blocks import check_block_seconds, scan_audio, separate_file
-from bootsep.evaluate.separator import Separator
-from bootsep.pipeline.atomic import write_text_atomic
+from bootsep.atomic import write_text_atomic
+from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import AUDIO_SUFFIXES
-from bootsep.pipeline.errors import BootsepError
+from bootsep.separate.blocks import check_block_seconds, scan_audio, separate_file
+from bootsep.separate.separator import Separator
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]]:

@@ -1,28 +1,24 @@
-"""DVC stage ``spatial@<split>``: IPD, PCA and GMM masks (paper §2.1, eqs. 1–3) into shards.
+"""One shard of the ``spatial@<split>`` stage: IPD, PCA and GMM masks (paper §2.1, eqs. 1–3).
 
-One Dask task per stft shard: its utterances are padded into one batch and go through
+The utterances of one stft shard are padded into one batch and go through
 :func:`bootsep.pipeline.spatial.spatial_masks` (batched EM, no per-mixture loop); the
 result is written as the spatial shard of the same index, utterances in the same order.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bootsep.pipeline.atomic import atomic_dir
+from bootsep.config import get, require
 from bootsep.pipeline.features import frames_valid
-from bootsep.pipeline.float16 import complex_from_pairs
 from bootsep.pipeline.padding import pad_stack, unpad
-from bootsep.pipeline.params import get, load_params, require
-from bootsep.pipeline.parallel import run_tasks
-from bootsep.pipeline.shards import Shard, shard_paths, write_shard
 from bootsep.pipeline.spatial import spatial_masks
-from bootsep.pipeline.stages.common import SHARD_ROOT, stft_config, write_summary
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.float16 import complex_from_pairs
+from bootsep.pipeline.storage.shards import Shard, write_shard
 
 
 @dataclass(frozen=True)
@@ -81,22 +77,3 @@ def compute_spatial_shard(stft_path: str, cfg: StftConfig, opts: SpatialOptions,
     return {"shard": path.name, "utterances": len(ids), "degenerate": int(res.degenerate.sum()),
             "not_converged": int((~res.converged).sum()), "fit_bins": int(res.fit_bins.sum()),
             "bins": int(lengths.sum()) * x0.shape[2]}
-
-
-def main(params_path: str | os.PathLike, split: str,
-         shard_root: str | os.PathLike = SHARD_ROOT) -> None:
-    params = load_params(params_path)
-    cfg, opts = stft_config(params), spatial_options(params)
-    inputs = shard_paths(Path(shard_root) / "stft" / split)
-    out = Path(shard_root) / "spatial" / split
-    with atomic_dir(out) as tmp:
-        tasks = [(str(p), cfg, opts, split, i, str(tmp)) for i, p in enumerate(inputs)]
-        results = run_tasks(compute_spatial_shard, tasks, get(params, "dask"), f"spatial {split}",
-                            unit="shard")
-        summary = {"stage": "spatial", "split": split, "shards": len(results),
-                   **{k: sum(r[k] for r in results)
-                      for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins")}}
-        summary["fit_fraction"] = summary["fit_bins"] / max(summary["bins"], 1)
-        write_summary(tmp, summary)
-    print(f"spatial {split}: {summary['utterances']} utterances, {summary['degenerate']} degenerate, "
-          f"{summary['not_converged']} not converged, {summary['fit_fraction']:.1%} of bins fitted -> {out}")

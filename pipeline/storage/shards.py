@@ -3,10 +3,10 @@
 A shard holds many utterances. Per-frame arrays of all utterances are concatenated along
 the first axis (rows ``frame_offsets[u]:frame_offsets[u+1]`` belong to utterance ``u``);
 per-utterance arrays have one row per utterance. Every dataset carries ``units``,
-``description`` and ``per`` attributes (from :mod:`bootsep.pipeline.schema`); the file
+``description`` and ``per`` attributes (from :mod:`bootsep.pipeline.storage.schema`); the file
 carries the schema version, stage, split, shard index, utterance ids and the STFT config,
 so ``h5ls -rv`` tells what is inside. Files are written to a temporary name and renamed
-(:func:`~bootsep.pipeline.atomic.atomic_path`), exactly one writer per file.
+(:func:`~bootsep.atomic.atomic_path`), exactly one writer per file.
 
 Shard sets of different stages line up by shard index and utterance order;
 :func:`check_aligned` verifies the ids.
@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from bootsep import __version__
-from bootsep.pipeline.atomic import atomic_path
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.float16 import complex_from_pairs, to_float16
-from bootsep.pipeline.schema import FIELDS, SCHEMA_VERSION
+from bootsep.atomic import atomic_path
+from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig, plain_attr
+from bootsep.pipeline.storage.float16 import complex_from_pairs, to_float16
+from bootsep.pipeline.storage.schema import FIELDS, SCHEMA_VERSION
 
 SHARD_GLOB = "shard-*.h5"
 
@@ -106,7 +106,7 @@ class Shard:
             raise BootsepError(f"was computed with {self.stft}, but the current config is {stft}; "
                                "rerun the pipeline for this STFT", self.path)
 
-    def __enter__(self) -> "Shard":
+    def __enter__(self) -> Shard:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,7 +135,7 @@ class Shard:
 
     def all_stft(self, name: str) -> list[np.ndarray]:
         """STFT dataset ``name`` of every utterance as complex64 ``(T_u, F)`` (stored as float16
-        pairs scaled by ``2**-stft_exponent``: :func:`~bootsep.pipeline.float16.complex_from_pairs`)."""
+        pairs scaled by ``2**-stft_exponent``: :func:`~bootsep.pipeline.storage.float16.complex_from_pairs`)."""
         exponents = self.utterances("stft_exponent")
         return [complex_from_pairs(p, e) for p, e in zip(self.all_frames(name), exponents)]
 
@@ -204,7 +204,7 @@ def _frame_counts(path: Path, ids: Sequence[str], frames: Mapping[str, Sequence[
 def _dataset(f: h5py.File, name: str, data: np.ndarray) -> None:
     spec = FIELDS.get(name)
     if spec is None:
-        raise KeyError(f"dataset '{name}' is not described in bootsep.pipeline.schema.FIELDS")
+        raise KeyError(f"dataset '{name}' is not described in bootsep.pipeline.storage.schema.FIELDS")
     if spec.dtype is np.float16:
         data = to_float16(data)
     else:
@@ -229,7 +229,7 @@ def _short(exc: Exception) -> str:
 
 @contextlib.contextmanager
 def open_aligned(group: Sequence[Path], stages: Sequence[str], stft: StftConfig | None = None
-                 ) -> Iterator[tuple["Shard", ...]]:
+                 ) -> Iterator[tuple[Shard, ...]]:
     """Open one shard of each stage (same index), checking stage, STFT config and ids."""
     with contextlib.ExitStack() as stack:
         shards = tuple(stack.enter_context(Shard(p, stage=st, stft=stft)) for p, st in zip(group, stages))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
-from bootsep.pipeline.atomic import write_text_atomic
-from bootsep.pipeline.params import get, require
+from bootsep.atomic import write_text_atomic
+from bootsep.config import get, require
 from bootsep.pipeline.stft import StftConfig
 
 T = TypeVar("T")

@@ -32,17 +32,23 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from bootsep.evaluate.blocks import (SILENCE_PEAK, BlockOutput, block_samples, check_block_seconds,
-                                     plan_blocks, separate_array)
+from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import choose_confidence
 from bootsep.evaluate.inference import apply_masks, model_masks
-from bootsep.evaluate.models import load_model
-from bootsep.train.loop import resolve_device
-from bootsep.pipeline.errors import BootsepError
 from bootsep.pipeline.features import log_magnitude_db
-from bootsep.pipeline.progress import Progress
 from bootsep.pipeline.stft import StftConfig, stft
+from bootsep.progress import Progress
+from bootsep.separate.blocks import (
+    SILENCE_PEAK,
+    BlockOutput,
+    block_samples,
+    check_block_seconds,
+    plan_blocks,
+    separate_array,
+)
+from bootsep.train.loop import resolve_device
 from bootsep.train.model import DeepClusteringBLSTM
+from bootsep.train.saved_model import load_model
 
 APPROACHES = ("auto", "spatial", "model", "ensemble")
 DEFAULT_ENSEMBLE_FILE = Path("data/results/eval/ensemble.json")
@@ -89,7 +95,7 @@ class Separator:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", threshold: float | None = None,
-                        ensemble_file: str | os.PathLike | None = None) -> "Separator":
+                        ensemble_file: str | os.PathLike | None = None) -> Separator:
         """Load ``data/models/<name>/`` (``model.pt`` + ``params.json``).
 
         ``threshold`` overrides the ensemble threshold; otherwise it is read from
@@ -265,8 +271,8 @@ def spatial_separation(x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray, num_s
                        settings: SpatialSettings) -> tuple[np.ndarray, float]:
     """Spatial masks ``(K, T, F)`` of one stereo STFT pair ``(T, F)`` and its mean confidence."""
     from bootsep.pipeline.confidence import confidence_measures
+    from bootsep.pipeline.jobs.confidence_shard import mixture_seeds
     from bootsep.pipeline.spatial import spatial_masks
-    from bootsep.pipeline.stages.confidence import mixture_seeds
 
     valid = np.ones((1, x0.shape[0]), dtype=bool)
     res = spatial_masks(np.asarray(x0, np.complex64)[None], np.asarray(x1, np.complex64)[None],

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -54,7 +55,7 @@ class Progress:
         elif self.enabled and self.n != self.total and self.n:
             self._print_line(time.perf_counter(), {})
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

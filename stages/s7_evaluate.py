@@ -8,14 +8,12 @@ above the ``confidence_percentile``-th percentile of the validation mixtures' co
 separated by the spatial algorithm too (the threshold, and Fig. 2).
 
 Writes ``data/results/eval/``: ``per_mixture.csv`` (one row per mixture x approach, every
-metric), ``ensemble.json`` (the threshold, also used by ``bootsep separate``) and
-``examples/`` (wavs to listen to, masks for the report's figures).
+metric), ``ensemble.json`` (the threshold) and ``examples/`` (wavs to listen to, masks for
+the report's figures).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -23,25 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bootsep.evaluate.ensemble import choose_confidence, choose_oracle, choose_random, confidence_threshold
-from bootsep.evaluate.metrics import separation_metrics
-from bootsep.evaluate.models import load_model
-from bootsep.train.loop import resolve_device
-from bootsep.evaluate.separation import SPATIAL, MixtureEstimates, split_estimates
-from bootsep.pipeline.atomic import atomic_dir, write_text_atomic
-from bootsep.pipeline.audio import write_audio
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.params import get, load_params, require
-from bootsep.pipeline.progress import Progress
-from bootsep.pipeline.stages.common import SHARD_ROOT, stft_config, summary_count
+from bootsep.atomic import atomic_dir, write_text_atomic
+from bootsep.config import get, load_params, require
+from bootsep.errors import BootsepError
+from bootsep.evaluate.ensemble import confidence_threshold
+from bootsep.evaluate.scoring import SPATIAL, csv_text, ensemble_rows, score, write_example
+from bootsep.evaluate.separation import split_estimates
+from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
+from bootsep.progress import Progress
 from bootsep.train.conditions import condition_names
+from bootsep.train.loop import resolve_device
+from bootsep.train.saved_model import load_model
 
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/eval")
-METRICS = ("si_sdr", "si_sir", "si_sar", "si_sdri")
-COLUMNS = ("split", "id", "approach", *METRICS, "mean_confidence", "choice", "permutation",
-           *(f"{m}_s{k}" for m in ("si_sdr", "si_sir", "si_sar") for k in (1, 2)))
-ENSEMBLES = ("ensemble_oracle", "ensemble_random", "ensemble_confidence")
 
 
 def evaluate_options(params: dict) -> dict:
@@ -57,55 +50,6 @@ def evaluate_options(params: dict) -> dict:
     return ev
 
 
-def score(est: MixtureEstimates, split: str, approach: str) -> dict:
-    """One per_mixture.csv row (metrics NaN when the corpus has no references)."""
-    row = {"split": split, "id": est.id, "approach": approach, "mean_confidence": est.mean_confidence,
-           "choice": "", "permutation": ""}
-    if est.references is None:
-        return {**row, **{m: float("nan") for m in METRICS}}
-    m = separation_metrics(est.estimates[approach], est.references, est.mixture)
-    row.update({k: float(np.mean(m[k])) for k in METRICS})
-    row["permutation"] = " ".join(str(int(p)) for p in m["permutation"])
-    for k in ("si_sdr", "si_sir", "si_sar"):
-        for s, v in enumerate(m[k][:2], start=1):
-            row[f"{k}_s{s}"] = float(v)
-    return row
-
-
-def ensemble_rows(rows: dict[str, list[dict]], model: str, threshold: float, seed: int) -> dict[str, list[dict]]:
-    """The three ensembles' rows, each a copy of the chosen approach's row (paper §3.3)."""
-    spatial, learned = rows[SPATIAL], rows[model]
-    conf = np.array([r["mean_confidence"] for r in spatial])
-    picks = {"ensemble_confidence": choose_confidence(conf, threshold),
-             "ensemble_random": choose_random(len(spatial), seed),
-             "ensemble_oracle": choose_oracle(np.array([r["si_sdr"] for r in spatial]),
-                                              np.array([r["si_sdr"] for r in learned]))}
-    return {name: [{**(s if use_spatial else m), "approach": name,
-                    "choice": SPATIAL if use_spatial else model}
-                   for s, m, use_spatial in zip(spatial, learned, pick)]
-            for name, pick in picks.items()}
-
-
-def csv_text(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
-
-
-def write_example(folder: Path, est: MixtureEstimates, rate: int) -> None:
-    """Listening examples and the masks the report draws."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_audio(folder / "mixture.wav", est.mixture[None], rate)
-    for approach, sources in est.estimates.items():
-        peak = max(float(np.abs(sources).max()), 1e-9)
-        scale = min(1.0, 0.99 / peak)
-        for k, s in enumerate(sources, start=1):
-            write_audio(folder / f"{approach}_s{k}.wav", (s * scale)[None], rate)
-    np.savez_compressed(folder / "masks.npz", logmag_db=est.logmag_db,
-                        **{f"mask_{a}": m.astype(np.float16) for a, m in est.masks.items()})
 
 
 def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/corpus",

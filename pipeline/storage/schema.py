@@ -1,11 +1,11 @@
 """Every dataset a shard may hold: its axis kind, dtype, units and meaning.
 
-``per`` is ``frame`` (rows concatenated over utterances, see :mod:`bootsep.pipeline.shards`),
+``per`` is ``frame`` (rows concatenated over utterances, see :mod:`bootsep.pipeline.storage.shards`),
 ``utterance`` (one row per utterance) or ``index`` (bookkeeping). Storage dtypes: float16
 where the value's range and the precision its readers need allow it (dB levels, IPDs,
 posteriors, magnitudes used for labels and weights, and the STFTs); float32/float64 for
 fitted parameters and scalars. STFTs are float16 (real, imag) pairs (HDF5 has no complex32)
-scaled per utterance by ``2**-stft_exponent`` (:func:`bootsep.pipeline.float16.complex_exponent`):
+scaled per utterance by ``2**-stft_exponent`` (:func:`bootsep.pipeline.storage.float16.complex_exponent`):
 at most 2**-11 relative error per component (about -66 dB), well below the errors of any
 separation measured here, and half the bytes of complex64 written and read again.
 Bump :data:`SCHEMA_VERSION` when a stored meaning changes.

@@ -1,17 +1,12 @@
-"""DVC stage ``corpus``: choose the corpus kind from params and write ``data/corpus``.
-
-The whole output folder is built under a temporary name and swapped in at the end, so an
-interrupted or failed run leaves the previous corpus (or nothing) behind, never half of one.
+"""Build (tts) or index (wsj0-2mix-spatialized, folder) the corpus named by ``corpus.kind``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from bootsep.pipeline.atomic import atomic_dir
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.params import get, load_params
+from bootsep.config import get
+from bootsep.errors import BootsepError
 
 KINDS = ("tts", "wsj0-2mix-spatialized", "folder")
 
@@ -37,11 +32,3 @@ def build_corpus(params: dict, out_dir: Path) -> dict[str, int]:
         return index_folder(get(params, "corpus.folder"), seed, out_dir)
     raise BootsepError(f"parameter 'corpus.kind' is '{kind}', expected one of {', '.join(KINDS)}",
                        params.get("_path"))
-
-
-def main(params_path: str | os.PathLike = "params.yaml", out: str | os.PathLike = "data/corpus") -> None:
-    params = load_params(params_path)
-    with atomic_dir(out) as tmp:
-        counts = build_corpus(params, tmp)
-    summary = ", ".join(f"{split}={n}" for split, n in counts.items())
-    print(f"corpus ({get(params, 'corpus.kind')}): {summary} mixtures -> {out}")

@@ -16,37 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from bootsep.evaluate.quality import partition_quality
-from bootsep.pipeline.atomic import atomic_dir, write_text_atomic
-from bootsep.pipeline.params import get, load_params
-from bootsep.pipeline.progress import Progress
-from bootsep.pipeline.shards import aligned_shard_paths, open_aligned
-from bootsep.pipeline.stages.common import SHARD_ROOT, stft_config, summary_count
+from bootsep.atomic import atomic_dir, write_text_atomic
+from bootsep.config import get, load_params
+from bootsep.evaluate.quality import mixture_label_stats
+from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
+from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
+from bootsep.progress import Progress
 from bootsep.train.conditions import condition_from_params, condition_names
-from bootsep.train.weights import magnitude_from_db, training_weights
+from bootsep.train.inputs import shard_groups, subset_ids
 
 OUT = Path("data/results/labels")
 STAGES = ("stft", "spatial", "confidence")
 
 
-def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray, labels: np.ndarray,
-                        c_cl: float, c_jsd: float, c_post: np.ndarray, alphas: dict[str, float]) -> dict:
-    """``{condition: (Σw, quality)}`` of one mixture for every spatial condition's α."""
-    mag = magnitude_from_db(logmag_db)
-    truth = np.argmax(source_mag, axis=1).ravel()          # (T, S, F) -> ideal binary labels
-    est = labels.ravel()
-    out = {}
-    for name, alpha in alphas.items():
-        w = training_weights(mag, alpha, c_cl, c_jsd, c_post).ravel()
-        total = float(w.sum(dtype=np.float64))
-        out[name] = (total, partition_quality(truth, est, w) if total > 0 else 0.0)
-    return out
-
-
 def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_ROOT,
          out: str | os.PathLike = OUT) -> None:
-    from bootsep.train.stage import shard_groups, subset_ids
-
     params = load_params(params_path)
     cfg = stft_config(params)
     conditions = [condition_from_params(params, n) for n in condition_names(params)]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.shards import SHARD_GLOB, Shard, shard_paths
+from bootsep.errors import BootsepError
+from bootsep.pipeline.storage.shards import SHARD_GLOB, Shard, shard_paths
 
 STAGES = ("stft", "spatial", "confidence")
 
@@ -157,7 +157,7 @@ def write_png(view: dict[str, dict], uid: str, path: Path) -> None:
     extra = ", ".join(f"{k}={conf[k]:.3f}" for k in ("c_cl", "c_jsd", "mean_confidence") if k in conf)
     fig.suptitle(f"{uid}  {extra}", fontsize=10)
     fig.tight_layout()
-    from bootsep.pipeline.atomic import atomic_path
+    from bootsep.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -1,57 +1,29 @@
-"""DVC stage ``train@<condition>``: one deep-clustering model per training condition.
+"""What a training run reads: the shard groups of a condition, their checks, the subset.
 
-Reads the stft (and, for spatial conditions, spatial + confidence) shards of the train and
-valid splits, checks them before any training starts, computes the feature normalisation
-from the training set, and runs :class:`~bootsep.train.loop.Trainer` into
-``data/models/<condition>/``. Rerunning after an interruption resumes from the checkpoint
-when nothing that determines the result has changed (a fingerprint of parameters and inputs).
+:func:`check_inputs` opens every shard before any training starts (stage, STFT config, id
+alignment, finite values, label range) and gathers the feature statistics;
+:func:`subset_ids` draws the seeded fraction of a ``gt_subset``-style condition; the
+fingerprint helpers decide whether a checkpoint may be resumed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
-from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bootsep.pipeline.atomic import write_text_atomic
-from bootsep.pipeline.errors import BootsepError
-from bootsep.pipeline.params import get, load_params
-from bootsep.pipeline.progress import progress
-from bootsep.pipeline.shards import Shard, aligned_shard_paths, shard_paths
-from bootsep.pipeline.stages.common import SHARD_ROOT, SUMMARY_NAME, stft_config
+from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
-from bootsep.train.conditions import Condition, condition_from_params, condition_names
-from bootsep.train.dataset import ShardStream
-from bootsep.train.loop import (BEST_MODEL, CHECKPOINT, LOG_CSV, TrainConfig, Trainer,
-                                TrainingInterrupted, write_metrics)
-from bootsep.train.model import FeatureStats, ModelConfig, init_model
+from bootsep.pipeline.storage.layout import SHARD_ROOT, SUMMARY_NAME
+from bootsep.pipeline.storage.shards import Shard, aligned_shard_paths, shard_paths
+from bootsep.progress import progress
+from bootsep.train.conditions import Condition
+from bootsep.train.model import FeatureStats
 
 MODEL_ROOT = Path("data/models")
-
-
-def train_config(params: dict) -> TrainConfig:
-    section = dict(get(params, "train"))
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(section) - known
-    if unknown:
-        raise BootsepError(f"train: unknown key(s) {', '.join(sorted(unknown))}", params.get("_path"))
-    return TrainConfig(**section)
-
-
-def model_config(params: dict, num_freq: int) -> ModelConfig:
-    """``model.size`` picks one entry of ``model.sizes`` (``paper`` = 4 x 300, D = 15)."""
-    size = get(params, "model.size")
-    sizes = get(params, "model.sizes")
-    if size not in sizes:
-        raise BootsepError(f"model.size is '{size}', expected one of {', '.join(sizes)}", params.get("_path"))
-    return ModelConfig.from_dict({**sizes[size], "num_freq": num_freq,
-                                  "dropout": float(get(params, "model.dropout", 0.0))})
 
 
 def shard_groups(condition: Condition, split: str, root: Path = SHARD_ROOT) -> list[tuple[Path, ...]]:
@@ -133,7 +105,7 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _code_digest() -> str:
+def code_digest() -> str:
     """Hash of the trainer's source: a resume checkpoint from other code is not continued."""
     h = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
@@ -142,7 +114,7 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def _input_files(groups: list[tuple[Path, ...]]) -> list:
+def input_files(groups: list[tuple[Path, ...]]) -> list:
     """Name, size and modification time of every input shard (cheap change detection)."""
     out = []
     for group in groups:
@@ -152,7 +124,7 @@ def _input_files(groups: list[tuple[Path, ...]]) -> list:
     return out
 
 
-def _input_summaries(condition: Condition, root: Path) -> list:
+def input_summaries(condition: Condition, root: Path) -> list:
     stages = ["stft"] + (["spatial", "confidence"] if condition.labels == "spatial" else [])
     out = []
     for stage in stages:
@@ -160,55 +132,3 @@ def _input_summaries(condition: Condition, root: Path) -> list:
             p = root / stage / split / SUMMARY_NAME
             out.append(p.read_text() if p.is_file() else None)
     return out
-
-
-def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path = SHARD_ROOT,
-         model_root: Path = MODEL_ROOT) -> None:
-    params = load_params(params_path)
-    for name in condition_names(params):   # e.g. a negative α anywhere in the list
-        condition_from_params(params, name)
-    condition = condition_from_params(params, condition_name)
-    cfg = train_config(params)
-    stft = stft_config(params)
-    mcfg = model_config(params, stft.num_freq)
-    torch.set_num_threads(max(1, int(cfg.torch_threads)))
-    out = Path(model_root) / condition.name
-    out.mkdir(parents=True, exist_ok=True)
-
-    train_groups = shard_groups(condition, "train", Path(shard_root))
-    valid_groups = shard_groups(condition, "valid", Path(shard_root))
-    keep = subset_ids(train_groups, condition.fraction, cfg.seed)
-    meta = {"condition": condition.to_dict(), "model_config": mcfg.to_dict(),
-            "stft": asdict(stft), "train": asdict(cfg), "num_sources": cfg.num_sources,
-            "train_mixtures": None if keep is None else len(keep)}
-    fp = fingerprint(meta, _input_summaries(condition, Path(shard_root)),
-                     _input_files(train_groups + valid_groups), _code_digest())
-
-    model = init_model(mcfg, seed=cfg.seed)   # same initialisation for every condition (§3.3)
-    stream = ShardStream(train_groups, condition, stft, seed=cfg.seed, max_frames=cfg.max_frames,
-                         shuffle_buffer=cfg.shuffle_buffer, keep=keep)
-    valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None, shuffle=False)
-    trainer = Trainer(model, cfg, stream, valid, out, fp, meta)
-    if trainer.try_resume() and not trainer.state.done:
-        print(f"train {condition.name}: resuming after epoch {trainer.state.epoch}, "
-              f"batch {trainer.state.position}", flush=True)
-    else:   # a fresh run (a finished run is rerun only when DVC saw a change: retrain)
-        trainer = Trainer(init_model(mcfg, seed=cfg.seed), cfg, stream, valid, out, fp, meta)
-        for stale in (CHECKPOINT, BEST_MODEL, LOG_CSV, "metrics.json", "params.json"):
-            (out / stale).unlink(missing_ok=True)
-        check_inputs(valid_groups, condition, stft, f"check valid shards ({condition.name})",
-                     cfg.num_sources)
-        stats = check_inputs(train_groups, condition, stft, f"check train shards ({condition.name})",
-                             cfg.num_sources, keep)
-        trainer.model.set_stats(*stats.mean_std())
-    write_text_atomic(out / "params.json", json.dumps(
-        {**meta, "params_file": {k: v for k, v in params.items() if not k.startswith("_")}},
-        indent=2, sort_keys=True, default=str) + "\n")
-    try:
-        state = trainer.run()
-    except TrainingInterrupted as exc:
-        print(f"train {condition.name}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(128 + exc.signum)
-    write_metrics(out, state, {"condition": condition.name, "device": str(trainer.device),
-                               "parameters": sum(p.numel() for p in trainer.model.parameters())})
-    print(f"train {condition.name}: best valid loss {state.best_valid:.4g} -> {out / BEST_MODEL}")

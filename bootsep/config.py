@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 
 DEFAULT_PARAMS = "params.yaml"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bootsep.pipeline.errors import BootsepError
+from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
 from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.loop import BEST_MODEL

@@ -1,0 +1,21 @@
+"""DVC stage ``corpus``: choose the corpus kind from params and write ``data/corpus``.
+
+The whole output folder is built under a temporary name and swapped in at the end, so an
+interrupted or failed run leaves the previous corpus (or nothing) behind, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bootsep.atomic import atomic_dir
+from bootsep.config import get, load_params
+from bootsep.pipeline.corpus.build import build_corpus
+
+
+def main(params_path: str | os.PathLike = "params.yaml", out: str | os.PathLike = "data/corpus") -> None:
+    params = load_params(params_path)
+    with atomic_dir(out) as tmp:
+        counts = build_corpus(params, tmp)
+    summary = ", ".join(f"{split}={n}" for split, n in counts.items())
+    print(f"corpus ({get(params, 'corpus.kind')}): {summary} mixtures -> {out}")

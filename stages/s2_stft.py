@@ -1,0 +1,48 @@
+"""DVC stage ``stft@<split>``: mixture STFTs of the stereo pair into shards.
+
+Per utterance: channel 0's complex STFT and its log magnitude (eq. 2), the STFT of the
+second channel of the stereo pair (channel 0 plus one of ``stft.pair_channels`` drawn per
+mixture from a seed, paper §3.2), and where the corpus has references, the magnitude of
+each source image at channel 0. One Dask task per shard
+(:func:`bootsep.pipeline.jobs.stft_shard.compute_stft_shard`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bootsep.atomic import atomic_dir
+from bootsep.config import get, load_params, require
+from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
+from bootsep.pipeline.jobs.stft_shard import compute_stft_shard
+from bootsep.pipeline.parallel import run_tasks
+from bootsep.pipeline.storage.layout import (
+    SHARD_ROOT,
+    chunk,
+    stft_config,
+    utterances_per_shard,
+    write_summary,
+)
+
+
+def main(params_path: str | os.PathLike, split: str, corpus_dir: str | os.PathLike = "data/corpus",
+         out_root: str | os.PathLike = SHARD_ROOT / "stft") -> None:
+    params = load_params(params_path)
+    cfg = stft_config(params)
+    candidates = list(get(params, "stft.pair_channels"))
+    require(all(isinstance(c, int) and c > 0 for c in candidates) and candidates, params,
+            "stft.pair_channels", "must be a non-empty list of channel numbers > 0")
+    seed = int(get(params, "stft.seed"))
+    mixtures = read_manifest(Path(corpus_dir) / split / MANIFEST_NAME)
+    groups = chunk(mixtures, utterances_per_shard(params))
+    out = Path(out_root) / split
+    with atomic_dir(out) as tmp:
+        tasks = [(g, cfg, candidates, seed, split, i, str(tmp)) for i, g in enumerate(groups)]
+        results = run_tasks(compute_stft_shard, tasks, get(params, "dask"), f"stft {split}",
+                            weights=[len(g) for g in groups])
+        write_summary(tmp, {"stage": "stft", "split": split, "shards": len(results),
+                            "utterances": sum(r["utterances"] for r in results),
+                            "frames": sum(r["frames"] for r in results),
+                            "has_references": all(r["has_references"] for r in results)})
+    print(f"stft {split}: {len(mixtures)} utterances in {len(groups)} shards -> {out}")

@@ -1,0 +1,44 @@
+"""DVC stage ``confidence@<split>``: C_cl, C_JSD and C_post (paper §2.2, eqs. 4–6) into shards.
+
+The three measures are stored separately (α is applied by the trainer, eq. 7), so changing
+α never reruns this stage. One Dask task per spatial shard
+(:func:`bootsep.pipeline.jobs.confidence_shard.compute_confidence_shard`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bootsep.atomic import atomic_dir
+from bootsep.config import get, load_params, require
+from bootsep.pipeline.jobs.confidence_shard import compute_confidence_shard
+from bootsep.pipeline.parallel import run_tasks
+from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
+from bootsep.pipeline.storage.shards import shard_paths
+
+
+def main(params_path: str | os.PathLike, split: str, shard_root: str | os.PathLike = SHARD_ROOT) -> None:
+    params = load_params(params_path)
+    cfg = stft_config(params)
+    n_samples, seed = get(params, "confidence.jsd_samples"), get(params, "confidence.seed")
+    require(isinstance(n_samples, int) and n_samples >= 10, params, "confidence.jsd_samples",
+            "must be an integer >= 10")
+    require(isinstance(seed, int) and seed >= 0, params, "confidence.seed", "must be an integer >= 0")
+    inputs = shard_paths(Path(shard_root) / "spatial" / split)
+    out = Path(shard_root) / "confidence" / split
+    with atomic_dir(out) as tmp:
+        tasks = [(str(p), cfg, n_samples, seed, split, i, str(tmp)) for i, p in enumerate(inputs)]
+        results = run_tasks(compute_confidence_shard, tasks, get(params, "dask"), f"confidence {split}",
+                            unit="shard")
+        summary = {"stage": "confidence", "split": split, "shards": len(results),
+                   "utterances": sum(r["utterances"] for r in results)}
+        for key in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):
+            values = np.concatenate([r[key] for r in results])
+            summary[f"{key}_mean"] = float(values.mean()) if values.size else 0.0
+            summary[f"{key}_median"] = float(np.median(values)) if values.size else 0.0
+        write_summary(tmp, summary)
+    print(f"confidence {split}: {summary['utterances']} utterances, mean confidence "
+          f"{summary['mean_confidence_mean']:.3f} (median {summary['mean_confidence_median']:.3f}) -> {out}")

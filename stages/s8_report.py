@@ -1,0 +1,56 @@
+"""DVC stage ``report``: the paper's Table 1 and Figures 2–3 from the evaluation results.
+
+Reads ``data/results/eval/`` (per-mixture metrics, the ensemble threshold, examples),
+``data/results/labels/labels.json`` (quality, quantity) and each model's ``log.csv``;
+writes ``data/results/table1.json`` (DVC metrics), ``table1.md`` and ``figures/``
+(:mod:`bootsep.evaluate.table`, :mod:`bootsep.evaluate.figures`). Imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from bootsep.atomic import atomic_dir, write_text_atomic
+from bootsep.config import get, load_params
+from bootsep.evaluate.figures import (
+    example_figure,
+    fig2_confidence_vs_sdr,
+    fig3_spatial_vs_model,
+    training_curves,
+)
+from bootsep.evaluate.table import read_rows, table1, table1_markdown
+from bootsep.train.conditions import condition_names
+
+RESULTS = Path("data/results")
+MODEL_ROOT = Path("data/models")
+
+
+def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
+         model_root: str | os.PathLike = MODEL_ROOT) -> None:
+    params = load_params(params_path)
+    level = float(get(params, "report.ci_level"))
+    results = Path(results)
+    rows = read_rows(results / "eval" / "per_mixture.csv")
+    ensemble = json.loads((results / "eval" / "ensemble.json").read_text())
+    labels_path = results / "labels" / "labels.json"
+    labels = json.loads(labels_path.read_text())["conditions"] if labels_path.is_file() else {}
+    table = table1(params, rows, labels, level)
+    has_refs = bool(ensemble.get("has_references", True))
+    with atomic_dir(results / "figures") as tmp:
+        if has_refs:
+            fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"], tmp / "fig2_confidence_vs_sdr.png")
+            fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
+                                  tmp / "fig3_spatial_vs_model.png")
+        training_curves({n: Path(model_root) / n / "log.csv" for n in condition_names(params)},
+                        tmp / "training_curves.png")
+        for example in sorted((results / "eval" / "examples").glob("*/masks.npz")):
+            example_figure(example, ensemble["model"], tmp / f"example_{example.parent.name}.png")
+    numeric = {a: {k: v for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+               for a, e in table.items()}
+    write_text_atomic(results / "table1.json", json.dumps(
+        {"ensemble_threshold": ensemble["threshold"], "rows": numeric}, indent=2, default=float) + "\n")
+    md = table1_markdown(table, ensemble, level, has_refs)
+    write_text_atomic(results / "table1.md", md)
+    print(md)
