@@ -12,6 +12,11 @@ from bootsep.atomic import atomic_dir
 from bootsep.config import get, load_params
 from bootsep.pipeline.corpus.build import build_corpus
 
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+PARAMS = ("corpus",)
+RUN_PARAMS = ()
+
 
 def main(params_path: str | os.PathLike = "params.yaml", out: str | os.PathLike = "data/corpus") -> None:
     params = load_params(params_path)

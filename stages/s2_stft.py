@@ -25,6 +25,11 @@ from bootsep.pipeline.storage.layout import (
     write_summary,
 )
 
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+PARAMS = ("stft", "shards")
+RUN_PARAMS = ("dask",)
+
 
 def main(params_path: str | os.PathLike, split: str, corpus_dir: str | os.PathLike = "data/corpus",
          out_root: str | os.PathLike = SHARD_ROOT / "stft") -> None:

@@ -19,6 +19,11 @@ from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
 from bootsep.pipeline.storage.shards import shard_paths
 
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+PARAMS = ("stft", "confidence")
+RUN_PARAMS = ("dask",)
+
 
 def main(params_path: str | os.PathLike, split: str, shard_root: str | os.PathLike = SHARD_ROOT) -> None:
     params = load_params(params_path)

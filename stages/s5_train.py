@@ -45,6 +45,11 @@ from bootsep.train.model import ModelConfig, init_model
 
 MODEL_ROOT = Path("data/models")
 
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+PARAMS = ("stft", "model", "train", "train_conditions.{group}.{condition}")
+RUN_PARAMS = ()
+
 
 def train_config(params: dict) -> TrainConfig:
     section = dict(get(params, "train"))

@@ -28,6 +28,11 @@ from bootsep.train.inputs import shard_groups, subset_ids
 OUT = Path("data/results/labels")
 STAGES = ("stft", "spatial", "confidence")
 
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+PARAMS = ("stft", "train.seed", "train_conditions")
+RUN_PARAMS = ()
+
 
 def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_ROOT,
          out: str | os.PathLike = OUT) -> None:

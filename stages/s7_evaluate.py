@@ -36,6 +36,11 @@ from bootsep.train.saved_model import load_model
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/eval")
 
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+PARAMS = ("stft", "evaluate", "train.num_sources", "train_conditions")
+RUN_PARAMS = ("train.device", "train.torch_threads")
+
 
 def evaluate_options(params: dict) -> dict:
     ev = dict(get(params, "evaluate"))

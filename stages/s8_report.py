@@ -26,6 +26,11 @@ from bootsep.train.conditions import condition_names
 RESULTS = Path("data/results")
 MODEL_ROOT = Path("data/models")
 
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+PARAMS = ("report", "evaluate.ensemble_model", "train_conditions")
+RUN_PARAMS = ()
+
 
 def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
          model_root: str | os.PathLike = MODEL_ROOT) -> None:
