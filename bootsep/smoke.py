@@ -1,7 +1,8 @@
 """``make smoke``: the whole DVC pipeline at tiny scale in a separate workspace.
 
 Copies the pipeline definition (dvc.yaml, params.yaml, .dvc/config) into a fresh folder,
-overlays ``tests/smoke-params.yaml`` on the parameters, runs ``dvc repro`` there with this
+overlays ``tests/smoke-params.yaml`` on the parameters (then each ``--overlay`` file, e.g.
+one pointing ``corpus`` at a folder of recordings), runs ``dvc repro`` there with this
 environment's ``bootsep`` and ``dvc``, and prints the resulting metrics. The folder is kept
 for inspection (its path is printed).
 """
@@ -35,8 +36,8 @@ def deep_merge(base: dict, overlay: dict) -> dict:
     return out
 
 
-def prepare_workspace(workdir: Path, overlay: Path = OVERLAY) -> Path:
-    """Lay out a DVC workspace in ``workdir`` with the smoke parameters."""
+def prepare_workspace(workdir: Path, overlay: Path = OVERLAY, extra: tuple[Path, ...] = ()) -> Path:
+    """Lay out a DVC workspace in ``workdir`` with the smoke parameters, then ``extra``."""
     workdir.mkdir(parents=True, exist_ok=True)
     for rel in COPIED:
         dst = workdir / rel
@@ -47,7 +48,8 @@ def prepare_workspace(workdir: Path, overlay: Path = OVERLAY) -> Path:
         shutil.copytree(REPO / rel, workdir / rel, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params = deep_merge(params, yaml.safe_load(overlay.read_text()) or {})
+    for path in (overlay, *extra):
+        params = deep_merge(params, yaml.safe_load(Path(path).read_text()) or {})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if not (workdir / ".git").exists():
         subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
@@ -62,13 +64,15 @@ def run(cmd: list[str], cwd: Path, env: dict) -> None:
 @click.command()
 @click.option("--dir", "workdir", type=click.Path(file_okay=False), default=None,
               help="Workspace folder (kept). Default: a fresh temporary folder.")
-def main(workdir: str | None) -> None:
+@click.option("--overlay", "overlays", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Another params overlay, merged after tests/smoke-params.yaml (repeatable).")
+def main(workdir: str | None, overlays: tuple[str, ...]) -> None:
     """Run the tiny end-to-end DVC pipeline and print its metrics."""
     start = time.perf_counter()
     path = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bootsep-smoke-"))
     path = path.resolve()
     print(f"smoke workspace: {path}", flush=True)
-    prepare_workspace(path)
+    prepare_workspace(path, extra=tuple(Path(o) for o in overlays))
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     try:

@@ -124,15 +124,23 @@ def label_quantity(weight_sums, gt_weight_sums) -> float:
     return num / den
 
 
-def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray, labels: np.ndarray,
+def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray | None, labels: np.ndarray,
                         c_cl: float, c_jsd: float, c_post: np.ndarray, alphas: dict[str, float]) -> dict:
-    """``{condition: (Σw, quality)}`` of one mixture for every spatial condition's α."""
+    """``{condition: (Σw, quality)}`` of one mixture for every spatial condition's α.
+
+    ``source_mag`` None (a corpus without references): the quantity's Σw is still computed,
+    the quality is unknown (NaN).
+    """
     mag = magnitude_from_db(logmag_db)
-    truth = np.argmax(source_mag, axis=1).ravel()          # (T, S, F) -> ideal binary labels
+    # ideal binary labels: (T, S, F) -> the dominant source per bin
+    truth = None if source_mag is None else np.argmax(source_mag, axis=1).ravel()
     est = labels.ravel()
     out = {}
     for name, alpha in alphas.items():
         w = training_weights(mag, alpha, c_cl, c_jsd, c_post).ravel()
         total = float(w.sum(dtype=np.float64))
-        out[name] = (total, partition_quality(truth, est, w) if total > 0 else 0.0)
+        if truth is None:
+            out[name] = (total, float("nan"))
+        else:
+            out[name] = (total, partition_quality(truth, est, w) if total > 0 else 0.0)
     return out

@@ -2,6 +2,10 @@
 
 Every number is a mean over the test mixtures with the half-width of its confidence
 interval (``report.ci_level``, Student t); the paper's published value sits beside it.
+
+Without references the metrics (and the label quality) cannot be computed: those cells say
+"needs references" and table1.json holds ``null`` with ``"needs_references": true``; a
+condition that was not trained (``skipped``, :mod:`bootsep.train.skipped`) keeps its row.
 """
 
 from __future__ import annotations
@@ -48,17 +52,32 @@ def approach_label(params: dict, approach: str) -> tuple[str, str, tuple]:
     return "1ch", f"DC w/ estimates, α = {c.alpha:g}", paper_key("spatial", alpha=c.alpha)
 
 
-def table1(params: dict, rows: list[dict], labels: dict, level: float) -> dict:
-    """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}``."""
+def table1(params: dict, rows: list[dict], labels: dict, level: float, has_refs: bool = True,
+           skipped: dict[str, str] | None = None) -> dict:
+    """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}``.
+
+    ``has_refs`` False marks every row ``needs_references``; ``skipped`` (condition -> reason)
+    gives the conditions that were not trained a row with ``skipped`` and no numbers.
+    """
     test = [r for r in rows if r["split"] == "test"]
     order = [*condition_names(params), SPATIAL, *ENSEMBLES]
+    skipped = skipped or {}
     table = {}
     for approach in order:
         sel = [r for r in test if r["approach"] == approach]
+        if approach in skipped:
+            channels, label, key = approach_label(params, approach)
+            table[approach] = {"label": label, "channels": channels, "mixtures": 0,
+                               **{k: None for m in METRICS for k in (m, f"{m}_ci")},
+                               "quality": None, "quantity": None, "skipped": skipped[approach],
+                               "needs_references": True, "paper": paper_row(key)}
+            continue
         if not sel:
             continue
         channels, label, key = approach_label(params, approach)
         entry = {"label": label, "channels": channels, "mixtures": len(sel)}
+        if not has_refs:
+            entry["needs_references"] = True
         for m in METRICS:
             mean, half = mean_ci(np.array([r[m] for r in sel]), level)
             entry[m], entry[f"{m}_ci"] = mean, half
@@ -72,15 +91,48 @@ def table1(params: dict, rows: list[dict], labels: dict, level: float) -> dict:
     return table
 
 
+def table1_json_rows(table: dict) -> dict:
+    """The rows of table1.json (DVC metrics): numbers, ``null`` where a number needs the
+    references or a condition was not trained (flagged), never NaN (not JSON)."""
+    out = {}
+    for approach, e in table.items():
+        row = {k: (v if np.isfinite(v) else None) for k, v in e.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if e.get("needs_references"):
+            row.update({k: None for m in METRICS for k in (m, f"{m}_ci")}, needs_references=True)
+            if e.get("quantity") is not None:   # a training condition: its label quality
+                row["quality"] = None
+        if e.get("skipped"):
+            row.update(quality=None, quantity=None, skipped=e["skipped"])
+        out[approach] = row
+    return out
+
+
+NEEDS_REFS = "needs references"
+
+
 def _num(v, fmt="{:.2f}") -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
+
+
+def _cell(v, fmt: str, paper, paper_fmt: str, missing: str = "–") -> str:
+    ours = missing if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
+    return f"{ours} ({_num(paper, paper_fmt)})"
 
 
 def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -> str:
     lines = ["# Table 1: SI-SDR (dB) for each approach, ours (paper)", ""]
     if not has_refs:
-        lines += ["The corpus has no reference sources: separated outputs and confidences only, no metrics.", ""]
-    lines += [f"Means over {next(iter(table.values()))['mixtures'] if table else 0} test mixtures, "
+        conf = table.get("ensemble_confidence", {})
+        share = "" if "spatial_share" not in conf else (
+            f" The confidence ensemble chose the spatial output for {conf['spatial_share']:.0%} "
+            "of the test mixtures.")
+        lines += ["The corpus has no reference sources: every metric, and the quality of the "
+                  "training labels, needs references; the separated outputs (data/results/eval/"
+                  "examples) and confidences (per_mixture.csv) are written, and ground-truth "
+                  "conditions are not trained." + share, ""]
+    mixtures = max((e["mixtures"] for e in table.values()), default=0)
+    lines += [f"Means over {mixtures} test mixtures, "
               f"± half-width of the {level:.0%} confidence interval of the mean. Confidence ensemble "
               f"threshold: {ensemble['threshold']:.4f} (the {ensemble['percentile']}th percentile of "
               f"{ensemble['valid_mixtures']} validation mixtures' mean confidence).", "",
@@ -88,6 +140,18 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
               "|---|---|---|---|---|---|---|---|"]
     for e in table.values():
         p = e["paper"] or {}
+        if e.get("needs_references"):
+            # label quality exists only for training conditions (those with a quantity)
+            quality = NEEDS_REFS if e.get("skipped") or e["quantity"] is not None else "–"
+            cells = [_cell(e["quality"], "{:.3f}", p.get("quality"), "{:.3f}", quality),
+                     _cell(e["quantity"], "{:.3f}", p.get("quantity"), "{:.3f}",
+                           NEEDS_REFS if e.get("skipped") else "–")]
+            cells += [_cell(None, "", p.get(m), "{:.1f}", NEEDS_REFS)
+                      for m in ("si_sdr", "si_sir", "si_sar")]
+            cells.append(NEEDS_REFS)
+            label = e["label"] + (" (not trained)" if e.get("skipped") else "")
+            lines.append(f"| {e['channels']} | {label} | " + " | ".join(cells) + " |")
+            continue
         cells = [f"{_num(e['quality'], '{:.3f}')} ({_num(p.get('quality'), '{:.3f}')})",
                  f"{_num(e['quantity'], '{:.3f}')} ({_num(p.get('quantity'), '{:.3f}')})"]
         for m in ("si_sdr", "si_sir", "si_sar"):

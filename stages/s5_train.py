@@ -5,6 +5,11 @@ valid splits, checks them before any training starts (:mod:`bootsep.train.inputs
 the feature normalisation from the training set, and runs :class:`~bootsep.train.loop.Trainer`
 into ``data/models/<condition>/``. Rerunning after an interruption resumes from the checkpoint
 when nothing that determines the result has changed (a fingerprint of parameters and inputs).
+
+A ground-truth condition on a corpus without references (no ``source_mag`` in any stft shard,
+e.g. a folder of recordings) has no labels to learn from: the stage then writes its declared
+outputs as "skipped" markers (:mod:`bootsep.train.skipped`) and succeeds, so ``dvc repro``
+completes; the later stages leave the condition out with a note.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from bootsep.atomic import write_text_atomic
 from bootsep.config import get, load_params
 from bootsep.errors import BootsepError
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config
+from bootsep.train.checkpoint import save_checkpoint
 from bootsep.train.conditions import condition_from_params, condition_names
 from bootsep.train.dataset import ShardStream
 from bootsep.train.inputs import (
@@ -29,12 +35,14 @@ from bootsep.train.inputs import (
     fingerprint,
     input_files,
     input_summaries,
+    references_present,
     shard_groups,
     subset_ids,
 )
 from bootsep.train.loop import (
     BEST_MODEL,
     CHECKPOINT,
+    LOG_COLUMNS,
     LOG_CSV,
     TrainConfig,
     Trainer,
@@ -42,6 +50,7 @@ from bootsep.train.loop import (
     write_metrics,
 )
 from bootsep.train.model import ModelConfig, init_model
+from bootsep.train.skipped import NO_REFERENCES, SKIPPED
 
 MODEL_ROOT = Path("data/models")
 
@@ -70,6 +79,16 @@ def model_config(params: dict, num_freq: int) -> ModelConfig:
                                   "dropout": float(get(params, "model.dropout", 0.0))})
 
 
+def write_skipped(out: Path, meta: dict, reason: str) -> None:
+    """Every output dvc.yaml declares for a train stage, as markers of a condition not trained."""
+    marker = {SKIPPED: reason, "condition": meta["condition"]}
+    for name in (BEST_MODEL, CHECKPOINT):
+        save_checkpoint(out / name, marker)
+    write_text_atomic(out / LOG_CSV, ",".join(LOG_COLUMNS) + "\n")
+    write_text_atomic(out / "params.json", json.dumps({**meta, SKIPPED: reason}, indent=2,
+                                                      sort_keys=True, default=str) + "\n")
+    metrics = {"condition": meta["condition"]["name"], SKIPPED: reason}
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path = SHARD_ROOT,
@@ -87,6 +106,10 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
 
     train_groups = shard_groups(condition, "train", Path(shard_root))
     valid_groups = shard_groups(condition, "valid", Path(shard_root))
+    if condition.labels == "gt" and not references_present(train_groups + valid_groups):
+        write_skipped(out, {"condition": condition.to_dict(), "stft": asdict(stft)}, NO_REFERENCES)
+        print(f"train {condition.name}: skipped, {NO_REFERENCES} -> {out}", flush=True)
+        return
     keep = subset_ids(train_groups, condition.fraction, cfg.seed)
     meta = {"condition": condition.to_dict(), "model_config": mcfg.to_dict(),
             "stft": asdict(stft), "train": asdict(cfg), "num_sources": cfg.num_sources,

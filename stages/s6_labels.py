@@ -6,12 +6,18 @@ magnitude weights sum to 1 per mixture (so ``gt`` has quantity 1 and ``gt_subset
 fraction); quality = Σ_m q_m Σw_m / Σ_m Σw_m with ``q_m = 1 − d_χ²(w⊙Y, w⊙Ŷ)`` between the
 ideal binary labels ``Y`` and the spatial pseudo-labels ``Ŷ`` (:mod:`bootsep.evaluate.quality`).
 Writes ``data/results/labels/labels.json`` and ``per_mixture.csv``.
+
+Without references (no ``source_mag`` in the stft shards, e.g. a folder of recordings) the
+quality is unknown: ``null`` in labels.json (``nan`` per mixture); the spatial conditions'
+quantity needs only the mixtures and is still written; the ground-truth conditions have no
+labels at all (quality and quantity ``null``, ``skipped`` says why).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +30,7 @@ from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
 from bootsep.progress import Progress
 from bootsep.train.conditions import condition_from_params, condition_names
 from bootsep.train.inputs import shard_groups, subset_ids
+from bootsep.train.skipped import NO_REFERENCES, SKIPPED
 
 OUT = Path("data/results/labels")
 STAGES = ("stft", "spatial", "confidence")
@@ -42,11 +49,13 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
     alphas = {c.name: c.alpha for c in conditions if c.labels == "spatial"}
     root = Path(shard_root)
     groups = aligned_shard_paths(*(root / s / "train" for s in STAGES))
-    rows = []
+    rows, has_refs = [], True
     with Progress(summary_count(root / "stft" / "train"), "labels train", "mix") as bar:
         for stft_path, spatial_path, conf_path in groups:
             with open_aligned((stft_path, spatial_path, conf_path), STAGES, cfg) as (st, sp, cf):
-                data = zip(st.ids, st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
+                has_refs = has_refs and "source_mag" in st
+                sources = st.all_frames("source_mag") if has_refs else repeat(None)
+                data = zip(st.ids, st.all_frames("mix_logmag_db"), sources,
                            sp.all_frames("labels"), cf.utterances("c_cl"), cf.utterances("c_jsd"),
                            cf.all_frames("c_post"))
                 for uid, lm, src, lab, cl, jsd, cp in data:
@@ -57,6 +66,10 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
     n = len(rows)
     summary = {}
     for c in conditions:
+        if c.labels == "gt" and not has_refs:
+            summary[c.name] = {"labels": "gt", "alpha": None, "quality": None, "quantity": None,
+                               SKIPPED: NO_REFERENCES}
+            continue
         if c.labels == "gt":
             keep = subset_ids(shard_groups(c, "train", root), c.fraction, int(get(params, "train.seed")))
             summary[c.name] = {"labels": "gt", "alpha": None, "quality": 1.0,
@@ -64,15 +77,21 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
             continue
         sums = np.array([r[f"{c.name}_sum_w"] for r in rows])
         quals = np.array([r[f"{c.name}_quality"] for r in rows])
+        quality = float((sums * quals).sum() / sums.sum()) if sums.sum() > 0 else 0.0
         summary[c.name] = {"labels": "spatial", "alpha": c.alpha,
-                           "quality": float((sums * quals).sum() / sums.sum()) if sums.sum() > 0 else 0.0,
+                           "quality": quality if has_refs else None,
                            "quantity": float(sums.sum() / n)}
     with atomic_dir(Path(out)) as tmp:
         write_text_atomic(tmp / "labels.json", json.dumps(
-            {"train_mixtures": n, "conditions": summary}, indent=2) + "\n")
+            {"train_mixtures": n, "has_references": has_refs, "conditions": summary},
+            indent=2) + "\n")
         header = ["id"] + [k for k in rows[0] if k != "id"] if rows else ["id"]
         lines = [",".join(header)] + [",".join(str(r[h]) if h == "id" else f"{r[h]:.6g}" for h in header)
                                       for r in rows]
         write_text_atomic(tmp / "per_mixture.csv", "\n".join(lines) + "\n")
     for name, s in summary.items():
-        print(f"labels {name}: quality {s['quality']:.3f}, quantity {s['quantity']:.3f}")
+        if SKIPPED in s:
+            print(f"labels {name}: {s[SKIPPED]}")
+            continue
+        quality = "unknown (needs references)" if s["quality"] is None else f"{s['quality']:.3f}"
+        print(f"labels {name}: quality {quality}, quantity {s['quantity']:.3f}")

@@ -10,6 +10,12 @@ separated by the spatial algorithm too (the threshold, and Fig. 2).
 Writes ``data/results/eval/``: ``per_mixture.csv`` (one row per mixture x approach, every
 metric), ``ensemble.json`` (the threshold) and ``examples/`` (wavs to listen to, masks for
 the report's figures).
+
+Without references (a folder of recordings) the metrics are NaN, but every approach still
+separates the test split: per_mixture.csv keeps each mixture's mean confidence, the confidence
+ensemble still chooses (the random and oracle ensembles only serve metrics and are left out),
+and the examples are written. A condition whose model folder is a "skipped" marker (a ground-truth
+condition without references, :mod:`bootsep.train.skipped`) is left out with a note.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from bootsep.progress import Progress
 from bootsep.train.conditions import condition_names
 from bootsep.train.loop import resolve_device
 from bootsep.train.saved_model import load_model
+from bootsep.train.skipped import skipped_reason
 
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/eval")
@@ -67,6 +74,12 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     torch.set_num_threads(max(1, int(get(params, "train.torch_threads", 1))))
     models, num_sources = {}, int(get(params, "train.num_sources"))
     for name in condition_names(params):
+        reason = skipped_reason(Path(model_root) / name)
+        if reason:
+            require(name != ev["ensemble_model"], params, "evaluate.ensemble_model",
+                    f"is '{name}', which was {reason}; name a spatial condition")
+            print(f"evaluate: leaving out {name}, {reason}", flush=True)
+            continue
         models[name], meta = load_model(Path(model_root) / name, device)
         if meta["stft"] != cfg:
             raise BootsepError(f"model was trained with {meta['stft']}, the pipeline uses {cfg}",

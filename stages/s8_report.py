@@ -4,6 +4,11 @@ Reads ``data/results/eval/`` (per-mixture metrics, the ensemble threshold, examp
 ``data/results/labels/labels.json`` (quality, quantity) and each model's ``log.csv``;
 writes ``data/results/table1.json`` (DVC metrics), ``table1.md`` and ``figures/``
 (:mod:`bootsep.evaluate.table`, :mod:`bootsep.evaluate.figures`). Imports no torch.
+
+Without references (``has_references`` false in ensemble.json) Table 1 says which numbers
+need them and Figures 2–3 (metrics against confidence) are not drawn; a condition whose model
+folder is a "skipped" marker (:mod:`bootsep.train.skipped`) keeps its row, marked not trained,
+and has no training curve.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from bootsep.evaluate.figures import (
     fig3_spatial_vs_model,
     training_curves,
 )
-from bootsep.evaluate.table import read_rows, table1, table1_markdown
+from bootsep.evaluate.table import read_rows, table1, table1_json_rows, table1_markdown
 from bootsep.train.conditions import condition_names
+from bootsep.train.skipped import skipped_reason
 
 RESULTS = Path("data/results")
 MODEL_ROOT = Path("data/models")
@@ -41,21 +47,22 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     ensemble = json.loads((results / "eval" / "ensemble.json").read_text())
     labels_path = results / "labels" / "labels.json"
     labels = json.loads(labels_path.read_text())["conditions"] if labels_path.is_file() else {}
-    table = table1(params, rows, labels, level)
     has_refs = bool(ensemble.get("has_references", True))
+    names = condition_names(params)
+    skipped = {n: r for n in names if (r := skipped_reason(Path(model_root) / n))}
+    table = table1(params, rows, labels, level, has_refs, skipped)
     with atomic_dir(results / "figures") as tmp:
         if has_refs:
             fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"], tmp / "fig2_confidence_vs_sdr.png")
             fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
                                   tmp / "fig3_spatial_vs_model.png")
-        training_curves({n: Path(model_root) / n / "log.csv" for n in condition_names(params)},
+        training_curves({n: Path(model_root) / n / "log.csv" for n in names if n not in skipped},
                         tmp / "training_curves.png")
         for example in sorted((results / "eval" / "examples").glob("*/masks.npz")):
             example_figure(example, ensemble["model"], tmp / f"example_{example.parent.name}.png")
-    numeric = {a: {k: v for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-               for a, e in table.items()}
     write_text_atomic(results / "table1.json", json.dumps(
-        {"ensemble_threshold": ensemble["threshold"], "rows": numeric}, indent=2, default=float) + "\n")
+        {"ensemble_threshold": ensemble["threshold"], "has_references": has_refs,
+         "rows": table1_json_rows(table)}, indent=2, default=float) + "\n")
     md = table1_markdown(table, ensemble, level, has_refs)
     write_text_atomic(results / "table1.md", md)
     print(md)

@@ -13,6 +13,7 @@ from bootsep.errors import BootsepError
 from bootsep.evaluate.scoring import COLUMNS, ENSEMBLES, csv_text
 from bootsep.stages import s8_report as report
 from bootsep.train.conditions import condition_names
+from bootsep.train.skipped import NO_REFERENCES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,6 +73,64 @@ def test_table1_and_figures(results):
     for name in ("fig2_confidence_vs_sdr.png", "fig3_spatial_vs_model.png", "training_curves.png",
                  "example_test_000.png"):
         assert (res / "figures" / name).stat().st_size > 5000
+
+
+def test_table1_without_references(results):
+    """A folder corpus without references: NaN metrics, only the confidence ensemble, the
+    ground-truth models skipped markers, labels with quantity and no quality."""
+    params_path, res, models, rows = results
+    metrics = ("si_sdr", "si_sir", "si_sar", "si_sdri")
+    rows = [{**r, **{m: float("nan") for m in metrics}, "permutation": ""} for r in rows
+            if r["approach"] not in ("ensemble_random", "ensemble_oracle")]
+    for i, r in enumerate(r for r in rows if r["approach"] == "ensemble_confidence"):
+        r["choice"] = "spatial" if i % 4 else "alpha_1"        # 9 of 12 spatial
+    (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
+    ensemble = json.loads((res / "eval" / "ensemble.json").read_text())
+    (res / "eval" / "ensemble.json").write_text(json.dumps({**ensemble, "has_references": False}))
+    names = condition_names({**yaml.safe_load(params_path.read_text()), "_path": str(params_path)})
+    gt = [n for n in names if n.startswith("gt")]
+    labels = {n: ({"labels": "gt", "quality": None, "quantity": None, "skipped": NO_REFERENCES}
+                  if n in gt else {"labels": "spatial", "quality": None, "quantity": 0.5})
+              for n in names}
+    (res / "labels" / "labels.json").write_text(json.dumps({"conditions": labels}))
+    for n in gt:    # what the train stage leaves for a ground-truth condition
+        (models / n / "params.json").write_text(json.dumps({"skipped": NO_REFERENCES}))
+        (models / n / "log.csv").write_text("epoch,train_loss,valid_loss\n")
+    report.main(params_path, res, models)
+
+    result = json.loads((res / "table1.json").read_text())
+    table = result["rows"]
+    assert result["has_references"] is False
+    assert set(table) == {*names, "spatial", "ensemble_confidence"}
+    for name, row in table.items():
+        assert row["needs_references"] is True
+        assert all(row[m] is None and row[f"{m}_ci"] is None for m in metrics), name
+    for n in gt:
+        assert table[n]["skipped"] == NO_REFERENCES and table[n]["mixtures"] == 0
+        assert table[n]["quality"] is None and table[n]["quantity"] is None
+    assert table["alpha_1"]["quality"] is None and table["alpha_1"]["quantity"] == 0.5
+    assert table["ensemble_confidence"]["spatial_share"] == 0.75
+    assert "NaN" not in (res / "table1.json").read_text()
+
+    md = (res / "table1.md").read_text()
+    assert "no reference sources" in md and "75% of the test mixtures" in md
+    assert "Means over 12 test mixtures" in md
+    body = {line.split(" | ")[1]: line.split(" | ")[2:] for line in md.splitlines()
+            if line.startswith(("| 1ch", "| 2ch"))}
+    assert len(body) == len(table)
+    for label, cells in body.items():
+        assert all(c.startswith("needs references") for c in cells[2:]), (label, cells)
+        assert "nan" not in " ".join(cells).lower()
+    gt_rows = [c for label, c in body.items() if label.startswith("DC w/ ground truth")]
+    assert len(gt_rows) == len(gt) and all(label.endswith("(not trained)") for label in body
+                                           if label.startswith("DC w/ ground truth"))
+    assert all(c[0].startswith("needs references") and c[1].startswith("needs references")
+               for c in gt_rows)
+    alpha_1 = body["DC w/ estimates, α = 1"]
+    assert alpha_1[0].startswith("needs references") and alpha_1[1].startswith("0.500")
+    assert body["Spatial algorithm"][0].startswith("–")          # no labels: no quality
+    figures = sorted(p.name for p in (res / "figures").iterdir())
+    assert figures == ["example_test_000.png", "training_curves.png"]
 
 
 def test_missing_results_is_a_clear_error(results):

@@ -1,7 +1,9 @@
 """End to end: the whole DVC pipeline at tiny scale (``make smoke``), then DVC's bookkeeping.
 
 Runs once per session (module fixture); the other tests read its workspace. Marked slow,
-but CI runs it: it is the proof that ``dvc repro`` works from a clean checkout.
+but CI runs it: it is the proof that ``dvc repro`` works from a clean checkout. A second run
+(``folder_smoke``) takes the first run's mixtures as a folder of stereo recordings without
+references, the project's real use case, and checks that every stage still completes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,32 @@ def _dvc(ws: Path, *args: str) -> subprocess.CompletedProcess:
 def smoke(tmp_path_factory) -> Path:
     ws = Path(os.environ.get("BOOTSEP_SMOKE_DIR") or tmp_path_factory.mktemp("smoke"))
     proc = subprocess.run([sys.executable, "-m", "bootsep.smoke", "--dir", str(ws)],
+                          cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return ws
+
+
+@pytest.fixture(scope="module")
+def folder_smoke(smoke, tmp_path_factory) -> Path:
+    """``dvc repro`` on a folder of stereo recordings without references: the first run's
+    mixtures (all splits, channels 0 and 1, as wav), indexed by ``corpus.kind: folder``."""
+    import soundfile as sf
+
+    from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, read_manifest
+
+    base = tmp_path_factory.mktemp("folder_corpus")
+    recordings = base / "recordings"
+    for split in SPLITS:
+        for mix in read_manifest(smoke / "data/corpus" / split / MANIFEST_NAME):
+            audio, rate = sf.read(mix.mixture, always_2d=True)
+            (recordings / split).mkdir(parents=True, exist_ok=True)
+            sf.write(recordings / split / f"{mix.id}.wav", audio[:, :2], rate, subtype="PCM_16")
+    overlay = base / "folder-params.yaml"
+    overlay.write_text(yaml.safe_dump({"corpus": {"kind": "folder", "folder": {
+        "root": str(recordings), "valid_fraction": 0.2, "test_fraction": 0.2}}}))
+    ws = base / "workspace"
+    proc = subprocess.run([sys.executable, "-m", "bootsep.smoke", "--dir", str(ws),
+                           "--overlay", str(overlay)],
                           cwd=REPO, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return ws
@@ -122,3 +150,88 @@ def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
             est, est_rate = sf.read(out / f"{name}_s{k}.wav")
             assert est_rate == rate and est.shape == (audio.shape[0],) and np.isfinite(est).all()
         assert json.loads((out / f"{name}.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------
+# a folder of recordings without references
+
+
+def test_folder_without_references_runs_every_stage(folder_smoke):
+    import csv
+
+    params = yaml.safe_load((folder_smoke / "params.yaml").read_text())
+    assert params["corpus"]["kind"] == "folder"
+    corpus = folder_smoke / "data/corpus"
+    manifests = {split: list(csv.DictReader((corpus / split / "manifest.csv").open()))
+                 for split in ("train", "valid", "test")}
+    assert all(manifests.values())
+    assert all(r["s1_image"] == "" for rs in manifests.values() for r in rs)
+    conditions = {f"train_{group}@{name}" for group, entries in params["train_conditions"].items()
+                  for name in entries}
+    per_split = {f"{stage}@{split}" for stage in ("stft", "spatial", "confidence")
+                 for split in ("train", "valid", "test")}
+    lock = yaml.safe_load((folder_smoke / "dvc.lock").read_text())["stages"]
+    assert {"corpus", "labels", "evaluate", "report", *per_split, *conditions} <= set(lock)
+    assert json.loads(_dvc(folder_smoke, "status", "--json").stdout or "{}") == {}
+
+    # ground-truth conditions: skipped markers in place of models; spatial ones trained
+    for name in params["train_conditions"]["gt"]:
+        meta = json.loads((folder_smoke / "data/models" / name / "params.json").read_text())
+        assert "no references" in meta["skipped"]
+    for name in params["train_conditions"]["spatial"]:
+        metrics = json.loads((folder_smoke / "data/models" / name / "metrics.json").read_text())
+        assert "skipped" not in metrics and np.isfinite(metrics["best_valid_loss"])
+
+    # labels: quantity of every spatial condition, no quality
+    labels = json.loads((folder_smoke / "data/results/labels/labels.json").read_text())
+    assert labels["has_references"] is False and labels["train_mixtures"] == len(manifests["train"])
+    for name, entry in labels["conditions"].items():
+        assert entry["quality"] is None
+        if entry["labels"] == "spatial":
+            assert 0 < entry["quantity"] <= 1 + 1e-6, name
+        else:
+            assert entry["quantity"] is None and "no references" in entry["skipped"]
+
+    # evaluate: every test mixture separated by the spatial algorithm and each trained model
+    ensemble_model = params["evaluate"]["ensemble_model"]
+    rows = list(csv.DictReader((folder_smoke / "data/results/eval/per_mixture.csv").open()))
+    test = [r for r in rows if r["split"] == "test"]
+    approaches = {"spatial", "ensemble_confidence", *params["train_conditions"]["spatial"]}
+    assert {r["approach"] for r in test} == approaches
+    test_ids = sorted(r["id"] for r in manifests["test"])
+    for approach in approaches:
+        sel = [r for r in test if r["approach"] == approach]
+        assert sorted(r["id"] for r in sel) == test_ids, approach
+        assert all(np.isfinite(float(r["mean_confidence"])) for r in sel)
+        assert all(r["si_sdr"] in ("", "nan") for r in sel)
+    choices = {r["choice"] for r in test if r["approach"] == "ensemble_confidence"}
+    assert choices and choices <= {"spatial", ensemble_model}
+    examples = sorted((folder_smoke / "data/results/eval/examples").iterdir())
+    assert len(examples) == params["evaluate"]["examples"]
+    for approach in ("spatial", ensemble_model):
+        for k in (1, 2):
+            assert (examples[0] / f"{approach}_s{k}.wav").stat().st_size > 1000
+    assert not list(examples[0].glob("gt*"))
+
+    # report: Table 1 says what needs references
+    table = json.loads((folder_smoke / "data/results/table1.json").read_text())
+    assert table["has_references"] is False
+    assert all(row["needs_references"] and row["si_sdr"] is None for row in table["rows"].values())
+    assert all("no references" in table["rows"][n]["skipped"]
+               for n in params["train_conditions"]["gt"])
+    md = (folder_smoke / "data/results/table1.md").read_text()
+    assert "no reference sources" in md and md.count("needs references") >= 4 * len(table["rows"])
+    assert (folder_smoke / "data/results/figures/training_curves.png").stat().st_size > 5000
+
+
+def test_separate_refuses_a_skipped_model_folder(folder_smoke, tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "x.wav", 0.1 * np.random.default_rng(0).standard_normal((800, 2)), 8000)
+    proc = subprocess.run(["bootsep", "separate", str(tmp_path / "x.wav"), "--model",
+                           str(folder_smoke / "data/models/gt"), "--out", str(tmp_path / "out")],
+                          cwd=folder_smoke, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "holds no model, not trained: the corpus has no references" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+

@@ -33,6 +33,16 @@ def shard_groups(condition: Condition, split: str, root: Path = SHARD_ROOT) -> l
     return aligned_shard_paths(root / "stft" / split, root / "spatial" / split, root / "confidence" / split)
 
 
+def references_present(groups: list[tuple[Path, ...]]) -> bool:
+    """Whether any stft shard of ``groups`` holds source images (``source_mag``): False for a
+    corpus without references, on which no ground-truth condition can be trained."""
+    for group in groups:
+        with Shard(group[0], stage="stft") as s:
+            if "source_mag" in s:
+                return True
+    return False
+
+
 def check_inputs(groups: list[tuple[Path, ...]], condition: Condition, stft: StftConfig,
                  desc: str, num_sources: int = 2,
                  keep: frozenset[str] | None = None) -> FeatureStats:

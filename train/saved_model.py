@@ -12,6 +12,7 @@ from bootsep.pipeline.stft import StftConfig
 from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.loop import BEST_MODEL
 from bootsep.train.model import DeepClusteringBLSTM, ModelConfig
+from bootsep.train.skipped import SKIPPED
 
 
 def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu"
@@ -23,6 +24,8 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu"
         raise BootsepError(f"not a bootsep model folder (no {BEST_MODEL}); train one with "
                            "`dvc repro` or `bootsep train`", folder)
     state = load_checkpoint(path)
+    if SKIPPED in state:   # a ground-truth condition on a corpus without references
+        raise BootsepError(f"holds no model, {state[SKIPPED]}", folder)
     missing = [k for k in ("model_state", "model_config", "stft") if k not in state]
     if missing:
         raise BootsepError(f"not a bootsep model (missing {', '.join(missing)})", path)

@@ -47,8 +47,13 @@ def synthetic_utterance(rng: np.random.Generator, frames: int, num_freq: int, nu
 def write_synthetic_split(root: str | Path, split: str, num_utterances: int, *,
                           stft: StftConfig = TINY_STFT, utterances_per_shard: int = 8,
                           frames: tuple[int, int] = (20, 60), num_sources: int = 2, seed: int = 0,
-                          stages: tuple[str, ...] = ("stft", "spatial", "confidence")) -> list[str]:
-    """Write ``root/<stage>/<split>/shard-*.h5`` for each of ``stages``; returns the ids."""
+                          stages: tuple[str, ...] = ("stft", "spatial", "confidence"),
+                          references: bool = True) -> list[str]:
+    """Write ``root/<stage>/<split>/shard-*.h5`` for each of ``stages``; returns the ids.
+
+    ``references`` False leaves ``source_mag`` out of the stft shards (a corpus of recordings
+    without source images); everything else is the same as with references.
+    """
     root = Path(root)
     rng = np.random.default_rng([seed, sum(map(ord, split))])
     ids_all: list[str] = []
@@ -63,7 +68,7 @@ def write_synthetic_split(root: str | Path, split: str, num_utterances: int, *,
         mean_c_post = np.array([u["c_post"].mean() for u in utts], np.float32)
         per_stage: Mapping[str, tuple[dict, dict]] = {
             "stft": ({"mix_logmag_db": [u["mix_logmag_db"] for u in utts],
-                      "source_mag": [u["source_mag"] for u in utts]},
+                      **({"source_mag": [u["source_mag"] for u in utts]} if references else {})},
                      {"num_samples": np.array([u["labels"].shape[0] * stft.hop_length for u in utts]),
                       "pair_channel": np.ones(count, np.int16)}),
             "spatial": ({"labels": [u["labels"] for u in utts],

@@ -1,0 +1,119 @@
+"""A corpus without references (a folder of recordings): the train, labels and evaluate stages
+complete on it, the ground-truth conditions become "skipped" markers, the label quantity is
+still computed (and equals the quantity with references), the quality is unknown."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bootsep.errors import BootsepError
+from bootsep.stages import s5_train, s6_labels, s7_evaluate
+from bootsep.train.loop import BEST_MODEL, CHECKPOINT, LOG_COLUMNS, LOG_CSV
+from bootsep.train.saved_model import load_model
+from bootsep.train.skipped import NO_REFERENCES, skipped_reason
+from bootsep.train.synthetic import write_synthetic_corpus
+
+REPO = Path(__file__).resolve().parent.parent
+OUTS = (BEST_MODEL, CHECKPOINT, LOG_CSV, "params.json", "metrics.json")   # dvc.yaml's train outs
+
+
+def write_params(path: Path, **evaluate) -> Path:
+    """params.yaml at the synthetic shards' STFT (8 kHz, window 32, hop 8), a tiny model."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["stft"].update(window_ms=4, hop_ms=1)
+    params["model"].update(size="tiny", sizes={"tiny": {"hidden": 8, "num_layers": 1,
+                                                        "embedding_dim": 4}})
+    params["train"].update(epochs=1, batch_size=4, max_frames=30, loader_workers=0,
+                           shuffle_buffer=8, torch_threads=1, device="cpu")
+    params["train_conditions"]["gt"]["gt_subset"]["fraction"] = 0.25
+    params["evaluate"].update(evaluate)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def corpus(root: Path, references: bool) -> Path:
+    write_synthetic_corpus(root, {"train": 24, "valid": 8}, utterances_per_shard=8,
+                           frames=(20, 40), seed=7, references=references)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> dict[bool, Path]:
+    return {refs: corpus(tmp_path_factory.mktemp(f"refs_{refs}"), refs) for refs in (True, False)}
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_gt_condition_without_references_writes_every_declared_output(shards, tmp_path):
+    params, models = write_params(tmp_path / "params.yaml"), tmp_path / "models"
+    s5_train.main(params, "gt", shard_root=shards[False], model_root=models)
+    out = models / "gt"
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTS)
+    assert skipped_reason(out) == NO_REFERENCES
+    assert json.loads((out / "metrics.json").read_text())["skipped"] == NO_REFERENCES
+    assert (out / LOG_CSV).read_text().splitlines() == [",".join(LOG_COLUMNS)]
+    with pytest.raises(BootsepError, match=r"gt: holds no model, not trained: the corpus has no"):
+        load_model(out)
+    # the same stage once the corpus has references trains (the marker checkpoint is not resumed)
+    s5_train.main(params, "gt", shard_root=shards[True], model_root=models)
+    assert skipped_reason(out) is None
+    model, meta = load_model(out)
+    assert meta["condition"]["name"] == "gt" and len(list((out / LOG_CSV).open())) == 2
+
+
+def test_spatial_condition_trains_without_references(shards, tmp_path):
+    params, models = write_params(tmp_path / "params.yaml"), tmp_path / "models"
+    s5_train.main(params, "alpha_1", shard_root=shards[False], model_root=models)
+    assert skipped_reason(models / "alpha_1") is None
+    load_model(models / "alpha_1")
+
+
+def _labels(params: Path, root: Path, out: Path) -> tuple[dict, list[dict]]:
+    s6_labels.main(params, shard_root=root, out=out)
+    with open(out / "per_mixture.csv", newline="") as f:
+        return json.loads((out / "labels.json").read_text()), list(csv.DictReader(f))
+
+
+def test_labels_without_references_keep_the_quantity(shards, tmp_path):
+    params = write_params(tmp_path / "params.yaml")
+    with_refs, rows_refs = _labels(params, shards[True], tmp_path / "with")
+    without, rows = _labels(params, shards[False], tmp_path / "without")
+    assert with_refs["has_references"] is True and without["has_references"] is False
+    assert without["train_mixtures"] == with_refs["train_mixtures"] == 24
+    for name, entry in without["conditions"].items():
+        assert entry["quality"] is None
+        if entry["labels"] == "gt":
+            assert entry["quantity"] is None and entry["skipped"] == NO_REFERENCES
+        else:   # Σw needs only the mixture and its confidences: the same number as with references
+            assert entry["quantity"] == with_refs["conditions"][name]["quantity"] > 0
+            assert 0 < with_refs["conditions"][name]["quality"] <= 1
+    alphas = without["conditions"]
+    assert alphas["alpha_0"]["quantity"] == pytest.approx(1.0, abs=1e-5)   # Σ|X|/Σ|X| per mixture
+    quantity = [alphas[n]["quantity"] for n in ("alpha_0", "alpha_0_5", "alpha_1", "alpha_2")]
+    assert quantity == sorted(quantity, reverse=True) and len(set(quantity)) == 4
+    assert [r["id"] for r in rows] == [r["id"] for r in rows_refs]
+    assert all(r["alpha_1_quality"] == "nan" for r in rows)
+    assert all(np.isfinite(float(r["alpha_1_quality"])) for r in rows_refs)
+    assert [r["alpha_1_sum_w"] for r in rows] == [r["alpha_1_sum_w"] for r in rows_refs]
+
+
+def test_ensemble_model_that_was_not_trained_is_a_one_line_error(shards, tmp_path):
+    params = write_params(tmp_path / "params.yaml", ensemble_model="gt")
+    models = tmp_path / "models"
+    s5_train.main(params, "gt", shard_root=shards[False], model_root=models)
+    with pytest.raises(BootsepError, match=r"parameter 'evaluate.ensemble_model' is 'gt', "
+                                           r"which was not trained.*name a spatial condition"):
+        s7_evaluate.main(params, corpus_dir=tmp_path / "corpus", shard_root=shards[False],
+                         model_root=models, out=tmp_path / "eval")
