@@ -3,8 +3,11 @@
 For each input ``<name>.wav`` the output folder receives ``<name>_s1.wav`` ... ``<name>_sK.wav``
 (mono float WAV, the input's sample rate and length) and ``<name>.json`` (what was done).
 A problem with one input is reported in one line and the other inputs are still processed;
-the command fails at the end if any input failed. Output files are written under temporary
-names and renamed when complete, so a failure never leaves a partial output.
+the command fails at the end if any input failed. An input whose channels 0 and 1 carry no
+independent information (a silent channel, a copy up to gain/sign) is separated by the model
+(ensemble) with a one-line warning naming it; a threshold computed for another model is
+warned about once. Output files are written under temporary names and renamed when
+complete, so a failure never leaves a partial output.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
     check_out_dir(out_dir, overwrite)
     sep = Separator.from_pretrained(model, device=device, threshold=threshold, ensemble_file=ensemble_file)
     k = sep.check_num_sources(num_sources)
+    if sep.threshold_warning and approach in ("auto", "ensemble"):
+        click.echo(f"warning: {sep.threshold_warning}", err=True)
     files, errors = expand_inputs(inputs)
     for line in errors:
         click.echo(f"error: {line}", err=True)
@@ -111,6 +116,8 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
             click.echo(f"error: {path}: out of memory (try a smaller --block-seconds)", err=True)
             continue
         done += 1
+        if info.get("channel_warning"):
+            click.echo(f"warning: {path}: {info['channel_warning']}", err=True)
         conf = info["mean_spatial_confidence"]
         click.echo(f"{path} -> {out_dir}/{path.stem}_s1..s{k}.wav ({info['approach']}"
                    f"{'' if conf is None else f', mean spatial confidence {conf:.3f}'}"
