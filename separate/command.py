@@ -91,12 +91,10 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
     check_out_dir(out_dir, overwrite)
     sep = Separator.from_pretrained(model, device=device, threshold=threshold, ensemble_file=ensemble_file)
     k = sep.check_num_sources(num_sources)
-    if sep.threshold_warning and approach in ("auto", "ensemble"):
-        click.echo(f"warning: {sep.threshold_warning}", err=True)
     files, errors = expand_inputs(inputs)
     for line in errors:
         click.echo(f"error: {line}", err=True)
-    failed, done, used_stems = len(errors), 0, {}
+    failed, done, used_stems, warned = len(errors), 0, {}, False
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in files:
         try:
@@ -116,6 +114,9 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
             click.echo(f"error: {path}: out of memory (try a smaller --block-seconds)", err=True)
             continue
         done += 1
+        if info.get("threshold_warning") and not warned:      # once, at its first use
+            click.echo(f"warning: {info['threshold_warning']}", err=True)
+            warned = True
         if info.get("channel_warning"):
             click.echo(f"warning: {path}: {info['channel_warning']}", err=True)
         conf = info["mean_spatial_confidence"]

@@ -524,3 +524,10 @@ def test_threshold_of_another_model_warns(tmp_path, monkeypatch):
     assert Separator.from_pretrained(model, device="cpu", threshold=0.1).threshold_warning is None
     res = run_cli("in.wav", "--model", str(model), "--out", "out2", "--approach", "model")
     assert res.exit_code == 0 and "warning" not in res.stderr
+    mono, _ = mixture(seconds=2.0)
+    sf.write(tmp_path / "mono.wav", mono[0], RATE)
+    sf.write(tmp_path / "in2.wav", mono.T, RATE)
+    res = run_cli("mono.wav", "in.wav", "in2.wav", "--model", str(model), "--out", "out3")
+    assert res.exit_code == 0 and res.stderr.count("warning:") == 1    # once, not per file
+    res = run_cli("mono.wav", "--model", str(model), "--out", "out4")  # the threshold unused
+    assert res.exit_code == 0 and "warning" not in res.stderr
