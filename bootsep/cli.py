@@ -163,7 +163,8 @@ def inspect(path, utterance, png):
 @click.option("--threshold", type=float, default=None,
               help="Ensemble threshold on the spatial mean confidence (overrides --ensemble-file).")
 @click.option("--ensemble-file", type=click.Path(dir_okay=False), default=None,
-              help="ensemble.json of the evaluate stage [default: data/results/eval/ensemble.json].")
+              help="ensemble.json of the evaluate stage [default: found from the model's path, "
+                   "<model>/../../results/eval/ensemble.json].")
 @click.option("--block-seconds", type=float, default=20.0, show_default=True,
               help="Long input is processed in blocks of this length.")
 @click.option("--overlap-seconds", type=float, default=4.0, show_default=True,

@@ -5,7 +5,10 @@ mixture at once (no per-mixture loop): the IPD (eq. 1), its 1-D PCA projection `
 ``(cos IPD, sin IPD)``, the bins the GMM is fitted on (``X^log > tau`` in dB relative to the
 mixture's loudest valid bin), the K-component full-covariance GMM fitted by batched EM on
 those bins (and the 1-component GMM on the same bins, for C_JSD), the posteriors gamma
-(eq. 3, the soft masks) for every bin and the hard labels. Confidence measures of the result:
+(eq. 3, the soft masks) for every bin and the hard labels. A pair whose channels carry no
+independent information (:func:`bootsep.pipeline.channels.check_channel_pair`: a silent
+channel, or a copy up to gain/sign) has no spatial cue: none of its bins is fitted, so it
+takes the degenerate path (uniform posteriors, confidence 0). Confidence measures of the result:
 :func:`bootsep.pipeline.confidence.confidence_measures`.
 """
 
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bootsep.errors import BootsepError
+from bootsep.pipeline.channels import check_channel_pair
 from bootsep.pipeline.features import fit_mask as _fit_mask
 from bootsep.pipeline.features import pca_fit_ragged
 from bootsep.pipeline.gmm import GMMParams, fit_gmm
@@ -38,7 +42,9 @@ class SpatialResult:
     gmm: K-component :class:`GMMParams` (batch ``(B,)``, D = 1), components sorted by
     ascending mean phi; gmm1: the 1-component GMM of the same bins; converged, n_iter,
     degenerate: ``(B,)`` EM diagnostics (see :func:`bootsep.pipeline.gmm.fit_gmm`);
-    fit_bins: ``(B,)`` int64 number of fitted bins.
+    fit_bins: ``(B,)`` int64 number of fitted bins; channels: ``(B,)`` uint8 reason code of
+    :func:`bootsep.pipeline.channels.check_channel_pair` (0: the channels are independent;
+    otherwise no bin is fitted and the mixture is degenerate).
     """
 
     ipd: np.ndarray
@@ -54,6 +60,7 @@ class SpatialResult:
     n_iter: np.ndarray
     degenerate: np.ndarray
     fit_bins: np.ndarray
+    channels: np.ndarray
 
 
 def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
@@ -75,7 +82,8 @@ def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
     5. posteriors (eq. 3) for every bin, uniform on padding; labels = argmax.
 
     Mixtures with fewer than 2 fit bins or identical phi on all of them are ``degenerate``:
-    uniform posteriors, labels 0, no NaN.
+    uniform posteriors, labels 0, no NaN. So are those whose channel pair carries no
+    independent information (step 2 fits none of their bins; reason code in ``channels``).
     """
     x0, x1 = np.asarray(x0), np.asarray(x1)
     logmag_db = np.asarray(logmag_db)
@@ -105,6 +113,8 @@ def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
         np.multiply(z, x0[sl], out=z, casting="same_kind")
         np.arctan2(z.imag, z.real, out=ipd[sl])
         fit[sl] = _fit_mask(logmag_db[sl], None if valid is None else valid[sl], tau_db)
+    channels = check_channel_pair(x0, x1, valid)             # no spatial cue: fit no bin
+    fit &= ~channels.flagged[:, None, None]
     flat_fit = fit.reshape(B, N)
     theta_fit = ipd.reshape(B, N)[flat_fit]
     if not np.isfinite(theta_fit).all():        # corrupt STFT values: never fit them
@@ -150,4 +160,5 @@ def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
     return SpatialResult(
         ipd=ipd, phi=phi, fit_mask=fit, posteriors=post, labels=labels, pca_mean=pca.mean,
         pca_component=pca.component, gmm=params, gmm1=g1.params, converged=gk.converged,
-        n_iter=gk.n_iter, degenerate=gk.degenerate, fit_bins=counts.astype(np.int64))
+        n_iter=gk.n_iter, degenerate=gk.degenerate, fit_bins=counts.astype(np.int64),
+        channels=channels.reason)

@@ -3,8 +3,11 @@
 For each input ``<name>.wav`` the output folder receives ``<name>_s1.wav`` ... ``<name>_sK.wav``
 (mono float WAV, the input's sample rate and length) and ``<name>.json`` (what was done).
 A problem with one input is reported in one line and the other inputs are still processed;
-the command fails at the end if any input failed. Output files are written under temporary
-names and renamed when complete, so a failure never leaves a partial output.
+the command fails at the end if any input failed. An input whose channels 0 and 1 carry no
+independent information (a silent channel, a copy up to gain/sign) is separated by the model
+(ensemble) with a one-line warning naming it; a threshold computed for another model is
+warned about once. Output files are written under temporary names and renamed when
+complete, so a failure never leaves a partial output.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
     files, errors = expand_inputs(inputs)
     for line in errors:
         click.echo(f"error: {line}", err=True)
-    failed, done, used_stems = len(errors), 0, {}
+    failed, done, used_stems, warned = len(errors), 0, {}, False
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in files:
         try:
@@ -111,6 +114,11 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
             click.echo(f"error: {path}: out of memory (try a smaller --block-seconds)", err=True)
             continue
         done += 1
+        if info.get("threshold_warning") and not warned:      # once, at its first use
+            click.echo(f"warning: {info['threshold_warning']}", err=True)
+            warned = True
+        if info.get("channel_warning"):
+            click.echo(f"warning: {path}: {info['channel_warning']}", err=True)
         conf = info["mean_spatial_confidence"]
         click.echo(f"{path} -> {out_dir}/{path.stem}_s1..s{k}.wav ({info['approach']}"
                    f"{'' if conf is None else f', mean spatial confidence {conf:.3f}'}"

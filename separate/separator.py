@@ -11,8 +11,15 @@ Approaches (``approach=``):
   posteriors (eq. 3) as soft masks on channel 0.
 - ``ensemble``: per block, the spatial algorithm when its mean confidence
   (C_cl · C_JSD · mean C_post, eqs. 4–6) is above the threshold chosen on the validation
-  split by the evaluate stage (``data/results/eval/ensemble.json``), otherwise the model.
+  split by the evaluate stage, otherwise the model. The threshold is found from the model's
+  path, not the working folder: ``<model>/../../results/eval/ensemble.json`` (the pipeline's
+  ``data/models/<name>`` -> ``data/results/eval/ensemble.json``); a threshold computed for
+  another model is used with a warning.
 - ``auto``: ``model`` for mono input, ``ensemble`` for two or more channels.
+
+A block whose channels 0 and 1 carry no independent information (a silent channel, or a copy
+up to gain/sign: :mod:`bootsep.pipeline.channels`) has no spatial cue: its spatial masks are
+uniform, its confidence is 0, the ensemble uses the model, and :func:`channel_warning` says so.
 
 The audio is resampled to the model's STFT rate (scipy polyphase) and the sources back to
 the input rate; long input is processed in overlapping blocks (:mod:`.blocks`). The
@@ -35,6 +42,7 @@ from scipy.signal import resample_poly
 from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import choose_confidence
 from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.pipeline.channels import INDEPENDENT, describe
 from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.progress import Progress
@@ -51,7 +59,7 @@ from bootsep.train.model import DeepClusteringBLSTM
 from bootsep.train.saved_model import load_model
 
 APPROACHES = ("auto", "spatial", "model", "ensemble")
-DEFAULT_ENSEMBLE_FILE = Path("data/results/eval/ensemble.json")
+ENSEMBLE_FROM_MODEL = Path("..", "..", "results", "eval", "ensemble.json")   # from <model>/
 PARAMS_JSON = "params.json"
 MAX_SOURCES = 8
 CONFIDENCE_ID = "separate"      # the mixture id that seeds the C_JSD Monte Carlo draws of every block
@@ -83,12 +91,14 @@ class Separator:
 
     def __init__(self, model: DeepClusteringBLSTM, meta: dict, *, path: Path, device: torch.device,
                  spatial: SpatialSettings, kmeans_threshold_db: float, kmeans_seed: int,
-                 threshold: float | None = None, threshold_source: str | None = None):
+                 threshold: float | None = None, threshold_source: str | None = None,
+                 threshold_warning: str | None = None):
         self.model, self.meta, self.path, self.device = model, meta, Path(path), device
         self.stft_config: StftConfig = meta["stft"]
         self.spatial = spatial
         self.kmeans_threshold_db, self.kmeans_seed = float(kmeans_threshold_db), int(kmeans_seed)
         self.threshold, self.threshold_source = threshold, threshold_source
+        self.threshold_warning = threshold_warning
         self.default_num_sources = int(meta.get("num_sources") or 2)
 
     # ------------------------------------------------------------------ construction
@@ -100,7 +110,8 @@ class Separator:
 
         ``threshold`` overrides the ensemble threshold; otherwise it is read from
         ``ensemble_file`` (an error if given and unusable) or, when that is ``None``, from
-        :data:`DEFAULT_ENSEMBLE_FILE` if it exists.
+        :func:`ensemble_file_of` the model if it exists. ``threshold_warning`` is set (one
+        line) when that file's threshold was computed for a model of another name.
         """
         path = Path(path)
         dev = resolve_device(device)
@@ -112,14 +123,20 @@ class Separator:
             tau_db=float(sp["tau_db"]), max_iter=int(sp["max_iter"]), tol=float(sp["tol"]),
             reg_covar=float(sp["reg_covar"]), jsd_samples=int(conf["jsd_samples"]),
             jsd_seed=int(conf["seed"]))
-        source = None
+        source = warning = None
         if threshold is not None:
             threshold, source = _check_threshold(threshold, "--threshold"), "given"
         else:
-            threshold, source = read_ensemble_threshold(ensemble_file)
+            explicit = ensemble_file is not None
+            threshold, source, computed_for = read_ensemble_threshold(
+                ensemble_file if explicit else ensemble_file_of(path), required=explicit)
+            name = model_name(meta, path)
+            if threshold is not None and computed_for is not None and computed_for != name:
+                warning = (f"{source}: the ensemble threshold was computed for model "
+                           f"'{computed_for}', not '{name}' ({path}); pass --threshold to override")
         return cls(model, meta, path=path, device=dev, spatial=spatial,
                    kmeans_threshold_db=float(ev["kmeans_threshold_db"]), kmeans_seed=int(ev["kmeans_seed"]),
-                   threshold=threshold, threshold_source=source)
+                   threshold=threshold, threshold_source=source, threshold_warning=warning)
 
     @property
     def sample_rate(self) -> int:
@@ -129,7 +146,7 @@ class Separator:
     def describe(self) -> dict:
         """JSON-ready facts about the model, for the per-file report."""
         cond = self.meta.get("condition") or {}
-        return {"path": str(self.path), "name": cond.get("name", self.path.name), "condition": cond,
+        return {"path": str(self.path), "name": model_name(self.meta, self.path), "condition": cond,
                 "epoch": self.meta.get("epoch"), "valid_loss": _plain(self.meta.get("valid_loss")),
                 "bootsep_version": self.meta.get("bootsep_version"),
                 "model_config": self.meta.get("model_config")}
@@ -147,8 +164,9 @@ class Separator:
                                f"{channels}; use --approach model (or auto) for mono audio")
         if approach == "ensemble" and self.threshold is None:
             raise BootsepError("ensemble separation of multichannel audio needs the confidence "
-                               "threshold from validation: run `dvc repro` (writes "
-                               f"{DEFAULT_ENSEMBLE_FILE}), or pass --ensemble-file or --threshold "
+                               "threshold from validation, looked up in "
+                               f"{ensemble_file_of(self.path)}: run `dvc repro` (writes it), "
+                               "or pass --ensemble-file or --threshold "
                                "(or --approach spatial|model)")
         return approach
 
@@ -206,21 +224,25 @@ class Separator:
         y = resample(chans, rate, cfg.sample_rate)
         spec = stft(y, cfg)                                           # (C', T, F)
         logmag = log_magnitude_db(spec[0])                            # eq. 2
-        confidence = None
+        confidence = channels = None
         spatial_masks_ = None
         if stereo:
-            spatial_masks_, confidence = self.spatial_masks(spec[0], spec[1], logmag, num_sources)
-        if approach == "spatial" or (approach == "ensemble" and self.use_spatial(confidence)):
+            spatial_masks_, confidence, channels = self.spatial_masks(spec[0], spec[1], logmag,
+                                                                      num_sources)
+        cue = channels == INDEPENDENT
+        if approach == "spatial" or (approach == "ensemble" and cue
+                                     and self.use_spatial(confidence)):
             masks, choice = spatial_masks_, "spatial"
         else:
             masks, choice = self.model_masks(logmag, num_sources), "model"
         out = apply_masks(spec[0], masks, cfg, y.shape[-1])
         out = resample(out, cfg.sample_rate, rate)
         out = _fit_length(out, length)
-        return BlockOutput(out, {"choice": choice, "confidence": confidence})
+        return BlockOutput(out, {"choice": choice, "confidence": confidence, "channels": channels})
 
     def use_spatial(self, confidence: float | None) -> bool:
-        """Ensemble rule (§3.3): the spatial estimate when its mean confidence is above the threshold."""
+        """Ensemble rule (§3.3): the spatial estimate when its mean confidence is above the
+        threshold (a block without spatial cue gets the model, whatever the threshold)."""
         if confidence is None or self.threshold is None:
             return False
         return bool(choose_confidence(np.array([confidence]), self.threshold)[0])
@@ -232,15 +254,17 @@ class Separator:
                            device=self.device)[0]
 
     def spatial_masks(self, x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray,
-                      num_sources: int) -> tuple[np.ndarray, float]:
-        """GMM posterior masks ``(K, T, F)`` (eq. 3) and the mean confidence (eqs. 4–6)."""
+                      num_sources: int) -> tuple[np.ndarray, float, int]:
+        """GMM posterior masks ``(K, T, F)`` (eq. 3), the mean confidence (eqs. 4–6) and the
+        channel check's reason code (:func:`spatial_separation`)."""
         return spatial_separation(x0, x1, logmag, num_sources, self.spatial)
 
     def report(self, requested: str, used: str, num_sources: int, rate: int, channels: int, length: int,
                blocks: list[dict], *, block_seconds: float | None, overlap_seconds: float) -> dict:
         """The info dict of one separated input (the JSON beside the outputs)."""
         blocks = [{"start_s": b["start"] / rate, "end_s": b["end"] / rate, "choice": b.get("choice"),
-                   "confidence": _plain(b.get("confidence")), "permutation": b["permutation"]}
+                   "confidence": _plain(b.get("confidence")), "permutation": b["permutation"],
+                   "channel_check": _plain(b.get("channels"))}
                   for b in blocks]
         conf = [(b["confidence"], b["end_s"] - b["start_s"]) for b in blocks if b["confidence"] is not None]
         mean_conf = (sum(c * w for c, w in conf) / sum(w for _, w in conf)) if conf else None
@@ -251,6 +275,8 @@ class Separator:
             "mean_spatial_confidence": mean_conf,
             "ensemble_threshold": self.threshold if used == "ensemble" else None,
             "threshold_source": self.threshold_source if used == "ensemble" else None,
+            "threshold_warning": self.threshold_warning if used == "ensemble" else None,
+            "channel_warning": channel_warning(blocks, used),
             "num_sources": num_sources, "input_sample_rate": rate, "input_channels": channels,
             "num_samples": length, "duration_s": length / rate,
             "processing_sample_rate": self.sample_rate,
@@ -268,8 +294,10 @@ class Separator:
 
 
 def spatial_separation(x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray, num_sources: int,
-                       settings: SpatialSettings) -> tuple[np.ndarray, float]:
-    """Spatial masks ``(K, T, F)`` of one stereo STFT pair ``(T, F)`` and its mean confidence."""
+                       settings: SpatialSettings) -> tuple[np.ndarray, float, int]:
+    """Spatial masks ``(K, T, F)`` of one stereo STFT pair ``(T, F)``, its mean confidence and
+    the channel check's reason code (:mod:`bootsep.pipeline.channels`; not 0: uniform masks,
+    confidence 0)."""
     from bootsep.pipeline.confidence import confidence_measures
     from bootsep.pipeline.jobs.confidence_shard import mixture_seeds
     from bootsep.pipeline.spatial import spatial_masks
@@ -283,7 +311,22 @@ def spatial_separation(x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray, num_s
     conf = confidence_measures(res, valid, settings.jsd_samples,
                                seeds=mixture_seeds([CONFIDENCE_ID], settings.jsd_seed))
     masks = np.moveaxis(np.asarray(res.posteriors[0], dtype=np.float32), -1, 0)
-    return masks, float(conf["mean_confidence"][0])
+    return masks, float(conf["mean_confidence"][0]), int(res.channels[0])
+
+
+def channel_warning(blocks: list[dict], approach: str) -> str | None:
+    """One line on the blocks (report entries with ``channel_check``) whose channels 0 and 1
+    carry no independent information, when the approach would have used them; else None."""
+    if approach not in ("spatial", "ensemble"):
+        return None
+    checked = [b for b in blocks if b.get("channel_check") is not None]
+    flagged = [b for b in checked if b["channel_check"] != INDEPENDENT]
+    if not flagged:
+        return None
+    what = "; ".join(describe(code) for code in sorted({b["channel_check"] for b in flagged}))
+    where = "" if len(flagged) == len(checked) else f" in {len(flagged)} of {len(checked)} blocks"
+    action = "using the model" if approach == "ensemble" else "the spatial masks are uniform"
+    return f"{what}{where}; no spatial cue, {action}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -346,22 +389,40 @@ def _check_threshold(value, where: str) -> float:
     return t
 
 
-def read_ensemble_threshold(path: str | os.PathLike | None) -> tuple[float | None, str | None]:
-    """The confidence threshold of ``ensemble.json`` and its path; ``(None, None)`` when the
-    default file does not exist (an explicitly given file must exist and be valid)."""
-    explicit = path is not None
-    path = Path(path) if explicit else DEFAULT_ENSEMBLE_FILE
+def ensemble_file_of(model_path: str | os.PathLike) -> Path:
+    """Where the evaluate stage's ``ensemble.json`` of a pipeline's model folder is, found from
+    the model's own path (``data/models/<name>`` -> ``data/results/eval/ensemble.json``), so
+    that it does not depend on the working folder."""
+    return Path(os.path.normpath(Path(model_path).absolute() / ENSEMBLE_FROM_MODEL))
+
+
+def model_name(meta: dict, path: Path) -> str:
+    """The training condition's name of a model (as ``ensemble.json``'s ``model``), else the
+    folder's name."""
+    cond = meta.get("condition")
+    name = cond.get("name") if isinstance(cond, dict) else None
+    return str(name) if name else Path(path).absolute().name
+
+
+def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
+                            ) -> tuple[float | None, str | None, str | None]:
+    """The confidence threshold of ``ensemble.json``, its path and the model it was computed
+    for (None if the file does not say); ``(None, None, None)`` when ``path`` does not exist
+    and is not ``required`` (a required file must exist and be valid)."""
+    path = Path(path)
     if not path.is_file():
-        if explicit:
+        if required:
             raise BootsepError("ensemble file not found (written by the evaluate stage: `dvc repro`)", path)
-        return None, None
+        return None, None, None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BootsepError(f"unreadable ensemble file ({' '.join(str(exc).split())[:160]})", path) from None
     if not isinstance(data, dict) or "threshold" not in data:
         raise BootsepError("ensemble file has no 'threshold'", path)
-    return _check_threshold(data["threshold"], str(path)), str(path)
+    model = data.get("model")
+    return (_check_threshold(data["threshold"], str(path)), str(path),
+            None if model is None else str(model))
 
 
 def _training_settings(folder: Path) -> dict:

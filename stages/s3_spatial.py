@@ -35,8 +35,11 @@ def main(params_path: str | os.PathLike, split: str,
                             unit="shard")
         summary = {"stage": "spatial", "split": split, "shards": len(results),
                    **{k: sum(r[k] for r in results)
-                      for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins")}}
+                      for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins",
+                                "no_spatial_cue")}}
         summary["fit_fraction"] = summary["fit_bins"] / max(summary["bins"], 1)
         write_summary(tmp, summary)
-    print(f"spatial {split}: {summary['utterances']} utterances, {summary['degenerate']} degenerate, "
+    print(f"spatial {split}: {summary['utterances']} utterances, "
+          f"{summary['degenerate']} degenerate ({summary['no_spatial_cue']} with no independent "
+          "second channel), "
           f"{summary['not_converged']} not converged, {summary['fit_fraction']:.1%} of bins fitted -> {out}")

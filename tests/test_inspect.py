@@ -108,3 +108,29 @@ def test_cli_errors_name_the_path(tmp_path):
     empty.mkdir()
     res = runner.invoke(cli, ["inspect", str(empty)])
     assert res.exit_code == 1 and "no shard-*.h5" in res.output
+
+
+def test_cli_utterance_refuses_stages_that_do_not_line_up(tmp_path):
+    _stage_set(tmp_path, "test", [(4, 6), (3,)])
+    runner = CliRunner()
+    args = ["inspect", str(tmp_path / "confidence" / "test"), "--utterance", "test_001"]
+    assert runner.invoke(cli, args).exit_code == 0
+    # the spatial stage rerun on another corpus: the same shard file, other utterances
+    spatial = tmp_path / "spatial" / "test" / shard_name(0)
+    write_shard(spatial, stage="spatial", split="test", index=0, ids=["other_000", "other_001"],
+                stft=CFG, frames={"posteriors": [np.full((t, F, 2), 0.5) for t in (4, 6)]},
+                utterances={"fit_bins": np.array([1, 2])})
+    res = runner.invoke(cli, args)
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 1 and len(errors) == 1, res.output
+    assert str(spatial) in errors[0] and "do not line up" in errors[0]
+    assert "utterance test_001" not in res.output            # no view of another's data
+    # an utterance in a shard (index 1) that does line up is still shown
+    ok = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "test"), "--utterance",
+                             "test_002"])
+    assert ok.exit_code == 0 and "utterance test_002 (shard-00001.h5" in ok.output
+    spatial.unlink()                                          # one stage has a shard fewer
+    res = runner.invoke(cli, ["inspect", str(tmp_path / "stft" / "test"), "--utterance", "1"])
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 1 and len(errors) == 1, res.output
+    assert str(tmp_path / "spatial" / "test") in errors[0] and "shard files differ" in errors[0]

@@ -365,3 +365,169 @@ def test_smoke_model_separates(tmp_path):
         for k in (1, 2):
             data, sr = sf.read(tmp_path / "out" / f"{name}_s{k}.wav")
             assert sr == RATE and data.shape == (mix.shape[1],) and np.isfinite(data).all()
+
+
+# ---------------------------------------------------------------------------------------
+# a second channel without information of its own (issue 19)
+
+
+def no_cue_inputs(seconds: float = 3.0) -> dict[str, tuple[np.ndarray, str]]:
+    """name -> (stereo (2, L), the phrase its warning must contain)."""
+    mix, _ = mixture(seconds=seconds)
+    ch0 = mix[0]
+    noise = np.random.default_rng(9).standard_normal(ch0.size).astype(np.float32) * ch0.std()
+    same = "channels 0 and 1 are identical up to gain/sign"
+    return {"duplicate": (np.stack([ch0, ch0]), same),
+            "inverted": (np.stack([ch0, -ch0]), same),
+            "scaled": (np.stack([ch0, 0.25 * ch0]), same),
+            "noisy_copy": (np.stack([ch0, ch0 + 1e-3 * noise]), same),
+            "dead": (np.stack([ch0, np.zeros_like(ch0)]), "channel 1 is silent"),
+            "hiss": (np.stack([ch0, 1e-3 * noise]), "channel 1 is silent"),
+            "mute0": (np.stack([1e-4 * noise, mix[1]]), "channel 0 is silent")}
+
+
+def test_pairs_without_cue_give_confidence_zero_and_the_model(model_dir):
+    # a negative threshold would pick the spatial output for any confidence: the model is
+    # chosen because the pair has no spatial cue, not by the threshold
+    sep = Separator.from_pretrained(model_dir, device="cpu", threshold=-1.0)
+    for name, (audio, phrase) in no_cue_inputs().items():
+        sources, info = sep.separate(audio, RATE)
+        assert info["approach"] == "ensemble" and info["choices"] == ["model"], name
+        assert info["mean_spatial_confidence"] == 0.0, name
+        assert all(b["channel_check"] != 0 for b in info["blocks"]), name
+        assert phrase in info["channel_warning"] and "using the model" in info["channel_warning"]
+        assert np.isfinite(sources).all()
+        np.testing.assert_allclose(sources.sum(0), audio[0], atol=1e-4)     # the model's masks
+        spatial, sinfo = sep.separate(audio, RATE, approach="spatial")
+        assert sinfo["mean_spatial_confidence"] == 0.0 and "uniform" in sinfo["channel_warning"]
+        np.testing.assert_allclose(spatial, np.stack([audio[0], audio[0]]) / 2, atol=1e-4)
+        _, minfo = sep.separate(audio, RATE, approach="model")
+        assert minfo["channel_warning"] is None and minfo["mean_spatial_confidence"] == 0.0
+    mix, _ = mixture()
+    _, info = sep.separate(mix, RATE)                          # a genuine pair: no warning
+    assert info["channel_warning"] is None and info["choices"] == ["spatial"]
+    assert all(b["channel_check"] == 0 for b in info["blocks"])
+    assert info["mean_spatial_confidence"] > 0
+
+
+def test_second_channel_dead_in_part_of_a_recording(sep):
+    mix, _ = mixture(seconds=12.0, seed=5)
+    mix[1, 6 * RATE:] = 0.0                            # blocks 0-4, 3-7, 6-10, 9-12 s
+    _, info = sep.separate(mix, RATE, block_seconds=4.0, overlap_seconds=1.0)
+    assert [b["channel_check"] != 0 for b in info["blocks"]] == [False, False, True, True]
+    assert [b["choice"] for b in info["blocks"]][2:] == ["model", "model"]
+    assert info["channel_warning"] == ("channel 1 is silent (40 dB or more below channel 0) in 2 "
+                                       "of 4 blocks; no spatial cue, using the model")
+
+
+def test_cli_warns_naming_each_file_without_cue(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    inputs = no_cue_inputs(seconds=2.0)
+    for name, (audio, _) in inputs.items():
+        sf.write(tmp_path / "in" / f"{name}.wav", audio.T, RATE, subtype="FLOAT")
+    mix, _ = mixture(seconds=2.0)
+    sf.write(tmp_path / "in" / "good.wav", mix.T, RATE, subtype="FLOAT")
+    res = run_cli(str(tmp_path / "in"), "--model", str(model_dir), "--out", "out",
+                  "--threshold", "0")
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len(inputs) and not error_lines(res)
+    for name, (_, phrase) in inputs.items():
+        line = next(w for w in warnings if f"{name}.wav:" in w)
+        assert line == f"warning: {tmp_path / 'in' / name}.wav: {phrase}" + line.split(phrase)[1]
+        assert line.endswith("no spatial cue, using the model")
+        info = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert info["choices"] == ["model"] and info["mean_spatial_confidence"] == 0.0
+        for k in (1, 2):
+            data, sr = sf.read(tmp_path / "out" / f"{name}_s{k}.wav")
+            assert sr == RATE and np.isfinite(data).all() and data.shape == (mix.shape[1],)
+    assert not any("good.wav" in w for w in warnings)
+
+
+# ---------------------------------------------------------------------------------------
+# the ensemble threshold is found from the model's path (issue 19)
+
+
+def pipeline_layout(root: Path, name: str = "alpha_1", computed_for: str = "alpha_1",
+                    threshold: float = 0.123) -> Path:
+    """``root/data/models/<name>`` and ``root/data/results/eval/ensemble.json``."""
+    model = make_model_folder(root / "data" / "models", name)
+    ens = root / "data" / "results" / "eval" / "ensemble.json"
+    ens.parent.mkdir(parents=True)
+    ens.write_text(json.dumps({"model": computed_for, "percentile": 25, "threshold": threshold}))
+    return model
+
+
+def test_threshold_found_from_the_model_path_not_the_working_folder(tmp_path, monkeypatch):
+    model = pipeline_layout(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "data" / "results" / "eval").mkdir(parents=True)   # a decoy in the cwd
+    (elsewhere / "data" / "results" / "eval" / "ensemble.json").write_text(
+        json.dumps({"model": "alpha_1", "threshold": 0.9}))
+    monkeypatch.chdir(elsewhere)
+    sep = Separator.from_pretrained(model, device="cpu")
+    want = tmp_path / "project" / "data" / "results" / "eval" / "ensemble.json"
+    assert sep.threshold == 0.123 and sep.threshold_source == str(want)
+    assert sep.threshold_warning is None
+    monkeypatch.chdir(tmp_path / "project" / "data")                  # a relative model path
+    assert Separator.from_pretrained("models/alpha_1", device="cpu").threshold == 0.123
+    monkeypatch.chdir(model)
+    assert Separator.from_pretrained(".", device="cpu").threshold == 0.123
+    # overrides still win
+    assert Separator.from_pretrained(model, device="cpu", threshold=0.5).threshold == 0.5
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"model": "alpha_1", "threshold": 0.07}))
+    assert Separator.from_pretrained(model, device="cpu", ensemble_file=other).threshold == 0.07
+    # a model folder outside the pipeline's layout has no threshold, even with a decoy in the cwd
+    monkeypatch.chdir(elsewhere)
+    lone = make_model_folder(tmp_path / "lone" / "deep" / "er", "alpha_1")
+    assert Separator.from_pretrained(lone, device="cpu").threshold is None
+    mix, _ = mixture(seconds=1.0)
+    sf.write(tmp_path / "x.wav", mix.T, RATE)
+    res = run_cli(str(tmp_path / "x.wav"), "--model", str(lone), "--out", "out")
+    assert res.exit_code == 1
+    looked = tmp_path / "lone" / "deep" / "results" / "eval" / "ensemble.json"
+    assert str(looked) in error_lines(res)[0] and "--threshold" in error_lines(res)[0]
+
+
+def test_cli_from_another_folder_uses_the_models_threshold(tmp_path, monkeypatch):
+    model = pipeline_layout(tmp_path / "project", threshold=-1.0)
+    mix, _ = mixture(seconds=2.0)
+    sf.write(tmp_path / "in.wav", mix.T, RATE)
+    monkeypatch.chdir(tmp_path)
+    res = run_cli("in.wav", "--model", str(model), "--out", "out")
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "out" / "in.json").read_text())
+    assert info["ensemble_threshold"] == -1.0 and info["choices"] == ["spatial"]
+    assert info["threshold_source"].endswith("data/results/eval/ensemble.json")
+    assert "warning" not in res.stderr
+
+
+def test_threshold_of_another_model_warns(tmp_path, monkeypatch):
+    model = pipeline_layout(tmp_path / "project", name="alpha_0.5", computed_for="alpha_1")
+    sep = Separator.from_pretrained(model, device="cpu")
+    assert sep.threshold == 0.123
+    assert "'alpha_1', not 'alpha_0.5'" in sep.threshold_warning
+    mix, _ = mixture(seconds=2.0)
+    sf.write(tmp_path / "in.wav", mix.T, RATE)
+    monkeypatch.chdir(tmp_path)
+    res = run_cli("in.wav", "--model", str(model), "--out", "out")
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "ensemble.json" in warnings[0] and "alpha_1" in warnings[0]
+    assert json.loads((tmp_path / "out" / "in.json").read_text())["threshold_warning"]
+    # the same through --ensemble-file; none with --threshold or for the model approach
+    ens = tmp_path / "project" / "data" / "results" / "eval" / "ensemble.json"
+    assert "alpha_1" in Separator.from_pretrained(model, device="cpu",
+                                                  ensemble_file=ens).threshold_warning
+    assert Separator.from_pretrained(model, device="cpu", threshold=0.1).threshold_warning is None
+    res = run_cli("in.wav", "--model", str(model), "--out", "out2", "--approach", "model")
+    assert res.exit_code == 0 and "warning" not in res.stderr
+    mono, _ = mixture(seconds=2.0)
+    sf.write(tmp_path / "mono.wav", mono[0], RATE)
+    sf.write(tmp_path / "in2.wav", mono.T, RATE)
+    res = run_cli("mono.wav", "in.wav", "in2.wav", "--model", str(model), "--out", "out3")
+    assert res.exit_code == 0 and res.stderr.count("warning:") == 1    # once, not per file
+    res = run_cli("mono.wav", "--model", str(model), "--out", "out4")  # the threshold unused
+    assert res.exit_code == 0 and "warning" not in res.stderr

@@ -23,6 +23,11 @@ Every file is checked from its header only: at least 2 channels, one sample rate
 whole corpus, readable and non-empty; a source image must match its mixture's length,
 channel count and rate. Files and folders whose names start with ``.`` are skipped (e.g.
 macOS ``._x.wav`` resource forks). A relative ``root`` is taken from the working folder.
+Each mixture is also read once, piece by piece, to report (on stderr, one line each, and a
+count at the end; never an error) the recordings with a channel that carries no information
+of its own relative to channel 0: silent, or a copy up to gain/sign
+(:mod:`bootsep.pipeline.channels`). Spatial clustering of such a pair has no cue; the
+spatial stage stores it degenerate, with confidence 0.
 
 Split: the sorted list of recordings is permuted by ``np.random.default_rng(seed)``; the
 first ``round(n * test_fraction)`` go to test, the next ``round(n * valid_fraction)`` to
@@ -38,16 +43,20 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import AUDIO_SUFFIXES, audio_info
+from bootsep.pipeline.channels import FIRST_SILENT, classify, describe, pair_statistics
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, image_column, write_manifest
 
 SECTION = "corpus.folder"
 MIN_CHANNELS = 2
+SCAN_FRAMES = 1 << 16          # frames per read when checking a recording's channels
 
 
 def index_folder(cfg: dict, seed: int, out_dir: Path) -> dict[str, int]:
@@ -77,9 +86,11 @@ def index_folder(cfg: dict, seed: int, out_dir: Path) -> dict[str, int]:
         raise BootsepError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found", top)
 
     rate = RateCheck()
+    channels = ChannelReport()
     rows = []
     for path, rec_id in zip(files, unique_ids([p.relative_to(top) for p in files])):
         info = check_recording(path, rate)
+        channels.check(path)
         row = {"id": rec_id, "mixture": path, "sample_rate": info.samplerate,
                "num_channels": info.channels, "num_samples": info.frames,
                "num_sources": num_sources, "relpath": path.relative_to(top).as_posix(),
@@ -89,6 +100,7 @@ def index_folder(cfg: dict, seed: int, out_dir: Path) -> dict[str, int]:
             check_image(image, path, info, f"s{k}")
             row[image_column(k)] = image
         rows.append(row)
+    channels.summary()
 
     assignment = split_assignment(len(rows), valid_fraction, test_fraction, seed)
     counts = {}
@@ -192,6 +204,54 @@ def check_recording(path: Path, rate: RateCheck, expected_rate: int | None = Non
         raise BootsepError(f"sample rate {info.samplerate} Hz, expected {expected_rate} Hz", path)
     rate.check(path, info.samplerate)
     return info
+
+
+def channels_without_information(path: Path) -> dict[int, int]:
+    """``{channel: reason code}`` for the channels 1.. of a recording that carry no information
+    of their own relative to channel 0 (:func:`bootsep.pipeline.channels.classify` of the whole
+    recording, read :data:`SCAN_FRAMES` frames at a time); empty when every channel does."""
+    totals = None
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(SCAN_FRAMES, dtype="float32", always_2d=True):
+                x = block.T                                       # (C, n)
+                sums = pair_statistics(np.broadcast_to(x[:1], x[1:].shape), x[1:])
+                totals = sums if totals is None else tuple(t + s for t, s in zip(totals, sums))
+    except Exception as exc:         # soundfile raises several types for broken files
+        raise BootsepError(f"unreadable audio ({' '.join(str(exc).split())[:200]})", path) from exc
+    if totals is None:
+        return {}
+    return {c + 1: int(r) for c, r in enumerate(classify(*totals).reason) if r}
+
+
+class ChannelReport:
+    """Checks recordings' channels (:func:`channels_without_information`); prints one warning
+    line per recording with a channel that carries no information of its own, and a count."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream
+        self.checked = 0
+        self.flagged: list[Path] = []
+
+    def check(self, path: Path) -> dict[int, int]:
+        found = channels_without_information(path)
+        self.checked += 1
+        if found:
+            self.flagged.append(path)
+            first_silent = [c for c, r in found.items() if r == FIRST_SILENT][:1]
+            what = "; ".join(describe(r, 0, c) for c, r in found.items()
+                             if r != FIRST_SILENT or c in first_silent)
+            self._print(f"warning: {path}: {what} (no spatial cue with channel 0)")
+        return found
+
+    def summary(self) -> None:
+        if self.flagged:
+            self._print(f"warning: {len(self.flagged)} of {self.checked} recordings have a channel "
+                        "that carries no information of its own (listed above); spatial "
+                        "clustering gives their pairs confidence 0")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream if self.stream is not None else sys.stderr, flush=True)
 
 
 def check_image(image: Path, mixture: Path, mix_info, name: str) -> None:

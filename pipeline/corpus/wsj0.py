@@ -14,7 +14,9 @@ copied; the manifests hold absolute paths. The layout written by ``spatialize_ws
 wsj0-2mix names are ``<utt1>_<snr1>_<utt2>_<snr2>.wav``; the first three characters of an
 utterance id are its speaker, and the numbers are the sources' relative levels in dB. They
 become the extra manifest columns ``utterance1/2``, ``speaker1/2`` and ``snr1_db``/``snr2_db``
-(left empty for a name of another form). Every file is checked from its header only.
+(left empty for a name of another form). Every file is checked from its header; each mixture
+is also read once to report channels without information of their own (as for ``folder``:
+:class:`~bootsep.pipeline.corpus.folder.ChannelReport`, warnings, never an error).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import os
 from pathlib import Path
 
 from bootsep.errors import BootsepError
-from bootsep.pipeline.corpus.folder import RateCheck, check_image, check_recording, require_root
+from bootsep.pipeline.corpus.folder import (
+    ChannelReport,
+    RateCheck,
+    check_image,
+    check_recording,
+    require_root,
+)
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, image_column, write_manifest
 
 SECTION = "corpus.wsj0-2mix-spatialized"
@@ -47,18 +55,22 @@ def index_wsj0_spatialized(cfg: dict, out_dir: Path) -> dict[str, int]:
     split_dirs = {split: _require_dir(base / name, root) for split, name in SPLIT_DIRS.items()}
 
     rate = RateCheck()
+    channels = ChannelReport()
     counts = {}
     for split, split_dir in split_dirs.items():
-        rows = index_split(split_dir, split, SAMPLE_RATES[rate_name], rate)
+        rows = index_split(split_dir, split, SAMPLE_RATES[rate_name], rate, channels)
         for row in rows:
             row.update(condition=condition, mode=mode)
         write_manifest(Path(out_dir) / split / MANIFEST_NAME, rows, NUM_SOURCES)
         counts[split] = len(rows)
+    channels.summary()
     return counts
 
 
-def index_split(split_dir: Path, split: str, expected_rate: int, rate: RateCheck) -> list[dict]:
-    """Manifest rows for one ``<tr|cv|tt>`` folder (``mix``, ``s1``, ``s2`` inside)."""
+def index_split(split_dir: Path, split: str, expected_rate: int, rate: RateCheck,
+                channels: ChannelReport | None = None) -> list[dict]:
+    """Manifest rows for one ``<tr|cv|tt>`` folder (``mix``, ``s1``, ``s2`` inside); each
+    mixture's channels go through ``channels`` when given."""
     mix_dir = _require_dir(split_dir / "mix", split_dir)
     image_dirs = [_require_dir(split_dir / f"s{k}", split_dir) for k in range(1, NUM_SOURCES + 1)]
     names = sorted(e.name for e in os.scandir(mix_dir)
@@ -70,6 +82,8 @@ def index_split(split_dir: Path, split: str, expected_rate: int, rate: RateCheck
     for name in names:
         mixture = mix_dir / name
         info = check_recording(mixture, rate, expected_rate)
+        if channels is not None:
+            channels.check(mixture)
         row = {"id": Path(name).stem, "split": split, "mixture": mixture,
                "sample_rate": info.samplerate, "num_channels": info.channels,
                "num_samples": info.frames, "num_sources": NUM_SOURCES,

@@ -3,6 +3,9 @@
 The utterances of one stft shard are padded into one batch and go through
 :func:`bootsep.pipeline.spatial.spatial_masks` (batched EM, no per-mixture loop); the
 result is written as the spatial shard of the same index, utterances in the same order.
+A mixture whose channel pair carries no independent information (a silent channel, or a copy
+up to gain/sign: :mod:`bootsep.pipeline.channels`) is stored degenerate, with uniform
+posteriors, and its reason code in ``channel_check``; the confidence stage gives it 0.
 """
 
 from __future__ import annotations
@@ -72,8 +75,9 @@ def compute_spatial_shard(stft_path: str, cfg: StftConfig, opts: SpatialOptions,
                     "gmm_covariances": res.gmm.covariances, "gmm1_means": res.gmm1.means,
                     "gmm1_covariances": res.gmm1.covariances, "gmm_converged": res.converged,
                     "gmm_iterations": res.n_iter, "gmm_degenerate": res.degenerate,
-                    "fit_bins": res.fit_bins},
+                    "fit_bins": res.fit_bins, "channel_check": res.channels},
         attrs=asdict(opts))
     return {"shard": path.name, "utterances": len(ids), "degenerate": int(res.degenerate.sum()),
+            "no_spatial_cue": int(np.count_nonzero(res.channels)),
             "not_converged": int((~res.converged).sum()), "fit_bins": int(res.fit_bins.sum()),
             "bins": int(lengths.sum()) * x0.shape[2]}

@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.errors import BootsepError
-from bootsep.pipeline.storage.shards import SHARD_GLOB, Shard, shard_paths
+from bootsep.pipeline.storage.shards import (
+    SHARD_GLOB,
+    Shard,
+    aligned_shard_paths,
+    open_aligned,
+    shard_paths,
+)
 
 STAGES = ("stft", "spatial", "confidence")
 
@@ -109,13 +115,20 @@ def find_utterance(paths: list[Path], key: str) -> tuple[Path, int, str]:
 
 
 def utterance_view(root: Path | None, split: str | None, shard: Path, u: int) -> dict[str, dict]:
-    """Per-utterance values and per-frame arrays of one utterance in every stage that has it."""
+    """Per-utterance values and per-frame arrays of one utterance in every stage that has it.
+
+    The stages' shard sets must line up (same shard files, same utterance ids in the same
+    order, :func:`~bootsep.pipeline.storage.shards.open_aligned`): otherwise a one-line error
+    naming the file, never another utterance's data.
+    """
     stages = {}
-    candidates = [root / st / split / shard.name for st in STAGES] if root else [shard]
-    for p in candidates:
-        if not p.is_file():
-            continue
-        with Shard(p) as s:
+    group, names = [shard], [None]
+    if root:
+        present = [st for st in STAGES if (root / st / split).is_dir()]
+        sets = aligned_shard_paths(*(root / st / split for st in present))   # same files
+        group, names = {g[0].name: g for g in sets}[shard.name], present
+    with open_aligned(group, names) as shards:
+        for s in shards:
             info = {"scalars": {}, "frames": {}}
             for name in s.names():
                 ds = s.dataset(name)
@@ -124,7 +137,7 @@ def utterance_view(root: Path | None, split: str | None, shard: Path, u: int) ->
                     info["scalars"][name] = value.tolist() if np.ndim(value) else value.item()
                 elif ds.attrs.get("per") == "frame":
                     info["frames"][name] = s.frames(name, u)
-            stages[s.attrs.get("stage", p.parent.parent.name)] = info
+            stages[s.attrs.get("stage", s.path.parent.parent.name)] = info
     return stages
 
 

@@ -58,6 +58,10 @@ FIELDS: dict[str, Field] = {
     "gmm_iterations": Field("utterance", np.int32, "", "EM iterations run"),
     "gmm_degenerate": Field("utterance", np.bool_, "", "too few fitted bins or no spread: uniform posteriors, confidence 0"),
     "fit_bins": Field("utterance", np.int64, "bins", "number of bins the GMM was fitted on"),
+    "channel_check": Field("utterance", np.uint8, "code",
+                           "0: channels 0 and pair_channel carry independent information; "
+                           "1: channel 0 silent, 2: pair channel silent, 3: identical up to "
+                           "gain/sign (then no bin is fitted: degenerate), pipeline/channels.py"),
     # stage confidence
     "c_cl": Field("utterance", np.float32, "", "cluster size equality C_cl in [0, 1], eq. 4"),
     "c_jsd": Field("utterance", np.float32, "", "JSD(P || Q) base 2 in [0, 1], Monte Carlo, eq. 5"),
