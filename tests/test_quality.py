@@ -7,6 +7,7 @@ from bootsep.evaluate.quality import (
     contingency,
     label_quantity,
     mean_quality,
+    mixture_label_stats,
     partition_distance,
     partition_quality,
 )
@@ -155,3 +156,52 @@ def test_unequal_cluster_counts_and_weights_against_formula_and_projections(rng)
     ws = np.stack([w, w[::-1], w])
     brute_rows = [_quality_by_projections(a, b, c)[0] for a, b, c in zip(ys, hats, ws)]
     np.testing.assert_allclose(partition_quality(ys, hats, ws), brute_rows, atol=1e-12)
+
+
+ALPHAS = {"a0": 0.0, "a05": 0.5, "a1": 1.0, "a2": 2.0}
+
+
+def _label_mixture(rng, T=30, F=17):
+    """One mixture as the labels stage reads it: dB magnitude, source magnitudes (T, S, F),
+    confidences below 1, and the ideal binary labels."""
+    source_mag = rng.gamma(1.0, 1.0, (T, 2, F)).astype(np.float32)
+    logmag = (20 * np.log10(source_mag.sum(axis=1) + 1e-3)).astype(np.float32)
+    c_post = rng.uniform(0.05, 0.95, (T, F)).astype(np.float32)
+    return logmag, source_mag, c_post, source_mag.argmax(axis=1)
+
+
+def test_mixture_label_stats_quantity_by_eq7_and_falls_with_alpha(rng):
+    # Σw(α) = Σ_i (C_cl C_JSD C_post,i)^α |X_i| / Σ|X| (eq. 7 times the magnitude share),
+    # computed here in float64 from the dB input. Catches: α applied to C_post only, weights not
+    # normalised per mixture (then α = 0, the gt weighting, would not sum to 1), a quantity
+    # that grows with α (C^(1/α)), and confidences of another mixture/bin order.
+    logmag, source_mag, c_post, truth = _label_mixture(rng)
+    c_cl, c_jsd = 0.8, 0.6
+    labels = np.where(rng.random(truth.shape) < 0.3, 1 - truth, truth).astype(np.uint8)
+    stats = mixture_label_stats(logmag, source_mag, labels, c_cl, c_jsd, c_post, ALPHAS)
+    assert set(stats) == set(ALPHAS)
+    mag = 10.0 ** (logmag.astype(np.float64) / 20)
+    conf = c_cl * c_jsd * c_post.astype(np.float64)
+    for name, alpha in ALPHAS.items():
+        want = float(np.sum(conf ** alpha * mag) / mag.sum())
+        assert stats[name][0] == pytest.approx(want, rel=1e-5), name
+    assert stats["a0"][0] == pytest.approx(1.0, abs=1e-6)          # the gt weights: 1 per mixture
+    sums = [stats[n][0] for n in ("a0", "a05", "a1", "a2")]
+    assert all(a > b for a, b in zip(sums, sums[1:])), sums
+    # the quality is partition_quality of the ideal labels vs these, under w(α)
+    w1 = conf * mag / mag.sum()
+    assert stats["a1"][1] == pytest.approx(partition_quality(truth.ravel(), labels.ravel(),
+                                                             w1.ravel()), abs=1e-5)
+    assert 0.05 < stats["a1"][1] < 0.95
+
+
+def test_mixture_label_stats_quality_of_perfect_labels_is_one(rng):
+    # The ideal binary labels (argmax over sources), and the same partition with the names
+    # swapped, have quality 1 for every α. Catches the truth taken over the wrong axis of
+    # source_mag (T, S, F) (e.g. argmax over frequency) or labels compared bin-misaligned.
+    logmag, source_mag, c_post, truth = _label_mixture(rng)
+    for labels in (truth, 1 - truth):
+        stats = mixture_label_stats(logmag, source_mag, labels.astype(np.uint8), 0.9, 0.7,
+                                    c_post, ALPHAS)
+        for name, (_, q) in stats.items():
+            assert q == pytest.approx(1.0, abs=1e-9), name
