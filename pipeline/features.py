@@ -35,7 +35,9 @@ def ipd(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     channel is 0. (``-pi`` and ``pi`` are the same angle; which one appears depends on the sign
     of a zero imaginary part, and no later step can tell them apart.)"""
     z = np.multiply(x0, np.conj(x1))
-    return np.arctan2(z.imag, z.real)  # eq. (1): theta = angle(X0 * conj(X1))
+    # eq. (1): theta = angle(X0 * conj(X1)); "+ 0.0" turns a -0.0 real part into +0.0, else
+    # arctan2(+-0, -0) = +-pi where a channel is 0 (x0 = 0 and x1 in the third quadrant, say)
+    return np.arctan2(z.imag, z.real + 0.0)
 
 
 def ipd_features(theta: np.ndarray) -> np.ndarray:

@@ -111,6 +111,7 @@ def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
         z = zbuf[: sl.stop - s]
         np.conjugate(x1[sl], out=z, casting="same_kind")
         np.multiply(z, x0[sl], out=z, casting="same_kind")
+        z.real += 0.0              # -0.0 -> +0.0: IPD 0, not +-pi, where a channel is 0
         np.arctan2(z.imag, z.real, out=ipd[sl])
         fit[sl] = _fit_mask(logmag_db[sl], None if valid is None else valid[sl], tau_db)
     channels = check_channel_pair(x0, x1, valid)             # no spatial cue: fit no bin

@@ -25,14 +25,29 @@ def run_bench(script: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+# Median |pipeline - scikit-learn reference| over the 8 mixtures (measured: C_cl 0.002,
+# C_JSD 0.008, mean C_post 0.001; the README's larger runs: 0.002, 0.009, 0.0005). The
+# reference starts its GMM from k-means, the pipeline from quantiles, so a minority of
+# mixtures lands in another local optimum: hence a median, over all 8 mixtures (with 2 the
+# median is a mean, and one such mixture gave C_cl 0.15). Both sides are seeded, so the
+# numbers repeat; the bounds leave 2.5-10x room for Monte Carlo/BLAS differences and catch
+# (checked by patching the pipeline): C_JSD in nats instead of bits (0.031), C_cl counted
+# over all bins instead of the fitted ones (0.56), and C_post without eq. 6's K/(K - 1)
+# rescaling (0.50).
+AGREEMENT_BOUNDS = {"c_cl": 0.02, "c_jsd": 0.02, "mean_c_post": 0.005}
+
+
 def test_spatial_throughput_bench():
-    out = run_bench("spatial_throughput.py", "--n", "8", "--reference-n", "2", "--workers", "1")
-    assert out["n"] == 8 and out["reference_n"] == 2
+    out = run_bench("spatial_throughput.py", "--n", "8", "--reference-n", "8", "--workers", "1")
+    assert out["n"] == 8 and out["reference_n"] == 8
     assert out["mixtures_per_s"] > 0 and out["reference_mixtures_per_s"] > 0
     assert out["ratio"] == pytest.approx(out["mixtures_per_s"] / out["reference_mixtures_per_s"], rel=0.01)
     assert set(out["stage_seconds"]) == {"stft", "spatial", "confidence"}
+    agree = out["agreement_with_reference"]
     for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):
-        assert 0 <= out["agreement_with_reference"][k]["pipeline_mean"] <= 1
+        assert 0 <= agree[k]["pipeline_mean"] <= 1
+    for k, bound in AGREEMENT_BOUNDS.items():
+        assert agree[k]["median_abs_diff"] <= bound, (k, agree[k])
 
 
 def test_train_throughput_bench():

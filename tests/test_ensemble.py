@@ -10,6 +10,7 @@ from bootsep.evaluate.ensemble import (
     choose_random,
     confidence_threshold,
 )
+from bootsep.evaluate.scoring import ENSEMBLES, ensemble_rows
 
 
 def test_threshold_is_validation_25th_percentile():
@@ -45,3 +46,73 @@ def test_choose_oracle():
     pick = choose_oracle(s, m)
     np.testing.assert_array_equal(apply_choice(pick, s, m)[:3], [3.0, 4.0, 2.0])
     assert apply_choice(pick, np.ones((5, 2)), np.zeros((5, 2))).shape == (5, 2)
+
+
+def _score_rows(approach, conf, sdr):
+    """per_mixture.csv-like rows (as scoring.score writes them) with given SI-SDRs."""
+    return [{"split": "test", "id": f"m{i:03d}", "approach": approach, "si_sdr": float(s),
+             "si_sir": float(s) + 7.0, "si_sar": float(s) + 3.0, "si_sdri": float(s) - 1.0,
+             "mean_confidence": float(c), "choice": "", "permutation": "0 1"}
+            for i, (c, s) in enumerate(zip(conf, sdr))]
+
+
+def _ensemble_case(seed=0, m=40):
+    rng = np.random.default_rng(seed)
+    conf = rng.uniform(0.0, 0.4, m)
+    spatial = _score_rows("spatial", conf, rng.normal(4.0, 3.0, m))
+    model = _score_rows("alpha_1", conf, rng.normal(5.0, 3.0, m))
+    model[3]["si_sdr"] = spatial[3]["si_sdr"]                          # a tie
+    return conf, {"spatial": spatial, "alpha_1": model}
+
+
+def _check_copied(out_rows, rows, name):
+    """Each ensemble row is the chosen member's row of the same mixture, renamed."""
+    for i, r in enumerate(out_rows):
+        src = rows[r["choice"]][i]
+        assert r["approach"] == name and r["id"] == src["id"]
+        assert {k: v for k, v in r.items() if k not in ("approach", "choice")} == \
+            {k: v for k, v in src.items() if k not in ("approach", "choice")}
+
+
+def test_ensemble_rows_oracle_is_at_least_both_members():
+    # Catches an oracle that compares the wrong columns or picks the worse member, rows of one
+    # mixture paired with another's (misaligned zip), and a copy of only some metrics.
+    conf, rows = _ensemble_case()
+    out = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=1)
+    assert set(out) == set(ENSEMBLES)
+    oracle = out["ensemble_oracle"]
+    _check_copied(oracle, rows, "ensemble_oracle")
+    for r, s, m in zip(oracle, rows["spatial"], rows["alpha_1"]):
+        assert r["si_sdr"] >= s["si_sdr"] and r["si_sdr"] >= m["si_sdr"]
+        assert r["si_sdr"] == max(s["si_sdr"], m["si_sdr"])
+    assert oracle[3]["choice"] == "spatial"                            # tie -> spatial (documented)
+    assert {r["choice"] for r in oracle} == {"spatial", "alpha_1"}
+
+
+def test_ensemble_rows_confidence_picks_spatial_iff_above_threshold():
+    # Catches >= instead of > at the boundary (a mixture whose confidence equals the
+    # threshold takes the model, as choose_confidence documents) and the inverted choice.
+    conf, rows = _ensemble_case()
+    threshold = float(conf[5])                                        # exactly one mixture's
+    out = ensemble_rows(rows, "alpha_1", threshold=threshold, seed=1)["ensemble_confidence"]
+    _check_copied(out, rows, "ensemble_confidence")
+    assert [r["choice"] == "spatial" for r in out] == [bool(c > threshold) for c in conf]
+    assert out[5]["choice"] == "alpha_1"                              # equal -> the model
+    assert {r["choice"] for r in out} == {"spatial", "alpha_1"}
+
+
+def test_ensemble_rows_random_is_seeded_and_picks_both():
+    # Catches an unseeded (global RNG, clock) draw and a draw that depends on the scores or
+    # confidences instead of only (number of mixtures, seed).
+    conf, rows = _ensemble_case()
+    a = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=7)["ensemble_random"]
+    b = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=7)["ensemble_random"]
+    assert a == b
+    _check_copied(a, rows, "ensemble_random")
+    picks = [r["choice"] for r in a]
+    assert 10 <= picks.count("spatial") <= 30                         # both, about half each
+    _, other_scores = _ensemble_case(seed=3)
+    c = ensemble_rows(other_scores, "alpha_1", threshold=0.35, seed=7)["ensemble_random"]
+    assert [r["choice"] for r in c] == picks
+    d = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=8)["ensemble_random"]
+    assert [r["choice"] for r in d] != picks

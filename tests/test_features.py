@@ -21,6 +21,7 @@ from bootsep.pipeline.features import (
     pca_transform_angle,
     relative_db,
 )
+from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig, stft
 
 
@@ -73,6 +74,38 @@ def test_ipd_hand_values_and_zero_channels():
     assert feats.shape == (5, 2) and feats.dtype == np.float32
     np.testing.assert_allclose(feats[:, 0], np.cos(theta), atol=1e-7)
     np.testing.assert_allclose(feats[:, 1], np.sin(theta), atol=1e-7)
+
+
+_SIGNED_ZEROS = [complex(a, b) for a in (0.0, -0.0) for b in (0.0, -0.0)]
+# the other channel: one value per quadrant, on each half-axis, tiny and huge, and signed zeros
+_OTHER = ([complex(a, b) for a in (2.0, -2.0) for b in (3.0, -3.0)]
+          + [2.0, -2.0, 3j, -3j, complex(1e-30, -1e-30), complex(-1e30, -1e30)] + _SIGNED_ZEROS)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_ipd_against_a_zero_channel_is_zero_in_every_quadrant(dtype):
+    # The convention of ipd's docstring: 0 where a channel is 0 (also both). Catches the bare
+    # arctan2(z.imag, z.real) of z = x0 conj(x1): a zero channel makes z a signed zero whose
+    # real part is -0.0 when the other channel is in the 3rd quadrant (x0 = 0) or the 2nd/3rd
+    # (x1 = 0), and arctan2(+-0, -0) = +-pi, i.e. the opposite direction.
+    zero = np.array([z for z in _SIGNED_ZEROS for _ in _OTHER], dtype)
+    other = np.array(_OTHER * len(_SIGNED_ZEROS), dtype)
+    assert (np.signbit(zero.real) | np.signbit(zero.imag)).any()     # signed zeros survived
+    for theta in (ipd(zero, other), ipd(other, zero)):
+        assert theta.dtype == (np.float32 if dtype == np.complex64 else np.float64)
+        assert np.isfinite(theta).all()
+        np.testing.assert_array_equal(theta, 0.0)          # -0.0 == 0.0: either sign is fine
+
+
+def test_spatial_masks_ipd_against_a_zero_channel_is_zero():
+    # spatial_masks computes eq. (1) inline (blockwise, in place), not through ipd(): the same
+    # convention must hold there, or a silent channel's bins get phi from cos(+-pi - beta).
+    vals = np.array(_OTHER, np.complex64)[None, None, :]                # (1, 1, N)
+    zero = np.zeros_like(vals)
+    for x0, x1 in ((vals, zero), (zero, vals)):
+        res = spatial_masks(x0, x1, log_magnitude_db(x0))
+        np.testing.assert_array_equal(res.ipd, 0.0)
+        np.testing.assert_array_equal(res.ipd, ipd(x0, x1))
 
 
 def test_log_magnitude_by_hand_and_floor():

@@ -100,6 +100,50 @@ def test_general_path_d2_k3_matches_sklearn_batched_with_masks():
                                    sk.score_samples(xb), atol=1e-9)
 
 
+def _quantile_start(points, K, reg):
+    """fit_gmm's documented 'quantile' start, written out for one mixture of 1-D points: sort
+    them, cut into K slices [k n // K, (k + 1) n // K); each slice's share, mean and
+    population variance + reg."""
+    xs = np.sort(np.asarray(points, np.float64).ravel())
+    cuts = [k * xs.size // K for k in range(K + 1)]
+    parts = [xs[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+    return (np.array([p.size / xs.size for p in parts]), np.array([[p.mean()] for p in parts]),
+            np.array([[[p.var() + reg]] for p in parts]))
+
+
+@pytest.mark.parametrize("max_iter", [2, 200])
+@pytest.mark.parametrize("K, dtype, atol", [(2, np.float64, 1e-9), (2, np.float32, 1e-5),
+                                            (3, np.float64, 1e-9)])
+def test_quantile_init_is_sklearn_started_from_the_documented_parameters(K, dtype, atol,
+                                                                         max_iter):
+    # The start spatial_masks uses (init="quantile"; K = 2 takes the D = 1 fast path, K = 3
+    # the general one) against sklearn started from weights_init/means_init/precisions_init
+    # computed above. max_iter = 2 keeps the result close to the start, so a different start
+    # (slices of the unsorted points, of the padded row, uneven cuts, variance without
+    # reg_covar or with the sample /(n - 1), equal instead of slice-share weights) fails even
+    # where EM would later reach the same optimum; max_iter = 200 checks the converged fit.
+    rng = np.random.default_rng(8)
+    B, N, reg = 3, 1500, 1e-6
+    x, mask = _data_1d(rng, B, N)
+    x = x.astype(dtype)
+    fit = fit_gmm(x, mask, K, init="quantile", tol=1e-4, max_iter=max_iter, reg_covar=reg)
+    for b in range(B):
+        xb = x[b][mask[b]]
+        w0, m0, c0 = _quantile_start(xb, K, reg)
+        sk = GaussianMixture(K, covariance_type="full", weights_init=w0, means_init=m0,
+                             precisions_init=1.0 / c0, tol=1e-4, max_iter=max_iter,
+                             reg_covar=reg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # max_iter = 2: "did not converge"
+            sk.fit(xb)
+        np.testing.assert_allclose(fit.params.weights[b], sk.weights_, atol=atol)
+        np.testing.assert_allclose(fit.params.means[b], sk.means_, atol=atol)
+        np.testing.assert_allclose(fit.params.covariances[b], sk.covariances_, atol=atol)
+        assert fit.n_iter[b] == sk.n_iter_ and fit.converged[b] == sk.converged_
+        np.testing.assert_allclose(posteriors(_row(fit.params, b), xb[None])[0],
+                                   sk.predict_proba(xb), atol=10 * atol)
+
+
 def test_one_component_is_the_gaussian_fit():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 500, 2)) @ np.array([[1.0, 0.5], [0.0, 0.3]]) + 1.0

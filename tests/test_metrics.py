@@ -128,6 +128,80 @@ def test_silent_estimate_is_finite():
     assert np.all(np.isfinite(all_silent["si_sdr"])) and all_silent["silent"].all()
 
 
+def _two_source_case(seed, length=4000):
+    """Two references and estimates of clearly different quality (about 15 and 4 dB)."""
+    rng = np.random.default_rng(seed)
+    refs = rng.standard_normal((2, length))
+    est = np.stack([refs[0] + 0.18 * refs[1] + 0.1 * rng.standard_normal(length),
+                    0.5 * refs[1] + 0.3 * refs[0] + 0.2 * rng.standard_normal(length)])
+    return est, refs
+
+
+def test_swapped_estimates_score_like_ordered_ones_against_references():
+    # Catches: scores returned in estimate order instead of reference order (the two sources
+    # score ~15 and ~4 dB here, so a swap shows), a permutation that is not [1, 0] for swapped
+    # estimates, and SI-SDR/SIR/SAR that disagree with fast_bss_eval/torchmetrics.
+    fast_bss_eval = pytest.importorskip("fast_bss_eval")
+    torch = pytest.importorskip("torch")
+    audio = pytest.importorskip("torchmetrics.functional.audio")
+    est, refs = _two_source_case(11)
+    mix = refs.sum(axis=0)
+    sdr, sir, sar = fast_bss_eval.numpy.si_bss_eval_sources(refs, est, compute_permutation=False)
+    tm = audio.scale_invariant_signal_distortion_ratio(torch.from_numpy(est),
+                                                       torch.from_numpy(refs)).numpy()
+    tm_mix = audio.scale_invariant_signal_distortion_ratio(
+        torch.from_numpy(np.stack([mix, mix])), torch.from_numpy(refs)).numpy()
+    assert sdr[0] - sdr[1] > 5                                   # a swap is visible
+    ordered = separation_metrics(est, refs, mix, sar="bss_eval")
+    swapped = separation_metrics(est[::-1], refs, mix, sar="bss_eval")
+    np.testing.assert_array_equal(ordered["permutation"], [0, 1])
+    np.testing.assert_array_equal(swapped["permutation"], [1, 0])
+    for m in (ordered, swapped):
+        np.testing.assert_allclose(m["si_sdr"], sdr, atol=TOL_DB)
+        np.testing.assert_allclose(m["si_sdr"], tm, atol=TOL_DB)
+        np.testing.assert_allclose(m["si_sir"], sir, atol=TOL_DB)
+        np.testing.assert_allclose(m["si_sar"], sar, atol=TOL_DB)
+        np.testing.assert_allclose(m["si_sdri"], tm - tm_mix, atol=TOL_DB)
+        assert not m["silent"].any()
+    for k in ("si_sdr", "si_sir", "si_sar", "si_sdri", "si_sdr_mixture"):
+        np.testing.assert_allclose(swapped[k], ordered[k], atol=1e-9)
+
+
+@pytest.mark.parametrize("silent_at", [0, 1])
+def test_one_silent_estimate_the_other_scored_as_the_reference_does(silent_at):
+    # The documented convention: an all-zero estimate scores 0 dB (finite) and is flagged
+    # silent; the other estimate is scored as the reference implementations score it alone.
+    # Catches: NaN/inf leaking from 0/0, the silent estimate dragging the permutation onto
+    # the wrong reference, and the silent flag reported in estimate instead of reference
+    # order (silent_at = 0 puts the silent estimate first, so it serves reference 1).
+    fast_bss_eval = pytest.importorskip("fast_bss_eval")
+    torch = pytest.importorskip("torch")
+    audio = pytest.importorskip("torchmetrics.functional.audio")
+    est, refs = _two_source_case(12)
+    mix = refs.sum(axis=0)
+    sdr, sir, sar = fast_bss_eval.numpy.si_bss_eval_sources(refs, est, compute_permutation=False)
+    tm = audio.scale_invariant_signal_distortion_ratio(torch.from_numpy(est[0]),
+                                                       torch.from_numpy(refs[0])).item()
+    tm_mix = audio.scale_invariant_signal_distortion_ratio(torch.from_numpy(mix),
+                                                           torch.from_numpy(refs[0])).item()
+    pair = [est[0], np.zeros_like(est[0])]
+    if silent_at == 0:
+        pair = pair[::-1]
+    with np.errstate(all="raise"):
+        m = separation_metrics(np.stack(pair), refs, mix, sar="bss_eval")
+    np.testing.assert_array_equal(m["permutation"], [1, 0] if silent_at == 0 else [0, 1])
+    np.testing.assert_array_equal(m["silent"], [False, True])
+    for k in ("si_sdr", "si_sir", "si_sar", "si_sdri"):
+        assert np.isfinite(m[k]).all(), k
+        assert m[k][1] == 0.0 or k == "si_sdri", k                 # 0 dB by the eps convention
+    assert m["si_sdr"][0] == pytest.approx(sdr[0], abs=TOL_DB)
+    assert m["si_sdr"][0] == pytest.approx(tm, abs=TOL_DB)
+    assert m["si_sir"][0] == pytest.approx(sir[0], abs=TOL_DB)
+    assert m["si_sar"][0] == pytest.approx(sar[0], abs=TOL_DB)
+    assert m["si_sdri"][0] == pytest.approx(tm - tm_mix, abs=TOL_DB)
+    assert m["si_sdri"][1] == pytest.approx(-m["si_sdr_mixture"][1], abs=1e-12)
+
+
 def test_sisdri_of_mixture_is_zero():
     _, refs = random_case(9, batch=1, n_src=2)
     refs = refs[0] * np.array([[1.0], [0.5]])

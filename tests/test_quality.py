@@ -7,6 +7,7 @@ from bootsep.evaluate.quality import (
     contingency,
     label_quantity,
     mean_quality,
+    mixture_label_stats,
     partition_distance,
     partition_quality,
 )
@@ -89,3 +90,118 @@ def test_quantity_gt_is_one():
     assert label_quantity(gt, gt) == 1.0
     assert label_quantity(gt[:2], gt) == pytest.approx(0.05)
     assert label_quantity(np.full(40, 0.2), gt) == pytest.approx(0.2)
+
+
+def _quality_by_table(y, y_hat, w):
+    """The module doc's formula with a contingency table built by a Python loop (no numpy
+    bincount): n_rs, n_r, n_s over clusters of positive weight, Σ n_rs²/(n_r n_s), normalised."""
+    n_rs: dict = {}
+    for a, b, wi in zip(y.tolist(), y_hat.tolist(), w.tolist()):
+        n_rs[a, b] = n_rs.get((a, b), 0.0) + wi
+    n_r: dict = {}
+    n_s: dict = {}
+    for (a, b), v in n_rs.items():
+        n_r[a] = n_r.get(a, 0.0) + v
+        n_s[b] = n_s.get(b, 0.0) + v
+    sig = sum(v * v / (n_r[a] * n_s[b]) for (a, b), v in n_rs.items() if v > 0)
+    R = sum(v > 0 for v in n_r.values())
+    S = sum(v > 0 for v in n_s.values())
+    return (sig - 1.0) / ((R + S) / 2 - 1), (R + S) / 2 - sig
+
+
+def _quality_by_projections(y, y_hat, w):
+    """Bach & Jordan's definition with explicit matrices: Y (N×R) and Ŷ (N×S) indicator
+    matrices of the clusters, rows scaled by √w, columns normalised (zero-weight clusters
+    dropped); d_χ² = ‖Π_Y − Π_Ŷ‖²_F / 2 with Π = Y Yᵀ; quality = 1 − d_χ² / (R/2 + S/2 − 1)."""
+    def projection(labels):
+        cols = (labels[:, None] == np.unique(labels)[None, :]) * np.sqrt(w)[:, None]
+        norms = np.linalg.norm(cols, axis=0)
+        cols = cols[:, norms > 0] / norms[norms > 0]
+        return cols @ cols.T, cols.shape[1]
+    p_y, R = projection(y)
+    p_hat, S = projection(y_hat)
+    d = np.sum((p_y - p_hat) ** 2) / 2
+    return 1 - d / (R / 2 + S / 2 - 1), d
+
+
+def test_unequal_cluster_counts_and_weights_against_formula_and_projections(rng):
+    # R = 4 true clusters (label 3 only on zero-weight bins, so R counts 3), S = 2 estimated
+    # (labels 10/20; 30 only on zero-weight bins). Catches: R, S counted from the label
+    # values instead of the positive-weight clusters; normalising by K - 1 = max(R, S) - 1
+    # or min(R, S) - 1 instead of (R + S)/2 - 1; weighting the label matrices by w instead
+    # of √w (n_rs of w²); an unweighted table.
+    n = 120
+    y = rng.integers(0, 3, n)
+    y_hat = np.where(rng.random(n) < 0.8, np.where(y == 0, 10, 20), rng.choice([10, 20], n))
+    w = rng.gamma(0.5, 1.0, n) * (1 + 5 * (y == 2))        # heavy-tailed, cluster-dependent
+    silent = rng.random(n) < 0.15
+    w[silent] = 0.0
+    y[silent & (rng.random(n) < 0.5)] = 3
+    y_hat[silent & (rng.random(n) < 0.5)] = 30
+    want, want_d = _quality_by_table(y, y_hat, w)
+    brute, brute_d = _quality_by_projections(y, y_hat, w)
+    assert brute == pytest.approx(want, abs=1e-12) and brute_d == pytest.approx(want_d, abs=1e-12)
+    assert partition_quality(y, y_hat, w) == pytest.approx(want, abs=1e-12)
+    assert partition_distance(y, y_hat, w) == pytest.approx(want_d, abs=1e-12)
+    assert partition_quality(y_hat, y, w) == pytest.approx(want, abs=1e-12)     # S x R
+    assert 0.05 < want < 0.95                                                   # not an edge
+    # the wrong normalisations and weightings really differ here
+    sig = 1 + want * ((3 + 2) / 2 - 1)
+    assert abs((sig - 1) / (3 - 1) - want) > 0.01 and abs((sig - 1) / (2 - 1) - want) > 0.01
+    assert abs(_quality_by_table(y, y_hat, w ** 2)[0] - want) > 0.01
+    assert abs(_quality_by_table(y, y_hat, (w > 0).astype(float))[0] - want) > 0.01
+    # batched, rows with different R and S
+    ys = np.stack([y, np.where(y == 3, 3, y % 2), y])
+    hats = np.stack([y_hat, y_hat, np.where(y_hat == 30, 30, rng.integers(0, 4, n))])
+    ws = np.stack([w, w[::-1], w])
+    brute_rows = [_quality_by_projections(a, b, c)[0] for a, b, c in zip(ys, hats, ws)]
+    np.testing.assert_allclose(partition_quality(ys, hats, ws), brute_rows, atol=1e-12)
+
+
+ALPHAS = {"a0": 0.0, "a05": 0.5, "a1": 1.0, "a2": 2.0}
+
+
+def _label_mixture(rng, T=30, F=17):
+    """One mixture as the labels stage reads it: dB magnitude, source magnitudes (T, S, F),
+    confidences below 1, and the ideal binary labels."""
+    source_mag = rng.gamma(1.0, 1.0, (T, 2, F)).astype(np.float32)
+    logmag = (20 * np.log10(source_mag.sum(axis=1) + 1e-3)).astype(np.float32)
+    c_post = rng.uniform(0.05, 0.95, (T, F)).astype(np.float32)
+    return logmag, source_mag, c_post, source_mag.argmax(axis=1)
+
+
+def test_mixture_label_stats_quantity_by_eq7_and_falls_with_alpha(rng):
+    # Σw(α) = Σ_i (C_cl C_JSD C_post,i)^α |X_i| / Σ|X| (eq. 7 times the magnitude share),
+    # computed here in float64 from the dB input. Catches: α applied to C_post only, weights not
+    # normalised per mixture (then α = 0, the gt weighting, would not sum to 1), a quantity
+    # that grows with α (C^(1/α)), and confidences of another mixture/bin order.
+    logmag, source_mag, c_post, truth = _label_mixture(rng)
+    c_cl, c_jsd = 0.8, 0.6
+    labels = np.where(rng.random(truth.shape) < 0.3, 1 - truth, truth).astype(np.uint8)
+    stats = mixture_label_stats(logmag, source_mag, labels, c_cl, c_jsd, c_post, ALPHAS)
+    assert set(stats) == set(ALPHAS)
+    mag = 10.0 ** (logmag.astype(np.float64) / 20)
+    conf = c_cl * c_jsd * c_post.astype(np.float64)
+    for name, alpha in ALPHAS.items():
+        want = float(np.sum(conf ** alpha * mag) / mag.sum())
+        assert stats[name][0] == pytest.approx(want, rel=1e-5), name
+    assert stats["a0"][0] == pytest.approx(1.0, abs=1e-6)          # the gt weights: 1 per mixture
+    sums = [stats[n][0] for n in ("a0", "a05", "a1", "a2")]
+    assert all(a > b for a, b in zip(sums, sums[1:])), sums
+    # the quality is partition_quality of the ideal labels vs these, under w(α)
+    w1 = conf * mag / mag.sum()
+    assert stats["a1"][1] == pytest.approx(partition_quality(truth.ravel(), labels.ravel(),
+                                                             w1.ravel()), abs=1e-5)
+    assert 0.05 < stats["a1"][1] < 0.95
+
+
+def test_mixture_label_stats_quality_of_perfect_labels_is_one(rng):
+    # The ideal binary labels (argmax over sources), and the same partition with the names
+    # swapped, have quality 1 for every α. Catches the truth taken over the wrong axis of
+    # source_mag (T, S, F) (e.g. argmax over frequency) or labels compared bin-misaligned.
+    logmag, source_mag, c_post, truth = _label_mixture(rng)
+    for labels in (truth, 1 - truth):
+        stats = mixture_label_stats(logmag, source_mag, labels.astype(np.uint8), 0.9, 0.7,
+                                    c_post, ALPHAS)
+        for name, (_, q) in stats.items():
+            assert q == pytest.approx(1.0, abs=1e-9), name

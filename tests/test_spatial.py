@@ -156,6 +156,32 @@ def test_pca_and_gmm_agree_with_sklearn_on_the_fit_bins(run):
         np.testing.assert_allclose(res.gmm1.covariances[b], one.covariances_, rtol=1e-4)
 
 
+def test_gmm_is_sklearn_started_from_the_quantile_init(run):
+    # spatial_masks fits its GMM with fit_gmm(init="quantile"): sort the fit bins' phi, cut
+    # into K equal-count slices, start from each slice's share, mean and variance + reg_covar.
+    # sklearn started from those parameters (weights_init, means_init, precisions_init) on
+    # the same float32 phi, with params.yaml's max_iter/tol/reg_covar, must give the same fit
+    # and posteriors (float32 data: 1e-5 as in test_gmm). Catches a pipeline that fits another
+    # start (sklearn's k-means, random), other bins, or EM options than it is given.
+    x0, x1, logmag, valid, _, _, _, res, _ = run            # max_iter 100, tol 1e-4, reg 1e-6
+    for b in range(x0.shape[0]):
+        phi = res.phi[b][res.fit_mask[b]][:, None]                       # float32
+        xs = np.sort(phi[:, 0].astype(np.float64))
+        parts = np.split(xs, [xs.size // 2])
+        sk = GaussianMixture(
+            2, covariance_type="full", max_iter=100, tol=1e-4, reg_covar=1e-6,
+            weights_init=[p.size / xs.size for p in parts], means_init=[[p.mean()] for p in parts],
+            precisions_init=[[[1.0 / (p.var() + 1e-6)]] for p in parts]).fit(phi)
+        order = np.argsort(sk.means_[:, 0], kind="stable")               # spatial sorts by mean
+        g = res.gmm
+        np.testing.assert_allclose(g.weights[b], sk.weights_[order], atol=1e-5)
+        np.testing.assert_allclose(g.means[b], sk.means_[order], atol=1e-5)
+        np.testing.assert_allclose(g.covariances[b], sk.covariances_[order], atol=1e-5)
+        assert res.n_iter[b] == sk.n_iter_ and res.converged[b] == sk.converged_
+        np.testing.assert_allclose(res.posteriors[b][res.fit_mask[b]],
+                                   sk.predict_proba(phi)[:, order], atol=1e-4)
+
+
 def test_degenerate_inputs_give_defined_results():
     rng = np.random.default_rng(3)
     B, T, F = 5, 12, 129

@@ -1,0 +1,93 @@
+"""The ``labels`` stage (§3.4) end to end on synthetic shards: quantity and quality per condition,
+recomputed from the written per-mixture rows and from the shards' own arrays."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from bootsep.evaluate.quality import mixture_label_stats
+from bootsep.pipeline.storage.shards import Shard, shard_name
+from bootsep.stages.s6_labels import main
+from bootsep.train.synthetic import TINY_STFT, write_synthetic_corpus
+
+N_TRAIN = 40
+ALPHAS = {"alpha_0": 0.0, "alpha_05": 0.5, "alpha_1": 1.0, "alpha_2": 2.0}
+
+
+@pytest.fixture(scope="module")
+def labels_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labels")
+    write_synthetic_corpus(root / "shards", {"train": N_TRAIN, "valid": 8},
+                           utterances_per_shard=16, frames=(10, 30), seed=3)
+    params = {
+        "stft": {"sample_rate": TINY_STFT.sample_rate, "window_ms": 4, "hop_ms": 1,
+                 "window": "hann"},
+        "train": {"seed": 0},
+        "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
+                             "spatial": {n: {"alpha": a} for n, a in ALPHAS.items()}},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    main(root / "params.yaml", shard_root=root / "shards", out=root / "out")
+    summary = json.loads((root / "out" / "labels.json").read_text())
+    rows = list(csv.DictReader((root / "out" / "per_mixture.csv").open()))
+    return root, summary, rows
+
+
+def test_gt_quantity_is_one_and_gt_subset_its_fraction(labels_run):
+    # Catches a gt_subset quantity of 1 (subset ignored) or of its mixture count, and a
+    # quantity over the valid split (8 mixtures written there too).
+    _, summary, rows = labels_run
+    cond = summary["conditions"]
+    assert summary["train_mixtures"] == N_TRAIN == len(rows)
+    assert cond["gt"]["quantity"] == 1.0 and cond["gt"]["quality"] == 1.0
+    assert cond["gt_subset"]["quantity"] == pytest.approx(0.25)       # 10 of 40, exactly
+    assert cond["gt_subset"]["labels"] == "gt" and cond["gt_subset"]["quality"] == 1.0
+
+
+def test_spatial_quantity_falls_with_alpha_and_aggregates_the_rows(labels_run):
+    # quantity = Σ_m Σw_m(α) / N (the gt weights sum to 1 per mixture, so α = 0 gives 1);
+    # quality = Σ_m q_m Σw_m / Σ_m Σw_m. Catches an unweighted mean of the q_m, a quantity
+    # that is not divided by the number of mixtures, and one that does not fall with α
+    # (the synthetic confidences are < 1).
+    _, summary, rows = labels_run
+    cond = summary["conditions"]
+    quantities = [cond[n]["quantity"] for n in ALPHAS]
+    assert quantities[0] == pytest.approx(1.0, abs=1e-4)
+    assert all(a > b for a, b in zip(quantities, quantities[1:])), quantities
+    assert quantities[-1] < 0.5
+    for name, alpha in ALPHAS.items():
+        assert cond[name]["alpha"] == alpha
+        sums = np.array([float(r[f"{name}_sum_w"]) for r in rows])
+        quals = np.array([float(r[f"{name}_quality"]) for r in rows])
+        assert cond[name]["quantity"] == pytest.approx(sums.sum() / N_TRAIN, rel=1e-5)
+        weighted = float((sums * quals).sum() / sums.sum())
+        assert cond[name]["quality"] == pytest.approx(weighted, rel=1e-5)
+        assert 0 < cond[name]["quality"] < 1
+    unweighted = np.mean([float(r["alpha_2_quality"]) for r in rows])
+    assert abs(unweighted - cond["alpha_2"]["quality"]) > 1e-3       # the weighting matters
+
+
+def test_rows_are_the_mixtures_stats_in_id_order(labels_run):
+    # Each row is mixture_label_stats of that mixture's arrays (read here shard by shard),
+    # so rows cannot be shifted between mixtures or mixed across stages.
+    root, _, rows = labels_run
+    want = []
+    for k in range(-(-N_TRAIN // 16)):                                   # 16 per shard
+        paths = [root / "shards" / s / "train" / shard_name(k)
+                 for s in ("stft", "spatial", "confidence")]
+        with Shard(paths[0]) as st, Shard(paths[1]) as sp, Shard(paths[2]) as cf:
+            data = zip(st.ids, st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
+                       sp.all_frames("labels"), cf.utterances("c_cl"), cf.utterances("c_jsd"),
+                       cf.all_frames("c_post"))
+            for uid, lm, src, lab, cl, jsd, cp in data:
+                want.append((uid, mixture_label_stats(lm, src, lab, cl, jsd, cp, ALPHAS)))
+    assert [r["id"] for r in rows] == [uid for uid, _ in want] and len(want) == N_TRAIN
+    for r, (_, stats) in zip(rows, want):
+        for name, (s, q) in stats.items():
+            assert float(r[f"{name}_sum_w"]) == pytest.approx(s, rel=1e-5)
+            assert float(r[f"{name}_quality"]) == pytest.approx(q, rel=1e-5, abs=1e-6)
