@@ -28,8 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from bootsep.errors import BootsepError
-from bootsep.pipeline.features import frames_valid
-from bootsep.pipeline.padding import pad_stack
+from bootsep.pipeline.padding import frames_valid, pad_stack
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import Shard, check_aligned
 from bootsep.train.conditions import Condition
