@@ -7,7 +7,6 @@ from bootsep.evaluate.quality import (
     contingency,
     label_quantity,
     mean_quality,
-    partition_distance,
     partition_quality,
 )
 
@@ -23,7 +22,6 @@ def test_identical_partitions_have_quality_one(rng):
     y = rng.integers(0, 3, N)
     w = rng.random(N)
     assert partition_quality(y, y, w) == pytest.approx(1.0)
-    assert partition_distance(y, y, w) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_label_permutation_changes_nothing(rng):
@@ -62,7 +60,6 @@ def test_formula_on_a_small_table():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     y_hat = np.array([0, 0, 0, 1, 1, 1, 1, 0])
     np.testing.assert_allclose(contingency(y, y_hat, np.ones(8)), [[3, 1], [1, 3]])
-    assert partition_distance(y, y_hat, np.ones(8)) == pytest.approx(0.75)
     assert partition_quality(y, y_hat, np.ones(8)) == pytest.approx(0.25)
 
 
