@@ -85,8 +85,8 @@ def test_bad_alpha_in_params_names_the_key(alpha):
     with pytest.raises(BootsepError, match="confidence exponent of eq. 7"):
         check_alpha(alpha)
     assert check_alpha(2) == 2.0 and check_alpha(np.float32(0.5)) == 0.5
-    assert condition_from_params({**params, "train_conditions": {"spatial": {"a1": {"alpha": 0.5}}}},
-                                 "a1").alpha == 0.5
+    good = {**params, "train_conditions": {"spatial": {"a1": {"alpha": 0.5}}}}
+    assert condition_from_params(good, "a1").alpha == 0.5
 
 
 def test_stream_weights_per_cropped_example(tmp_path):
