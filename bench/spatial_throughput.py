@@ -76,7 +76,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = "train"
 SECONDS = 4.0
-INT16_SCALE = 32768.0
 
 
 # --------------------------------------------------------------------------- generation
@@ -132,6 +131,7 @@ def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix:
         free_field_images,
         source_position,
     )
+    from bootsep.pipeline.corpus.tts_corpus import pcm16_images
 
     tts = params["corpus"]["tts"]
     fs = int(params["stft"]["sample_rate"])
@@ -152,14 +152,11 @@ def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix:
             x *= 0.05 / np.sqrt(np.mean(x ** 2)) * 10 ** ((1 if k == 0 else -1) * level / 40)
             images.append(free_field_images(x, mics, source_position(az, rng.uniform(*tts["distance_m"])),
                                             fs, c))
-        scale = 0.9 / max(np.abs(images[0] + images[1]).max(), *(np.abs(im).max() for im in images))
-        q = [np.round(im * scale * INT16_SCALE).astype(np.int32) for im in images]
-        mix = q[0] + q[1]
         mid = f"{SPLIT}_{i:05d}"
+        q, mix, _ = pcm16_images(images, 0.9, mid)
         rel = {name: f"{name}/{mid}.{suffix}" for name in ("mix", "s1", "s2")}
         for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
-            write_audio(split_dir / rel[name], np.clip(data, -32768, 32767).astype(np.int16), fs,
-                        subtype="PCM_16")
+            write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
         rows.append({"id": mid, "split": SPLIT, "mixture": rel["mix"], "sample_rate": fs,
                      "num_channels": mics.shape[0], "num_samples": n, "num_sources": 2,
                      "s1_image": rel["s1"], "s2_image": rel["s2"],

@@ -17,3 +17,9 @@ class BootsepError(Exception):
         if path is not None:
             message = f"{os.fspath(path)}: {message}"
         super().__init__(message)
+
+
+def exception_text(exc: BaseException, limit: int = 200) -> str:
+    """The message of a caught exception on one line, at most ``limit`` characters (its type
+    name when it has none), for the ``BootsepError`` that reports it."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__

@@ -42,8 +42,3 @@ def choose_oracle(sdr_spatial, sdr_model) -> np.ndarray:
     return s >= m
 
 
-def apply_choice(choice, spatial, model) -> np.ndarray:
-    """Per-mixture selection: ``spatial[i]`` where ``choice[i]`` else ``model[i]`` (arrays ``(M, ...)``)."""
-    choice = np.asarray(choice, dtype=bool)
-    spatial, model = np.asarray(spatial), np.asarray(model)
-    return np.where(choice.reshape(choice.shape + (1,) * (spatial.ndim - choice.ndim)), spatial, model)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bootsep.train.labels import ideal_binary_labels
 from bootsep.train.weights import magnitude_from_db, training_weights
 
 _MAX_DIRECT_LABEL = 1 << 16   # non-negative integer labels below this are used as bincount codes
@@ -70,15 +71,6 @@ def _chi2_terms(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 def _scalar(x: np.ndarray):
     return float(x) if np.ndim(x) == 0 else x
-
-
-def partition_distance(labels_true: np.ndarray, labels_est: np.ndarray, weights: np.ndarray):
-    """Bach & Jordan (2006) weighted chi-squared distance ``d_χ² = R/2 + S/2 − Σ n_rs²/(n_r n_s)`` (module doc).
-
-    ``(..., N)`` inputs → float (or ``(...)`` array); NaN where the total weight is 0.
-    """
-    sig, r, s, total = _chi2_terms(contingency(labels_true, labels_est, weights))
-    return _scalar(np.where(total > 0, (r + s) / 2.0 - sig, np.nan))
 
 
 def partition_quality(labels_true: np.ndarray, labels_est: np.ndarray, weights: np.ndarray):
@@ -132,8 +124,7 @@ def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray | None, la
     the quality is unknown (NaN).
     """
     mag = magnitude_from_db(logmag_db)
-    # ideal binary labels: (T, S, F) -> the dominant source per bin
-    truth = None if source_mag is None else np.argmax(source_mag, axis=1).ravel()
+    truth = None if source_mag is None else ideal_binary_labels(source_mag).ravel()
     est = labels.ravel()
     out = {}
     for name, alpha in alphas.items():

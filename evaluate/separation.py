@@ -18,7 +18,7 @@ import torch
 from bootsep.errors import BootsepError
 from bootsep.evaluate.estimates import SPATIAL, MixtureEstimates
 from bootsep.evaluate.inference import apply_masks, model_masks
-from bootsep.pipeline.audio import load_at_rate
+from bootsep.pipeline.audio import load_at_rate, load_references
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
@@ -31,11 +31,7 @@ def references(mix: Mixture, cfg: StftConfig, length: int) -> np.ndarray | None:
     """Source images at channel 0 ``(K, length)`` at the STFT rate, or None without references."""
     if not mix.has_references:
         return None
-    refs = np.stack([load_at_rate(p, cfg.sample_rate)[0] for p in mix.source_images])
-    if refs.shape[-1] != length:
-        raise BootsepError(f"source image has {refs.shape[-1]} samples, the mixture {length}",
-                           mix.source_images[0])
-    return refs
+    return load_references(mix.source_images, cfg.sample_rate, length)
 
 
 def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepClusteringBLSTM], *,

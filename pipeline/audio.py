@@ -1,7 +1,16 @@
-"""Audio file reading and writing with checks that name the file and the problem."""
+"""Audio file reading and writing with checks that name the file and the problem.
+
+One integer PCM convention, soundfile's for reading: a ``b``-bit level ``q`` is the sample
+``q / 2**(b - 1)`` (16 bits: ``q / 32768``, :data:`PCM16_SCALE`). Float samples written as
+16-bit PCM are quantised here, to the nearest level ``round(x * 32768)`` clipped to
+``[-32768, 32767]`` (i.e. ``x`` clipped to ``[-1, 1 - 2**-15]``), so reading them back gives
+the nearest multiple of ``2**-15`` (libsndfile's own conversion varies with its version;
+1.2.2 floors ``x * 32768``).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,9 +20,10 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from bootsep.atomic import atomic_path
-from bootsep.errors import BootsepError
+from bootsep.errors import BootsepError, exception_text
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+PCM16_SCALE = 32768.0          # 2**15: 16-bit PCM level q is the sample q / 2**15
 
 
 def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
@@ -24,7 +34,7 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for broken files
-        raise BootsepError(f"unreadable audio ({_short(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
     if info.frames == 0:
         raise BootsepError("empty audio file (0 samples)", path)
     return info
@@ -51,11 +61,11 @@ def read_audio(path: str | os.PathLike, min_channels: int = 1,
     try:
         data, rate = sf.read(str(path), dtype="int16" if pcm16 else "float32", always_2d=True)
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({_short(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
     if data.shape[0] == 0:
         raise BootsepError("empty audio file (0 samples)", path)
     if pcm16:                                 # exactly soundfile's int16 -> float32 scaling
-        audio = data.T[pick].astype(np.float32) * np.float32(1.0 / 32768.0)
+        audio = pcm_to_float(data.T[pick])
     else:
         audio = np.ascontiguousarray(data.T[pick])
         if not np.isfinite(audio).all():
@@ -63,26 +73,66 @@ def read_audio(path: str | os.PathLike, min_channels: int = 1,
     return audio, int(rate)
 
 
+def pcm_to_float(pcm: np.ndarray) -> np.ndarray:
+    """Signed integer PCM -> float32 samples as soundfile reads them: ``q / 2**(bits - 1)``."""
+    pcm = np.asarray(pcm)
+    if not np.issubdtype(pcm.dtype, np.signedinteger):
+        raise BootsepError(f"integer audio must be signed PCM (int16, int32), got {pcm.dtype}")
+    return pcm.astype(np.float32) * np.float32(1.0 / -float(np.iinfo(pcm.dtype).min))
+
+
+def pcm16_levels(x: np.ndarray) -> np.ndarray:
+    """Float samples -> their nearest 16-bit PCM levels ``round(x * 2**15)`` as int32, not yet
+    clipped to the int16 range (callers that must not clip check it)."""
+    return np.round(np.asarray(x) * PCM16_SCALE).astype(np.int32)
+
+
+def float_to_pcm16(x: np.ndarray) -> np.ndarray:
+    """Float samples -> int16 PCM: the nearest level, clipped to ``[-32768, 32767]``."""
+    return np.clip(pcm16_levels(x), -32768, 32767).astype(np.int16)
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
                 subtype: str | None = None) -> None:
-    """Write ``(channels, samples)`` or ``(samples,)`` audio atomically (temp name, rename)."""
+    """Write ``(channels, samples)`` or ``(samples,)`` audio atomically (temp name, rename).
+
+    ``subtype`` None is the format's default (16-bit PCM for WAV and FLAC); float samples
+    written as 16-bit PCM go through :func:`float_to_pcm16`."""
     path = Path(path)
     audio = np.asarray(audio)
     data = audio.T if audio.ndim == 2 else audio
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
+    if data.dtype.kind == "f" and (subtype or sf.default_subtype(fmt)) == "PCM_16":
+        data = float_to_pcm16(data)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), data, sample_rate, subtype=subtype, format=fmt)
 
-
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def load_at_rate(path: Path, rate: int, min_channels: int = 1,
                  channels: list[int] | None = None) -> np.ndarray:
     """Read audio ``(C, L)`` (the ``channels`` chosen) and resample it to ``rate`` when needed."""
     audio, sr = read_audio(path, min_channels=min_channels, channels=channels)
-    if sr != rate:
-        g = np.gcd(sr, rate)
-        audio = resample_poly(audio, rate // g, sr // g, axis=-1).astype(np.float32)
-    return audio
+    return resample(audio, sr, rate)
+
+
+def load_references(paths: Sequence[Path], rate: int, length: int) -> np.ndarray:
+    """Channel 0 of each source image file at ``rate``: ``(K, length)`` float32; an image of
+    another length than the mixture's ``length`` samples is an error naming it."""
+    refs = []
+    for path in paths:
+        ref = load_at_rate(path, rate, channels=[0])[0]
+        if ref.shape[-1] != length:
+            raise BootsepError(f"source image has {ref.shape[-1]} samples at {rate} Hz, the "
+                               f"mixture {length}", path)
+        refs.append(ref)
+    return np.stack(refs)
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int, dtype=np.float32) -> np.ndarray:
+    """Polyphase resampling along the last axis (scipy's ``resample_poly`` at the reduced
+    ratio ``rate_out / rate_in``), as ``dtype``; the input unchanged when the rates match."""
+    if rate_in == rate_out:
+        return np.asarray(x, dtype=dtype)
+    g = math.gcd(int(rate_in), int(rate_out))
+    return resample_poly(x, rate_out // g, rate_in // g, axis=-1).astype(dtype, copy=False)

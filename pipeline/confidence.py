@@ -6,7 +6,8 @@ The leading axis ``B`` indexes mixtures. Every measure lies in [0, 1] and is nev
 * :func:`c_jsd` (eq. 5) Jensen–Shannon divergence (log base 2) between the 1-component and the
   K-component GMM, Monte Carlo, scalar per mixture;
 * :func:`c_post` (eq. 6) posterior sharpness, per bin;
-* :func:`combined_confidence` (eq. 7) ``(C_cl C_JSD C_post)^alpha`` per bin;
+* :func:`combined_confidence` (eq. 7) ``(C_cl C_JSD C_post)^alpha`` per bin, and
+  :func:`check_alpha`, the one check of its exponent;
 * :func:`mean_confidence` ``C_cl C_JSD mean(C_post)``, the per-mixture score of the ensemble;
 * :func:`confidence_measures` all of the above from a
   :class:`~bootsep.pipeline.spatial.SpatialResult`.
@@ -18,6 +19,7 @@ one cluster / uniform gives 0, as for ``K = 2``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,7 @@ from bootsep.pipeline.gmm import LOG_2PI, GMMParams, log_likelihood, sample_from
 if TYPE_CHECKING:  # pragma: no cover
     from bootsep.pipeline.spatial import SpatialResult
 
-__all__ = ["c_cl", "c_jsd", "c_post", "combined_confidence", "mean_confidence",
+__all__ = ["c_cl", "c_jsd", "c_post", "check_alpha", "combined_confidence", "mean_confidence",
            "confidence_measures", "measures"]
 
 _LN2 = float(np.log(2.0))
@@ -233,6 +235,20 @@ def _per_mixture(x, ndim: int, dt) -> np.ndarray:
     return x.reshape(x.shape + (1,) * (ndim - x.ndim))
 
 
+def check_alpha(alpha, name: str = "alpha", path=None) -> float:
+    """The exponent α of eq. 7 as a float: a finite number >= 0, else a :class:`BootsepError`
+    naming ``name`` (e.g. the params key) and ``path`` (the file it came from)."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise BootsepError(f"{name} is {alpha!r}; the confidence exponent of eq. 7 must be a "
+                           "number >= 0", path) from None
+    if not (math.isfinite(value) and value >= 0):
+        raise BootsepError(f"{name} is {value}; the confidence exponent of eq. 7 must be finite "
+                           "and >= 0", path)
+    return value
+
+
 def combined_confidence(c_cl, c_jsd, c_post, alpha: float) -> np.ndarray:
     """Eq. 7: ``C(alpha) = (C_cl C_JSD C_post)^alpha`` per bin.
 
@@ -243,9 +259,7 @@ def combined_confidence(c_cl, c_jsd, c_post, alpha: float) -> np.ndarray:
     """
     cp = np.asarray(c_post)
     dt = cp.dtype if np.issubdtype(cp.dtype, np.floating) else np.dtype(np.float64)
-    alpha = float(alpha)
-    if alpha < 0 or not np.isfinite(alpha):
-        raise BootsepError(f"confidence exponent alpha must be finite and >= 0, got {alpha}")
+    alpha = check_alpha(alpha)
     prod = cp * _per_mixture(c_cl, cp.ndim, dt)
     prod = prod * _per_mixture(c_jsd, cp.ndim, dt)
     prod = np.asarray(prod, dtype=dt)

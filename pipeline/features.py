@@ -13,8 +13,8 @@ import numpy as np
 from bootsep.errors import BootsepError
 
 __all__ = [
-    "PCAFit", "frames_valid", "ipd", "ipd_features", "log_magnitude_db", "relative_db",
-    "fit_mask", "pca_fit", "pca_fit_ragged", "pca_transform", "pca_transform_angle", "pca_project",
+    "PCAFit", "ipd", "log_magnitude_db", "relative_db", "fit_mask", "pca_fit_ragged",
+    "pca_transform_angle",
 ]
 
 
@@ -24,29 +24,15 @@ def _real_dtype(x: np.ndarray) -> np.dtype:
     return np.dtype(np.float32) if np.asarray(x).dtype in small else np.dtype(np.float64)
 
 
-def frames_valid(lengths: np.ndarray, n_frames: int) -> np.ndarray:
-    """``(B,)`` frame counts -> ``(B, n_frames)`` bool, True for the first ``lengths[b]`` frames."""
-    lengths = np.asarray(lengths)
-    return np.arange(n_frames)[None, :] < lengths[:, None]
-
-
-def ipd(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+def ipd(x0: np.ndarray, x1: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Interchannel phase difference (eq. 1) in [-pi, pi]; any (broadcastable) shape; 0 where a
     channel is 0. (``-pi`` and ``pi`` are the same angle; which one appears depends on the sign
-    of a zero imaginary part, and no later step can tell them apart.)"""
-    z = np.multiply(x0, np.conj(x1))
+    of a zero imaginary part, and no later step can tell them apart.) ``out``: optional real
+    array of the result's shape that receives it (e.g. float32 for complex64 input)."""
+    z = np.multiply(np.conj(x1), x0)
     # eq. (1): theta = angle(X0 * conj(X1)); "+ 0.0" turns a -0.0 real part into +0.0, else
     # arctan2(+-0, -0) = +-pi where a channel is 0 (x0 = 0 and x1 in the third quadrant, say)
-    return np.arctan2(z.imag, z.real + 0.0)
-
-
-def ipd_features(theta: np.ndarray) -> np.ndarray:
-    """``(...,)`` IPD -> ``(..., 2)`` features ``(cos theta, sin theta)`` (§2.1)."""
-    theta = np.asarray(theta)
-    out = np.empty(theta.shape + (2,), dtype=_real_dtype(theta))
-    np.cos(theta, out=out[..., 0])
-    np.sin(theta, out=out[..., 1])
-    return out
+    return np.arctan2(z.imag, z.real + 0.0, out=out)
 
 
 def log_magnitude_db(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
@@ -142,73 +128,11 @@ def _top_eigvec_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray):
     return lam, v * sign
 
 
-def _pca_fit_centered(feat: np.ndarray, w: np.ndarray) -> tuple[PCAFit, np.ndarray]:
-    """Fit on ``feat (B, 2, N)`` (finite everywhere) with 0/1 weights ``w (B, N)``.
-
-    Centres ``feat`` IN PLACE on the weighted mean and returns ``(fit, phi (B, N))``.
-    """
-    n = w.sum(axis=-1, dtype=np.float64)
-    nz = np.maximum(n, 1.0)
-    mean = np.matmul(feat, w[:, :, None])[..., 0].astype(np.float64) / nz[:, None]  # (B, 2)
-    feat -= mean[:, :, None].astype(feat.dtype)
-    fw = feat * w[:, None, :]
-    gram = np.matmul(fw, feat.transpose(0, 2, 1)).astype(np.float64) / nz[:, None, None]
-    lam, comp = _top_eigvec_2x2(gram[:, 0, 0], 0.5 * (gram[:, 0, 1] + gram[:, 1, 0]), gram[:, 1, 1])
-    lam = np.where(n > 0, np.maximum(lam, 0.0), 0.0)
-    phi = np.matmul(comp[:, None, :].astype(feat.dtype), feat)[:, 0, :]
-    return PCAFit(mean=mean, component=comp, explained_variance=lam), phi
-
-
-def pca_fit(feats: np.ndarray, mask: np.ndarray | None = None) -> PCAFit:
-    """Per-mixture PCA of ``feats (B, N, 2)`` on the bins where ``mask (B, N)`` is True.
-
-    Masked-out bins may hold anything (NaN, inf). No masked bin: mean 0, axis (1, 0),
-    variance 0; one masked bin or zero variance: mean = that value, axis (1, 0), variance 0.
-    """
-    return _pca_fit_impl(feats, mask)[0]
-
-
-def pca_transform(fit: PCAFit, feats: np.ndarray) -> np.ndarray:
-    """``feats (B, N, 2)`` -> ``phi (B, N)`` = (feats - mean) . component, every bin
-    (non-finite features give non-finite phi, silently)."""
-    feats = np.asarray(feats)
-    dt = _real_dtype(feats)
-    mean = fit.mean.astype(dt)[:, None, :]
-    comp = fit.component.astype(dt)
-    with np.errstate(invalid="ignore", over="ignore"):     # non-finite bins stay non-finite
-        return (feats[..., 0] - mean[..., 0]) * comp[:, None, 0] \
-            + (feats[..., 1] - mean[..., 1]) * comp[:, None, 1]
-
-
-def pca_project(feats: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """PCA fitted on the masked bins of each mixture, applied to all its bins: ``(B, N, 2) -> (B, N)``."""
-    fit, phi = _pca_fit_impl(feats, mask)
-    if mask is None:
-        return phi
-    return pca_transform(fit, feats)  # every bin (the fit only saw the masked ones)
-
-
-def _pca_fit_impl(feats, mask):
-    feats = np.asarray(feats)
-    if feats.ndim != 3 or feats.shape[-1] != 2:
-        raise BootsepError(f"PCA features must be (B, N, 2), got shape {feats.shape}")
-    dt = _real_dtype(feats)
-    if mask is None:
-        w = np.ones(feats.shape[:2], dtype=dt)
-        # a copy: it is centred in place
-        feat = np.array(feats.transpose(0, 2, 1), dtype=dt, order="C", copy=True)
-    else:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != feats.shape[:2]:
-            raise BootsepError(f"PCA mask shape {mask.shape} does not match features {feats.shape}")
-        w = mask.astype(dt)
-        feat = np.where(mask[:, None, :], feats.transpose(0, 2, 1), 0).astype(dt, copy=False)
-    return _pca_fit_centered(feat, w)
-
-
 def pca_fit_ragged(feats: np.ndarray, rows: np.ndarray, n_rows: int) -> PCAFit:
     """Per-mixture PCA of ragged points: ``feats (M, 2)`` where point ``i`` belongs to mixture
-    ``rows[i]`` (``0 <= rows < n_rows``, any order). Same conventions as :func:`pca_fit`.
+    ``rows[i]`` (``0 <= rows < n_rows``, any order). Masked-out bins are simply not passed.
+    No point: mean 0, axis (1, 0), variance 0; one point or zero variance: mean = that value,
+    axis (1, 0), variance 0.
 
     Accumulates in float64 and centres before forming the scatter (two passes), so a cloud
     whose spread is tiny compared with its mean (e.g. ``cos theta`` near 1) keeps its axis.
@@ -233,19 +157,21 @@ def pca_fit_ragged(feats: np.ndarray, rows: np.ndarray, n_rows: int) -> PCAFit:
     return PCAFit(mean=mean, component=comp, explained_variance=lam)
 
 
-def pca_transform_angle(fit: PCAFit, theta: np.ndarray) -> np.ndarray:
+def pca_transform_angle(fit: PCAFit, theta: np.ndarray,
+                        out: np.ndarray | None = None) -> np.ndarray:
     """PCA projection of the IPD features ``(cos theta, sin theta)`` straight from the angle.
 
     With the unit axis ``c = (cos beta, sin beta)``, ``(cos theta, sin theta) . c = cos(theta -
     beta)``, so ``phi = cos(theta - beta) - mean . c``: one cosine per bin instead of a cosine, a
-    sine and a dot product. ``theta (B, ...)``; float32 in, float32 out.
+    sine and a dot product. ``theta (B, ...)``; float32 in, float32 out (into ``out`` if given,
+    an array of ``theta``'s shape and that dtype).
     """
     theta = np.asarray(theta)
     dt = _real_dtype(theta)
     beta = np.arctan2(fit.component[:, 1], fit.component[:, 0])
     offset = np.einsum("bd,bd->b", fit.mean, fit.component)
     shape = (-1,) + (1,) * (theta.ndim - 1)
-    out = np.subtract(theta, beta.astype(dt).reshape(shape), dtype=dt)
+    out = np.subtract(theta, beta.astype(dt).reshape(shape), out=out, dtype=dt)
     np.cos(out, out=out)
     out -= offset.astype(dt).reshape(shape)
     return out

@@ -34,11 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bootsep.errors import BootsepError
+from bootsep.pipeline.padding import frames_valid
 
-__all__ = [
-    "GMMParams", "GMMFit", "fit_gmm", "log_prob_components", "log_likelihood", "posteriors",
-    "sample", "sample_from_variates",
-]
+__all__ = ["GMMParams", "GMMFit", "fit_gmm", "log_likelihood", "posteriors", "sample_from_variates"]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 _NK_EPS = 10.0 * np.finfo(np.float64).eps     # sklearn: nk = resp.sum(0) + 10 * eps
@@ -109,17 +107,14 @@ class GMMFit:
 
 def fit_gmm(x: np.ndarray, mask: np.ndarray | None = None, n_components: int = 2, *,
             max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
-            init: str | GMMParams = "auto",
-            seed: int | np.random.Generator | None = None) -> GMMFit:
+            init: str | GMMParams = "quantile") -> GMMFit:
     """Fit a K-component full-covariance GMM by EM to each mixture of ``x (..., N, D)``.
 
     ``mask (..., N)`` bool selects the points each mixture is fitted on (None: all).
     ``init``: ``'quantile'`` (deterministic: points ordered by their first coordinate are cut
-    into K equal-count slices, whose weights/means/covariances start EM), ``'kmeans++'``
-    (k-means++ seeds from ``seed``, points hard-assigned to the nearest seed), a
+    into K equal-count slices, whose weights/means/covariances start EM) or a
     :class:`GMMParams` (used as is, as sklearn's ``weights_init``/``means_init``/
-    ``precisions_init``), or ``'auto'`` (``'quantile'`` for D = 1, ``'kmeans++'`` otherwise).
-    ``seed`` only matters for ``'kmeans++'``; None means seed 0, so results are repeatable.
+    ``precisions_init``). No randomness: the same data give the same fit.
     """
     x = np.asarray(x)
     if x.ndim < 3:
@@ -140,22 +135,15 @@ def fit_gmm(x: np.ndarray, mask: np.ndarray | None = None, n_components: int = 2
     degenerate = _degenerate_rows(xp, pm, counts)
     if isinstance(init, GMMParams):
         init = _flatten_params(init, B, K, dim)
-    elif init == "auto":
-        init = "quantile" if dim == 1 else "kmeans++"
-    if isinstance(init, str) and init not in ("quantile", "kmeans++"):
-        raise BootsepError(f"unknown GMM init '{init}' (quantile, kmeans++ or GMMParams)")
+    elif init != "quantile":
+        raise BootsepError(f"unknown GMM init '{init}' (quantile or GMMParams)")
 
     if K == 1 and isinstance(init, str):
         w, mu, cov = _m_step(xp.astype(np.float64), _weights_of(pm, xp)[..., None], reg_covar)
         lb = _gaussian_mean_loglik(mu, cov, counts, reg_covar)
         res = (w, mu, cov, np.ones(B, bool), np.ones(B, np.int64), lb)
     else:
-        if isinstance(init, tuple):
-            p0 = init
-        elif init == "quantile":
-            p0 = _quantile_init(xp, pm, counts, K, reg_covar)
-        else:
-            p0 = _kmeanspp_init(xp, pm, counts, K, reg_covar, _rng(seed))
+        p0 = init if isinstance(init, tuple) else _quantile_init(xp, pm, counts, K, reg_covar)
         if dim == 1 and K == 2:
             res = _em_1d2(xp[..., 0], pm, counts, p0, ~degenerate, max_iter, tol, reg_covar)
         else:
@@ -169,21 +157,10 @@ def fit_gmm(x: np.ndarray, mask: np.ndarray | None = None, n_components: int = 2
         n_points=counts.reshape(batch))
 
 
-def log_prob_components(params: GMMParams, x: np.ndarray) -> np.ndarray:
-    """``log N(x | mu_k, Sigma_k)`` for every point and component: ``(..., N, D) -> (..., N, K)`` float64."""
-    w, mu, cov, batch, xf = _flat_for_eval(params, x)
-    prec_chol, log_det = _precision_cholesky(cov)
-    out = _log_gauss(xf.astype(np.float64), mu, prec_chol, log_det)
-    return out.reshape(batch + out.shape[1:])
-
-
 def log_likelihood(params: GMMParams, x: np.ndarray) -> np.ndarray:
     """``log p(x) = log sum_k w_k N(x | mu_k, Sigma_k)``: ``(..., N, D) -> (..., N)`` float64."""
     w, mu, cov, batch, xf = _flat_for_eval(params, x)
-    prec_chol, log_det = _precision_cholesky(cov)
-    lp = _log_gauss(xf.astype(np.float64), mu, prec_chol, log_det)
-    with np.errstate(divide="ignore"):
-        lp += np.log(w)[:, None, :]
+    lp = _log_joint(w, mu, cov, xf)
     return _logsumexp(lp).reshape(batch + lp.shape[1:2])
 
 
@@ -221,10 +198,7 @@ def posteriors(params: GMMParams, x: np.ndarray, out: np.ndarray | None = None,
                 lab = labels_out.reshape(Bf, N)[sl]
                 np.greater(g1, g0, out=lab, casting="unsafe")
         return out.reshape(batch + out.shape[1:])
-    prec_chol, log_det = _precision_cholesky(cov)
-    lp = _log_gauss(xf.astype(np.float64), mu, prec_chol, log_det)
-    with np.errstate(divide="ignore"):
-        lp += np.log(w)[:, None, :]
+    lp = _log_joint(w, mu, cov, xf)
     lp -= _logsumexp(lp)[..., None]          # eq. (3): gamma_j = P(phi|z_j) P(z_j) / P(phi)
     res = np.exp(lp, out=lp).astype(dt, copy=False).reshape(shape)
     if out is not None:
@@ -233,27 +207,6 @@ def posteriors(params: GMMParams, x: np.ndarray, out: np.ndarray | None = None,
     if labels_out is not None:
         labels_out[...] = res.argmax(axis=-1)
     return res
-
-
-def sample(params: GMMParams, n: int, rng: np.random.Generator | int | None = None, *,
-           shared: bool = False) -> np.ndarray:
-    """Draw ``n`` points from each mixture: ``(..., n, D)`` float64.
-
-    ``shared=True`` uses the same uniform/normal base variates for every mixture, so each
-    mixture's sample depends only on its own parameters and the seed (not on the batch).
-    The base variates are drawn as ``rng.random(n)`` then ``rng.standard_normal((n, D))``.
-    """
-    rng = _rng(rng)
-    B = int(np.prod(params.batch_shape, dtype=np.int64))
-    D = params.n_features
-    if shared:
-        u = np.broadcast_to(rng.random(n), (B, n))
-        z = np.broadcast_to(rng.standard_normal((n, D)), (B, n, D))
-    else:
-        u = rng.random((B, n))
-        z = rng.standard_normal((B, n, D))
-    return sample_from_variates(params, u.reshape(params.batch_shape + (n,)),
-                                z.reshape(params.batch_shape + (n, D)))
 
 
 def sample_from_variates(params: GMMParams, u: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -281,12 +234,6 @@ def sample_from_variates(params: GMMParams, u: np.ndarray, z: np.ndarray) -> np.
 # data preparation
 
 
-def _rng(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(0 if seed is None else seed)
-
-
 def _pack(x: np.ndarray, mask: np.ndarray | None, work: np.dtype):
     """Move each mixture's masked points to the front: ``xp (B, Np, D)`` zero-padded,
     ``pm (B, Np)`` True on real points (None when nothing is padded), ``counts (B,)``."""
@@ -296,7 +243,7 @@ def _pack(x: np.ndarray, mask: np.ndarray | None, work: np.dtype):
     else:
         counts = mask.sum(axis=1).astype(np.int64)
         n_max = max(int(counts.max(initial=0)), 1)
-        pm = np.arange(n_max)[None, :] < counts[:, None]
+        pm = frames_valid(counts, n_max)
         xp = np.zeros((B, n_max, D), work)
         xp[pm] = x[mask]                    # both masks are walked in row-major order
         if pm.all():
@@ -379,6 +326,15 @@ def _log_gauss(x: np.ndarray, mu: np.ndarray, prec_chol: np.ndarray, log_det: np
         y -= np.einsum("bd,bde->be", mu[:, k], prec_chol[:, k])[:, None, :]
         out[:, :, k] = -0.5 * (D * LOG_2PI + np.einsum("bne,bne->bn", y, y)) + log_det[:, k, None]
     return out
+
+
+def _log_joint(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``log w_k + log N(x | mu_k, Sigma_k)`` ``(B, N, K)`` float64 for points ``x (B, N, D)``."""
+    prec_chol, log_det = _precision_cholesky(cov)
+    lp = _log_gauss(x.astype(np.float64), mu, prec_chol, log_det)
+    with np.errstate(divide="ignore"):
+        lp += np.log(w)[:, None, :]
+    return lp
 
 
 def _logsumexp(a: np.ndarray) -> np.ndarray:
@@ -512,39 +468,6 @@ def _quantile_init(xp, pm, counts, K, reg):
         diff = xs - mu[:, k, None, :].astype(xs.dtype)
         cov[:, k] = np.einsum("bn,bnd,bne->bde", sk, diff, diff) / size[:, k, None, None]
     cov[..., np.arange(D), np.arange(D)] += reg
-    return size / size.sum(axis=1, keepdims=True), mu, cov
-
-
-def _kmeanspp_init(xp, pm, counts, K, reg, rng):
-    """k-means++ seeds (one draw per mixture and seed), hard assignment to the nearest seed,
-    then one M-step. Seeds whose cluster has < 2 points keep the seed as mean and the
-    mixture's overall covariance."""
-    x = xp.astype(np.float64)
-    B, n_max, D = x.shape
-    wv = _weights_of(pm, xp)
-    n = np.maximum(counts, 1)
-    rows = np.arange(B)
-    centers = np.empty((B, K, D))
-    idx = np.minimum((rng.random(B) * n).astype(np.int64), n - 1)
-    centers[:, 0] = x[rows, idx]
-    d2 = ((x - centers[:, 0, None, :]) ** 2).sum(-1) * wv
-    for k in range(1, K):
-        u, u_flat = rng.random(B), rng.random(B)
-        cum = np.cumsum(d2, axis=1)
-        total = cum[:, -1]
-        idx = np.minimum((cum < (u * total)[:, None]).sum(axis=1), n - 1)
-        idx = np.where(total > 0, idx, np.minimum((u_flat * n).astype(np.int64), n - 1))
-        centers[:, k] = x[rows, idx]
-        d2 = np.minimum(d2, ((x - centers[:, k, None, :]) ** 2).sum(-1) * wv)
-    dist = ((x[:, :, None, :] - centers[:, None, :, :]) ** 2).sum(-1)
-    resp = (dist.argmin(-1)[..., None] == np.arange(K)).astype(np.float64) * wv[..., None]
-    _, mu, cov = _m_step(x, resp, reg)
-    _, _, overall = _m_step(x, wv[..., None], reg)
-    size = resp.sum(axis=1)
-    small = size < 2
-    mu = np.where(small[..., None], centers, mu)
-    cov = np.where(small[..., None, None], overall, cov)
-    size = np.maximum(size, 1.0)
     return size / size.sum(axis=1, keepdims=True), mu, cov
 
 

@@ -1,16 +1,28 @@
-"""Keep freed heap memory in the process (glibc ``mallopt``), for the shard workers.
+"""glibc malloc settings of bootsep's worker processes: the one place that calls ``mallopt``.
 
-A shard task allocates and frees the same large numpy temporaries (a few MiB each) for every
-utterance. With glibc's defaults, blocks above the mmap threshold (128 KiB, rising with use)
-are ``mmap``'ed and unmapped again on free, and the heap top is trimmed back to the kernel,
-so each new temporary is page-faulted in afresh; numpy asks for transparent huge pages on
-arrays of 4 MiB and more, so the kernel zeroes (and may compact memory for) 2 MiB per fault.
-On the 2-core machine this kernel time was about a third of the stft and spatial stages.
+The policy, for every kind of worker: fix glibc's mmap threshold instead of letting it slide.
+By default blocks above the threshold (128 KiB at first) are ``mmap``'ed and unmapped on free,
+and each free of such a block raises the threshold to that block's size, so later blocks of
+that size land on the heap, where they fragment it; numpy asks for transparent huge pages on
+arrays of 4 MiB and more, so every fresh mapping costs the kernel zeroing 2 MiB per fault.
+Where the fixed threshold sits depends on what a worker allocates:
 
-:func:`keep_freed_memory` raises the mmap threshold to glibc's maximum (32 MiB on 64-bit)
-and the trim threshold far above a task's working set, so freed blocks are reused without
-returning to the kernel. The cost is that a worker keeps its peak heap (a few hundred MiB)
-until it exits. It is a no-op where the C library is not glibc.
+- shard workers (:func:`keep_freed_memory`, set in every Dask task by
+  :mod:`bootsep.pipeline.parallel`) allocate and free the same large numpy temporaries (a few
+  MiB each) for every utterance. The threshold goes to glibc's maximum (32 MiB on 64-bit) and
+  the trim threshold far above a task's working set, so freed blocks are reused without
+  returning to the kernel (on the 2-core machine the page faults were about a third of the
+  stft and spatial stages). The cost: a worker keeps its peak heap (a few hundred MiB) until
+  it exits.
+- training-data loader workers (:func:`release_large_blocks`, from
+  :func:`bootsep.train.dataset.worker_init`) live for a whole run and allocate batch-sized
+  buffers of every size (then copied to shared memory). The threshold is fixed at 1 MiB, so
+  those buffers are mapped and returned to the kernel on free; on the heap they fragment it
+  and it grows with the epoch (about +150 MiB RSS per worker).
+
+Values set by ``mallopt`` replace those glibc read from its ``MALLOC_*_`` environment variables
+(e.g. the ``MALLOC_TRIM_THRESHOLD_`` that ``distributed`` sets in the workers it spawns), so no
+environment variable is needed. Both functions are no-ops where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -23,15 +35,28 @@ M_TRIM_THRESHOLD = -1          # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20      # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
 TRIM_THRESHOLD = 1 << 30
+LOADER_MMAP_THRESHOLD = 1 << 20
 
 
 @functools.cache
 def keep_freed_memory() -> bool:
-    """Set the process's malloc thresholds (once); True where glibc accepted them."""
+    """Shard workers: keep freed blocks below 32 MiB for reuse (once per process); True where
+    glibc accepted the settings."""
+    return _mallopt({M_MMAP_THRESHOLD: MMAP_THRESHOLD, M_TRIM_THRESHOLD: TRIM_THRESHOLD})
+
+
+@functools.cache
+def release_large_blocks() -> bool:
+    """Loader workers: blocks of 1 MiB and more are mapped and returned on free (once per
+    process); True where glibc accepted the setting."""
+    return _mallopt({M_MMAP_THRESHOLD: LOADER_MMAP_THRESHOLD})
+
+
+def _mallopt(settings: dict[int, int]) -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return all([bool(libc.mallopt(param, value)) for param, value in settings.items()])
 
 
 def _glibc():

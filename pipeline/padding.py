@@ -1,9 +1,8 @@
 """Variable-length utterances <-> padded batches, for the batched numeric core.
 
-The frame mask of a padded batch is :func:`bootsep.pipeline.features.frames_valid`.
-
 Shards store per-frame arrays of many utterances concatenated; the numerics (features,
-EM, confidence) work on ``(B, T_max, ...)`` batches with a ``(B, T_max)`` frame mask.
+EM, confidence) work on ``(B, T_max, ...)`` batches with a ``(B, T_max)`` frame mask
+(:func:`frames_valid`, also the mask of points packed to the front of each row).
 """
 
 from __future__ import annotations
@@ -23,6 +22,12 @@ def pad_stack(arrays: Sequence[np.ndarray], fill=0) -> tuple[np.ndarray, np.ndar
     for b, a in enumerate(arrays):
         out[b, : a.shape[0]] = a
     return out, lengths
+
+
+def frames_valid(lengths: np.ndarray, n_frames: int) -> np.ndarray:
+    """``(B,)`` frame counts -> ``(B, n_frames)`` bool, True for the first ``lengths[b]`` frames."""
+    lengths = np.asarray(lengths)
+    return np.arange(n_frames)[None, :] < lengths[:, None]
 
 
 def unpad(batch: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:

@@ -14,12 +14,10 @@
   same ``data/`` paths).
 
 ``worker_env`` is merged into the environment of the local workers (a null value removes a
-variable). Why: ``distributed`` sets ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in the workers it
-spawns, and setting any of glibc's ``MALLOC_*_THRESHOLD_`` variables also switches off its
-dynamic mmap threshold, so every numpy temporary above 128 KiB is mmap'ed, page-faulted and
-unmapped again; that nearly halves the speed of these stages (bench/spatial_throughput.py).
-Workers also get ``OMP_NUM_THREADS`` etc. set to their thread count so that BLAS does not
-oversubscribe the cores, and keep freed heap memory for reuse (:mod:`bootsep.pipeline.malloc`).
+variable). Workers also get ``OMP_NUM_THREADS`` etc. set to their thread count so that BLAS
+does not oversubscribe the cores, and every task runs with freed heap memory kept for reuse
+(:func:`bootsep.pipeline.malloc.keep_freed_memory`, which also overrides the
+``MALLOC_TRIM_THRESHOLD_`` that ``distributed`` sets in its workers).
 """
 
 from __future__ import annotations

@@ -20,10 +20,12 @@ import numpy as np
 
 from bootsep.errors import BootsepError
 from bootsep.pipeline.channels import check_channel_pair
+from bootsep.pipeline.features import PCAFit, pca_fit_ragged, pca_transform_angle
 from bootsep.pipeline.features import fit_mask as _fit_mask
-from bootsep.pipeline.features import pca_fit_ragged
+from bootsep.pipeline.features import ipd as _ipd
 from bootsep.pipeline.gmm import GMMParams, fit_gmm
 from bootsep.pipeline.gmm import posteriors as _posteriors
+from bootsep.pipeline.padding import frames_valid
 
 __all__ = ["SpatialResult", "spatial_masks"]
 
@@ -105,14 +107,9 @@ def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
     # the fit bins (valid, more than tau_db above the mixture's loudest valid bin)
     ipd = np.empty((B, T, F), np.float32)
     fit = np.empty((B, T, F), bool)
-    zbuf = np.empty((min(step, B), T, F), np.complex64)
     for s in range(0, B, step):
         sl = slice(s, min(s + step, B))
-        z = zbuf[: sl.stop - s]
-        np.conjugate(x1[sl], out=z, casting="same_kind")
-        np.multiply(z, x0[sl], out=z, casting="same_kind")
-        z.real += 0.0              # -0.0 -> +0.0: IPD 0, not +-pi, where a channel is 0
-        np.arctan2(z.imag, z.real, out=ipd[sl])
+        _ipd(x0[sl], x1[sl], out=ipd[sl])
         fit[sl] = _fit_mask(logmag_db[sl], None if valid is None else valid[sl], tau_db)
     channels = check_channel_pair(x0, x1, valid)             # no spatial cue: fit no bin
     fit &= ~channels.flagged[:, None, None]
@@ -124,16 +121,19 @@ def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
     counts = np.count_nonzero(flat_fit, axis=1)
     rows = np.repeat(np.arange(B), counts)     # boolean indexing walks rows in order
 
-    # PCA of (cos, sin) on the fit bins (float64 accumulation); phi of the fit bins
+    # PCA of (cos, sin) on the fit bins (float64 accumulation), applied to every bin: phi
     th = theta_fit.astype(np.float64)
     pca = pca_fit_ragged(np.stack([np.cos(th), np.sin(th)], axis=-1), rows, B)
-    beta = np.arctan2(pca.component[:, 1], pca.component[:, 0]).astype(np.float32)
-    offset = np.einsum("bd,bd->b", pca.mean, pca.component).astype(np.float32)
-    phi_fit = np.cos(theta_fit - beta[rows]) - offset[rows]        # = pca_transform_angle
+    phi = np.empty((B, T, F), np.float32)
+    for s in range(0, B, step):
+        sl = slice(s, min(s + step, B))
+        part = PCAFit(pca.mean[sl], pca.component[sl], pca.explained_variance[sl])
+        pca_transform_angle(part, ipd[sl], out=phi[sl])
+    phi_fit = phi.reshape(B, N)[flat_fit]
 
     # GMMs on the fit bins' phi, packed to the front of each row
     n_max = max(int(counts.max(initial=0)), 1)
-    pm = np.arange(n_max)[None, :] < counts[:, None]
+    pm = frames_valid(counts, n_max)
     xp = np.zeros((B, n_max, 1), np.float32)
     xp[pm, 0] = phi_fit
     gk = fit_gmm(xp, pm, K, max_iter=max_iter, tol=tol, reg_covar=reg_covar, init="quantile")
@@ -141,15 +141,11 @@ def spatial_masks(x0: np.ndarray, x1: np.ndarray, logmag_db: np.ndarray,
     order = np.argsort(gk.params.means[..., 0], axis=-1, kind="stable")
     params = gk.params.permute(order)
 
-    # pass 2, per block: phi of every bin, eq. (3) for every bin (uniform on padding), labels
-    phi = np.empty((B, T, F), np.float32)
+    # pass 2, per block: eq. (3) for every bin (uniform on padding), labels
     post = np.empty((B, T, F, K), np.float32)
     labels = np.empty((B, T, F), np.uint8)
     for s in range(0, B, step):
         sl = slice(s, min(s + step, B))
-        np.subtract(ipd[sl], beta[sl, None, None], out=phi[sl])
-        np.cos(phi[sl], out=phi[sl])
-        phi[sl] -= offset[sl, None, None]
         p_sl = GMMParams(params.weights[sl], params.means[sl], params.covariances[sl])
         nb = sl.stop - s
         _posteriors(p_sl, phi[sl].reshape(nb, N, 1), out=post[sl].reshape(nb, N, K),

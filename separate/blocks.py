@@ -27,7 +27,7 @@ import soundfile as sf
 from scipy.optimize import linear_sum_assignment
 
 from bootsep.atomic import atomic_path
-from bootsep.errors import BootsepError
+from bootsep.errors import BootsepError, exception_text
 from bootsep.pipeline.audio import audio_info
 from bootsep.progress import Progress
 
@@ -191,16 +191,13 @@ def scan_audio(path: str | os.PathLike) -> ScannedAudio:
     except BootsepError:
         raise
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({_short(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
     if seen == 0:
         raise BootsepError("empty audio file (0 samples)", path)
     if peak <= SILENCE_PEAK:
         raise BootsepError(f"audio is silent (peak {peak:.1e}); nothing to separate", path)
     return ScannedAudio(path, int(info.samplerate), int(info.channels), seen, peak)
 
-
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _out_format(path: Path, frames: int) -> tuple[str, str]:
@@ -241,7 +238,7 @@ def separate_file(path: str | os.PathLike, out_paths: Sequence[str | os.PathLike
                 src.seek(a)
                 data = src.read(b - a, dtype="float32", always_2d=True)
             except Exception as exc:
-                raise BootsepError(f"unreadable audio ({_short(exc)})", path) from None
+                raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
             if data.shape[0] != b - a:
                 raise BootsepError(f"audio ended early: read {a + data.shape[0]} of {length} samples", path)
             if channels is not None:
@@ -271,6 +268,6 @@ def _open_read(path: Path):
     try:
         f = sf.SoundFile(str(path))
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({_short(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
     with f:
         yield f

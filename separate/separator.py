@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
-from bootsep.errors import BootsepError
+from bootsep.errors import BootsepError, exception_text
 from bootsep.evaluate.ensemble import choose_confidence
 from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.pipeline.audio import pcm_to_float, resample
 from bootsep.pipeline.channels import INDEPENDENT, describe
 from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.stft import StftConfig, stft
@@ -333,14 +333,6 @@ def channel_warning(blocks: list[dict], approach: str) -> str | None:
 # helpers
 
 
-def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Polyphase resampling along the last axis (no-op when the rates match), float32."""
-    if rate_in == rate_out:
-        return np.asarray(x, dtype=np.float32)
-    g = math.gcd(int(rate_in), int(rate_out))
-    return resample_poly(x, rate_out // g, rate_in // g, axis=-1).astype(np.float32)
-
-
 def _fit_length(x: np.ndarray, length: int) -> np.ndarray:
     if x.shape[-1] >= length:
         return np.ascontiguousarray(x[..., :length])
@@ -362,7 +354,7 @@ def check_audio(audio: np.ndarray) -> np.ndarray:
     if x.shape[1] == 0:
         raise BootsepError("audio is empty (0 samples)")
     if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+        x = pcm_to_float(x)                      # as soundfile reads it: int16 q -> q / 32768
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise BootsepError("audio contains NaN or infinite samples")
@@ -417,7 +409,7 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise BootsepError(f"unreadable ensemble file ({' '.join(str(exc).split())[:160]})", path) from None
+        raise BootsepError(f"unreadable ensemble file ({exception_text(exc)})", path) from None
     if not isinstance(data, dict) or "threshold" not in data:
         raise BootsepError("ensemble file has no 'threshold'", path)
     model = data.get("model")
@@ -434,7 +426,7 @@ def _training_settings(folder: Path) -> dict:
     try:
         params = json.loads(path.read_text()).get("params_file") or {}
     except (OSError, ValueError, AttributeError) as exc:
-        raise BootsepError(f"unreadable model parameters ({' '.join(str(exc).split())[:160]})",
+        raise BootsepError(f"unreadable model parameters ({exception_text(exc)})",
                            path) from None
     for section, defaults in settings.items():
         given = params.get(section) if isinstance(params, dict) else None

@@ -24,7 +24,7 @@ import numpy as np
 
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import get, load_params
-from bootsep.evaluate.quality import mixture_label_stats
+from bootsep.evaluate.quality import label_quantity, mean_quality, mixture_label_stats
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
 from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
 from bootsep.progress import Progress
@@ -77,10 +77,9 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
             continue
         sums = np.array([r[f"{c.name}_sum_w"] for r in rows])
         quals = np.array([r[f"{c.name}_quality"] for r in rows])
-        quality = float((sums * quals).sum() / sums.sum()) if sums.sum() > 0 else 0.0
         summary[c.name] = {"labels": "spatial", "alpha": c.alpha,
-                           "quality": quality if has_refs else None,
-                           "quantity": float(sums.sum() / n)}
+                           "quality": mean_quality(quals, sums) if has_refs else None,
+                           "quantity": label_quantity(sums, np.ones(n))}     # w_gt sums to 1
     with atomic_dir(Path(out)) as tmp:
         write_text_atomic(tmp / "labels.json", json.dumps(
             {"train_mixtures": n, "has_references": has_refs, "conditions": summary},

@@ -1,11 +1,23 @@
-"""Audio reading: channel selection equals soundfile's whole-file float reading; bad files are one-line errors."""
+"""Audio reading: channel selection equals soundfile's whole-file float reading; bad files are
+one-line errors; the int16 convention round-trips with soundfile; resampling."""
+
+import math
 
 import numpy as np
 import pytest
+import scipy.signal
 import soundfile as sf
 
 from bootsep.errors import BootsepError
-from bootsep.pipeline.audio import read_audio
+from bootsep.pipeline.audio import (
+    PCM16_SCALE,
+    float_to_pcm16,
+    load_references,
+    pcm_to_float,
+    read_audio,
+    resample,
+    write_audio,
+)
 
 
 @pytest.mark.parametrize("suffix,subtype", [(".flac", "PCM_16"), (".wav", "PCM_16"),
@@ -37,3 +49,54 @@ def test_non_finite_float_samples_are_refused(tmp_path):
     sf.write(str(path), data, 8000, subtype="FLOAT")
     with pytest.raises(BootsepError, match=r"nan\.wav.*NaN"):
         read_audio(path, channels=[1])
+
+
+def test_pcm16_round_trips_with_soundfile(tmp_path):
+    """One int16 convention: float x is written as the nearest level round(x * 32768), clipped
+    to [-32768, 32767], and read back (as soundfile reads it) as q / 32768."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([[-1.5, -1.0, -0.5, 0.0, 2.0 ** -15, 0.5, 1 - 2.0 ** -15, 1.0, 0.4 / 32768,
+                         0.6 / 32768, -0.6 / 32768], rng.uniform(-1, 1, 500)])
+    want = [-32768, -32768, -16384, 0, 1, 16384, 32767, 32767, 0, 1, -1]
+    assert float_to_pcm16(x)[:11].tolist() == want
+    assert float_to_pcm16(x).dtype == np.int16
+    for suffix in (".wav", ".flac"):
+        path = tmp_path / f"x{suffix}"
+        write_audio(path, x.astype(np.float32), 8000)                      # default: 16-bit PCM
+        assert sf.info(str(path)).subtype == "PCM_16"
+        levels = sf.read(str(path), dtype="int16")[0]
+        np.testing.assert_array_equal(levels, float_to_pcm16(x))
+        assert np.abs(levels / PCM16_SCALE - np.clip(x, -1, 1 - 2.0 ** -15)).max() <= 2.0 ** -16
+        audio, _ = read_audio(path)
+        np.testing.assert_array_equal(audio[0], sf.read(str(path), dtype="float32")[0])
+        np.testing.assert_array_equal(audio[0], pcm_to_float(levels))
+        np.testing.assert_array_equal(audio[0], levels / PCM16_SCALE)
+        write_audio(path, audio, 8000)                                     # on the grid: exact
+        np.testing.assert_array_equal(read_audio(path)[0], audio)
+
+
+@pytest.mark.parametrize("rate_in, rate_out", [(16000, 8000), (8000, 44100), (22050, 16000)])
+def test_resample_is_polyphase_at_the_reduced_ratio(rate_in, rate_out):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 3000)).astype(np.float32)
+    y = resample(x, rate_in, rate_out)
+    assert y.dtype == np.float32 and y.shape == (2, -(-3000 * rate_out // rate_in))
+    g = math.gcd(rate_in, rate_out)
+    ref = scipy.signal.resample_poly(x[1].astype(np.float64), rate_out // g, rate_in // g)
+    np.testing.assert_allclose(y[1], ref, atol=1e-5)
+    assert resample(x[0].astype(np.float64), rate_in, rate_out, np.float64).dtype == np.float64
+    same = resample(x, 8000, 8000)
+    np.testing.assert_array_equal(same, x)
+
+
+def test_references_are_channel_0_at_the_rate_and_length(tmp_path):
+    rng = np.random.default_rng(3)
+    images = [rng.uniform(-0.5, 0.5, (1600, 4)).astype(np.float32) for _ in range(2)]
+    paths = [tmp_path / f"s{k}.wav" for k in (1, 2)]
+    for p, x in zip(paths, images):
+        sf.write(str(p), x, 16000, subtype="FLOAT")
+    refs = load_references(paths, 8000, 800)
+    assert refs.shape == (2, 800) and refs.dtype == np.float32
+    np.testing.assert_array_equal(refs[1], resample(images[1].T, 16000, 8000)[0])
+    with pytest.raises(BootsepError, match=r"s1\.wav: source image has 800 samples at 8000 Hz"):
+        load_references(paths, 8000, 799)

@@ -29,10 +29,10 @@ from bootsep.pipeline.confidence import confidence_measures
 from bootsep.pipeline.corpus.folder import index_folder
 from bootsep.pipeline.corpus.spatialize import circular_array, free_field_images, source_position
 from bootsep.pipeline.corpus.wsj0 import index_wsj0_spatialized
-from bootsep.pipeline.features import frames_valid, log_magnitude_db
+from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.jobs.confidence_shard import compute_confidence_shard
 from bootsep.pipeline.jobs.spatial_shard import SpatialOptions, compute_spatial_shard
-from bootsep.pipeline.padding import pad_stack
+from bootsep.pipeline.padding import frames_valid, pad_stack
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.storage.float16 import complex_exponent, complex_from_pairs, complex_to_pairs

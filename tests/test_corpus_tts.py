@@ -30,7 +30,6 @@ from bootsep.pipeline.corpus.spatialize import (
     free_field_images,
     mic_distances,
     source_position,
-    tdoa_seconds,
 )
 from bootsep.pipeline.corpus.text import (
     clean_entry,
@@ -86,6 +85,14 @@ def manifest_rows(corpus: Path, split: str) -> list[dict]:
 def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def tdoa_seconds(mic_pos: np.ndarray, src_pos: np.ndarray, i: int, j: int,
+                 speed_of_sound: float) -> float:
+    """Time difference of arrival (seconds) of the source at microphone i relative to j:
+    positive when the sound reaches i later."""
+    r = mic_distances(mic_pos, src_pos)
+    return float((r[i] - r[j]) / speed_of_sound)
 
 
 def gcc_phat_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 8, up: int = 32) -> float:

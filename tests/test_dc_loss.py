@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,13 +144,19 @@ def test_dtype_and_shape_checks():
 
 
 def test_labels_helpers():
-    mags = torch.tensor([[[[1.0, 5.0]], [[3.0, 2.0]]]])  # (B=1, S=2, T=1, F=2)
+    # (T=1, S=2, F=3) as the stft shards store source magnitudes; a tie goes to source 0
+    mags = np.array([[[1.0, 5.0, 2.0], [3.0, 2.0, 2.0]]], np.float32)
     labels = ideal_binary_labels(mags)
-    assert labels.shape == (1, 1, 2) and labels.dtype == torch.long
-    assert labels.tolist() == [[[1, 0]]]
-    onehot = labels_to_onehot(labels, 2)
-    assert onehot.shape == (1, 1, 2, 2)
-    assert onehot.tolist() == [[[[0.0, 1.0], [1.0, 0.0]]]]
+    assert labels.shape == (1, 3) and labels.dtype == np.uint8
+    assert labels.tolist() == [[1, 0, 0]]
+    # three sources, against a loop over the bins
+    rng = np.random.default_rng(0)
+    mags3 = rng.random((4, 3, 5))
+    want = [[max(range(3), key=lambda k: mags3[t, k, f]) for f in range(5)] for t in range(4)]
+    assert ideal_binary_labels(mags3).tolist() == want
+    onehot = labels_to_onehot(torch.from_numpy(labels.astype(np.int64)), 2)
+    assert onehot.shape == (1, 3, 2)
+    assert onehot.tolist() == [[[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]]
     # negative labels (padding) give all-zero rows
     assert labels_to_onehot(torch.tensor([[-1, 2]]), 3).tolist() == [[[0, 0, 0], [0, 0, 1]]]
     with pytest.raises(BootsepError):
@@ -157,4 +164,4 @@ def test_labels_helpers():
     with pytest.raises(BootsepError):
         labels_to_onehot(torch.tensor([0.0]), 3)
     with pytest.raises(BootsepError):
-        ideal_binary_labels(torch.ones(2, 3))
+        ideal_binary_labels(np.ones((2, 3)))

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from bootsep.evaluate.ensemble import (
-    apply_choice,
     choose_confidence,
     choose_oracle,
     choose_random,
@@ -43,9 +42,6 @@ def test_choose_oracle():
     s = np.array([3.0, 1.0, 2.0, np.nan, 0.0])
     m = np.array([1.0, 4.0, 2.0, 5.0, np.nan])
     np.testing.assert_array_equal(choose_oracle(s, m), [True, False, True, False, True])
-    pick = choose_oracle(s, m)
-    np.testing.assert_array_equal(apply_choice(pick, s, m)[:3], [3.0, 4.0, 2.0])
-    assert apply_choice(pick, np.ones((5, 2)), np.zeros((5, 2))).shape == (5, 2)
 
 
 def _score_rows(approach, conf, sdr):

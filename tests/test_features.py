@@ -1,4 +1,5 @@
-"""Spatial features (paper eqs. 1-2) by hand, the fit mask, and the batched PCA vs scikit-learn."""
+"""Spatial features (paper eqs. 1-2) by hand, the fit mask, and the per-mixture PCA vs
+scikit-learn."""
 
 import cmath
 import math
@@ -10,17 +11,13 @@ from sklearn.decomposition import PCA
 from bootsep.errors import BootsepError
 from bootsep.pipeline.features import (
     fit_mask,
-    frames_valid,
     ipd,
-    ipd_features,
     log_magnitude_db,
-    pca_fit,
     pca_fit_ragged,
-    pca_project,
-    pca_transform,
     pca_transform_angle,
     relative_db,
 )
+from bootsep.pipeline.padding import frames_valid
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig, stft
 
@@ -70,10 +67,8 @@ def test_ipd_hand_values_and_zero_channels():
     np.testing.assert_allclose(theta[:3], [np.pi / 4, np.pi / 2, 0.0], atol=1e-6)
     assert abs(theta[3]) == pytest.approx(np.pi, abs=1e-6)              # 3j * conj(-3j) = -9
     assert theta[4] == 0.0                                               # silent channel 1
-    feats = ipd_features(theta)
-    assert feats.shape == (5, 2) and feats.dtype == np.float32
-    np.testing.assert_allclose(feats[:, 0], np.cos(theta), atol=1e-7)
-    np.testing.assert_allclose(feats[:, 1], np.sin(theta), atol=1e-7)
+    out = np.full(5, np.nan, np.float32)
+    assert ipd(x0, x1, out=out) is out and out.tobytes() == theta.tobytes()
 
 
 _SIGNED_ZEROS = [complex(a, b) for a in (0.0, -0.0) for b in (0.0, -0.0)]
@@ -151,59 +146,52 @@ def _assert_same_axis(ours, ref):
     assert abs(abs(float(np.dot(ours, ref))) - 1.0) < 1e-6
 
 
+def _ragged(feats, mask):
+    """The masked bins of ``feats (B, N, 2)`` as the ragged points and rows pca_fit_ragged takes."""
+    return feats[mask], np.repeat(np.arange(mask.shape[0]), mask.sum(1))
+
+
 def test_pca_matches_sklearn_per_mixture_with_masks():
     rng = np.random.default_rng(0)
     B, N = 5, 400
-    feats, _ = _angle_clusters(rng, B, N)
+    feats, theta = _angle_clusters(rng, B, N)
     mask = rng.random((B, N)) < np.linspace(0.2, 1.0, B)[:, None]
-    feats_nan = feats.copy()
-    feats_nan[~mask] = np.nan                                           # never looked at
-    fit = pca_fit(feats_nan, mask)
-    phi = pca_project(feats_nan.copy(), mask)
-    rows = np.repeat(np.arange(B), mask.sum(1))
-    ragged = pca_fit_ragged(feats[mask], rows, B)
+    fit = pca_fit_ragged(*_ragged(feats, mask), B)
+    phi = pca_transform_angle(fit, theta)                               # every bin
     for b in range(B):
         pts = feats[b][mask[b]]
         sk = PCA(n_components=1).fit(pts)
         n = len(pts)
-        for f in (fit, ragged):
-            np.testing.assert_allclose(f.mean[b], sk.mean_, atol=1e-12)
-            _assert_same_axis(f.component[b], sk.components_[0])
-            # ours is the population variance (/n), sklearn's the sample variance (/(n-1))
-            assert f.explained_variance[b] * n / (n - 1) == pytest.approx(sk.explained_variance_[0],
-                                                                         rel=1e-9)
-        ref = sk.transform(pts)[:, 0]
+        np.testing.assert_allclose(fit.mean[b], sk.mean_, atol=1e-12)
+        _assert_same_axis(fit.component[b], sk.components_[0])
+        # ours is the population variance (/n), sklearn's the sample variance (/(n-1))
+        assert fit.explained_variance[b] * n / (n - 1) == pytest.approx(sk.explained_variance_[0],
+                                                                       rel=1e-9)
         sign = np.sign(np.dot(fit.component[b], sk.components_[0]))
-        np.testing.assert_allclose(phi[b][mask[b]], sign * ref, atol=1e-9)
-        np.testing.assert_allclose(pca_transform(fit, feats)[b],
-                                   sign * sk.transform(feats[b])[:, 0], atol=1e-9)
+        np.testing.assert_allclose(phi[b], sign * sk.transform(feats[b])[:, 0], atol=1e-9)
 
 
 def test_pca_of_angles_from_the_angle_directly():
     rng = np.random.default_rng(1)
     feats, theta = _angle_clusters(rng, 3, 500)
-    fit = pca_fit(feats)
+    fit = pca_fit_ragged(*_ragged(feats, np.ones((3, 500), bool)), 3)
+    projected = np.einsum("bnd,bd->bn", feats - fit.mean[:, None, :], fit.component)
     via_angle = pca_transform_angle(fit, theta.astype(np.float32))
     assert via_angle.dtype == np.float32
-    np.testing.assert_allclose(via_angle, pca_transform(fit, feats), atol=2e-6)
-    # float32 features: float32 projection, close to the float64 one
-    phi32 = pca_project(feats.astype(np.float32))
-    assert phi32.dtype == np.float32
-    comp32 = pca_fit(feats.astype(np.float32)).component
-    sign = np.sign(np.einsum("bd,bd->b", comp32, fit.component))
-    np.testing.assert_allclose(phi32, sign[:, None] * pca_transform(fit, feats), atol=1e-4)
+    np.testing.assert_allclose(via_angle, projected, atol=2e-6)
+    out = np.empty((3, 500), np.float32)
+    assert pca_transform_angle(fit, theta.astype(np.float32), out=out) is out
+    np.testing.assert_array_equal(out, via_angle)
+    np.testing.assert_allclose(pca_transform_angle(fit, theta), projected, atol=1e-12)
 
 
-def test_pca_sign_convention_and_input_untouched():
+def test_pca_sign_convention():
     rng = np.random.default_rng(2)
-    base = np.ascontiguousarray(rng.normal(size=(2, 2, 300)))
-    feats = base.transpose(0, 2, 1)                    # (B, N, 2) whose transpose is contiguous
-    before = feats.copy()
-    fit = pca_fit(feats)
-    pca_project(feats)
-    np.testing.assert_array_equal(feats, before)
+    feats = rng.normal(size=(2, 300, 2)) * [1.0, 0.2]
+    feats[1] = -feats[1][:, ::-1]                           # the other eigenvector branch
+    fit = pca_fit_ragged(*_ragged(feats, np.ones((2, 300), bool)), 2)
     big = np.take_along_axis(fit.component, np.abs(fit.component).argmax(-1)[:, None], -1)
-    assert (big > 0).all()
+    assert (big > 0).all()                                  # largest coordinate positive (svd_flip)
 
 
 def test_pca_degenerate_inputs():
@@ -211,21 +199,15 @@ def test_pca_degenerate_inputs():
                       [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]],
                       [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]])
     mask = np.array([[True, True, False], [False, False, False], [True, False, False]])
-    fit = pca_fit(feats, mask)
+    fit = pca_fit_ragged(*_ragged(feats, mask), 3)
     np.testing.assert_allclose(fit.mean, [[0.5, 0.2], [0, 0], [1.0, 0.0]])
     np.testing.assert_allclose(fit.component, [[1, 0], [1, 0], [1, 0]])
     np.testing.assert_allclose(fit.explained_variance, [0, 0, 0])
-    rows = np.repeat(np.arange(3), mask.sum(1))
-    ragged = pca_fit_ragged(feats[mask], rows, 3)
-    np.testing.assert_allclose(ragged.mean, fit.mean)
-    np.testing.assert_allclose(ragged.component, fit.component)
-    phi = pca_project(feats, mask)
-    assert np.isfinite(phi[mask]).all()
     empty = pca_fit_ragged(np.zeros((0, 2)), np.zeros(0, int), 2)       # no point at all
     assert empty.mean.dtype == np.float64 and (empty.mean == 0).all()
     np.testing.assert_allclose(empty.component, [[1, 0], [1, 0]])
     # an isotropic cloud has no preferred axis: (1, 0)
-    iso = np.array([[[1.0, 0], [-1, 0], [0, 1], [0, -1]]])
-    np.testing.assert_allclose(pca_fit(iso).component, [[1, 0]])
+    iso = np.array([[1.0, 0], [-1, 0], [0, 1], [0, -1]])
+    np.testing.assert_allclose(pca_fit_ragged(iso, np.zeros(4, int), 1).component, [[1, 0]])
     with pytest.raises(BootsepError):
-        pca_fit(np.zeros((2, 3)))
+        pca_fit_ragged(np.zeros((2, 3)), np.zeros(2, int), 1)

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from bootsep import __version__
 from bootsep.cli import cli
 from bootsep.errors import BootsepError
+from bootsep.pipeline.audio import resample
 from bootsep.pipeline.stft import StftConfig
 from bootsep.separate.blocks import (
     BlockOutput,
@@ -31,7 +32,7 @@ from bootsep.separate.blocks import (
     run_blocks,
     separate_file,
 )
-from bootsep.separate.separator import Separator, resample
+from bootsep.separate.separator import Separator, check_audio
 from bootsep.train.checkpoint import save_checkpoint
 from bootsep.train.model import ModelConfig, init_model
 
@@ -228,6 +229,17 @@ def test_resampling_round_trip(sep):
     assert si_sdr(resample(resample(mix8[0], RATE, 16000), 16000, RATE), mix8[0]) > 40
     odd, _ = sep.separate(resample(mix8, RATE, 44100), 44100, approach="spatial")
     assert odd.shape == (2, resample(mix8, RATE, 44100).shape[1]) and np.isfinite(odd).all()
+
+
+def test_integer_audio_is_scaled_as_soundfile_reads_it(tmp_path):
+    """int16 input is the 16-bit PCM soundfile would read back as q / 32768 (not q / 32767)."""
+    pcm = np.array([[-32768, -16384, 0, 1, 16384, 32767]] * 2, np.int16)
+    sf.write(tmp_path / "x.wav", pcm.T, RATE, subtype="PCM_16")
+    oracle = sf.read(tmp_path / "x.wav", dtype="float32", always_2d=True)[0].T
+    np.testing.assert_array_equal(check_audio(pcm), oracle)
+    np.testing.assert_array_equal(check_audio(pcm.astype(np.int32) << 16), oracle)
+    with pytest.raises(BootsepError, match="signed"):
+        check_audio(pcm.astype(np.uint16))
 
 
 def test_blocks_match_whole_file_spatial(sep):

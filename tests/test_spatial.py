@@ -10,8 +10,8 @@ from sklearn.mixture import GaussianMixture
 
 from bootsep.errors import BootsepError
 from bootsep.pipeline.confidence import confidence_measures
-from bootsep.pipeline.features import frames_valid, log_magnitude_db
-from bootsep.pipeline.padding import pad_stack
+from bootsep.pipeline.features import log_magnitude_db
+from bootsep.pipeline.padding import frames_valid, pad_stack
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig, istft, stft
 

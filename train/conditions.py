@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from bootsep.config import get
 from bootsep.errors import BootsepError
+from bootsep.pipeline.confidence import check_alpha
 
 LABEL_KINDS = ("gt", "spatial")
 
@@ -87,8 +88,7 @@ def condition_from_params(params: dict, name: str) -> Condition:
         fraction = float(entry.get("fraction", 1.0))
     except (TypeError, ValueError):
         raise BootsepError(f"train_conditions.{name}: alpha and fraction must be numbers", where) from None
-    if not alpha >= 0:
-        raise BootsepError(f"train_conditions.{name}.alpha is {alpha}; α must be >= 0 (eq. 7)", where)
+    alpha = check_alpha(alpha, f"train_conditions.{name}.alpha", where)
     if not 0 < fraction <= 1:
         raise BootsepError(f"train_conditions.{name}.fraction is {fraction}; must be in (0, 1]", where)
     return Condition(name, labels, alpha, fraction)

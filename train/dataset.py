@@ -17,9 +17,7 @@ magnitude shares sum to one and ``Σw`` measures the confidence-weighted data qu
 
 from __future__ import annotations
 
-import ctypes
 import signal
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,12 +25,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from bootsep.errors import BootsepError
-from bootsep.pipeline.features import frames_valid
-from bootsep.pipeline.padding import pad_stack
+from bootsep.pipeline.malloc import release_large_blocks
+from bootsep.pipeline.padding import frames_valid, pad_stack
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import Shard, check_aligned
 from bootsep.train.conditions import Condition
+from bootsep.train.labels import ideal_binary_labels
 from bootsep.train.weights import confidence_map, magnitude_from_db, magnitude_share
 
 FRAME_KEYS = ("features", "labels", "confidence")
@@ -56,10 +54,8 @@ def read_group(group: Sequence[Path], condition: Condition, stft: StftConfig,
     if condition.labels == "spatial":
         with Shard(group[1], stage="spatial", stft=stft) as sp, \
                 Shard(group[2], stage="confidence", stft=stft) as cf:
-            check_aligned(sp, cf)
-            if sp.ids != ids:
-                raise BootsepError(f"utterance ids do not line up with {group[0]}; "
-                                   "rerun the later stage", group[1])
+            check_aligned(sp, s)                # (a closed shard keeps its ids and path)
+            check_aligned(cf, s)
             labels = sp.all_frames("labels")
             if condition.uses_confidence:
                 c_cl, c_jsd = cf.utterances("c_cl"), cf.utterances("c_jsd")
@@ -69,7 +65,7 @@ def read_group(group: Sequence[Path], condition: Condition, stft: StftConfig,
             continue
         conf = None
         if condition.labels == "gt":
-            lab = np.argmax(sources[u], axis=1).astype(np.uint8)   # (T, S, F) -> (T, F): ideal binary labels
+            lab = ideal_binary_labels(sources[u])
         else:
             lab = labels[u]
             if condition.uses_confidence:
@@ -184,18 +180,12 @@ def worker_init(_worker_id: int) -> None:
     - SIGINT/SIGTERM are left to the main process, which checkpoints and then stops the
       workers; otherwise a Ctrl-C (sent to the whole process group) can kill a worker while
       the main process waits for its batch, and the loader fails instead of the run being saved.
-    - glibc's mmap threshold is fixed at 1 MiB: a worker allocates and frees batch-sized
-      buffers (then copied to shared memory) all the time, and with the default sliding
-      threshold they land on the heap, which fragments and grows with the epoch (about
-      +150 MiB RSS per worker); with the fixed threshold they are returned to the OS on free.
+    - large batch buffers are returned to the OS on free, so the heap does not grow with the
+      epoch (:func:`bootsep.pipeline.malloc.release_large_blocks`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)   # M_MMAP_THRESHOLD
-        except (OSError, AttributeError):
-            pass
+    release_large_blocks()
 
 
 def make_loader(stream: ShardStream, batch_size: int, workers: int = 0,

@@ -18,7 +18,7 @@ import torch
 from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.layout import SHARD_ROOT, SUMMARY_NAME
-from bootsep.pipeline.storage.shards import Shard, aligned_shard_paths, shard_paths
+from bootsep.pipeline.storage.shards import Shard, aligned_shard_paths, check_aligned, shard_paths
 from bootsep.progress import progress
 from bootsep.train.conditions import Condition
 from bootsep.train.model import FeatureStats
@@ -78,9 +78,7 @@ def check_inputs(groups: list[tuple[Path, ...]], condition: Condition, stft: Stf
             if condition.labels == "spatial":
                 for path, stage in zip(group[1:], ("spatial", "confidence")):
                     with Shard(path, stage=stage, stft=stft) as other:
-                        if other.ids != s.ids:
-                            raise BootsepError(f"utterance ids do not line up with {s.path}; "
-                                               "rerun the later stage", other.path)
+                        check_aligned(other, s)
                         if stage == "spatial":
                             labels = other.dataset("labels")[()]
                             if labels.size and int(labels.max()) >= num_sources:

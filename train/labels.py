@@ -2,34 +2,33 @@
 
 The deep-clustering loss needs, for every T-F bin, a one-hot row ``y_i`` saying which source
 owns the bin.  With ground truth the owner is the loudest source (ideal binary mask, Hershey et
-al. 2016); with the spatial model it is the GMM component with the highest posterior (eq. 3).
-Both are an argmax over a source axis, so :func:`ideal_binary_labels` serves both.
+al. 2016: :func:`ideal_binary_labels`); with the spatial model it is the GMM component with the
+highest posterior (eq. 3), stored by the spatial stage as ``labels``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bootsep.errors import BootsepError
 
 
-def ideal_binary_labels(source_mags: torch.Tensor) -> torch.Tensor:
-    """Index of the dominant source in every T-F bin (the ideal binary mask as labels).
+def ideal_binary_labels(source_mag: np.ndarray) -> np.ndarray:
+    """Index of the loudest source in every T-F bin (the ideal binary mask as labels).
 
-    Args:
-        source_mags: Per-source magnitudes (or masks / GMM posteriors, eq. 3).
-
-    Shape:
-        - source_mags: :math:`(B, S, T, F)` (any leading dims before ``S`` work alike).
-        - returns: :math:`(B, T, F)` long, values in ``[0, S)``; ties go to the lowest index.
+    ``source_mag``: per-source magnitudes as the stft shards store them, ``(T, S, F)`` (any
+    leading axes before ``T`` work alike). Returns ``(T, F)`` uint8 in ``[0, S)``; ties go to
+    the lowest index.
     """
-    if source_mags.dim() < 3:
-        raise BootsepError(
-            f"ideal_binary_labels expects (..., S, T, F), got shape {tuple(source_mags.shape)}"
-        )
-    if source_mags.shape[-3] < 1:
-        raise BootsepError("ideal_binary_labels needs at least one source")
-    return torch.argmax(source_mags, dim=-3)
+    source_mag = np.asarray(source_mag)
+    if source_mag.ndim < 3:
+        raise BootsepError("ideal_binary_labels expects source magnitudes (..., T, S, F), got "
+                           f"shape {source_mag.shape}")
+    if not 1 <= source_mag.shape[-2] <= 256:
+        raise BootsepError(f"ideal_binary_labels needs 1 to 256 sources, got "
+                           f"{source_mag.shape[-2]}")
+    return np.argmax(source_mag, axis=-2).astype(np.uint8)
 
 
 def labels_to_onehot(

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from bootsep.errors import BootsepError
-from bootsep.pipeline.features import frames_valid
+from bootsep.pipeline.padding import frames_valid
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ import math
 
 import numpy as np
 
-from bootsep.errors import BootsepError
-from bootsep.pipeline.confidence import combined_confidence
+from bootsep.pipeline.confidence import check_alpha, combined_confidence
 
 
 def magnitude_from_db(logmag_db: np.ndarray) -> np.ndarray:
@@ -25,13 +24,6 @@ def magnitude_share(mag: np.ndarray) -> np.ndarray:
     """|X| / Σ|X| over one utterance ``(T, F)``; all-zero input gives all-zero weights."""
     total = float(mag.sum(dtype=np.float64))
     return (mag / total).astype(np.float32) if total > 0 else np.zeros_like(mag, dtype=np.float32)
-
-
-def check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
-    if not alpha >= 0 or not math.isfinite(alpha):
-        raise BootsepError(f"alpha is {alpha}; the confidence exponent of eq. 7 must be >= 0")
-    return alpha
 
 
 def confidence_map(c_cl: float, c_jsd: float, c_post: np.ndarray, alpha: float) -> np.ndarray | None:

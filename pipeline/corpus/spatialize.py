@@ -60,14 +60,6 @@ def mic_distances(mic_pos: np.ndarray, src_pos: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(mic_pos) - np.asarray(src_pos)[None, :], axis=1)
 
 
-def tdoa_seconds(mic_pos: np.ndarray, src_pos: np.ndarray, i: int, j: int,
-                 speed_of_sound: float) -> float:
-    """Time difference of arrival (seconds) of the source at microphone i relative to j:
-    positive when the sound reaches i later."""
-    r = mic_distances(mic_pos, src_pos)
-    return float((r[i] - r[j]) / speed_of_sound)
-
-
 def fractional_delay(signal: np.ndarray, delays: np.ndarray, out_len: int | None = None,
                      gains: np.ndarray | None = None) -> np.ndarray:
     """Delay one signal by several (fractional) sample counts at once.

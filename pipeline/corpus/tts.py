@@ -16,14 +16,13 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 
 from bootsep.errors import BootsepError
+from bootsep.pipeline.audio import resample
 
 INSTALL_HINT = "apt-get install flite espeak-ng"
 
@@ -195,14 +194,6 @@ def run_synthesizer(speaker: Speaker, text: str,
     return audio[:, 0], int(rate)
 
 
-def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Polyphase resampling ``(N,)`` -> ``(N * rate_out / rate_in,)`` (scipy resample_poly)."""
-    if rate_in == rate_out:
-        return np.asarray(x, dtype=np.float64)
-    ratio = Fraction(rate_out, rate_in)
-    return scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator)
-
-
 def _frame_energy(x: np.ndarray, frame: int) -> np.ndarray:
     n = len(x) // frame
     if n == 0:
@@ -245,7 +236,7 @@ def synthesize(speaker: Speaker, text: str, sample_rate: int, tmp_dir: str | os.
         x, rate = run_synthesizer(speaker, text, wav)
     finally:
         wav.unlink(missing_ok=True)
-    x = trim_silence(resample(x, rate, sample_rate), sample_rate)
+    x = trim_silence(resample(x, rate, sample_rate, np.float64), sample_rate)
     level = active_rms(x, sample_rate)
     if level <= 0:
         raise BootsepError(f"{speaker.engine} voice {speaker.voice_name} produced silence for "

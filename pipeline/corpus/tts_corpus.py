@@ -37,7 +37,7 @@ import numpy as np
 
 from bootsep.atomic import write_text_atomic
 from bootsep.errors import BootsepError
-from bootsep.pipeline.audio import write_audio
+from bootsep.pipeline.audio import PCM16_SCALE, pcm16_levels, write_audio
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, write_manifest
 from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
 from bootsep.pipeline.corpus.text import DEFAULT_FORTUNES_DIR, load_sentences
@@ -54,7 +54,6 @@ from bootsep.progress import Progress
 # Independent random streams: default_rng([seed, STREAM, ...]).
 STREAM_SPEAKERS, STREAM_SPLITS, STREAM_TEXT, STREAM_MIXTURES = 0, 1, 2, 3
 SPLIT_CODES = {split: i for i, split in enumerate(SPLITS)}
-INT16_SCALE = 32768.0
 
 
 @dataclass(frozen=True)
@@ -214,6 +213,21 @@ def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, 
     return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n)
 
 
+def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str
+                 ) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Source images scaled so that the largest of the mixture and image peaks is ``peak``, as
+    16-bit PCM levels, and the mixture as their integer sum (so mix == s1 + s2 exactly after
+    reading back). Returns ``(images, mixture, scale)`` (int32 levels); an error when a level
+    would not fit in 16 bits."""
+    total = sum(images)
+    scale = peak / max(np.abs(total).max(), *(np.abs(img).max() for img in images))
+    q = [pcm16_levels(img * scale) for img in images]
+    mix = sum(q)
+    if max(np.abs(mix).max(), *(np.abs(lv).max() for lv in q)) > 32767:
+        raise BootsepError(f"mixture {mixture_id} would clip at 16 bits; lower corpus.tts.peak")
+    return q, mix, scale
+
+
 def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path) -> dict:
     """Spatialize, scale, quantise and write one mixture; returns its manifest row.
 
@@ -233,13 +247,7 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path
         x *= TARGET_ACTIVE_RMS / level * 10 ** (sign * plan.relative_level_db / 40)
         images.append(free_field_images(x, mics, source_position(az, dist), fs,
                                         p["speed_of_sound"]))
-    peak_now = max(np.abs(images[0] + images[1]).max(), np.abs(images[0]).max(),
-                   np.abs(images[1]).max())
-    scale = p["peak"] / peak_now
-    q = [np.round(img * scale * INT16_SCALE).astype(np.int32) for img in images]
-    mix = q[0] + q[1]
-    if max(np.abs(mix).max(), np.abs(q[0]).max(), np.abs(q[1]).max()) > 32767:
-        raise BootsepError(f"mixture {plan.id} would clip at 16 bits; lower corpus.tts.peak")
+    q, mix, scale = pcm16_images(images, p["peak"], plan.id)
     rel = {name: f"{name}/{plan.id}.wav" for name in ("mix", "s1", "s2")}
     for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
         write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
@@ -247,7 +255,7 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path
            "num_channels": mics.shape[0], "num_samples": n, "num_sources": 2,
            "s1_image": rel["s1"], "s2_image": rel["s2"],
            "relative_level_db": plan.relative_level_db, "duration_s": round(n / fs, 4),
-           "mixture_gain": float(scale), "mixture_peak": float(np.abs(mix).max() / INT16_SCALE)}
+           "mixture_gain": float(scale), "mixture_peak": float(np.abs(mix).max() / PCM16_SCALE)}
     sources = zip(plan.utterances, plan.azimuths_deg, plan.distances_m)
     for k, (utt, az, dist) in enumerate(sources, 1):
         s = utt.speaker

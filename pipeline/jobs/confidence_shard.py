@@ -8,13 +8,13 @@ so a mixture's C_JSD does not depend on which shard it lands in.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from bootsep.pipeline.confidence import measures
 from bootsep.pipeline.gmm import GMMParams
+from bootsep.pipeline.jobs import mixture_seed
 from bootsep.pipeline.padding import pad_stack, unpad
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import Shard, write_shard
@@ -22,7 +22,7 @@ from bootsep.pipeline.storage.shards import Shard, write_shard
 
 def mixture_seeds(ids: list[str], seed: int) -> list[list[int]]:
     """One Monte Carlo seed per mixture, independent of shard layout."""
-    return [[seed, zlib.crc32(i.encode())] for i in ids]
+    return [mixture_seed(seed, i) for i in ids]
 
 
 def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, object]:

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.config import get, require
-from bootsep.pipeline.features import frames_valid
-from bootsep.pipeline.padding import pad_stack, unpad
+from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.float16 import complex_from_pairs

@@ -8,15 +8,15 @@ each source image at channel 0 (ground-truth labels, magnitude statistics).
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from bootsep.errors import BootsepError
-from bootsep.pipeline.audio import audio_info, load_at_rate
+from bootsep.pipeline.audio import audio_info, load_at_rate, load_references
 from bootsep.pipeline.corpus.manifest import Mixture
 from bootsep.pipeline.features import log_magnitude_db
+from bootsep.pipeline.jobs import mixture_seed
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.storage.float16 import complex_exponent, complex_to_pairs
 from bootsep.pipeline.storage.shards import shard_name, write_shard
@@ -25,7 +25,7 @@ from bootsep.pipeline.storage.shards import shard_name, write_shard
 def pair_channel(mixture_id: str, num_channels: int, candidates: list[int], seed: int) -> int:
     """Second channel of the stereo pair, drawn per mixture from ``candidates`` (§3.2)."""
     usable = [c for c in candidates if 0 < c < num_channels] or [1]
-    rng = np.random.default_rng([seed, zlib.crc32(mixture_id.encode())])
+    rng = np.random.default_rng(mixture_seed(seed, mixture_id))
     return int(usable[rng.integers(len(usable))])
 
 
@@ -39,10 +39,7 @@ def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int],
            "mix_logmag_db": log_magnitude_db(spec[0]),               # eq. 2
            "num_samples": audio.shape[-1], "pair_channel": pair, "stft_exponent": exponent}
     if mix.has_references:
-        refs = np.stack([load_at_rate(p, cfg.sample_rate, channels=[0])[0] for p in mix.source_images])
-        if refs.shape[-1] != audio.shape[-1]:
-            raise BootsepError(f"source image has {refs.shape[-1]} samples, mixture {audio.shape[-1]}",
-                               mix.source_images[0])
+        refs = load_references(mix.source_images, cfg.sample_rate, audio.shape[-1])
         out["source_mag"] = np.abs(stft(refs, cfg)).transpose(1, 0, 2)  # (T, S, F)
     return out
 

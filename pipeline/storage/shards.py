@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -24,7 +24,7 @@ import numpy as np
 
 from bootsep import __version__
 from bootsep.atomic import atomic_path
-from bootsep.errors import BootsepError
+from bootsep.errors import BootsepError, exception_text
 from bootsep.pipeline.stft import StftConfig, plain_attr
 from bootsep.pipeline.storage.float16 import complex_from_pairs, to_float16
 from bootsep.pipeline.storage.schema import FIELDS, SCHEMA_VERSION
@@ -94,7 +94,7 @@ class Shard:
         except BootsepError:
             raise
         except Exception as exc:  # h5py raises OSError/KeyError for truncated or foreign files
-            raise BootsepError(f"not a readable bootsep shard ({_short(exc)}); "
+            raise BootsepError(f"not a readable bootsep shard ({exception_text(exc)}); "
                                "the file may be truncated or corrupt: rerun its stage", self.path) from None
         version = self.attrs.get("schema_version")
         if version != SCHEMA_VERSION:
@@ -156,8 +156,8 @@ class Shard:
         try:
             return ds[sel]
         except Exception as exc:
-            raise BootsepError(f"cannot read '{name}' ({_short(exc)}); the file may be truncated "
-                               "or corrupt: rerun its stage", self.path) from None
+            raise BootsepError(f"cannot read '{name}' ({exception_text(exc)}); the file may be "
+                               "truncated or corrupt: rerun its stage", self.path) from None
 
 
 def shard_paths(directory: str | os.PathLike) -> list[Path]:
@@ -172,7 +172,8 @@ def shard_paths(directory: str | os.PathLike) -> list[Path]:
 
 
 def check_aligned(a: Shard, b: Shard) -> None:
-    """Shards of two stages must hold the same utterances in the same order."""
+    """Shards of two stages must hold the same utterances in the same order (the one check of
+    shard alignment; the error names ``a``, the later stage's shard)."""
     if a.ids != b.ids:
         first = next((i for i, (x, y) in enumerate(zip(a.ids, b.ids)) if x != y), min(len(a), len(b)))
         raise BootsepError(f"utterance ids do not line up with {b.path} (first difference at "
@@ -223,9 +224,6 @@ def _attr_value(value):
     return value
 
 
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:160] or type(exc).__name__
-
 
 @contextlib.contextmanager
 def open_aligned(group: Sequence[Path], stages: Sequence[str], stft: StftConfig | None = None
@@ -237,9 +235,3 @@ def open_aligned(group: Sequence[Path], stages: Sequence[str], stft: StftConfig 
             check_aligned(other, shards[0])
         yield shards
 
-
-def iter_shards(paths: Iterable[Path], stage: str | None = None, stft: StftConfig | None = None):
-    """Open shards one at a time (at most one file handle open)."""
-    for p in paths:
-        with Shard(p, stage=stage, stft=stft) as s:
-            yield s
