@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.evaluate.scoring import COLUMNS, ENSEMBLES, csv_text
 from bootsep.stages import s8_report as report
@@ -32,7 +33,7 @@ def results(tmp_path):
     rng = np.random.default_rng(0)
     conf_valid, conf_test = rng.uniform(0, 0.3, 20), rng.uniform(0, 0.3, 12)
     rows = _rows(rng, "valid", "spatial", 20, 3.0, conf_valid)
-    names = condition_names({**params, "_path": str(params_path)})
+    names = condition_names(load_config(params_path, ["train_conditions"]).train_conditions)
     for k, name in enumerate(names):
         rows += _rows(rng, "test", name, 12, float(k), conf_test)
     rows += _rows(rng, "test", "spatial", 12, 4.0, conf_test)
