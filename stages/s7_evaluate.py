@@ -71,7 +71,8 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     test_rows: dict[str, list[dict]] = {SPATIAL: [], **{name: [] for name in models}}
     with atomic_dir(out) as tmp:
         with Progress(summary_count(shard_root / "stft" / "test"), "evaluate test", "mix") as bar:
-            for i, est in enumerate(split_estimates("test", models=models, keep_masks=ev.examples, **common)):
+            estimates = split_estimates("test", models=models, keep_masks=ev.examples, **common)
+            for i, est in enumerate(estimates):
                 for approach in test_rows:
                     test_rows[approach].append(score(est, "test", approach))
                 if i < ev.examples:

