@@ -73,6 +73,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bootsep.config import load_config, read_params
+
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = "train"
 SECONDS = 4.0
@@ -122,7 +124,7 @@ def speechlike(rng: np.random.Generator, n: int, fs: int) -> np.ndarray:
     return y
 
 
-def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix: str = "wav") -> None:
+def write_corpus(root: Path, n_mix: int, cfg, seed: int = 1234, suffix: str = "wav") -> None:
     """A tiny corpus in the real format under ``root/SPLIT`` (manifest.csv + audio files)."""
     from bootsep.pipeline.audio import write_audio
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, write_manifest
@@ -133,11 +135,11 @@ def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix:
     )
     from bootsep.pipeline.corpus.tts_corpus import pcm16_images
 
-    tts = params["corpus"]["tts"]
-    fs = int(params["stft"]["sample_rate"])
-    mics = array_geometry(tts["array"])
-    c = float(tts["speed_of_sound"])
-    sep = float(tts["min_azimuth_separation_deg"])
+    tts = cfg.corpus.tts
+    fs = cfg.stft.sample_rate
+    mics = array_geometry(tts.array)
+    c = tts.speed_of_sound
+    sep = tts.min_azimuth_separation_deg
     n = int(SECONDS * fs)
     split_dir = root / SPLIT
     rows = []
@@ -145,13 +147,13 @@ def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix:
         rng = np.random.default_rng([seed, i])
         az1 = rng.uniform(0.0, 360.0)
         az2 = (az1 + rng.uniform(sep, 360.0 - sep)) % 360.0
-        level = rng.uniform(*tts["relative_level_db"])
+        level = rng.uniform(*tts.relative_level_db)
         images = []
         for k, az in enumerate((az1, az2)):
             x = speechlike(rng, n, fs)
             x *= 0.05 / np.sqrt(np.mean(x ** 2)) * 10 ** ((1 if k == 0 else -1) * level / 40)
-            images.append(free_field_images(x, mics, source_position(az, rng.uniform(*tts["distance_m"])),
-                                            fs, c))
+            position = source_position(az, rng.uniform(*tts.distance_m))
+            images.append(free_field_images(x, mics, position, fs, c))
         mid = f"{SPLIT}_{i:05d}"
         q, mix, _ = pcm16_images(images, 0.9, mid)
         rel = {name: f"{name}/{mid}.{suffix}" for name in ("mix", "s1", "s2")}
@@ -167,37 +169,37 @@ def write_corpus(root: Path, n_mix: int, params: dict, seed: int = 1234, suffix:
 
 # --------------------------------------------------------------------------- reference
 
-def reference_one(path: Path, pair: int, params: dict) -> dict:
+def reference_one(path: Path, pair: int, cfg) -> dict:
     """Per-mixture spatial clustering + confidences, as a typical scipy/scikit-learn script."""
     import soundfile as sf
     from scipy.signal import stft as sp_stft
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
-    st, sp, cf = params["stft"], params["spatial"], params["confidence"]
+    st, sp, cf = cfg.stft, cfg.spatial, cfg.confidence
     audio, fs = sf.read(str(path), dtype="float32", always_2d=True)
-    win = int(round(st["window_ms"] * fs / 1000))
-    hop = int(round(st["hop_ms"] * fs / 1000))
-    _, _, z = sp_stft(audio[:, [0, pair]].T, fs=fs, window=st["window"], nperseg=win,
+    win = int(round(st.window_ms * fs / 1000))
+    hop = int(round(st.hop_ms * fs / 1000))
+    _, _, z = sp_stft(audio[:, [0, pair]].T, fs=fs, window=st.window, nperseg=win,
                       noverlap=win - hop)                               # (2, F, T)
     x0, x1 = z[0].T, z[1].T                                             # (T, F)
     logmag = 20 * np.log10(np.maximum(np.abs(x0), 1e-8))
-    mask = (logmag - logmag.max()).ravel() > sp["tau_db"]
+    mask = (logmag - logmag.max()).ravel() > sp.tau_db
     theta = np.angle(x0 * np.conj(x1)).ravel()
     feats = np.stack([np.cos(theta), np.sin(theta)], axis=1)
     pca = PCA(n_components=1).fit(feats[mask])
     phi = pca.transform(feats)                                          # (T*F, 1)
-    kw = dict(covariance_type="full", max_iter=sp["max_iter"], tol=sp["tol"],
-              reg_covar=sp["reg_covar"], random_state=0)
-    gmm = GaussianMixture(sp["num_components"], **kw).fit(phi[mask])
+    kw = dict(covariance_type="full", max_iter=sp.max_iter, tol=sp.tol,
+              reg_covar=sp.reg_covar, random_state=0)
+    gmm = GaussianMixture(sp.num_components, **kw).fit(phi[mask])
     gmm1 = GaussianMixture(1, **kw).fit(phi[mask])
     gamma = gmm.predict_proba(phi)                                      # eq. 3, every bin
     labels = gamma.argmax(axis=1)
-    K = sp["num_components"]
+    K = sp.num_components
     f = np.bincount(labels[mask], minlength=K) / mask.sum()
     c_cl = float(np.sum(1.0 / K - np.abs(1.0 / K - f)))                 # eq. 4 (K = 2)
-    m = cf["jsd_samples"]
-    gmm.random_state = gmm1.random_state = np.random.RandomState(cf["seed"])
+    m = cf.jsd_samples
+    gmm.random_state = gmm1.random_state = np.random.RandomState(cf.seed)
     xp, _ = gmm1.sample(m)
     xq, _ = gmm.sample(m)
     lp_p, lq_p = gmm1.score_samples(xp), gmm.score_samples(xp)
@@ -214,7 +216,7 @@ def reference_one(path: Path, pair: int, params: dict) -> dict:
 # --------------------------------------------------------------------------- pipeline
 
 def bench_params(base: dict, args) -> dict:
-    p = json.loads(json.dumps({k: v for k, v in base.items() if not k.startswith("_")}))
+    p = json.loads(json.dumps(base))
     dask_cfg = dict(p.get("dask") or {})
     dask_cfg.update({"scheduler": args.scheduler, "address": None, "workers": args.workers,
                      "threads_per_worker": 1})
@@ -295,11 +297,11 @@ def main(argv=None) -> int:
     if args.n < 1:
         ap.error("--n must be >= 1")
 
-    base = yaml.safe_load(Path(args.params).read_text())
-    dask_base = base.get("dask") or {}
-    args.scheduler = args.scheduler or dask_base.get("scheduler", "local")
+    base = read_params(args.params)
+    dask_base = load_config(args.params, ("dask",)).dask
+    args.scheduler = args.scheduler or dask_base.scheduler
     if args.workers is None:
-        args.workers = dask_base.get("workers")
+        args.workers = dask_base.workers
     overrides = {}
     for item in args.worker_env:
         key, eq, value = item.partition("=")
@@ -328,13 +330,14 @@ def main(argv=None) -> int:
     try:
         params_path = tmp / "params.yaml"
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        cfg = load_config(params_path, ("corpus.tts", "stft", "spatial", "confidence"))
         print(f"# bootsep spatial throughput: n={args.n} scheduler={args.scheduler} "
               f"workers={workers_eff} worker_env={params['dask']['worker_env']} "
               f"shard={params['shards']['utterances_per_shard']} cpus={os.cpu_count()} "
               f"load={load()} tmp={tmp}", flush=True)
 
         t = time.perf_counter()
-        write_corpus(tmp / "corpus", args.n, params, suffix=args.audio_format)
+        write_corpus(tmp / "corpus", args.n, cfg, suffix=args.audio_format)
         gen_s = time.perf_counter() - t
         print(f"generated {args.n} mixtures ({SECONDS:.0f} s, 8-ch {args.audio_format.upper()} + 2 source images) in "
               f"{gen_s:.1f} s (not timed)", flush=True)
@@ -363,7 +366,7 @@ def main(argv=None) -> int:
         best = min(runs, key=lambda r: r["total_s"])
 
         mixtures = read_manifest(tmp / "corpus" / SPLIT / MANIFEST_NAME)[:n_ref]
-        cand, seed = list(params["stft"]["pair_channels"]), int(params["stft"]["seed"])
+        cand, seed = list(cfg.stft.pair_channels), cfg.stft.seed
         pairs = [pair_channel(m.id, m.num_channels, cand, seed) for m in mixtures]
         print(f"reference: {n_ref} mixtures one by one (scipy STFT + sklearn PCA/GMM + MC JSD; "
               f"no HDF5, no source magnitudes) (load {load()})", flush=True)
@@ -371,7 +374,7 @@ def main(argv=None) -> int:
         t, ref_c = time.perf_counter(), time.process_time()
         ref = {}
         for i, (m, pair) in enumerate(zip(mixtures, pairs)):
-            ref[m.id] = reference_one(m.mixture, pair, params)
+            ref[m.id] = reference_one(m.mixture, pair, cfg)
             if (i + 1) % 8 == 0 or i + 1 == n_ref:
                 el = time.perf_counter() - t
                 print(f"  reference {i + 1}/{n_ref} [{el:.1f} s, {(i + 1) / el:.2f} mixtures/s]",

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from bootsep.config import get, load_params
+from bootsep.config import load_config, read_params
 from bootsep.pipeline.storage.layout import stft_config
 from bootsep.stages.s5_train import main as train_stage
 from bootsep.train.loop import LOG_CSV, resolve_device
@@ -54,28 +54,28 @@ def main() -> None:
     ap.add_argument("--valid", type=int, default=None, help="valid mixtures (default: the corpus's)")
     args = ap.parse_args()
 
-    params = load_params(args.params)
-    params.pop("_path", None)
-    train = params["train"]
+    params = read_params(args.params)
     overrides = {"epochs": args.epochs, "device": args.device, "amp": args.amp,
                  "batch_size": args.batch, "loader_workers": args.workers,
                  "torch_threads": args.threads}
-    train.update({k: v for k, v in overrides.items() if v is not None})
+    params["train"].update({k: v for k, v in overrides.items() if v is not None})
     if args.size:
         params["model"]["size"] = args.size
-    sizes = dict(get(params, "corpus.tts.mixtures"))
-    sizes.update({k: v for k, v in (("train", args.train), ("valid", args.valid)) if v})
-    stft = stft_config(params)
-    per_shard = int(get(params, "shards.utterances_per_shard"))
-    device = resolve_device(train["device"])
 
     with tempfile.TemporaryDirectory(prefix="bootsep-epoch-") as tmp:
         tmp = Path(tmp)
-        for split in ("train", "valid"):
-            write_synthetic_split(tmp / "shards", split, sizes[split], stft=stft,
-                                  utterances_per_shard=per_shard, frames=FRAMES, seed=1)
         params_file = tmp / "params.yaml"
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        cfg = load_config(params_file, ("corpus.tts.mixtures", "stft", "shards", "model", "train"))
+        train = cfg.train
+        sizes = dict(cfg.corpus.tts.mixtures)
+        sizes.update({k: v for k, v in (("train", args.train), ("valid", args.valid)) if v})
+        stft = stft_config(cfg.stft)
+        device = resolve_device(train.device)
+        for split in ("train", "valid"):
+            write_synthetic_split(tmp / "shards", split, sizes[split], stft=stft,
+                                  utterances_per_shard=cfg.shards.utterances_per_shard,
+                                  frames=FRAMES, seed=1)
         start = time.perf_counter()
         train_stage(params_file, args.condition, shard_root=tmp / "shards", model_root=tmp / "models")
         wall = time.perf_counter() - start
@@ -84,9 +84,9 @@ def main() -> None:
     machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)}"
-    result = {"machine": machine, "device": str(device), "amp": bool(train["amp"]) and device.type == "cuda",
-              "model_size": params["model"]["size"], "batch_size": train["batch_size"],
-              "loader_workers": train["loader_workers"], "train_mixtures": sizes["train"],
+    result = {"machine": machine, "device": str(device), "amp": train.amp and device.type == "cuda",
+              "model_size": cfg.model.size, "batch_size": train.batch_size,
+              "loader_workers": train.loader_workers, "train_mixtures": sizes["train"],
               "valid_mixtures": sizes["valid"], "epochs": len(rows),
               "frames_per_epoch": int(rows[0]["frames"]),
               "epoch_seconds": [round(float(r["seconds"]), 2) for r in rows],

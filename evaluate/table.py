@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bootsep.config import get
 from bootsep.errors import BootsepError
 from bootsep.evaluate.estimates import SPATIAL
 from bootsep.evaluate.paper import paper_key, paper_row
 from bootsep.evaluate.scoring import ENSEMBLES, METRICS
 from bootsep.evaluate.stats import mean_ci
-from bootsep.train.conditions import condition_from_params, condition_names
+from bootsep.train.conditions import Condition
 
 RESULTS = Path("data/results")
 
@@ -37,36 +36,36 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def approach_label(params: dict, approach: str) -> tuple[str, str, tuple]:
+def approach_label(conditions: dict[str, Condition], ensemble_model: str,
+                   approach: str) -> tuple[str, str, tuple]:
     """(channels, human label, paper key) of an approach."""
     if approach == SPATIAL:
         return "2ch", "Spatial algorithm", ("2ch", SPATIAL)
     if approach in ENSEMBLES:
-        model = get(params, "evaluate.ensemble_model")
         kind = approach.split("_", 1)[1]
-        return "2ch", f"Ensemble ({kind}, {model})", ("2ch", approach)
-    c = condition_from_params(params, approach)
+        return "2ch", f"Ensemble ({kind}, {ensemble_model})", ("2ch", approach)
+    c = conditions[approach]
     if c.labels == "gt":
         share = "all" if c.fraction >= 1 else f"{c.fraction:.0%}"
         return "1ch", f"DC w/ ground truth ({share})", paper_key("gt", fraction=c.fraction)
     return "1ch", f"DC w/ estimates, α = {c.alpha:g}", paper_key("spatial", alpha=c.alpha)
 
 
-def table1(params: dict, rows: list[dict], labels: dict, level: float, has_refs: bool = True,
-           skipped: dict[str, str] | None = None) -> dict:
-    """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}``.
-
-    ``has_refs`` False marks every row ``needs_references``; ``skipped`` (condition -> reason)
-    gives the conditions that were not trained a row with ``skipped`` and no numbers.
-    """
+def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dict], labels: dict,
+           level: float, has_refs: bool = True, skipped: dict[str, str] | None = None) -> dict:
+    """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}`` for
+    the training ``conditions`` (by name, in Table 1 order), the spatial algorithm and the
+    ensembles with ``ensemble_model``. ``has_refs`` False marks every row
+    ``needs_references``; ``skipped`` (condition -> reason) gives the conditions that were not
+    trained a row with ``skipped`` and no numbers."""
     test = [r for r in rows if r["split"] == "test"]
-    order = [*condition_names(params), SPATIAL, *ENSEMBLES]
+    order = [*conditions, SPATIAL, *ENSEMBLES]
     skipped = skipped or {}
     table = {}
     for approach in order:
         sel = [r for r in test if r["approach"] == approach]
         if approach in skipped:
-            channels, label, key = approach_label(params, approach)
+            channels, label, key = approach_label(conditions, ensemble_model, approach)
             table[approach] = {"label": label, "channels": channels, "mixtures": 0,
                                **{k: None for m in METRICS for k in (m, f"{m}_ci")},
                                "quality": None, "quantity": None, "skipped": skipped[approach],
@@ -74,7 +73,7 @@ def table1(params: dict, rows: list[dict], labels: dict, level: float, has_refs:
             continue
         if not sel:
             continue
-        channels, label, key = approach_label(params, approach)
+        channels, label, key = approach_label(conditions, ensemble_model, approach)
         entry = {"label": label, "channels": channels, "mixtures": len(sel)}
         if not has_refs:
             entry["needs_references"] = True

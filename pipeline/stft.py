@@ -19,8 +19,6 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import get_window
 
-from bootsep.errors import BootsepError
-
 
 @dataclass(frozen=True)
 class StftConfig:
@@ -30,16 +28,6 @@ class StftConfig:
     win_length: int = 256       # 32 ms at 8 kHz (paper §3.2)
     hop_length: int = 64        # 8 ms at 8 kHz
     window: str = "hann"
-
-    @classmethod
-    def from_params(cls, section: dict) -> StftConfig:
-        """Build from the ``stft`` params section (window/hop given in milliseconds)."""
-        rate = int(section["sample_rate"])
-        win = int(round(section["window_ms"] * rate / 1000))
-        hop = int(round(section["hop_ms"] * rate / 1000))
-        if win <= 0 or hop <= 0 or hop > win:
-            raise BootsepError(f"stft window {win} and hop {hop} samples are not usable (need 0 < hop <= window)")
-        return cls(rate, win, hop, str(section.get("window", "hann")))
 
     @property
     def num_freq(self) -> int:

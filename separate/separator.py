@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bootsep.config import parse_config
 from bootsep.errors import BootsepError, exception_text
 from bootsep.evaluate.ensemble import choose_confidence
 from bootsep.evaluate.inference import apply_masks, model_masks
@@ -64,6 +65,9 @@ PARAMS_JSON = "params.json"
 MAX_SOURCES = 8
 CONFIDENCE_ID = "separate"      # the mixture id that seeds the C_JSD Monte Carlo draws of every block
 
+# The params a model folder's params.json must hold for separation.
+TRAINING_SETTINGS = ("spatial", "confidence", "evaluate.kmeans_threshold_db",
+                     "evaluate.kmeans_seed")
 # Used only when a model folder lacks params.json (the values of the shipped params.yaml).
 DEFAULT_SETTINGS = {
     "spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4, "reg_covar": 1e-6},
@@ -418,21 +422,23 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
 
 
 def _training_settings(folder: Path) -> dict:
-    """spatial / confidence / evaluate sections of the params the model was trained with."""
-    settings = {k: dict(v) for k, v in DEFAULT_SETTINGS.items()}
+    """spatial / confidence / evaluate sections of the params the model was trained with
+    (``params_file`` of params.json, checked as params.yaml is: one-line errors naming it)."""
     path = folder / PARAMS_JSON
     if not path.is_file():
-        return settings
+        return {k: dict(v) for k, v in DEFAULT_SETTINGS.items()}
     try:
-        params = json.loads(path.read_text()).get("params_file") or {}
-    except (OSError, ValueError, AttributeError) as exc:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
         raise BootsepError(f"unreadable model parameters ({exception_text(exc)})",
                            path) from None
-    for section, defaults in settings.items():
-        given = params.get(section) if isinstance(params, dict) else None
-        if isinstance(given, dict):
-            defaults.update({k: given[k] for k in defaults if k in given})
-    return settings
+    if not isinstance(data, dict) or "params_file" not in data:
+        raise BootsepError("params_file is missing; expected the params.yaml the model was "
+                           "trained with", path)
+    cfg = parse_config(data["params_file"], TRAINING_SETTINGS, where=str(path),
+                       prefix="params_file")
+    return {"spatial": cfg.spatial.as_dict(), "confidence": cfg.confidence.as_dict(),
+            "evaluate": cfg.evaluate.as_dict()}
 
 
 def _check_stft(cfg: StftConfig, model: DeepClusteringBLSTM, path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from bootsep.atomic import atomic_dir
-from bootsep.config import get, load_params
+from bootsep.config import load_config
 from bootsep.pipeline.corpus.build import build_corpus
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
@@ -19,8 +19,8 @@ RUN_PARAMS = ()
 
 
 def main(params_path: str | os.PathLike = "params.yaml", out: str | os.PathLike = "data/corpus") -> None:
-    params = load_params(params_path)
+    cfg = load_config(params_path, PARAMS + RUN_PARAMS)
     with atomic_dir(out) as tmp:
-        counts = build_corpus(params, tmp)
+        counts = build_corpus(cfg.corpus, tmp)
     summary = ", ".join(f"{split}={n}" for split, n in counts.items())
-    print(f"corpus ({get(params, 'corpus.kind')}): {summary} mixtures -> {out}")
+    print(f"corpus ({cfg.corpus.kind}): {summary} mixtures -> {out}")

@@ -13,17 +13,11 @@ import os
 from pathlib import Path
 
 from bootsep.atomic import atomic_dir
-from bootsep.config import get, load_params, require
+from bootsep.config import load_config
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
 from bootsep.pipeline.jobs.stft_shard import compute_stft_shard
 from bootsep.pipeline.parallel import run_tasks
-from bootsep.pipeline.storage.layout import (
-    SHARD_ROOT,
-    chunk,
-    stft_config,
-    utterances_per_shard,
-    write_summary,
-)
+from bootsep.pipeline.storage.layout import SHARD_ROOT, chunk, stft_config, write_summary
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
@@ -33,18 +27,15 @@ RUN_PARAMS = ("dask",)
 
 def main(params_path: str | os.PathLike, split: str, corpus_dir: str | os.PathLike = "data/corpus",
          out_root: str | os.PathLike = SHARD_ROOT / "stft") -> None:
-    params = load_params(params_path)
-    cfg = stft_config(params)
-    candidates = list(get(params, "stft.pair_channels"))
-    require(all(isinstance(c, int) and c > 0 for c in candidates) and candidates, params,
-            "stft.pair_channels", "must be a non-empty list of channel numbers > 0")
-    seed = int(get(params, "stft.seed"))
+    params = load_config(params_path, PARAMS + RUN_PARAMS)
+    cfg = stft_config(params.stft)
+    candidates, seed = list(params.stft.pair_channels), params.stft.seed
     mixtures = read_manifest(Path(corpus_dir) / split / MANIFEST_NAME)
-    groups = chunk(mixtures, utterances_per_shard(params))
+    groups = chunk(mixtures, params.shards.utterances_per_shard)
     out = Path(out_root) / split
     with atomic_dir(out) as tmp:
         tasks = [(g, cfg, candidates, seed, split, i, str(tmp)) for i, g in enumerate(groups)]
-        results = run_tasks(compute_stft_shard, tasks, get(params, "dask"), f"stft {split}",
+        results = run_tasks(compute_stft_shard, tasks, params.dask.as_dict(), f"stft {split}",
                             weights=[len(g) for g in groups])
         write_summary(tmp, {"stage": "stft", "split": split, "shards": len(results),
                             "utterances": sum(r["utterances"] for r in results),

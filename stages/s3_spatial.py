@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from bootsep.atomic import atomic_dir
-from bootsep.config import get, load_params
-from bootsep.pipeline.jobs.spatial_shard import compute_spatial_shard, spatial_options
+from bootsep.config import load_config
+from bootsep.pipeline.jobs.spatial_shard import SpatialOptions, compute_spatial_shard
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
 from bootsep.pipeline.storage.shards import shard_paths
@@ -25,13 +25,13 @@ RUN_PARAMS = ("dask",)
 
 def main(params_path: str | os.PathLike, split: str,
          shard_root: str | os.PathLike = SHARD_ROOT) -> None:
-    params = load_params(params_path)
-    cfg, opts = stft_config(params), spatial_options(params)
+    params = load_config(params_path, PARAMS + RUN_PARAMS)
+    cfg, opts = stft_config(params.stft), SpatialOptions(**params.spatial.as_dict())
     inputs = shard_paths(Path(shard_root) / "stft" / split)
     out = Path(shard_root) / "spatial" / split
     with atomic_dir(out) as tmp:
         tasks = [(str(p), cfg, opts, split, i, str(tmp)) for i, p in enumerate(inputs)]
-        results = run_tasks(compute_spatial_shard, tasks, get(params, "dask"), f"spatial {split}",
+        results = run_tasks(compute_spatial_shard, tasks, params.dask.as_dict(), f"spatial {split}",
                             unit="shard")
         summary = {"stage": "spatial", "split": split, "shards": len(results),
                    **{k: sum(r[k] for r in results)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.atomic import atomic_dir
-from bootsep.config import get, load_params, require
+from bootsep.config import load_config
 from bootsep.pipeline.jobs.confidence_shard import compute_confidence_shard
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
@@ -26,18 +26,15 @@ RUN_PARAMS = ("dask",)
 
 
 def main(params_path: str | os.PathLike, split: str, shard_root: str | os.PathLike = SHARD_ROOT) -> None:
-    params = load_params(params_path)
-    cfg = stft_config(params)
-    n_samples, seed = get(params, "confidence.jsd_samples"), get(params, "confidence.seed")
-    require(isinstance(n_samples, int) and n_samples >= 10, params, "confidence.jsd_samples",
-            "must be an integer >= 10")
-    require(isinstance(seed, int) and seed >= 0, params, "confidence.seed", "must be an integer >= 0")
+    params = load_config(params_path, PARAMS + RUN_PARAMS)
+    cfg = stft_config(params.stft)
+    n_samples, seed = params.confidence.jsd_samples, params.confidence.seed
     inputs = shard_paths(Path(shard_root) / "spatial" / split)
     out = Path(shard_root) / "confidence" / split
     with atomic_dir(out) as tmp:
         tasks = [(str(p), cfg, n_samples, seed, split, i, str(tmp)) for i, p in enumerate(inputs)]
-        results = run_tasks(compute_confidence_shard, tasks, get(params, "dask"), f"confidence {split}",
-                            unit="shard")
+        results = run_tasks(compute_confidence_shard, tasks, params.dask.as_dict(),
+                            f"confidence {split}", unit="shard")
         summary = {"stage": "confidence", "split": split, "shards": len(results),
                    "utterances": sum(r["utterances"] for r in results)}
         for key in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):

@@ -17,17 +17,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from bootsep.atomic import write_text_atomic
-from bootsep.config import get, load_params
-from bootsep.errors import BootsepError
+from bootsep.config import Config, load_config
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config
 from bootsep.train.checkpoint import save_checkpoint
-from bootsep.train.conditions import condition_from_params, condition_names
+from bootsep.train.conditions import conditions
 from bootsep.train.dataset import ShardStream
 from bootsep.train.inputs import (
     check_inputs,
@@ -60,23 +59,10 @@ PARAMS = ("stft", "model", "train", "train_conditions.{group}.{condition}")
 RUN_PARAMS = ()
 
 
-def train_config(params: dict) -> TrainConfig:
-    section = dict(get(params, "train"))
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(section) - known
-    if unknown:
-        raise BootsepError(f"train: unknown key(s) {', '.join(sorted(unknown))}", params.get("_path"))
-    return TrainConfig(**section)
-
-
-def model_config(params: dict, num_freq: int) -> ModelConfig:
+def model_config(params: Config, num_freq: int) -> ModelConfig:
     """``model.size`` picks one entry of ``model.sizes`` (``paper`` = 4 x 300, D = 15)."""
-    size = get(params, "model.size")
-    sizes = get(params, "model.sizes")
-    if size not in sizes:
-        raise BootsepError(f"model.size is '{size}', expected one of {', '.join(sizes)}", params.get("_path"))
-    return ModelConfig.from_dict({**sizes[size], "num_freq": num_freq,
-                                  "dropout": float(get(params, "model.dropout", 0.0))})
+    return ModelConfig(num_freq=num_freq, **params.model.shape.as_dict(),
+                       dropout=params.model.dropout)
 
 
 def write_skipped(out: Path, meta: dict, reason: str) -> None:
@@ -93,14 +79,12 @@ def write_skipped(out: Path, meta: dict, reason: str) -> None:
 
 def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path = SHARD_ROOT,
          model_root: Path = MODEL_ROOT) -> None:
-    params = load_params(params_path)
-    for name in condition_names(params):   # e.g. a negative α anywhere in the list
-        condition_from_params(params, name)
-    condition = condition_from_params(params, condition_name)
-    cfg = train_config(params)
-    stft = stft_config(params)
+    params = load_config(params_path, PARAMS + RUN_PARAMS, condition=condition_name)
+    [condition] = conditions(params.train_conditions)
+    cfg = TrainConfig(**params.train.as_dict())
+    stft = stft_config(params.stft)
     mcfg = model_config(params, stft.num_freq)
-    torch.set_num_threads(max(1, int(cfg.torch_threads)))
+    torch.set_num_threads(cfg.torch_threads)
     out = Path(model_root) / condition.name
     out.mkdir(parents=True, exist_ok=True)
 
@@ -135,7 +119,7 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
                              cfg.num_sources, keep)
         trainer.model.set_stats(*stats.mean_std())
     write_text_atomic(out / "params.json", json.dumps(
-        {**meta, "params_file": {k: v for k, v in params.items() if not k.startswith("_")}},
+        {**meta, "params_file": params.raw},
         indent=2, sort_keys=True, default=str) + "\n")
     try:
         state = trainer.run()

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import get, load_params
+from bootsep.config import load_config
 from bootsep.evaluate.quality import label_quantity, mean_quality, mixture_label_stats
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
 from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
 from bootsep.progress import Progress
-from bootsep.train.conditions import condition_from_params, condition_names
+from bootsep.train.conditions import conditions as training_conditions
 from bootsep.train.inputs import shard_groups, subset_ids
 from bootsep.train.skipped import NO_REFERENCES, SKIPPED
 
@@ -43,9 +43,9 @@ RUN_PARAMS = ()
 
 def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_ROOT,
          out: str | os.PathLike = OUT) -> None:
-    params = load_params(params_path)
-    cfg = stft_config(params)
-    conditions = [condition_from_params(params, n) for n in condition_names(params)]
+    params = load_config(params_path, PARAMS + RUN_PARAMS)
+    cfg = stft_config(params.stft)
+    conditions = training_conditions(params.train_conditions)
     alphas = {c.name: c.alpha for c in conditions if c.labels == "spatial"}
     root = Path(shard_root)
     groups = aligned_shard_paths(*(root / s / "train" for s in STAGES))
@@ -71,7 +71,7 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
                                SKIPPED: NO_REFERENCES}
             continue
         if c.labels == "gt":
-            keep = subset_ids(shard_groups(c, "train", root), c.fraction, int(get(params, "train.seed")))
+            keep = subset_ids(shard_groups(c, "train", root), c.fraction, params.train.seed)
             summary[c.name] = {"labels": "gt", "alpha": None, "quality": 1.0,
                                "quantity": (n if keep is None else len(keep)) / n}
             continue

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import get, load_params, require
+from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import confidence_threshold
 from bootsep.evaluate.scoring import SPATIAL, csv_text, ensemble_rows, score, write_example
@@ -49,35 +49,21 @@ PARAMS = ("stft", "evaluate", "train.num_sources", "train_conditions")
 RUN_PARAMS = ("train.device", "train.torch_threads")
 
 
-def evaluate_options(params: dict) -> dict:
-    ev = dict(get(params, "evaluate"))
-    for key in ("kmeans_threshold_db", "kmeans_seed", "batch_size", "ensemble_model",
-                "confidence_percentile", "random_seed", "examples"):
-        require(key in ev, params, f"evaluate.{key}", "is missing")
-    require(0 <= ev["confidence_percentile"] <= 100, params, "evaluate.confidence_percentile", "must be in [0, 100]")
-    require(isinstance(ev["batch_size"], int) and ev["batch_size"] > 0, params, "evaluate.batch_size",
-            "must be a positive integer")
-    require(ev["ensemble_model"] in condition_names(params), params, "evaluate.ensemble_model",
-            f"must name a training condition ({', '.join(condition_names(params))})")
-    return ev
-
-
-
-
 def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/corpus",
          shard_root: str | os.PathLike = SHARD_ROOT, model_root: str | os.PathLike = MODEL_ROOT,
          out: str | os.PathLike = OUT) -> None:
-    params = load_params(params_path)
-    cfg, ev = stft_config(params), evaluate_options(params)
+    params = load_config(params_path, PARAMS + RUN_PARAMS)
+    cfg, ev = stft_config(params.stft), params.evaluate
     corpus_dir, shard_root, out = Path(corpus_dir), Path(shard_root), Path(out)
-    device = resolve_device(get(params, "train.device", "auto"))
-    torch.set_num_threads(max(1, int(get(params, "train.torch_threads", 1))))
-    models, num_sources = {}, int(get(params, "train.num_sources"))
-    for name in condition_names(params):
+    device = resolve_device(params.train.device)
+    torch.set_num_threads(params.train.torch_threads)
+    models, num_sources = {}, params.train.num_sources
+    for name in condition_names(params.train_conditions):
         reason = skipped_reason(Path(model_root) / name)
         if reason:
-            require(name != ev["ensemble_model"], params, "evaluate.ensemble_model",
-                    f"is '{name}', which was {reason}; name a spatial condition")
+            if name == ev.ensemble_model:
+                raise BootsepError(f"evaluate.ensemble_model is '{name}', which was {reason}; "
+                                   "name a spatial condition", params.path)
             print(f"evaluate: leaving out {name}, {reason}", flush=True)
             continue
         models[name], meta = load_model(Path(model_root) / name, device)
@@ -85,8 +71,8 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
             raise BootsepError(f"model was trained with {meta['stft']}, the pipeline uses {cfg}",
                                Path(model_root) / name)
     common = dict(cfg=cfg, num_sources=num_sources, corpus_dir=corpus_dir, shard_root=shard_root,
-                  threshold_db=ev["kmeans_threshold_db"], seed=ev["kmeans_seed"],
-                  batch_size=ev["batch_size"], device=device)
+                  threshold_db=ev.kmeans_threshold_db, seed=ev.kmeans_seed,
+                  batch_size=ev.batch_size, device=device)
 
     valid_rows = []
     with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid (spatial)", "mix") as bar:
@@ -94,28 +80,29 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
             valid_rows.append(score(est, "valid", SPATIAL))
             bar.update(1)
     threshold = confidence_threshold(np.array([r["mean_confidence"] for r in valid_rows]),
-                                     ev["confidence_percentile"])
+                                     ev.confidence_percentile)
 
     test_rows: dict[str, list[dict]] = {SPATIAL: [], **{name: [] for name in models}}
     with atomic_dir(out) as tmp:
         with Progress(summary_count(shard_root / "stft" / "test"), "evaluate test", "mix") as bar:
-            for i, est in enumerate(split_estimates("test", models=models, keep_masks=ev["examples"], **common)):
+            estimates = split_estimates("test", models=models, keep_masks=ev.examples, **common)
+            for i, est in enumerate(estimates):
                 for approach in test_rows:
                     test_rows[approach].append(score(est, "test", approach))
-                if i < ev["examples"]:
+                if i < ev.examples:
                     write_example(tmp / "examples" / est.id, est, cfg.sample_rate)
                 bar.update(1)
         has_refs = all(np.isfinite(r["si_sdr"]) for r in test_rows[SPATIAL])
         if has_refs:
-            test_rows.update(ensemble_rows(test_rows, ev["ensemble_model"], threshold, ev["random_seed"]))
+            test_rows.update(ensemble_rows(test_rows, ev.ensemble_model, threshold, ev.random_seed))
         else:  # no references: the confidence ensemble still picks, the others need metrics
             test_rows["ensemble_confidence"] = ensemble_rows(
-                {SPATIAL: test_rows[SPATIAL], ev["ensemble_model"]: test_rows[ev["ensemble_model"]]},
-                ev["ensemble_model"], threshold, ev["random_seed"])["ensemble_confidence"]
+                {SPATIAL: test_rows[SPATIAL], ev.ensemble_model: test_rows[ev.ensemble_model]},
+                ev.ensemble_model, threshold, ev.random_seed)["ensemble_confidence"]
         all_rows = valid_rows + [r for rows in test_rows.values() for r in rows]
         write_text_atomic(tmp / "per_mixture.csv", csv_text(all_rows))
         write_text_atomic(tmp / "ensemble.json", json.dumps(
-            {"model": ev["ensemble_model"], "percentile": ev["confidence_percentile"],
+            {"model": ev.ensemble_model, "percentile": ev.confidence_percentile,
              "threshold": float(threshold), "valid_mixtures": len(valid_rows),
              "has_references": bool(has_refs)}, indent=2) + "\n")
     print(f"evaluate: {len(test_rows[SPATIAL])} test mixtures x {len(test_rows)} approaches, "

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import get, load_params
+from bootsep.config import load_config
 from bootsep.evaluate.figures import (
     example_figure,
     fig2_confidence_vs_sdr,
@@ -26,7 +26,7 @@ from bootsep.evaluate.figures import (
     training_curves,
 )
 from bootsep.evaluate.table import read_rows, table1, table1_json_rows, table1_markdown
-from bootsep.train.conditions import condition_names
+from bootsep.train.conditions import conditions
 from bootsep.train.skipped import skipped_reason
 
 RESULTS = Path("data/results")
@@ -40,23 +40,23 @@ RUN_PARAMS = ()
 
 def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
          model_root: str | os.PathLike = MODEL_ROOT) -> None:
-    params = load_params(params_path)
-    level = float(get(params, "report.ci_level"))
+    params = load_config(params_path, PARAMS + RUN_PARAMS)
+    level = params.report.ci_level
+    conds = {c.name: c for c in conditions(params.train_conditions)}
     results = Path(results)
     rows = read_rows(results / "eval" / "per_mixture.csv")
     ensemble = json.loads((results / "eval" / "ensemble.json").read_text())
     labels_path = results / "labels" / "labels.json"
     labels = json.loads(labels_path.read_text())["conditions"] if labels_path.is_file() else {}
     has_refs = bool(ensemble.get("has_references", True))
-    names = condition_names(params)
-    skipped = {n: r for n in names if (r := skipped_reason(Path(model_root) / n))}
-    table = table1(params, rows, labels, level, has_refs, skipped)
+    skipped = {n: r for n in conds if (r := skipped_reason(Path(model_root) / n))}
+    table = table1(conds, params.evaluate.ensemble_model, rows, labels, level, has_refs, skipped)
     with atomic_dir(results / "figures") as tmp:
         if has_refs:
             fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"], tmp / "fig2_confidence_vs_sdr.png")
             fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
                                   tmp / "fig3_spatial_vs_model.png")
-        training_curves({n: Path(model_root) / n / "log.csv" for n in names if n not in skipped},
+        training_curves({n: Path(model_root) / n / "log.csv" for n in conds if n not in skipped},
                         tmp / "training_curves.png")
         for example in sorted((results / "eval" / "examples").glob("*/masks.npz")):
             example_figure(example, ensemble["model"], tmp / f"example_{example.parent.name}.png")

@@ -26,6 +26,7 @@ from bootsep.pipeline.channels import (
     pair_statistics,
 )
 from bootsep.pipeline.confidence import confidence_measures
+from bootsep.config import parse_section
 from bootsep.pipeline.corpus.folder import index_folder
 from bootsep.pipeline.corpus.spatialize import circular_array, free_field_images, source_position
 from bootsep.pipeline.corpus.wsj0 import index_wsj0_spatialized
@@ -282,8 +283,9 @@ def test_folder_corpus_reports_recordings_without_independent_channels(tmp_path,
     _recording(root / "sub" / "inverted.flac", np.stack([x[0], -0.5 * x[0]]))
     _recording(root / "dead.wav", np.stack([x[0], x[1], np.zeros_like(x[0])]))
     _recording(root / "mute0.wav", np.stack([np.zeros_like(x[0]), x[1], x[2]]))
-    counts = index_folder({"root": str(root), "valid_fraction": 0.2, "test_fraction": 0.2},
-                          seed=1, out_dir=tmp_path / "corpus")
+    cfg = parse_section("corpus.folder", {"root": str(root), "valid_fraction": 0.2,
+                                          "test_fraction": 0.2, "num_sources": 2})
+    counts = index_folder(cfg, seed=1, out_dir=tmp_path / "corpus")
     assert sum(counts.values()) == 5                         # nothing dropped, no failure
     lines = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("warning: ") for line in lines) and len(lines) == 5
@@ -308,8 +310,9 @@ def test_wsj0_corpus_reports_a_copied_channel(tmp_path, capsys):
                 mix[5] = mix[0]
             for sub in ("mix", "s1", "s2"):
                 _recording(base / split / sub / name, mix)
-    counts = index_wsj0_spatialized({"root": str(tmp_path / "wsj"), "condition": "anechoic",
-                                     "sample_rate": "8k", "mode": "min"}, tmp_path / "corpus")
+    cfg = parse_section("corpus.wsj0-2mix-spatialized", {"root": str(tmp_path / "wsj"),
+                        "condition": "anechoic", "sample_rate": "8k", "mode": "min"})
+    counts = index_wsj0_spatialized(cfg, tmp_path / "corpus")
     assert counts == {"train": 2, "valid": 2, "test": 2}
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and "cv/mix/c_1_d_-1.wav" in lines[0]

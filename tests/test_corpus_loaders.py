@@ -14,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from bootsep.cli import cli
+from bootsep.config import FolderSettings, Wsj0Settings, parse_section
 from bootsep.errors import BootsepError
 from bootsep.pipeline.corpus.folder import index_folder, safe_id, split_assignment, unique_ids
 from bootsep.pipeline.corpus.manifest import SPLITS, read_manifest
@@ -51,8 +52,10 @@ def make_wsj0(root: Path, condition: str = "anechoic", rate_name: str = "8k",
     return base
 
 
-def wsj0_cfg(root: Path, **kw) -> dict:
-    return {"root": str(root), "condition": "anechoic", "sample_rate": "8k", "mode": "min", **kw}
+def wsj0_cfg(folder: Path, **kw) -> Wsj0Settings:
+    """The validated ``corpus.wsj0-2mix-spatialized`` section (``kw`` override its keys)."""
+    data = {"root": str(folder), "condition": "anechoic", "sample_rate": "8k", "mode": "min", **kw}
+    return parse_section("corpus.wsj0-2mix-spatialized", data)
 
 
 def make_recordings(root: Path, n: int = 10) -> list[Path]:
@@ -73,8 +76,11 @@ def make_referenced(root: Path, names=("m1.wav", "m2.wav", "m3.wav", "m4.wav"),
             noise(root / sub / name, seed=i)
 
 
-def folder_cfg(root: Path, **kw) -> dict:
-    return {"root": str(root), "valid_fraction": 0.2, "test_fraction": 0.2, **kw}
+def folder_cfg(folder: Path, **kw) -> FolderSettings:
+    """The validated ``corpus.folder`` section (``kw`` override its keys)."""
+    data = {"root": str(folder), "valid_fraction": 0.2, "test_fraction": 0.2, "num_sources": 2,
+            **kw}
+    return parse_section("corpus.folder", data)
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -117,7 +123,7 @@ def test_wsj0_manifests(tmp_path):
 def test_wsj0_other_condition_rate_mode(tmp_path):
     make_wsj0(tmp_path / "wsj", condition="reverb", rate_name="16k", mode="max", rate=16000)
     make_wsj0(tmp_path / "wsj", condition="anechoic")  # another condition beside it is ignored
-    cfg = wsj0_cfg(tmp_path / "wsj", condition="reverb", sample_rate=16000, mode="max")
+    cfg = wsj0_cfg(tmp_path / "wsj", condition="reverb", sample_rate="16k", mode="max")
     counts = index_wsj0_spatialized(cfg, tmp_path / "out")
     assert counts == {"train": 2, "valid": 1, "test": 3}
     m = read_manifest(tmp_path / "out" / "valid" / "manifest.csv")[0]
@@ -141,7 +147,7 @@ def test_wsj0_parse_name():
 def test_wsj0_bad_params(tmp_path, key, value):
     make_wsj0(tmp_path / "wsj")
     with pytest.raises(BootsepError, match=key):
-        index_wsj0_spatialized({**wsj0_cfg(tmp_path / "wsj"), key: value}, tmp_path / "out")
+        index_wsj0_spatialized(wsj0_cfg(tmp_path / "wsj", **{key: value}), tmp_path / "out")
 
 
 def test_wsj0_missing_root(tmp_path):
@@ -329,7 +335,7 @@ def test_folder_skips_hidden(tmp_path):
 def test_folder_bad_params(tmp_path, key, value):
     make_recordings(tmp_path / "rec", n=3)
     with pytest.raises(BootsepError, match=key):
-        index_folder({**folder_cfg(tmp_path / "rec"), key: value}, 0, tmp_path / "out")
+        index_folder(folder_cfg(tmp_path / "rec", **{key: value}), 0, tmp_path / "out")
 
 
 def test_folder_fractions_sum(tmp_path):

@@ -20,6 +20,7 @@ import scipy.signal
 import soundfile as sf
 import yaml
 
+from bootsep.config import TtsSettings, parse_section
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import read_audio
 from bootsep.pipeline.corpus.manifest import REQUIRED_COLUMNS, SPLITS, read_manifest
@@ -65,14 +66,15 @@ TINY = {
 }
 
 
-def tiny(**overrides) -> dict:
-    return {**TINY, **overrides}
+def tiny(**overrides) -> TtsSettings:
+    """The validated ``corpus.tts`` section of TINY with ``overrides``."""
+    return parse_section("corpus.tts", {**TINY, **overrides})
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tts") / "corpus"
-    counts = build_tts_corpus(TINY, SEED, out, workers=2, show_progress=False)
+    counts = build_tts_corpus(tiny(), SEED, out, workers=2, show_progress=False)
     assert counts == TINY["mixtures"]
     return out
 
@@ -112,10 +114,10 @@ def gcc_phat_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 8, up: int = 32) -
 
 def test_build_is_deterministic_for_a_seed_whatever_the_workers(corpus, tmp_path):
     again = tmp_path / "again"
-    build_tts_corpus(TINY, SEED, again, workers=1, show_progress=False)
+    build_tts_corpus(tiny(), SEED, again, workers=1, show_progress=False)
     assert tree_digest(again) == tree_digest(corpus)
     other = tmp_path / "other-seed"
-    build_tts_corpus(TINY, SEED + 1, other, workers=2, show_progress=False)
+    build_tts_corpus(tiny(), SEED + 1, other, workers=2, show_progress=False)
     assert (other / "train" / "manifest.csv").read_bytes() != \
         (corpus / "train" / "manifest.csv").read_bytes()
 
@@ -186,7 +188,7 @@ def test_image_tdoas_match_the_recorded_azimuth_and_geometry(corpus):
     """GCC-PHAT between microphone m and microphone 0 of every saved source image peaks
     at the TDOA of the recorded source position (tolerance 0.1 sample; the issue asks
     for one sample; measured worst case about 0.02)."""
-    mics = array_geometry(ARRAY)
+    mics = array_geometry(parse_section("corpus.tts.array", ARRAY))
     worst = 0.0
     for split in SPLITS:
         for m in read_manifest(corpus / split / "manifest.csv"):
@@ -287,10 +289,8 @@ def test_installed_engines_give_at_least_40_distinct_speakers(tmp_path):
 def test_default_params_are_valid_and_ask_for_40_speakers():
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["corpus"]["tts"]
     assert cfg["min_speakers"] >= 40
-    from bootsep.pipeline.corpus.tts_corpus import _checked
-
-    p = _checked(cfg)
-    assert p["sample_rate"] == 8000 and array_geometry(p["array"]).shape == (8, 3)
+    p = parse_section("corpus.tts", cfg)
+    assert p.sample_rate == 8000 and array_geometry(p.array).shape == (8, 3)
 
 
 # ---------------------------------------------------------------------------------- text
@@ -389,10 +389,10 @@ def test_bad_config_is_a_one_line_error(tmp_path, overrides, match):
 
 
 def test_missing_key_is_named(tmp_path):
-    cfg = tiny()
+    cfg = dict(TINY)
     del cfg["speed_of_sound"]
-    with pytest.raises(BootsepError, match="missing parameter 'corpus.tts.speed_of_sound'"):
-        build_tts_corpus(cfg, SEED, tmp_path / "out", show_progress=False)
+    with pytest.raises(BootsepError, match="corpus.tts.speed_of_sound is missing; expected a"):
+        parse_section("corpus.tts", cfg)
 
 
 def test_missing_synthesizer_names_the_package(tmp_path, monkeypatch):
@@ -401,30 +401,39 @@ def test_missing_synthesizer_names_the_package(tmp_path, monkeypatch):
     os.symlink(shutil.which("espeak-ng"), bin_dir / "espeak-ng")
     monkeypatch.setenv("PATH", str(bin_dir))
     with pytest.raises(BootsepError, match=r"'flite' not found .*apt-get install flite") as err:
-        build_tts_corpus(TINY, SEED, tmp_path / "out", show_progress=False)
+        build_tts_corpus(tiny(), SEED, tmp_path / "out", show_progress=False)
     assert "\n" not in str(err.value)
 
 
 def test_missing_fortunes_names_the_package(tmp_path):
     with pytest.raises(BootsepError, match="apt-get install fortunes"):
-        build_tts_corpus(tiny(fortunes_dir=str(tmp_path / "none")), SEED, tmp_path / "out",
+        build_tts_corpus(tiny(), SEED, tmp_path / "out", fortunes_dir=str(tmp_path / "none"),
                          show_progress=False)
 
 
-def test_failed_stage_leaves_no_corpus_folder(tmp_path):
+def write_params(path: Path, **tts) -> Path:
+    """The repository's params.yaml with TINY (and ``tts`` overrides) as corpus.tts."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["corpus"]["tts"] = tiny(peak=2.0)
-    path = tmp_path / "params.yaml"
+    params["corpus"].update(kind="tts", seed=SEED, tts={**TINY, **tts})
     path.write_text(yaml.safe_dump(params))
-    with pytest.raises(BootsepError, match="corpus.tts.peak"):
+    return path
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"peak": 2.0}, "corpus.tts.peak is 2.0"),                # refused by the config: no work
+    ({"min_speakers": 3}, "raise corpus.tts.min_speakers"),   # fails while building
+])
+def test_failed_stage_leaves_no_corpus_folder(tmp_path, overrides, match):
+    path = write_params(tmp_path / "params.yaml", **overrides)
+    with pytest.raises(BootsepError, match=match):
         stage.main(path, tmp_path / "data" / "corpus")
     assert not (tmp_path / "data" / "corpus").exists()
-    assert not list((tmp_path / "data").iterdir())  # no temporary folder left either
+    data = tmp_path / "data"
+    assert not data.exists() or not list(data.iterdir())  # no temporary folder left either
 
 
 def test_corpus_stage_builds_the_same_tiny_corpus(corpus, tmp_path, capsys):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"corpus": {"kind": "tts", "seed": SEED, "tts": TINY}}))
+    path = write_params(tmp_path / "params.yaml")
     stage.main(path, tmp_path / "data" / "corpus")
     assert tree_digest(tmp_path / "data" / "corpus") == tree_digest(corpus)
     err = capsys.readouterr().err

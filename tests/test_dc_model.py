@@ -137,13 +137,12 @@ def test_feature_stats_ignore_padding():
     torch.testing.assert_close(std, valid.std(0, unbiased=False))
 
 
-def test_config_round_trip_and_validation():
+def test_config_round_trip():
+    """(Bad values are refused where they come in: params.yaml by bootsep.config, model
+    files by saved_model.load_model; tests/test_config.py.)"""
     cfg = ModelConfig(num_freq=65, hidden=64, num_layers=2, embedding_dim=20, dropout=0.3)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert ModelConfig.from_dict({}) == ModelConfig()
-    for bad in ({"hidden": 0}, {"num_layers": 2.5}, {"dropout": 1.0}, {"hiden": 3}):
-        with pytest.raises(BootsepError):
-            ModelConfig.from_dict(bad)
 
 
 def test_input_validation():

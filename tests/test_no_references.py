@@ -113,7 +113,7 @@ def test_ensemble_model_that_was_not_trained_is_a_one_line_error(shards, tmp_pat
     params = write_params(tmp_path / "params.yaml", ensemble_model="gt")
     models = tmp_path / "models"
     s5_train.main(params, "gt", shard_root=shards[False], model_root=models)
-    with pytest.raises(BootsepError, match=r"parameter 'evaluate.ensemble_model' is 'gt', "
+    with pytest.raises(BootsepError, match=r"params.yaml: evaluate.ensemble_model is 'gt', "
                                            r"which was not trained.*name a spatial condition"):
         s7_evaluate.main(params, corpus_dir=tmp_path / "corpus", shard_root=shards[False],
                          model_root=models, out=tmp_path / "eval")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.evaluate.scoring import COLUMNS, ENSEMBLES, csv_text
 from bootsep.stages import s8_report as report
@@ -33,7 +34,7 @@ def results(tmp_path):
     rng = np.random.default_rng(0)
     conf_valid, conf_test = rng.uniform(0, 0.3, 20), rng.uniform(0, 0.3, 12)
     rows = _rows(rng, "valid", "spatial", 20, 3.0, conf_valid)
-    names = condition_names({**params, "_path": str(params_path)})
+    names = condition_names(load_config(params_path, ["train_conditions"]).train_conditions)
     for k, name in enumerate(names):
         rows += _rows(rng, "test", name, 12, float(k), conf_test)
     rows += _rows(rng, "test", "spatial", 12, 4.0, conf_test)
@@ -87,7 +88,7 @@ def test_table1_without_references(results):
     (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
     ensemble = json.loads((res / "eval" / "ensemble.json").read_text())
     (res / "eval" / "ensemble.json").write_text(json.dumps({**ensemble, "has_references": False}))
-    names = condition_names({**yaml.safe_load(params_path.read_text()), "_path": str(params_path)})
+    names = condition_names(load_config(params_path, ["train_conditions"]).train_conditions)
     gt = [n for n in names if n.startswith("gt")]
     labels = {n: ({"labels": "gt", "quality": None, "quantity": None, "skipped": NO_REFERENCES}
                   if n in gt else {"labels": "spatial", "quality": None, "quantity": 0.5})

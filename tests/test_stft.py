@@ -4,17 +4,21 @@ import numpy as np
 import pytest
 from scipy.signal import stft as scipy_stft
 
+from bootsep.config import parse_section
 from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig, istft, stft
+from bootsep.pipeline.storage.layout import stft_config
 
 CFG = StftConfig()
 
 
 def test_paper_config_from_params():
-    cfg = StftConfig.from_params({"sample_rate": 8000, "window_ms": 32, "hop_ms": 8})
+    section = {"sample_rate": 8000, "window_ms": 32, "hop_ms": 8, "window": "hann",
+               "pair_channels": [1], "seed": 1}
+    cfg = stft_config(parse_section("stft", section))
     assert (cfg.win_length, cfg.hop_length, cfg.num_freq) == (256, 64, 129)
-    with pytest.raises(BootsepError):
-        StftConfig.from_params({"sample_rate": 8000, "window_ms": 8, "hop_ms": 32})
+    with pytest.raises(BootsepError, match="stft.hop_ms is 32"):
+        parse_section("stft", {**section, "window_ms": 8, "hop_ms": 32})
 
 
 def test_matches_scipy_on_the_same_frames():

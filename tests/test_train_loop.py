@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -50,7 +51,8 @@ def make_trainer(root, out, cond=A1, **overrides) -> Trainer:
     valid = ShardStream(vgroups, cond, TINY_STFT, seed=cfg.seed, max_frames=None, shuffle=False)
     model = init_model(MODEL, seed=cfg.seed)
     model.set_stats(*check_inputs(groups, cond, TINY_STFT, "check").mean_std())
-    meta = {"condition": cond.to_dict(), "model_config": MODEL.to_dict(), "stft": {}}
+    meta = {"condition": cond.to_dict(), "model_config": MODEL.to_dict(),
+            "stft": asdict(TINY_STFT)}   # what saved_model.load_model checks (tests/test_cuda.py)
     return Trainer(model, cfg, train, valid, out, "fingerprint", meta)
 
 

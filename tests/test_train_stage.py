@@ -18,8 +18,9 @@ import pytest
 import torch
 import yaml
 
+from bootsep.config import load_config
 from bootsep.errors import BootsepError
-from bootsep.stages.s5_train import main
+from bootsep.stages.s5_train import PARAMS, RUN_PARAMS, main
 from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.loop import BEST_MODEL, CHECKPOINT, LOG_CSV
 from bootsep.train.synthetic import write_synthetic_corpus
@@ -30,7 +31,8 @@ N_TRAIN = 40
 def write_params(path: Path, train: dict | None = None, spatial: dict | None = None,
                  window_ms: float = 4) -> Path:
     params = {
-        "stft": {"sample_rate": 8000, "window_ms": window_ms, "hop_ms": 1, "window": "hann"},
+        "stft": {"sample_rate": 8000, "window_ms": window_ms, "hop_ms": 1, "window": "hann",
+                 "pair_channels": [1], "seed": 1},
         "model": {"size": "tiny", "dropout": 0.0,
                   "sizes": {"tiny": {"hidden": 16, "num_layers": 1, "embedding_dim": 4}}},
         "train": {"seed": 0, "epochs": 2, "batch_size": 4, "max_frames": 30, "lr": 3e-3,
@@ -38,8 +40,8 @@ def write_params(path: Path, train: dict | None = None, spatial: dict | None = N
                   "shuffle_buffer": 8, "torch_threads": 1, "device": "cpu", "amp": False,
                   "max_batches_per_epoch": None, "num_sources": 2, **(train or {})},
         "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
-                             "spatial": spatial or {"alpha_0": {"alpha": 0.0},
-                                                    "alpha_1": {"alpha": 1.0}}},
+                             "spatial": spatial or {"alpha_0": {"alpha": 0.0, "fraction": 1.0},
+                                                    "alpha_1": {"alpha": 1.0, "fraction": 1.0}}},
     }
     path.write_text(yaml.safe_dump(params))
     return path
@@ -110,10 +112,15 @@ def test_missing_confidence_shard_set(corpus, tmp_path):
     main(params, "gt", shard_root=root, model_root=tmp_path / "models")   # gt does not need it
 
 
-def test_negative_alpha_in_the_list(corpus, tmp_path):
+def test_negative_alpha_stops_its_own_condition_only(corpus, tmp_path):
+    """Each train stage reads its own train_conditions entry (its DVC params) and no other."""
     params = write_params(tmp_path / "params.yaml",
-                          spatial={"alpha_1": {"alpha": 1.0}, "alpha_neg": {"alpha": -0.5}})
-    _bad_input(params, "alpha_1", corpus, tmp_path / "models", "alpha_neg.alpha is -0.5")
+                          spatial={"alpha_1": {"alpha": 1.0, "fraction": 1.0},
+                                   "alpha_neg": {"alpha": -0.5, "fraction": 1.0}})
+    _bad_input(params, "alpha_neg", corpus, tmp_path / "models",
+               r"train_conditions.spatial.alpha_neg.alpha is -0.5; expected a number >= 0")
+    cfg = load_config(params, PARAMS + RUN_PARAMS, condition="alpha_1")
+    assert cfg.train_conditions.spatial["alpha_1"].alpha == 1.0
 
 
 def test_nan_in_features(corpus, tmp_path):

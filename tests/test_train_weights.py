@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bootsep.config import parse_config
 from bootsep.errors import BootsepError
 from bootsep.pipeline.confidence import check_alpha
-from bootsep.train.conditions import Condition, condition_from_params
+from bootsep.train.conditions import Condition, conditions
 from bootsep.train.dataset import ShardStream
 from bootsep.train.inputs import shard_groups
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_split
@@ -75,18 +76,19 @@ def test_bad_alpha_is_an_error(alpha):
         training_weights(magnitude_from_db(logmag), alpha, c_cl, c_jsd, c_post)
 
 
-@pytest.mark.parametrize("alpha", [-1, float("inf"), "x", None])
+@pytest.mark.parametrize("alpha", [-1, float("inf"), float("nan"), "x", None, True])
 def test_bad_alpha_in_params_names_the_key(alpha):
-    """One α check (eq. 7) for params, weights and the confidence product."""
-    params = {"_path": "p.yaml", "train_conditions": {"spatial": {"a1": {"alpha": alpha}}}}
-    with pytest.raises(BootsepError, match=r"^p\.yaml: train_conditions\.a1(\.alpha is .* must "
-                                           r"be finite and >= 0|: alpha .* must be numbers)"):
-        condition_from_params(params, "a1")
-    with pytest.raises(BootsepError, match="confidence exponent of eq. 7"):
-        check_alpha(alpha)
+    """The α of eq. 7 is checked where params are read and where weights are built."""
+    def load(a):
+        data = {"train_conditions": {"gt": {}, "spatial": {"a1": {"alpha": a, "fraction": 1.0}}}}
+        return parse_config(data, ["train_conditions"], where="p.yaml")
+    with pytest.raises(BootsepError, match=r"^p\.yaml: train_conditions\.spatial\.a1\.alpha is "):
+        load(alpha)
+    if alpha is not True and not isinstance(alpha, (str, type(None))):
+        with pytest.raises(BootsepError, match="confidence exponent of eq. 7"):
+            check_alpha(alpha)
     assert check_alpha(2) == 2.0 and check_alpha(np.float32(0.5)) == 0.5
-    good = {**params, "train_conditions": {"spatial": {"a1": {"alpha": 0.5}}}}
-    assert condition_from_params(good, "a1").alpha == 0.5
+    assert conditions(load(0.5).train_conditions)[0].alpha == 0.5
 
 
 def test_stream_weights_per_cropped_example(tmp_path):

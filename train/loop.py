@@ -50,7 +50,8 @@ class TrainingInterrupted(Exception):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (params.yaml ``train``; paper §3.2 in comments)."""
+    """Optimisation settings (params.yaml ``train``, validated by :mod:`bootsep.config`;
+    paper §3.2 in comments)."""
 
     seed: int = 0
     epochs: int = 100                 # paper: 100
@@ -67,32 +68,6 @@ class TrainConfig:
     amp: bool = False                 # bfloat16 autocast on CUDA
     max_batches_per_epoch: int | None = None   # cap for smoke runs; null = whole epoch
     num_sources: int = 2
-
-    def __post_init__(self) -> None:
-        def bad(name, what):
-            raise BootsepError(f"train.{name} is {getattr(self, name)!r}; {what}")
-        for name in ("epochs", "batch_size", "lr_patience", "shuffle_buffer", "torch_threads",
-                     "num_sources"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "lr_patience" else 1):
-                bad(name, "must be a positive integer")
-        for name in ("max_frames", "max_batches_per_epoch"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                bad(name, "must be a positive integer or null")
-        if isinstance(self.loader_workers, bool) or not isinstance(self.loader_workers, int) \
-                or self.loader_workers < 0:
-            bad("loader_workers", "must be an integer >= 0")
-        if not isinstance(self.seed, int):
-            bad("seed", "must be an integer")
-        for name in ("lr", "grad_clip"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or not math.isfinite(v):
-                bad(name, "must be a finite number >= 0")
-        if not self.lr > 0:
-            bad("lr", "must be > 0")
-        if not 0 < self.lr_factor < 1:
-            bad("lr_factor", "must lie in (0, 1)")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -11,7 +11,7 @@ units per direction and ``D = 15`` (:func:`paper_config`).  Weights come from
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -23,7 +23,8 @@ from bootsep.pipeline.padding import frames_valid
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Size of the network.
+    """Size of the network (from the validated ``model`` params, or a model file checked by
+    :func:`bootsep.train.saved_model.load_model`).
 
     Attributes:
         num_freq: Frequency bins ``F`` (129 for a 32 ms window at 8 kHz, paper §3.2).
@@ -39,31 +40,13 @@ class ModelConfig:
     embedding_dim: int = 15
     dropout: float = 0.0
 
-    def __post_init__(self) -> None:
-        for name in ("num_freq", "hidden", "num_layers", "embedding_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise BootsepError(f"model.{name} must be a positive integer, got {value!r}")
-        dropout = self.dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise BootsepError(f"model.dropout must be a number in [0, 1), got {dropout!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise BootsepError(f"model.dropout must be in [0, 1), got {dropout!r}")
-        object.__setattr__(self, "dropout", float(dropout))
-
     def to_dict(self) -> dict:
         """Plain dict (JSON/YAML-safe), the inverse of :meth:`from_dict`."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        """Build from a dict such as ``params.yaml``'s model section; unknown keys are errors."""
-        if not isinstance(data, dict):
-            raise BootsepError(f"model config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BootsepError(f"unknown model config key(s): {', '.join(map(str, unknown))}")
+        """The inverse of :meth:`to_dict` (a checked dict: see ``saved_model.load_model``)."""
         return cls(**data)
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from bootsep.config import FolderSettings
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import AUDIO_SUFFIXES, audio_info
 from bootsep.pipeline.channels import FIRST_SILENT, classify, describe, pair_statistics
@@ -59,19 +60,15 @@ MIN_CHANNELS = 2
 SCAN_FRAMES = 1 << 16          # frames per read when checking a recording's channels
 
 
-def index_folder(cfg: dict, seed: int, out_dir: Path) -> dict[str, int]:
-    """Write ``<out_dir>/<split>/manifest.csv`` for the recordings under ``cfg['root']``.
+def index_folder(cfg: FolderSettings, seed: int, out_dir: Path) -> dict[str, int]:
+    """Write ``<out_dir>/<split>/manifest.csv`` for the recordings under ``cfg.root``.
 
-    Returns the number of mixtures per split (train, valid, test).
+    ``cfg`` is the validated ``corpus.folder`` section. Returns the number of mixtures per
+    split (train, valid, test).
     """
-    root = require_root(cfg.get("root"), f"{SECTION}.root")
-    valid_fraction = _fraction(cfg, "valid_fraction")
-    test_fraction = _fraction(cfg, "test_fraction")
-    if valid_fraction + test_fraction >= 1.0:
-        raise BootsepError(f"parameters '{SECTION}.valid_fraction' + '{SECTION}.test_fraction'"
-                           f" = {valid_fraction + test_fraction:g}, must be below 1 (train needs"
-                           " recordings)")
-    num_sources = _num_sources(cfg)
+    root = require_root(cfg.root, f"{SECTION}.root")
+    valid_fraction, test_fraction = cfg.valid_fraction, cfg.test_fraction
+    num_sources = cfg.num_sources
 
     ref_dirs = reference_dirs(root)
     if ref_dirs:
@@ -290,21 +287,3 @@ def _split_size(n: int, fraction: float) -> int:
     k = int(round(n * fraction))
     return max(k, 1) if fraction > 0 else 0
 
-
-def _fraction(cfg: dict, key: str) -> float:
-    value = cfg.get(key, 0.0)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise BootsepError(f"parameter '{SECTION}.{key}' is '{value}', expected a number") from None
-    if not 0.0 <= value < 1.0:
-        raise BootsepError(f"parameter '{SECTION}.{key}' is {value:g}, expected 0 <= x < 1")
-    return value
-
-
-def _num_sources(cfg: dict) -> int:
-    value = cfg.get("num_sources", 2)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BootsepError(f"parameter '{SECTION}.num_sources' is '{value}', expected an "
-                           "integer >= 1")
-    return value

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from bootsep.config import ArraySettings
 from bootsep.errors import BootsepError
 
 
@@ -34,19 +35,10 @@ def circular_array(num_mics: int, radius_m: float) -> np.ndarray:
                      np.zeros(num_mics)], axis=1)
 
 
-def array_geometry(array_cfg: dict) -> np.ndarray:
-    """Microphone positions ``(M, 3)`` (metres) from the ``corpus.tts.array`` params."""
-    kind = array_cfg.get("kind", "circular")
-    if kind != "circular":
-        raise BootsepError(f"parameter 'corpus.tts.array.kind' is '{kind}', expected 'circular'")
-    try:
-        num_mics, radius = int(array_cfg["num_mics"]), float(array_cfg["radius_m"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BootsepError(f"parameter 'corpus.tts.array' needs num_mics and radius_m "
-                           f"({exc})") from None
-    if num_mics < 2 or not radius > 0:
-        raise BootsepError("parameter 'corpus.tts.array' needs num_mics >= 2 and radius_m > 0")
-    return circular_array(num_mics, radius)
+def array_geometry(array: ArraySettings) -> np.ndarray:
+    """Microphone positions ``(M, 3)`` (metres) from the validated ``corpus.tts.array`` params
+    (``kind: circular`` is the only kind)."""
+    return circular_array(array.num_mics, array.radius_m)
 
 
 def source_position(azimuth_deg: float, distance_m: float, height_m: float = 0.0) -> np.ndarray:

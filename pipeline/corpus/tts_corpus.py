@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.atomic import write_text_atomic
+from bootsep.config import TtsSettings
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import PCM16_SCALE, pcm16_levels, write_audio
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, write_manifest
@@ -81,41 +82,41 @@ class MixturePlan:
     num_samples: int
 
 
-def build_tts_corpus(cfg: dict, seed: int, out_dir: Path, *, workers: int | None = None,
-                     show_progress: bool = True) -> dict[str, int]:
+def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int | None = None,
+                     show_progress: bool = True,
+                     fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR) -> dict[str, int]:
     """Build the corpus into ``out_dir``; returns the number of mixtures per split.
 
-    ``cfg`` is the ``corpus.tts`` params section (an optional ``fortunes_dir`` key reads
-    the fortune databases from another folder). ``workers`` (default: the CPUs this
-    process may use) only changes speed, never the output.
+    ``p`` is the validated ``corpus.tts`` params section; ``fortunes_dir`` is where the
+    fortune databases are read from. ``workers`` (default: the CPUs this process may use)
+    only changes speed, never the output.
     """
     out_dir = Path(out_dir)
-    p = _checked(cfg)
     workers = workers or _cpu_count()
-    fs = p["sample_rate"]
-    sentences = load_sentences(p["sentence_words"], cfg.get("fortunes_dir") or DEFAULT_FORTUNES_DIR)
-    speakers = make_speakers(p["min_speakers"], np.random.default_rng([seed, STREAM_SPEAKERS]))
+    fs = p.sample_rate
+    sentences = load_sentences(p.sentence_words, fortunes_dir)
+    speakers = make_speakers(p.min_speakers, np.random.default_rng([seed, STREAM_SPEAKERS]))
     check_engines(speakers)
-    split_of = split_speakers(speakers, p["speaker_fractions"],
+    split_of = split_speakers(speakers, p.speaker_fractions,
                               np.random.default_rng([seed, STREAM_SPLITS]))
-    texts = assign_sentences(speakers, split_of, sentences, p["speaker_fractions"],
-                             p["utterances_per_speaker"], seed)
-    utterances = synthesize_all(speakers, texts, fs, p["max_seconds"], workers, show_progress)
-    usable = {s.id: [u for u in utterances[s.id] if u.seconds >= p["min_seconds"]]
+    texts = assign_sentences(speakers, split_of, sentences, p.speaker_fractions,
+                             p.utterances_per_speaker, seed)
+    utterances = synthesize_all(speakers, texts, fs, p.max_seconds, workers, show_progress)
+    usable = {s.id: [u for u in utterances[s.id] if u.seconds >= p.min_seconds]
               for s in speakers}
-    mics = array_geometry(p["array"])
+    mics = array_geometry(p.array)
 
     plans = []
     for split in SPLITS:
         pool = [s for s in speakers if split_of[s.id] == split and usable[s.id]]
-        n_mix = p["mixtures"][split]
+        n_mix = p.mixtures[split]
         if n_mix and len(pool) < 2:
             raise BootsepError(f"split '{split}' has {len(pool)} speaker(s) with utterances of at "
-                               f"least {p['min_seconds']} s; raise corpus.tts.min_speakers or "
+                               f"least {p.min_seconds} s; raise corpus.tts.min_speakers or "
                                "lower corpus.tts.min_seconds")
         plans += [plan_mixture(split, i, pool, usable, p, seed) for i in range(n_mix)]
 
-    rows: dict[str, list] = {split: [None] * p["mixtures"][split] for split in SPLITS}
+    rows: dict[str, list] = {split: [None] * p.mixtures[split] for split in SPLITS}
     with Progress(len(plans), "tts mixtures", unit="mix", enabled=show_progress) as bar, \
             ThreadPoolExecutor(max_workers=workers) as pool_ex:
         futures = {pool_ex.submit(render_mixture, plan, mics, p, out_dir / plan.split): plan
@@ -194,7 +195,7 @@ def synthesize_all(speakers: list[Speaker], texts: dict[str, list[str]], sample_
 
 
 def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, list[Utterance]],
-                 p: dict, seed: int) -> MixturePlan:
+                 p: TtsSettings, seed: int) -> MixturePlan:
     """Draw one mixture's speakers, utterances, level and geometry from
     ``default_rng([seed, STREAM_MIXTURES, split code, index])`` (so a row does not depend
     on any other row)."""
@@ -203,12 +204,12 @@ def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, 
     u1 = usable[pool[a].id][rng.integers(len(usable[pool[a].id]))]
     cands = [u for u in usable[pool[b].id] if u.text != u1.text] or usable[pool[b].id]
     u2 = cands[rng.integers(len(cands))]
-    level = round(float(rng.uniform(*p["relative_level_db"])), 2)
-    sep = p["min_azimuth_separation_deg"]
+    level = round(float(rng.uniform(*p.relative_level_db)), 2)
+    sep = p.min_azimuth_separation_deg
     az1 = round(float(rng.uniform(0.0, 360.0)), 2) % 360.0
     offset = round(float(rng.uniform(sep, 360.0 - sep)), 2)
     az2 = round((az1 + offset) % 360.0, 2) % 360.0
-    d1, d2 = (round(float(rng.uniform(*p["distance_m"])), 3) for _ in range(2))
+    d1, d2 = (round(float(rng.uniform(*p.distance_m)), 3) for _ in range(2))
     n = min(len(u1.audio), len(u2.audio))
     return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n)
 
@@ -228,7 +229,7 @@ def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str
     return q, mix, scale
 
 
-def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path) -> dict:
+def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_dir: Path) -> dict:
     """Spatialize, scale, quantise and write one mixture; returns its manifest row.
 
     Sources ``(n,)`` are set to equal active RMS then to +L/2 and -L/2 dB; their images
@@ -236,7 +237,7 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path
     (normally the mixture's), rounded to 16-bit integers, and the mixture written is the
     integer sum of the rounded images, so mix == s1 + s2 exactly after reading back.
     """
-    fs, n = p["sample_rate"], plan.num_samples
+    fs, n = p.sample_rate, plan.num_samples
     images = []
     for k, (utt, az, dist) in enumerate(zip(plan.utterances, plan.azimuths_deg, plan.distances_m)):
         x = utt.audio[:n].astype(np.float64)
@@ -246,8 +247,8 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: dict, split_dir: Path
         sign = 1.0 if k == 0 else -1.0
         x *= TARGET_ACTIVE_RMS / level * 10 ** (sign * plan.relative_level_db / 40)
         images.append(free_field_images(x, mics, source_position(az, dist), fs,
-                                        p["speed_of_sound"]))
-    q, mix, scale = pcm16_images(images, p["peak"], plan.id)
+                                        p.speed_of_sound))
+    q, mix, scale = pcm16_images(images, p.peak, plan.id)
     rel = {name: f"{name}/{plan.id}.wav" for name in ("mix", "s1", "s2")}
     for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
         write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
@@ -294,83 +295,3 @@ def _cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
-
-
-def _checked(cfg: dict) -> dict:
-    """The ``corpus.tts`` values, typed and range-checked (one-line errors naming the key)."""
-    if not isinstance(cfg, dict):
-        raise BootsepError("parameter 'corpus.tts' must be a mapping")
-
-    def get(key):
-        if key not in cfg:
-            raise BootsepError(f"missing parameter 'corpus.tts.{key}'")
-        return cfg[key]
-
-    def bad(key, problem):
-        return BootsepError(f"parameter 'corpus.tts.{key}' {problem}")
-
-    def pair(key, lo_min=None):
-        v = get(key)
-        try:
-            lo, hi = float(v[0]), float(v[1])
-        except (TypeError, ValueError, IndexError, KeyError):
-            raise bad(key, f"must be a pair [low, high], got {v!r}") from None
-        if len(v) != 2 or lo > hi or (lo_min is not None and lo < lo_min):
-            raise bad(key, f"must be [low, high] with {lo_min if lo_min is not None else ''}"
-                           f"{' <= ' if lo_min is not None else ''}low <= high, got {v!r}")
-        return lo, hi
-
-    def number(key, cast=float):
-        try:
-            return cast(get(key))
-        except (TypeError, ValueError):
-            raise bad(key, f"must be a number, got {cfg[key]!r}") from None
-
-    def per_split(key):
-        v = get(key)
-        if not isinstance(v, dict) or set(v) - set(SPLITS):
-            raise bad(key, f"must map {', '.join(SPLITS)} to numbers, got {v!r}")
-        try:
-            return {s: float(v.get(s, 0)) for s in SPLITS}
-        except (TypeError, ValueError):
-            raise bad(key, f"must map {', '.join(SPLITS)} to numbers, got {v!r}") from None
-
-    p = {"sample_rate": number("sample_rate", int), "utterances_per_speaker":
-         number("utterances_per_speaker", int), "min_speakers": number("min_speakers", int),
-         "max_seconds": number("max_seconds"), "min_seconds": number("min_seconds"),
-         "min_azimuth_separation_deg": number("min_azimuth_separation_deg"),
-         "speed_of_sound": number("speed_of_sound"), "peak": number("peak"),
-         "relative_level_db": pair("relative_level_db"), "distance_m": pair("distance_m", 0.0),
-         "sentence_words": tuple(int(w) for w in pair("sentence_words", 1)),
-         "array": get("array")}
-    mixtures = per_split("mixtures")
-    if any(v < 0 or v != int(v) for v in mixtures.values()):
-        raise bad("mixtures", "must be whole numbers >= 0")
-    p["mixtures"] = {s: int(v) for s, v in mixtures.items()}
-    fractions = per_split("speaker_fractions")
-    if any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
-        raise bad("speaker_fractions", "must be >= 0 with a positive sum")
-    for split in SPLITS:
-        if p["mixtures"][split] and fractions[split] <= 0:
-            raise bad("speaker_fractions", f"gives no speakers to '{split}', which has mixtures")
-    p["speaker_fractions"] = fractions
-    if p["sample_rate"] <= 0:
-        raise bad("sample_rate", "must be positive")
-    if p["utterances_per_speaker"] < 1:
-        raise bad("utterances_per_speaker", "must be at least 1")
-    if p["min_speakers"] < 2:
-        raise bad("min_speakers", "must be at least 2")
-    if not 0 < p["min_seconds"] <= p["max_seconds"]:
-        raise bad("min_seconds", "must be positive and at most max_seconds")
-    if not 0 <= p["min_azimuth_separation_deg"] < 180:
-        raise bad("min_azimuth_separation_deg", "must be in [0, 180)")
-    if not 0 < p["peak"] < 1:
-        raise bad("peak", "must be in (0, 1)")
-    if p["speed_of_sound"] <= 0:
-        raise bad("speed_of_sound", "must be positive")
-    if not isinstance(p["array"], dict):
-        raise bad("array", "must be a mapping")
-    radius = float(np.linalg.norm(array_geometry(p["array"]), axis=1).max())
-    if p["distance_m"][0] <= radius:
-        raise bad("distance_m", f"must keep sources outside the array (radius {radius} m)")
-    return p

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bootsep.config import Wsj0Settings
 from bootsep.errors import BootsepError
 from bootsep.pipeline.corpus.folder import (
     ChannelReport,
@@ -36,21 +37,18 @@ from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, image_column, write_
 
 SECTION = "corpus.wsj0-2mix-spatialized"
 SPLIT_DIRS = {"train": "tr", "valid": "cv", "test": "tt"}
-CONDITIONS = ("anechoic", "reverb")
 SAMPLE_RATES = {"8k": 8000, "16k": 16000}
-MODES = ("min", "max")
 NUM_SOURCES = 2
 
 
-def index_wsj0_spatialized(cfg: dict, out_dir: Path) -> dict[str, int]:
+def index_wsj0_spatialized(cfg: Wsj0Settings, out_dir: Path) -> dict[str, int]:
     """Write ``<out_dir>/<split>/manifest.csv`` for the configured condition, rate and mode.
 
-    Returns the number of mixtures per split (train, valid, test).
+    ``cfg`` is the validated ``corpus.wsj0-2mix-spatialized`` section. Returns the number of
+    mixtures per split (train, valid, test).
     """
-    root = require_root(cfg.get("root"), f"{SECTION}.root")
-    condition = _choice(cfg, "condition", CONDITIONS)
-    rate_name = _choice(cfg, "sample_rate", tuple(SAMPLE_RATES), {"8000": "8k", "16000": "16k"})
-    mode = _choice(cfg, "mode", MODES)
+    root = require_root(cfg.root, f"{SECTION}.root")
+    condition, rate_name, mode = cfg.condition, cfg.sample_rate, cfg.mode
     base = root / f"2speakers_{condition}" / f"wav{rate_name}" / mode
     split_dirs = {split: _require_dir(base / name, root) for split, name in SPLIT_DIRS.items()}
 
@@ -128,11 +126,3 @@ def _deepest_existing(path: Path, stop: Path) -> Path:
         p = p.parent
     return p if p.is_dir() else stop
 
-
-def _choice(cfg: dict, key: str, allowed: tuple, aliases: dict | None = None) -> str:
-    value = str(cfg.get(key, "")).strip().lower()
-    value = (aliases or {}).get(value, value)
-    if value not in allowed:
-        raise BootsepError(f"parameter '{SECTION}.{key}' is '{cfg.get(key)}', expected one of "
-                           f"{', '.join(allowed)}")
-    return value

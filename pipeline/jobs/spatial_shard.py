@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bootsep.config import get, require
 from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig
@@ -32,23 +31,6 @@ class SpatialOptions:
     max_iter: int
     tol: float
     reg_covar: float
-
-
-def spatial_options(params: dict) -> SpatialOptions:
-    """The ``spatial`` params section, checked."""
-    section = get(params, "spatial")
-    require(isinstance(section.get("num_components"), int) and section["num_components"] >= 2,
-            params, "spatial.num_components", "must be an integer >= 2")
-    for key in ("max_iter",):
-        require(isinstance(section.get(key), int) and section[key] >= 1, params, f"spatial.{key}",
-                "must be a positive integer")
-    for key in ("tol", "reg_covar"):
-        require(isinstance(section.get(key), (int, float)) and section[key] >= 0, params,
-                f"spatial.{key}", "must be a number >= 0")
-    require(isinstance(section.get("tau_db"), (int, float)), params, "spatial.tau_db", "must be a number (dB)")
-    return SpatialOptions(tau_db=float(section["tau_db"]), num_components=section["num_components"],
-                          max_iter=section["max_iter"], tol=float(section["tol"]),
-                          reg_covar=float(section["reg_covar"]))
 
 
 def compute_spatial_shard(stft_path: str, cfg: StftConfig, opts: SpatialOptions, split: str,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bootsep.atomic import write_text_atomic
-from bootsep.config import get, require
+from bootsep.config import StftSettings
 from bootsep.pipeline.stft import StftConfig
 
 T = TypeVar("T")
@@ -17,19 +17,15 @@ SHARD_ROOT = Path("data/shards")
 SUMMARY_NAME = "summary.json"
 
 
-def stft_config(params: dict) -> StftConfig:
-    return StftConfig.from_params(get(params, "stft"))
+def stft_config(settings: StftSettings) -> StftConfig:
+    """The transform of the validated ``stft`` params section (window and hop in samples)."""
+    return StftConfig(settings.sample_rate, settings.win_length, settings.hop_length,
+                      settings.window)
 
 
 def chunk(items: Sequence[T], size: int) -> list[list[T]]:
     """Consecutive chunks of at most ``size`` items (the shard layout)."""
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
-
-
-def utterances_per_shard(params: dict) -> int:
-    n = get(params, "shards.utterances_per_shard")
-    require(isinstance(n, int) and n > 0, params, "shards.utterances_per_shard", "must be a positive integer")
-    return n
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:
