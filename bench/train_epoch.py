@@ -9,17 +9,16 @@ Run from the repository root (the project installed)::
 It writes synthetic shard sets in the real schema (``bootsep.train.synthetic``) with as many
 train / valid mixtures as ``params.yaml``'s default corpus (1000 / 200) and lengths drawn
 like the corpus's (1.5-4 s -> 188-501 frames at 8 kHz, 8 ms hop), then runs
-``bootsep.train.inputs.main`` -- input check, loader, model, loss, validation, checkpoints --
+``bootsep.stages.s5_train.main`` -- input check, loader, model, loss, validation, checkpoints --
 for ``--epochs`` epochs with ``params.yaml`` overridden only where a flag says so. The last
 stdout line is one JSON object: ``epoch_seconds`` (training part of each epoch, data loading
-included, as logged by the trainer), ``frames_per_s``, and ``wall_seconds`` of the whole
+included, from the trainer's timing file), ``frames_per_s``, and ``wall_seconds`` of the whole
 stage (input check, validation and saving included).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -33,7 +32,8 @@ import yaml
 from bootsep.config import load_config, read_params
 from bootsep.pipeline.storage.layout import stft_config
 from bootsep.stages.s5_train import main as train_stage
-from bootsep.train.loop import LOG_CSV, resolve_device
+from bootsep.stages.s5_train import timing_path
+from bootsep.train.loop import resolve_device
 from bootsep.train.synthetic import write_synthetic_split
 
 FRAMES = (188, 501)          # 1.5 s and 4 s mixtures (corpus.tts.min_seconds / max_seconds)
@@ -79,7 +79,7 @@ def main() -> None:
         start = time.perf_counter()
         train_stage(params_file, args.condition, shard_root=tmp / "shards", model_root=tmp / "models")
         wall = time.perf_counter() - start
-        rows = list(csv.DictReader((tmp / "models" / args.condition / LOG_CSV).open()))
+        rows = json.loads(timing_path(tmp / "models", args.condition).read_text())["epochs"]
 
     machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
     if device.type == "cuda":

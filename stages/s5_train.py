@@ -10,6 +10,9 @@ A ground-truth condition on a corpus without references (no ``source_mag`` in an
 e.g. a folder of recordings) has no labels to learn from: the stage then writes its declared
 outputs as "skipped" markers (:mod:`bootsep.train.skipped`) and succeeds, so ``dvc repro``
 completes; the later stages leave the condition out with a note.
+
+Wall-clock times go to ``data/timing/<condition>.json``, outside ``data/models`` (whose DVC
+digest the later stages depend on), so an identical retrain leaves ``data/models`` unchanged.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from bootsep.train.model import ModelConfig, init_model
 from bootsep.train.skipped import NO_REFERENCES, SKIPPED
 
 MODEL_ROOT = Path("data/models")
+TIMING_DIR = "timing"          # data/timing/<condition>.json: beside data/models, not inside
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
@@ -75,6 +79,11 @@ def write_skipped(out: Path, meta: dict, reason: str) -> None:
                                                       sort_keys=True, default=str) + "\n")
     metrics = {"condition": meta["condition"]["name"], SKIPPED: reason}
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def timing_path(model_root: Path, condition: str) -> Path:
+    """``<model_root>/../timing/<condition>.json``: per-epoch seconds and frames/s."""
+    return Path(model_root).parent / TIMING_DIR / f"{condition}.json"
 
 
 def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path = SHARD_ROOT,
@@ -105,14 +114,17 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     stream = ShardStream(train_groups, condition, stft, seed=cfg.seed, max_frames=cfg.max_frames,
                          shuffle_buffer=cfg.shuffle_buffer, keep=keep)
     valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None, shuffle=False)
-    trainer = Trainer(model, cfg, stream, valid, out, fp, meta)
+    timing = timing_path(model_root, condition.name)
+    trainer = Trainer(model, cfg, stream, valid, out, fp, meta, timing)
     if trainer.try_resume() and not trainer.state.done:
         print(f"train {condition.name}: resuming after epoch {trainer.state.epoch}, "
               f"batch {trainer.state.position}", flush=True)
     else:   # a fresh run (a finished run is rerun only when DVC saw a change: retrain)
-        trainer = Trainer(init_model(mcfg, seed=cfg.seed), cfg, stream, valid, out, fp, meta)
+        trainer = Trainer(init_model(mcfg, seed=cfg.seed), cfg, stream, valid, out, fp, meta,
+                          timing)
         for stale in (CHECKPOINT, BEST_MODEL, LOG_CSV, "metrics.json", "params.json"):
             (out / stale).unlink(missing_ok=True)
+        timing.unlink(missing_ok=True)
         check_inputs(valid_groups, condition, stft, f"check valid shards ({condition.name})",
                      cfg.num_sources)
         stats = check_inputs(train_groups, condition, stft, f"check train shards ({condition.name})",

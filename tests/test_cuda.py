@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train_loop import corpus, make_trainer  # noqa: F401  (corpus is a fixture)
+from test_train_loop import (  # noqa: F401  (corpus is a fixture)
+    DROPOUT,
+    _interrupt,
+    corpus,
+    make_trainer,
+)
 
+from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.loop import CHECKPOINT
 from bootsep.train.model import ModelConfig, init_model
 from bootsep.train.saved_model import load_model
@@ -63,7 +69,27 @@ def test_training_on_cuda_learns_and_the_model_loads_on_cpu(corpus, tmp_path, am
                                        rtol=1e-4, atol=1e-5)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
-    # and the checkpoint resumes on the GPU
-    again = make_trainer(corpus, tmp_path, device="cuda", amp=amp)
-    assert again.try_resume() and again.state.done
-    assert (tmp_path / CHECKPOINT).is_file()
+    # the checkpoint loads onto the GPU; a finished run is not resumed (a rerun retrains)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT, map_location="cuda")
+    assert ckpt["state"]["done"] and ckpt["model"]["embed.weight"].is_cuda
+    assert not make_trainer(corpus, tmp_path, device="cuda", amp=amp).try_resume()
+
+
+def test_cuda_dropout_resume_matches_uninterrupted_run(corpus, tmp_path):  # noqa: F811
+    """cuDNN's RNN dropout draws from the CUDA generator, re-seeded per batch from train.seed
+    (which also resets cuDNN's dropout state): a resumed run draws the same masks. cuDNN's
+    backward may sum in another order, so the check is close, not equal, against a control
+    whose masks differ (another train.seed, same weights and data)."""
+    kw = {"model_cfg": DROPOUT, "device": "cuda", "epochs": 2, "data_seed": 0}
+    ref = make_trainer(corpus, tmp_path / "ref", **kw)
+    ref.run()
+    other = make_trainer(corpus, tmp_path / "other", seed=1, **kw)
+    other.run()
+    _interrupt(corpus, tmp_path / "cut", 13, **kw)
+    resumed = make_trainer(corpus, tmp_path / "cut", **kw)
+    assert resumed.try_resume() and resumed.state.position == 3
+    resumed.run()
+    a, b, c = (t.model.state_dict() for t in (ref, resumed, other))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert max(float((c[k] - a[k]).abs().max()) for k in a) > 1e-3

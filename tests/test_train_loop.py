@@ -1,16 +1,19 @@
-"""The training loop at tiny scale: it learns, logs, keeps the best model, and resumes exactly."""
+"""The training loop at tiny scale: it learns, logs, keeps the best model, resumes exactly
+(dropout included), and restarts cleanly from a damaged checkpoint or best model."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
+import sys
 from dataclasses import asdict
 
 import pytest
 import torch
 
-from bootsep.train.checkpoint import load_checkpoint
+from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream
 from bootsep.train.inputs import check_inputs, shard_groups
@@ -27,6 +30,9 @@ from bootsep.train.model import ModelConfig, init_model
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_corpus
 
 MODEL = ModelConfig(num_freq=TINY_STFT.num_freq, hidden=16, num_layers=1, embedding_dim=4)
+# two layers: nn.LSTM applies dropout between layers only
+DROPOUT = ModelConfig(num_freq=TINY_STFT.num_freq, hidden=16, num_layers=2, embedding_dim=4,
+                      dropout=0.3)
 GT = Condition("gt", "gt")
 A1 = Condition("alpha_1", "spatial", 1.0)
 
@@ -42,18 +48,22 @@ def corpus(tmp_path_factory):
     return root
 
 
-def make_trainer(root, out, cond=A1, **overrides) -> Trainer:
+def make_trainer(root, out, cond=A1, model_cfg=MODEL, data_seed=None, timing=None,
+                 **overrides) -> Trainer:
+    """``data_seed``: seed of the initial weights and the data stream (default: train.seed),
+    so that a test can vary train.seed alone."""
     cfg = TrainConfig(**{"seed": 0, "epochs": 3, "batch_size": 4, "max_frames": 30, "lr": 3e-3,
                          "loader_workers": 0, "shuffle_buffer": 8, "device": "cpu", **overrides})
+    data_seed = cfg.seed if data_seed is None else data_seed
     groups, vgroups = shard_groups(cond, "train", root), shard_groups(cond, "valid", root)
-    train = ShardStream(groups, cond, TINY_STFT, seed=cfg.seed, max_frames=cfg.max_frames,
+    train = ShardStream(groups, cond, TINY_STFT, seed=data_seed, max_frames=cfg.max_frames,
                         shuffle_buffer=cfg.shuffle_buffer)
-    valid = ShardStream(vgroups, cond, TINY_STFT, seed=cfg.seed, max_frames=None, shuffle=False)
-    model = init_model(MODEL, seed=cfg.seed)
+    valid = ShardStream(vgroups, cond, TINY_STFT, seed=data_seed, max_frames=None, shuffle=False)
+    model = init_model(model_cfg, seed=data_seed)
     model.set_stats(*check_inputs(groups, cond, TINY_STFT, "check").mean_std())
-    meta = {"condition": cond.to_dict(), "model_config": MODEL.to_dict(),
+    meta = {"condition": cond.to_dict(), "model_config": model_cfg.to_dict(),
             "stft": asdict(TINY_STFT)}   # what saved_model.load_model checks (tests/test_cuda.py)
-    return Trainer(model, cfg, train, valid, out, "fingerprint", meta)
+    return Trainer(model, cfg, train, valid, out, "fingerprint", meta, timing)
 
 
 def _fail_at(trainer: Trainer, call: int, action):
@@ -119,6 +129,18 @@ def test_same_seed_gives_byte_identical_model_file(corpus, reference, tmp_path):
     assert (tmp_path / BEST_MODEL).read_bytes() == (reference[2] / BEST_MODEL).read_bytes()
 
 
+def test_equal_states_give_equal_checkpoint_bytes(tmp_path):
+    """Pickle refers back to repeated objects by identity: a state resumed from disk (strings
+    read back, not Python's interned ones) must still give the bytes of one built in memory."""
+    eps = "".join(["e", "ps"])                    # equal to "eps", another object
+    assert eps == "eps" and eps is not sys.intern("eps")
+    built = {"optimizer": {"eps": 1e-8}, "scheduler": {"eps": 1e-8}, "w": torch.ones(2)}
+    loaded = {"optimizer": {eps: 1e-8}, "scheduler": {"eps": 1e-8}, "w": torch.ones(2)}
+    save_checkpoint(tmp_path / "a.pt", built)
+    save_checkpoint(tmp_path / "b.pt", loaded)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_gt_condition_learns(corpus, tmp_path):
     trainer = make_trainer(corpus, tmp_path, cond=GT, epochs=2)
     before = trainer.validate()
@@ -173,12 +195,172 @@ def test_resume_with_loader_workers(corpus, tmp_path):
     _assert_same_result(ref, resumed)
 
 
-def test_foreign_checkpoint_is_not_resumed(corpus, reference, tmp_path):
+def _interrupt(corpus, out, call, **kw) -> None:
+    """A run stopped by SIGTERM at training batch ``call`` (1-based): checkpoint saved."""
+    first = make_trainer(corpus, out, **kw)
+    _fail_at(first, call, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(TrainingInterrupted):
+        first.run()
+
+
+def test_foreign_checkpoint_is_not_resumed(corpus, tmp_path):
+    _interrupt(corpus, tmp_path, 13)
     trainer = make_trainer(corpus, tmp_path)
-    (tmp_path / CHECKPOINT).write_bytes((reference[2] / CHECKPOINT).read_bytes())
     assert trainer.try_resume()
+    trainer = make_trainer(corpus, tmp_path)
     trainer.fingerprint = "other"
+    assert not trainer.try_resume() and trainer.state.epoch == 0
+    assert (tmp_path / CHECKPOINT).is_file()          # not damaged: left for the caller
+
+
+def test_finished_checkpoint_has_no_fingerprint_and_is_not_resumed(reference, corpus):
+    """The fingerprint holds input mtimes and the code digest; a finished run keeps none of it,
+    so an identical retrain writes the same bytes (and a finished run is never continued)."""
+    ckpt = load_checkpoint(reference[2] / CHECKPOINT)
+    assert ckpt["state"]["done"] and ckpt["fingerprint"] is None
+    assert not make_trainer(corpus, reference[2]).try_resume()
+
+
+def test_log_and_checkpoint_hold_no_timings_the_timing_file_does(corpus, tmp_path):
+    timing = tmp_path / "timing" / "a1.json"
+    trainer = make_trainer(corpus, tmp_path / "model", epochs=2, timing=timing)
+    trainer.run()
+    header = (tmp_path / "model" / LOG_CSV).read_text().splitlines()[0]
+    assert header == "epoch,train_loss,valid_loss,lr,quantity,examples,frames"
+    state = load_checkpoint(tmp_path / "model" / CHECKPOINT)["state"]
+    assert "seconds" not in state["sums"] and all("seconds" not in r for r in state["history"])
+    data = json.loads(timing.read_text())
+    assert [r["epoch"] for r in data["epochs"]] == [1, 2]
+    assert [r["frames"] for r in data["epochs"]] == [r["frames"] for r in trainer.state.history]
+    assert all(r["seconds"] > 0 and r["frames_per_s"] > 0 for r in data["epochs"])
+    assert data["train_seconds"] == pytest.approx(sum(r["seconds"] for r in data["epochs"]))
+
+
+def test_resumed_run_keeps_earlier_epochs_timing(corpus, tmp_path):
+    timing = tmp_path / "timing.json"
+    _interrupt(corpus, tmp_path, 13, timing=timing)                 # epoch 2, batch 3
+    resumed = make_trainer(corpus, tmp_path, timing=timing)
+    assert resumed.try_resume()
+    resumed.run()
+    rows = json.loads(timing.read_text())["epochs"]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    full = rows[0]["batches"]
+    assert rows[1]["batches"] == full - 3 and rows[2]["batches"] == full   # timed after resume
+
+
+# -- dropout: seeded from train.seed, exact on resume ----------------------------------------
+
+def _weights(trainer: Trainer) -> dict:
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def _differ(a: dict, b: dict) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def dropout_reference(corpus, tmp_path_factory):
+    """An uninterrupted 2-epoch run with dropout 0.3, started from one global RNG state."""
+    torch.manual_seed(1)
+    trainer = make_trainer(corpus, tmp_path_factory.mktemp("dropout"), model_cfg=DROPOUT,
+                           epochs=2)
+    trainer.run()
+    return trainer
+
+
+def test_dropout_is_active_and_independent_of_the_global_rng(corpus, dropout_reference, tmp_path):
+    no_dropout = ModelConfig(**{**DROPOUT.to_dict(), "dropout": 0.0})
+    plain = make_trainer(corpus, tmp_path / "plain", model_cfg=no_dropout, epochs=2)
+    plain.run()
+    assert _differ(_weights(plain), _weights(dropout_reference))     # dropout does something
+    torch.manual_seed(12345)
+    before = torch.get_rng_state()
+    again = make_trainer(corpus, tmp_path / "again", model_cfg=DROPOUT, epochs=2)
+    again.run()
+    _assert_same_result(dropout_reference, again)
+    assert torch.equal(torch.get_rng_state(), before)                 # global RNG untouched
+
+
+def test_dropout_resume_after_sigterm_mid_epoch_is_exact(corpus, dropout_reference, tmp_path):
+    torch.manual_seed(2)
+    _interrupt(corpus, tmp_path, 13, model_cfg=DROPOUT, epochs=2)     # epoch 2, batch 3
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert (ckpt["state"]["epoch"], ckpt["state"]["position"]) == (1, 3)
+    torch.rand(7)                                                     # the global RNG moves on
+    resumed = make_trainer(corpus, tmp_path, model_cfg=DROPOUT, epochs=2)
+    assert resumed.try_resume()
+    resumed.run()
+    _assert_same_result(dropout_reference, resumed)
+    assert (tmp_path / BEST_MODEL).read_bytes() == \
+        (dropout_reference.out_dir / BEST_MODEL).read_bytes()
+
+
+def test_dropout_draws_depend_on_train_seed(corpus, tmp_path):
+    """Same initial weights and data stream; only train.seed differs: with dropout the weights
+    differ, without dropout they do not (train.seed reaches the loop only through dropout)."""
+    runs = {}
+    for dropout in (0.3, 0.0):
+        cfg = ModelConfig(**{**DROPOUT.to_dict(), "dropout": dropout})
+        for seed in (0, 1):
+            t = make_trainer(corpus, tmp_path / f"{dropout}-{seed}", model_cfg=cfg, data_seed=0,
+                             seed=seed, epochs=1, max_batches_per_epoch=3)
+            t.run()
+            runs[dropout, seed] = _weights(t)
+    assert _differ(runs[0.3, 0], runs[0.3, 1])
+    assert not _differ(runs[0.0, 0], runs[0.0, 1])
+
+
+# -- damaged files: a warning naming the file, a clean restart -------------------------------
+
+def _fresh_weights(corpus, tmp_path) -> dict:
+    return _weights(make_trainer(corpus, tmp_path / "fresh"))
+
+
+def _one_warning(capsys, name: str) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(err) == 1, err
+    assert name in err[0] and "from scratch" in err[0], err[0]
+    return err[0]
+
+
+def test_checkpoint_that_does_not_fit_restarts_cleanly(corpus, reference, tmp_path, capsys):
+    """Readable, this run's fingerprint, but not applicable (a key missing): the trainer is
+    left as built (fresh weights) and the fresh run gives the reference result."""
+    _interrupt(corpus, tmp_path, 13)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    del ckpt["optimizer"]
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    capsys.readouterr()
+    trainer = make_trainer(corpus, tmp_path)
     assert not trainer.try_resume()
+    _one_warning(capsys, str(tmp_path / CHECKPOINT))
+    assert not (tmp_path / CHECKPOINT).exists()
+    assert not _differ(_weights(trainer), _fresh_weights(corpus, tmp_path))
+    assert trainer.state.epoch == 0 and trainer.state.history == []
+    trainer.run()
+    _assert_same_result(reference[0], trainer)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "other_run"])
+def test_damaged_best_model_on_resume_restarts_cleanly(corpus, reference, tmp_path, capsys,
+                                                        damage):
+    """Resuming needs model.pt (the best epoch so far): a damaged one means a fresh start."""
+    _interrupt(corpus, tmp_path, 13)                                   # model.pt of epoch 1
+    best = tmp_path / BEST_MODEL
+    if damage == "empty":
+        best.write_bytes(b"")
+    elif damage == "truncated":
+        best.write_bytes(best.read_bytes()[:200])
+    else:
+        best.write_bytes((reference[2] / BEST_MODEL).read_bytes())
+    capsys.readouterr()
+    trainer = make_trainer(corpus, tmp_path)
+    assert not trainer.try_resume()
+    _one_warning(capsys, str(best))
+    assert not best.exists() and not (tmp_path / CHECKPOINT).exists()
+    assert not _differ(_weights(trainer), _fresh_weights(corpus, tmp_path))
+    trainer.run()
+    _assert_same_result(reference[0], trainer)
 
 
 def test_max_batches_per_epoch_and_lr_halving(corpus, tmp_path):

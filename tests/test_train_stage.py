@@ -1,9 +1,12 @@
 """The ``train`` stage: end to end on synthetic shards, one-line errors on bad input before any
-training, and a real process interrupted by a signal that resumes to the uninterrupted result."""
+training, a real process interrupted by a signal that resumes to the uninterrupted result,
+identical retrains that write identical model folders (timings kept apart), and a clean
+restart from a damaged checkpoint or best model."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -20,21 +23,23 @@ import yaml
 
 from bootsep.config import load_config
 from bootsep.errors import BootsepError
-from bootsep.stages.s5_train import PARAMS, RUN_PARAMS, main
+from bootsep.smoke import prepare_workspace
+from bootsep.stages.s5_train import PARAMS, RUN_PARAMS, main, timing_path
 from bootsep.train.checkpoint import load_checkpoint
-from bootsep.train.loop import BEST_MODEL, CHECKPOINT, LOG_CSV
+from bootsep.train.loop import BEST_MODEL, CHECKPOINT, LOG_CSV, Trainer
 from bootsep.train.synthetic import write_synthetic_corpus
 
 N_TRAIN = 40
 
 
 def write_params(path: Path, train: dict | None = None, spatial: dict | None = None,
-                 window_ms: float = 4) -> Path:
+                 window_ms: float = 4, dropout: float = 0.0, num_layers: int = 1) -> Path:
     params = {
         "stft": {"sample_rate": 8000, "window_ms": window_ms, "hop_ms": 1, "window": "hann",
                  "pair_channels": [1], "seed": 1},
-        "model": {"size": "tiny", "dropout": 0.0,
-                  "sizes": {"tiny": {"hidden": 16, "num_layers": 1, "embedding_dim": 4}}},
+        "model": {"size": "tiny", "dropout": dropout,
+                  "sizes": {"tiny": {"hidden": 16, "num_layers": num_layers,
+                                     "embedding_dim": 4}}},
         "train": {"seed": 0, "epochs": 2, "batch_size": 4, "max_frames": 30, "lr": 3e-3,
                   "lr_patience": 5, "lr_factor": 0.5, "grad_clip": 5.0, "loader_workers": 0,
                   "shuffle_buffer": 8, "torch_threads": 1, "device": "cpu", "amp": False,
@@ -157,6 +162,161 @@ def test_bad_train_params(corpus, tmp_path):
     _bad_input(params, "gt", corpus, tmp_path / "models", "train.batch_size")
 
 
+# -- reproducible outputs ---------------------------------------------------------------------
+
+MODEL_FILES = {BEST_MODEL, CHECKPOINT, LOG_CSV, "metrics.json", "params.json"}
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_identical_retrains_write_identical_model_folders(corpus, tmp_path):
+    """The DVC digest of data/models is that of its files: a retrain over the finished run,
+    and a run elsewhere on a copy of the shards (other paths, other modification times),
+    give the very same bytes; the wall-clock times are in the timing file outside it."""
+    params = write_params(tmp_path / "params.yaml", dropout=0.3, num_layers=2)
+    first = tmp_path / "a" / "models"
+    main(params, "alpha_1", shard_root=corpus, model_root=first)
+    ref = _folder_bytes(first / "alpha_1")
+    assert set(ref) == MODEL_FILES
+    main(params, "alpha_1", shard_root=corpus, model_root=first)       # DVC retrains in place
+    assert _folder_bytes(first / "alpha_1") == ref
+
+    shards = tmp_path / "shards"
+    shutil.copytree(corpus, shards)
+    for p in shards.rglob("*"):
+        os.utime(p, ns=(1_000_000_000, 1_000_000_000))
+    other = tmp_path / "b" / "models"
+    main(params, "alpha_1", shard_root=shards, model_root=other)
+    assert _folder_bytes(other / "alpha_1") == ref
+
+    timing = json.loads(timing_path(first, "alpha_1").read_text())
+    assert timing_path(first, "alpha_1") == tmp_path / "a" / "timing" / "alpha_1.json"
+    assert timing["condition"] == "alpha_1" and timing["train_seconds"] > 0
+    log = list(csv.DictReader((first / "alpha_1" / LOG_CSV).open()))
+    assert [r["epoch"] for r in timing["epochs"]] == [1, 2]
+    assert [r["frames"] for r in timing["epochs"]] == [int(r["frames"]) for r in log]
+    assert all(r["seconds"] > 0 and r["frames_per_s"] > 0 for r in timing["epochs"])
+    metrics = json.loads((first / "alpha_1" / "metrics.json").read_text())
+    assert not [k for k in metrics if "second" in k or "per_s" in k]
+
+
+@pytest.mark.slow
+def test_dvc_forced_retrain_leaves_data_models_consumers_up_to_date(tmp_path):
+    """DVC itself, with the repository's dvc.yaml: after `dvc repro -f` of a train stage with
+    unchanged parameters, a stage depending on data/models (as evaluate and report do) is
+    still up to date, i.e. the folder's digest did not change."""
+    ws = prepare_workspace(tmp_path / "ws")
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["stft"].update({"window_ms": 4, "hop_ms": 1})        # the synthetic shards' STFT
+    params["model"]["dropout"] = 0.3
+    params["model"]["sizes"]["tiny"]["num_layers"] = 2
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_synthetic_corpus(ws / "data/shards", {"train": 24, "valid": 8}, utterances_per_shard=8,
+                           frames=(20, 50), seed=5)
+    pipeline = yaml.safe_load((ws / "dvc.yaml").read_text())
+    pipeline["stages"]["consumer"] = {"cmd": "ls -R data/models > seen.txt",
+                                      "deps": ["data/models"], "outs": ["seen.txt"]}
+    (ws / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def dvc(*args):
+        proc = subprocess.run(["dvc", *args], cwd=ws, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc.stdout
+
+    dvc("repro", "-s", "train_spatial@alpha_1")
+    dvc("repro", "-s", "consumer")
+    before = (ws / "data/models/alpha_1/model.pt").read_bytes()
+    dvc("repro", "-s", "-f", "train_spatial@alpha_1")
+    assert (ws / "data/timing/alpha_1.json").is_file()
+    assert (ws / "data/models/alpha_1/model.pt").read_bytes() == before
+    assert "up to date" in dvc("status", "consumer")
+
+
+# -- damaged files: one warning naming the file, then a clean run ------------------------------
+
+def _warnings(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+
+
+@pytest.fixture(scope="module")
+def clean_gt_subset(corpus, tmp_path_factory):
+    """gt_subset trained once without trouble: the bytes every restart must reproduce."""
+    root = tmp_path_factory.mktemp("clean")
+    main(write_params(root / "params.yaml"), "gt_subset", shard_root=corpus,
+         model_root=root / "models")
+    return _folder_bytes(root / "models" / "gt_subset")
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "not_a_dict"])
+def test_damaged_checkpoint_is_named_and_training_restarts(corpus, clean_gt_subset, tmp_path,
+                                                           capsys, damage):
+    out = tmp_path / "models" / "gt_subset"
+    out.mkdir(parents=True)
+    ckpt = out / CHECKPOINT
+    if damage == "empty":
+        ckpt.write_bytes(b"")
+    elif damage == "truncated":
+        ckpt.write_bytes(clean_gt_subset[CHECKPOINT][: len(clean_gt_subset[CHECKPOINT]) // 2])
+    elif damage == "garbage":
+        ckpt.write_bytes(np.random.default_rng(0).bytes(5000))
+    else:
+        torch.save([1, 2, 3], ckpt)
+    params = write_params(tmp_path / "params.yaml")
+    main(params, "gt_subset", shard_root=corpus, model_root=tmp_path / "models")
+    warnings = _warnings(capsys)
+    assert len(warnings) == 1 and str(ckpt) in warnings[0], warnings
+    assert "from scratch" in warnings[0] and "\n" not in warnings[0]
+    assert _folder_bytes(out) == clean_gt_subset
+
+
+def _killed_after_first_epoch(params, corpus, model_root, monkeypatch) -> None:
+    """gt_subset stopped right after epoch 1's checkpoint (a kill: nothing else is saved)."""
+    save = Trainer._save
+
+    def save_then_die(self):
+        save(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main(params, "gt_subset", shard_root=corpus, model_root=model_root)
+    monkeypatch.undo()
+
+
+def test_damaged_best_model_when_resuming_restarts(corpus, clean_gt_subset, tmp_path, capsys,
+                                                   monkeypatch):
+    """Killed after epoch 1 (checkpoint to resume from, model.pt of epoch 1); model.pt then
+    truncated: the rerun names it, starts afresh and gives the clean run's bytes."""
+    params = write_params(tmp_path / "params.yaml")
+    _killed_after_first_epoch(params, corpus, tmp_path / "models", monkeypatch)
+    out = tmp_path / "models" / "gt_subset"
+    assert load_checkpoint(out / CHECKPOINT)["state"]["epoch"] == 1
+    best = out / BEST_MODEL
+    best.write_bytes(best.read_bytes()[:300])
+    capsys.readouterr()
+    main(params, "gt_subset", shard_root=corpus, model_root=tmp_path / "models")
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(best) in warnings[0], warnings
+    assert "resuming" not in captured.out
+    assert _folder_bytes(out) == clean_gt_subset
+
+
+def test_intact_checkpoint_resumes_to_the_clean_result(corpus, clean_gt_subset, tmp_path, capsys,
+                                                       monkeypatch):
+    """The control for the test above: nothing damaged, the rerun resumes (no warning)."""
+    params = write_params(tmp_path / "params.yaml")
+    _killed_after_first_epoch(params, corpus, tmp_path / "models", monkeypatch)
+    capsys.readouterr()
+    main(params, "gt_subset", shard_root=corpus, model_root=tmp_path / "models")
+    captured = capsys.readouterr()
+    assert "resuming after epoch 1" in captured.out and "warning:" not in captured.err
+    assert _folder_bytes(tmp_path / "models" / "gt_subset") == clean_gt_subset
+
+
 # -- a real process, interrupted ------------------------------------------------------------
 
 RUN = ("import sys; from bootsep.stages.s5_train import main; "
@@ -170,8 +330,10 @@ def _run(params, corpus, models, **kw):
 
 
 def test_process_interrupted_by_signal_resumes_to_same_result(corpus, tmp_path):
-    """Ctrl-C to the whole process group (loader worker included) mid-run; rerun finishes it."""
-    params = write_params(tmp_path / "params.yaml", train={"epochs": 5, "loader_workers": 1})
+    """Ctrl-C to the whole process group (loader worker included) mid-run; rerun finishes it.
+    With dropout between two layers: its draws are seeded per batch, so the resume is exact."""
+    params = write_params(tmp_path / "params.yaml", train={"epochs": 5, "loader_workers": 1},
+                          dropout=0.3, num_layers=2)
     ref = _run(params, corpus, tmp_path / "ref")
     cut = _run(params, corpus, tmp_path / "cut")
     log = tmp_path / "cut" / "alpha_1" / LOG_CSV
@@ -204,3 +366,5 @@ def test_process_interrupted_by_signal_resumes_to_same_result(corpus, tmp_path):
     ma = load_checkpoint(tmp_path / "ref" / "alpha_1" / BEST_MODEL)["model_state"]
     mb = load_checkpoint(tmp_path / "cut" / "alpha_1" / BEST_MODEL)["model_state"]
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert _folder_bytes(tmp_path / "ref" / "alpha_1") == \
+        _folder_bytes(tmp_path / "cut" / "alpha_1")

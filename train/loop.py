@@ -1,26 +1,36 @@
 """The training loop: Adam, plateau-halved learning rate, gradient clipping, best-validation
 checkpoint, per-epoch CSV log, and exact resumption after an interruption.
 
-Resumption: a checkpoint (model, optimiser, scheduler, RNG state, epoch, batch position
-within the epoch, the epoch's running sums and the log so far) is written atomically at the
-end of every epoch and when SIGINT/SIGTERM arrives (at the next batch boundary). The data
-stream is a pure function of ``(seed, epoch)``, so a resumed run regenerates the interrupted
-epoch's stream, skips the batches already used and continues exactly where it stopped:
-the result equals an uninterrupted run's.
+Resumption: a checkpoint (model, optimiser, scheduler, epoch, batch position within the
+epoch, the epoch's running sums and the log so far) is written atomically at the end of
+every epoch and when SIGINT/SIGTERM arrives (at the next batch boundary). The data stream is
+a pure function of ``(seed, epoch)`` and each batch's dropout draws of ``(seed, epoch,
+batch)``, so a resumed run regenerates the interrupted epoch's stream, skips the batches
+already used and continues exactly where it stopped: the result equals an uninterrupted
+run's. A damaged checkpoint (or best model beside it) is removed with a warning naming it
+and the run starts afresh.
+
+Reproducible outputs: ``model.pt``, ``checkpoint.pt`` and ``log.csv`` hold no wall-clock
+times, so the same parameters and inputs give the same bytes (the DVC digest of
+``data/models`` stays put). Seconds and frames/s go to a separate timing file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import io
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -36,8 +46,8 @@ from bootsep.train.loss import weighted_dc_loss
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
 LOG_CSV = "log.csv"
-LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "quantity", "examples", "frames",
-               "frames_per_s", "seconds")
+LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "quantity", "examples", "frames")
+DROPOUT_STREAM = 2     # SeedSequence tag of the dropout draws (the data stream uses 0 and 1)
 
 
 class TrainingInterrupted(Exception):
@@ -89,7 +99,14 @@ class _EpochSums:
     examples: int = 0
     frames: int = 0
     weight: float = 0.0
+    batches: int = 0
+
+
+@dataclass
+class _Clock:
+    """Wall time of the current epoch's batches trained in this process (not checkpointed)."""
     seconds: float = 0.0
+    frames: int = 0
     batches: int = 0
 
 
@@ -104,12 +121,20 @@ class TrainState:
 
 
 class Trainer:
-    """Trains ``model`` on ``train`` and validates on ``valid``, writing into ``out_dir``."""
+    """Trains ``model`` on ``train`` and validates on ``valid``, writing into ``out_dir``.
+
+    ``timing_path``: where each epoch's wall time and frames/s go (JSON; None: nowhere),
+    kept out of ``out_dir``'s reproducible files.
+    """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train: ShardStream,
-                 valid: ShardStream, out_dir: Path, fingerprint: str, meta: dict):
+                 valid: ShardStream, out_dir: Path, fingerprint: str, meta: dict,
+                 timing_path: Path | None = None):
         self.cfg, self.train_stream, self.valid_stream = cfg, train, valid
         self.out_dir, self.fingerprint, self.meta = Path(out_dir), fingerprint, meta
+        self.timing_path = None if timing_path is None else Path(timing_path)
+        self.timing: list[dict] = []
+        self._clock = _Clock()
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -120,33 +145,113 @@ class Trainer:
 
     # -- checkpointing -------------------------------------------------------------------
     def _checkpoint_state(self) -> dict:
-        return {"fingerprint": self.fingerprint, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "state": asdict(self.state)}
+        # A finished run's checkpoint carries no fingerprint: it is never resumed (DVC reruns
+        # a finished stage only to retrain), and the fingerprint (input files' modification
+        # times, the code's digest) would make byte-identical retrains differ on disk.
+        return {"fingerprint": None if self.state.done else self.fingerprint,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "state": asdict(self.state)}
 
     def try_resume(self) -> bool:
-        """Load ``checkpoint.pt`` if it belongs to this exact run (same fingerprint)."""
+        """Load ``checkpoint.pt`` if it belongs to this exact, unfinished run (same fingerprint).
+
+        A checkpoint that cannot be read or applied, or whose best model (``model.pt``) is
+        missing, unreadable or from another epoch, is removed with a one-line warning naming
+        the damaged file; the trainer is left as it was and the run starts afresh.
+        """
         path = self.out_dir / CHECKPOINT
         if not path.is_file():
             return False
-        ckpt = load_checkpoint(path, map_location=self.device)
+        try:
+            ckpt = load_checkpoint(path, map_location=self.device)
+        except BootsepError as exc:
+            return self._damaged(path, str(exc), (path,))
+        if not isinstance(ckpt, dict):
+            return self._damaged(path, f"{path}: holds a {type(ckpt).__name__}, not a checkpoint",
+                                 (path,))
         if ckpt.get("fingerprint") != self.fingerprint:
             return False
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"].cpu())
-        if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
-        st = ckpt["state"]
-        self.state = TrainState(st["epoch"], st["position"], _EpochSums(**st["sums"]),
-                                st["best_valid"], st["history"], st["done"])
+        before = tuple(copy.deepcopy(x.state_dict())
+                       for x in (self.model, self.optimizer, self.scheduler))
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            st = ckpt["state"]
+            state = TrainState(int(st["epoch"]), int(st["position"]), _EpochSums(**st["sums"]),
+                               float(st["best_valid"]), list(st["history"]), bool(st["done"]))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            self._restore(before)
+            return self._damaged(path, f"{path}: does not fit this run ({_short(exc)})", (path,))
+        damage = self._best_model_damage(state)
+        if damage is not None:
+            self._restore(before)
+            return self._damaged(path, damage, (self.out_dir / BEST_MODEL, path))
+        self.state = state
+        self.timing = self._previous_timing()
         return True
+
+    def _best_model_damage(self, state: TrainState) -> str | None:
+        """Why ``model.pt`` cannot be the best model of the resumed run (None: it can)."""
+        path = self.out_dir / BEST_MODEL
+        if not math.isfinite(state.best_valid):       # no epoch improved yet: no model.pt
+            return None
+        try:
+            best = load_checkpoint(path)
+        except BootsepError as exc:
+            return str(exc)
+        if not isinstance(best, dict) or "model_state" not in best:
+            return f"{path}: is not a bootsep model"
+        if best.get("valid_loss") != state.best_valid:
+            return (f"{path}: has validation loss {best.get('valid_loss')!r}, the checkpoint's "
+                    f"best is {state.best_valid!r}")
+        return None
+
+    def _restore(self, before: tuple[dict, dict, dict]) -> None:
+        self.model.load_state_dict(before[0])
+        self.optimizer.load_state_dict(before[1])
+        self.scheduler.load_state_dict(before[2])
+
+    def _damaged(self, path: Path, reason: str, remove: tuple[Path, ...]) -> bool:
+        """Warn in one line (``reason`` names the damaged file), remove the files of the
+        broken run, return False (not resumed)."""
+        for p in remove:
+            p.unlink(missing_ok=True)
+        names = ", ".join(p.name for p in remove)
+        print(f"warning: {reason}; removed {names}, training {self.meta['condition']['name']} "
+              "from scratch", file=sys.stderr, flush=True)
+        return False
+
+    def _previous_timing(self) -> list[dict]:
+        """The timing rows of the epochs before the resumed one (informational only)."""
+        if self.timing_path is None or not self.timing_path.is_file():
+            return []
+        try:
+            rows = json.loads(self.timing_path.read_text())["epochs"]
+            return [r for r in rows if int(r["epoch"]) <= self.state.epoch]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"warning: {self.timing_path}: unreadable timing file ({_short(exc)}); "
+                  "earlier epochs' times are dropped", file=sys.stderr, flush=True)
+            return []
 
     def _save(self) -> None:
         save_checkpoint(self.out_dir / CHECKPOINT, self._checkpoint_state())
+
+    @contextlib.contextmanager
+    def _batch_rng(self, epoch: int, position: int):
+        """Torch's RNG (dropout, CPU and cuDNN) seeded from ``(train.seed, epoch, batch)``
+        for one training step, the global state restored afterwards: a resumed epoch draws
+        the same dropout masks as an uninterrupted one."""
+        seed = int(np.random.SeedSequence([self.cfg.seed, epoch, position, DROPOUT_STREAM])
+                   .generate_state(1, np.uint64)[0] >> np.uint64(1))
+        cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()
+                ] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            for index in cuda:    # seeding also re-initialises cuDNN's RNN dropout state
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+            yield
 
     # -- one step ------------------------------------------------------------------------
     def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,6 +317,7 @@ class Trainer:
                       unit="batch") as bar:
             if st.position:
                 bar.update(st.position)
+            clock = self._clock = _Clock()
             last = time.perf_counter()
             for i, batch in enumerate(self._loader(self.train_stream, cfg.loader_workers)):
                 if limit is not None and i >= limit:
@@ -219,39 +325,48 @@ class Trainer:
                 if i < st.position:            # resuming: these batches were used already
                     last = time.perf_counter()
                     continue
-                per_utt, wsum = self._loss(batch)
-                loss = per_utt.mean()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
+                with self._batch_rng(st.epoch, i):
+                    per_utt, wsum = self._loss(batch)
+                    loss = per_utt.mean()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self.optimizer.step()
                 s = st.sums
                 s.loss += float(per_utt.detach().sum())
                 s.examples += per_utt.numel()
-                s.frames += int(batch["lengths"].sum())
+                frames = int(batch["lengths"].sum())
+                s.frames += frames
                 s.weight += float(wsum.sum())
-                now = time.perf_counter()
-                s.seconds += now - last        # wall time, data loading included
-                last = now
                 s.batches += 1
                 st.position = i + 1
-                bar.update(1, loss=s.loss / s.examples, fps=s.frames / max(s.seconds, 1e-9))
+                now = time.perf_counter()
+                clock.seconds += now - last    # wall time, data loading included
+                clock.frames += frames
+                clock.batches += 1
+                last = now
+                bar.update(1, loss=s.loss / s.examples, fps=clock.frames / max(clock.seconds, 1e-9))
                 if self._signal is not None:
                     self._save()
                     raise TrainingInterrupted(self._signal, self.out_dir / CHECKPOINT)
 
     def _end_epoch(self) -> None:
-        st, s = self.state, self.state.sums
+        st, s, clock = self.state, self.state.sums, self._clock
+        start = time.perf_counter()
         valid = self.validate()
         self.scheduler.step(valid)
         row = {"epoch": st.epoch + 1, "train_loss": s.loss / max(s.examples, 1), "valid_loss": valid,
                "lr": self.optimizer.param_groups[0]["lr"], "quantity": s.weight / max(s.examples, 1),
-               "examples": s.examples, "frames": s.frames,
-               "frames_per_s": s.frames / max(s.seconds, 1e-9), "seconds": s.seconds}
+               "examples": s.examples, "frames": s.frames}
         st.history.append(row)
+        fps = clock.frames / max(clock.seconds, 1e-9)
+        self.timing.append({"epoch": row["epoch"], "batches": clock.batches,
+                            "frames": clock.frames, "seconds": round(clock.seconds, 3),
+                            "frames_per_s": round(fps, 1),
+                            "valid_seconds": round(time.perf_counter() - start, 3)})
         print(f"epoch {row['epoch']}: train {row['train_loss']:.4g} valid {valid:.4g} "
-              f"lr {row['lr']:.2g} {row['frames_per_s']:.0f} frames/s", flush=True)
+              f"lr {row['lr']:.2g} {fps:.0f} frames/s", flush=True)
         if valid < st.best_valid:
             st.best_valid = valid
             self._save_model(BEST_MODEL, row["epoch"], valid)
@@ -259,7 +374,22 @@ class Trainer:
         st.position = 0
         st.sums = _EpochSums()
         write_text_atomic(self.out_dir / LOG_CSV, history_csv(st.history))
+        self._write_timing()
         self._save()
+
+    def _write_timing(self) -> None:
+        """Wall time per epoch (batches trained in this process; a resumed epoch counts the
+        batches after the resume) and overall frames/s, to ``timing_path``."""
+        if self.timing_path is None:
+            return
+        seconds = sum(r["seconds"] for r in self.timing)
+        frames = sum(r["frames"] for r in self.timing)
+        write_text_atomic(self.timing_path, json.dumps(
+            {"condition": self.meta["condition"]["name"], "device": str(self.device),
+             "train_seconds": round(seconds, 3),
+             "valid_seconds": round(sum(r["valid_seconds"] for r in self.timing), 3),
+             "frames_per_s": round(frames / max(seconds, 1e-9), 1), "epochs": self.timing},
+            indent=2) + "\n")
 
     def _save_model(self, name: str, epoch: int, valid: float) -> None:
         save_checkpoint(self.out_dir / name, {
@@ -279,6 +409,9 @@ def history_csv(history: list[dict]) -> str:
 def write_metrics(out_dir: Path, state: TrainState, extra: dict) -> None:
     last = state.history[-1] if state.history else {}
     metrics = {"best_valid_loss": state.best_valid, "epochs": state.epoch,
-               "final_train_loss": last.get("train_loss"), "final_lr": last.get("lr"),
-               "train_seconds": sum(r["seconds"] for r in state.history), **extra}
+               "final_train_loss": last.get("train_loss"), "final_lr": last.get("lr"), **extra}
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
