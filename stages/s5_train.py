@@ -69,9 +69,11 @@ def model_config(params: Config, num_freq: int) -> ModelConfig:
                        dropout=params.model.dropout)
 
 
-def write_skipped(out: Path, meta: dict, reason: str) -> None:
+def write_skipped(out: Path, timing: Path, meta: dict, reason: str) -> None:
     """Every output dvc.yaml declares for a train stage, as markers of a condition not trained."""
     marker = {SKIPPED: reason, "condition": meta["condition"]}
+    write_text_atomic(timing, json.dumps({"condition": meta["condition"]["name"], SKIPPED: reason,
+                                          "epochs": []}, indent=2) + "\n")
     for name in (BEST_MODEL, CHECKPOINT):
         save_checkpoint(out / name, marker)
     write_text_atomic(out / LOG_CSV, ",".join(LOG_COLUMNS) + "\n")
@@ -100,7 +102,8 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     train_groups = shard_groups(condition, "train", Path(shard_root))
     valid_groups = shard_groups(condition, "valid", Path(shard_root))
     if condition.labels == "gt" and not references_present(train_groups + valid_groups):
-        write_skipped(out, {"condition": condition.to_dict(), "stft": asdict(stft)}, NO_REFERENCES)
+        write_skipped(out, timing_path(model_root, condition.name),
+                      {"condition": condition.to_dict(), "stft": asdict(stft)}, NO_REFERENCES)
         print(f"train {condition.name}: skipped, {NO_REFERENCES} -> {out}", flush=True)
         return
     keep = subset_ids(train_groups, condition.fraction, cfg.seed)
