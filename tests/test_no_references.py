@@ -15,13 +15,20 @@ import yaml
 
 from bootsep.errors import BootsepError
 from bootsep.stages import s5_train, s6_labels, s7_evaluate
-from bootsep.train.loop import BEST_MODEL, CHECKPOINT, LOG_COLUMNS, LOG_CSV
+from bootsep.train.loop import LOG_COLUMNS, LOG_CSV
 from bootsep.train.saved_model import load_model
 from bootsep.train.skipped import NO_REFERENCES, skipped_reason
 from bootsep.train.synthetic import write_synthetic_corpus
 
 REPO = Path(__file__).resolve().parent.parent
-OUTS = (BEST_MODEL, CHECKPOINT, LOG_CSV, "params.json", "metrics.json")   # dvc.yaml's train outs
+
+
+def declared_outputs(stage: str = "train_gt") -> list[str]:
+    """The outs and metrics dvc.yaml declares for ``stage`` (paths with ``${key}``)."""
+    body = yaml.safe_load((Path(__file__).resolve().parent.parent / "dvc.yaml").read_text())
+    body = body["stages"][stage]["do"]
+    return [next(iter(e)) if isinstance(e, dict) else e
+            for e in body.get("outs", []) + body.get("metrics", [])]
 
 
 def write_params(path: Path, **evaluate) -> Path:
@@ -60,7 +67,10 @@ def test_gt_condition_without_references_writes_every_declared_output(shards, tm
     params, models = write_params(tmp_path / "params.yaml"), tmp_path / "models"
     s5_train.main(params, "gt", shard_root=shards[False], model_root=models)
     out = models / "gt"
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTS)
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                     if p.is_file() and p.name != "params.yaml")
+    declared = [d.replace("${key}", "gt").removeprefix("data/") for d in declared_outputs()]
+    assert written == sorted(declared) and len(declared) >= 6
     assert skipped_reason(out) == NO_REFERENCES
     assert json.loads((out / "metrics.json").read_text())["skipped"] == NO_REFERENCES
     assert (out / LOG_CSV).read_text().splitlines() == [",".join(LOG_COLUMNS)]
