@@ -133,7 +133,7 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
     mixtures = max((e["mixtures"] for e in table.values()), default=0)
     lines += [f"Means over {mixtures} test mixtures, "
               f"± half-width of the {level:.0%} confidence interval of the mean. Confidence ensemble "
-              f"threshold: {ensemble['threshold']:.4f} (the {ensemble['percentile']}th percentile of "
+              f"threshold: {ensemble['threshold']:.4f} (the {ensemble['percentile']:g}th percentile of "
               f"{ensemble['valid_mixtures']} validation mixtures' mean confidence).", "",
               "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |",
               "|---|---|---|---|---|---|---|---|"]
