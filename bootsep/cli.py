@@ -88,7 +88,8 @@ def spatial(params_path, split):
 @SPLIT_OPTION
 @user_errors
 def confidence(params_path, split):
-    """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) into data/shards/confidence/<split>/."""
+    """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) into
+    data/shards/confidence/<split>/."""
     from bootsep.stages.s4_confidence import main
 
     main(params_path, split)
@@ -96,7 +97,8 @@ def confidence(params_path, split):
 
 @cli.command()
 @PARAMS_OPTION
-@click.option("--condition", required=True, help="Training condition, a key of train_conditions in params.yaml.")
+@click.option("--condition", required=True,
+              help="Training condition, a key of train_conditions in params.yaml.")
 @user_errors
 def train(params_path, condition):
     """Train the deep-clustering model of one condition into data/models/<condition>/."""
@@ -156,10 +158,14 @@ def inspect(path, utterance, png):
               help="Output folder: <name>_s1.wav, <name>_s2.wav, ... and <name>.json per input.")
 @click.option("--approach", default="auto", show_default=True,
               type=click.Choice(["auto", "spatial", "model", "ensemble"]),
-              help="auto: the model for mono input, the confidence ensemble for stereo/multichannel.")
-@click.option("--num-sources", type=int, default=None, help="Sources to separate (default: the model's, 2).")
-@click.option("--overwrite", is_flag=True, help="Write into an output folder that already has files.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+              help="auto: the model for mono input, the confidence ensemble for "
+                   "stereo/multichannel.")
+@click.option("--num-sources", type=int, default=None,
+              help="Sources to separate (default: the model's, 2).")
+@click.option("--overwrite", is_flag=True,
+              help="Write into an output folder that already has files.")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--threshold", type=float, default=None,
               help="Ensemble threshold on the spatial mean confidence (overrides --ensemble-file).")
 @click.option("--ensemble-file", type=click.Path(dir_okay=False), default=None,
@@ -175,9 +181,9 @@ def separate(inputs, model, out, approach, num_sources, overwrite, device, thres
     """Separate your own wav/flac recordings (files or folders) with a trained model."""
     from bootsep.separate.command import main
 
-    main(inputs, model, out, approach=approach, num_sources=num_sources, overwrite=overwrite, device=device,
-         threshold=threshold, ensemble_file=ensemble_file, block_seconds=block_seconds,
-         overlap_seconds=overlap_seconds)
+    main(inputs, model, out, approach=approach, num_sources=num_sources, overwrite=overwrite,
+         device=device, threshold=threshold, ensemble_file=ensemble_file,
+         block_seconds=block_seconds, overlap_seconds=overlap_seconds)
 
 
 def main():
