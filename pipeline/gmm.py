@@ -76,7 +76,8 @@ class GMMParams:
         return np.shape(self.means)[-1]
 
     def permute(self, order: np.ndarray) -> GMMParams:
-        """Reorder components per mixture: ``order (..., K)`` gives the old index of each new one."""
+        """Reorder components per mixture: ``order (..., K)`` gives the old index of each new
+        one."""
         order = np.asarray(order)
         return GMMParams(
             weights=np.take_along_axis(self.weights, order, axis=-1),

@@ -58,7 +58,8 @@ def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | 
     if cfg.get("address") is None and scheduler == "processes":
         return _run_processes(fn, tasks, cfg, desc, weights, total, unit)
     if cfg.get("address") is None and scheduler != "local":
-        raise BootsepError(f"dask.scheduler must be processes, local or synchronous, got {scheduler!r}")
+        raise BootsepError("dask.scheduler must be processes, local or synchronous, "
+                           f"got {scheduler!r}")
     return _run_distributed(fn, tasks, cfg, desc, weights, total, unit)
 
 
@@ -157,7 +158,8 @@ def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
             n = int(cfg.get("workers") or os.cpu_count() or 1)
             cluster = LocalCluster(n_workers=min(n, len(tasks)), threads_per_worker=threads,
                                    processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR, memory_limit=cfg.get("memory_limit", "auto"))
+                                   silence_logs=logging.ERROR,
+                                   memory_limit=cfg.get("memory_limit", "auto"))
             client = Client(cluster)
         try:
             futures = [client.submit(_in_worker, fn, *task, pure=False, key=f"{desc}-{i}")

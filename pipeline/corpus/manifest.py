@@ -83,7 +83,8 @@ def read_manifest(path: str | os.PathLike) -> list[Mixture]:
                     sample_rate=int(row["sample_rate"]),
                     num_channels=int(row["num_channels"]),
                     num_samples=int(row["num_samples"]),
-                    source_images=tuple(_resolve(path.parent, p) for p in images) if all(images) else (),
+                    source_images=(tuple(_resolve(path.parent, p) for p in images)
+                                   if all(images) else ()),
                     meta={c: v for c, v in row.items() if c not in REQUIRED_COLUMNS
                           and not c.endswith("_image")},
                 )
