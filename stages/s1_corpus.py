@@ -18,7 +18,8 @@ PARAMS = ("corpus",)
 RUN_PARAMS = ()
 
 
-def main(params_path: str | os.PathLike = "params.yaml", out: str | os.PathLike = "data/corpus") -> None:
+def main(params_path: str | os.PathLike = "params.yaml",
+         out: str | os.PathLike = "data/corpus") -> None:
     cfg = load_config(params_path, PARAMS + RUN_PARAMS)
     with atomic_dir(out) as tmp:
         counts = build_corpus(cfg.corpus, tmp)

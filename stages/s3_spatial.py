@@ -42,4 +42,5 @@ def main(params_path: str | os.PathLike, split: str,
     print(f"spatial {split}: {summary['utterances']} utterances, "
           f"{summary['degenerate']} degenerate ({summary['no_spatial_cue']} with no independent "
           "second channel), "
-          f"{summary['not_converged']} not converged, {summary['fit_fraction']:.1%} of bins fitted -> {out}")
+          f"{summary['not_converged']} not converged, {summary['fit_fraction']:.1%} of bins "
+          f"fitted -> {out}")

@@ -25,7 +25,8 @@ PARAMS = ("stft", "confidence")
 RUN_PARAMS = ("dask",)
 
 
-def main(params_path: str | os.PathLike, split: str, shard_root: str | os.PathLike = SHARD_ROOT) -> None:
+def main(params_path: str | os.PathLike, split: str,
+         shard_root: str | os.PathLike = SHARD_ROOT) -> None:
     params = load_config(params_path, PARAMS + RUN_PARAMS)
     cfg = stft_config(params.stft)
     n_samples, seed = params.confidence.jsd_samples, params.confidence.seed
@@ -43,4 +44,5 @@ def main(params_path: str | os.PathLike, split: str, shard_root: str | os.PathLi
             summary[f"{key}_median"] = float(np.median(values)) if values.size else 0.0
         write_summary(tmp, summary)
     print(f"confidence {split}: {summary['utterances']} utterances, mean confidence "
-          f"{summary['mean_confidence_mean']:.3f} (median {summary['mean_confidence_median']:.3f}) -> {out}")
+          f"{summary['mean_confidence_mean']:.3f} "
+          f"(median {summary['mean_confidence_median']:.3f}) -> {out}")

@@ -85,7 +85,8 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
             {"train_mixtures": n, "has_references": has_refs, "conditions": summary},
             indent=2) + "\n")
         header = ["id"] + [k for k in rows[0] if k != "id"] if rows else ["id"]
-        lines = [",".join(header)] + [",".join(str(r[h]) if h == "id" else f"{r[h]:.6g}" for h in header)
+        lines = [",".join(header)] + [",".join(str(r[h]) if h == "id" else f"{r[h]:.6g}"
+                                               for h in header)
                                       for r in rows]
         write_text_atomic(tmp / "per_mixture.csv", "\n".join(lines) + "\n")
     for name, s in summary.items():

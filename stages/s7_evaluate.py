@@ -75,7 +75,8 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
                   batch_size=ev.batch_size, device=device)
 
     valid_rows = []
-    with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid (spatial)", "mix") as bar:
+    with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid (spatial)",
+                  "mix") as bar:
         for est in split_estimates("valid", models={}, **common):
             valid_rows.append(score(est, "valid", SPATIAL))
             bar.update(1)
