@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bootsep.config import parse_section
 from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import choose_confidence, confidence_threshold
 from bootsep.pipeline.channels import (
@@ -26,7 +27,6 @@ from bootsep.pipeline.channels import (
     pair_statistics,
 )
 from bootsep.pipeline.confidence import confidence_measures
-from bootsep.config import parse_section
 from bootsep.pipeline.corpus.folder import index_folder
 from bootsep.pipeline.corpus.spatialize import circular_array, free_field_images, source_position
 from bootsep.pipeline.corpus.wsj0 import index_wsj0_spatialized

@@ -37,7 +37,8 @@ def _env(name):
 
 
 def test_worker_env_sets_and_removes_variables():
-    """dask.worker_env reaches the spawned workers; null removes distributed's MALLOC_TRIM_THRESHOLD_."""
+    """dask.worker_env reaches the spawned workers; null removes distributed's
+    MALLOC_TRIM_THRESHOLD_."""
     names = ["MALLOC_TRIM_THRESHOLD_", "BOOTSEP_TEST_VAR", "OMP_NUM_THREADS"]
     default = run_tasks(_env, [(n,) for n in names], {"scheduler": "local", "workers": 1}, "env")
     assert default[0] is not None and default[1] is None and default[2] == "1"
@@ -48,7 +49,8 @@ def test_worker_env_sets_and_removes_variables():
 
 def _blas_threads():
     from threadpoolctl import threadpool_info
-    return [os.environ.get("OMP_NUM_THREADS"), max((i["num_threads"] for i in threadpool_info()), default=1)]
+    return [os.environ.get("OMP_NUM_THREADS"),
+            max((i["num_threads"] for i in threadpool_info()), default=1)]
 
 
 def test_forked_workers_limit_blas_threads():
