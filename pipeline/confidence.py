@@ -240,9 +240,9 @@ def check_alpha(alpha, name: str = "alpha", path=None) -> float:
     naming ``name`` (e.g. the params key) and ``path`` (the file it came from)."""
     try:
         value = float(alpha)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
         raise BootsepError(f"{name} is {alpha!r}; the confidence exponent of eq. 7 must be a "
-                           "number >= 0", path) from None
+                           "number >= 0", path) from exc
     if not (math.isfinite(value) and value >= 0):
         raise BootsepError(f"{name} is {value}; the confidence exponent of eq. 7 must be finite "
                            "and >= 0", path)

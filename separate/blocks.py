@@ -192,7 +192,7 @@ def scan_audio(path: str | os.PathLike) -> ScannedAudio:
     except BootsepError:
         raise
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     if seen == 0:
         raise BootsepError("empty audio file (0 samples)", path)
     if peak <= SILENCE_PEAK:
@@ -240,7 +240,7 @@ def separate_file(path: str | os.PathLike, out_paths: Sequence[str | os.PathLike
                 src.seek(a)
                 data = src.read(b - a, dtype="float32", always_2d=True)
             except Exception as exc:
-                raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+                raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
             if data.shape[0] != b - a:
                 raise BootsepError(f"audio ended early: read {a + data.shape[0]} of {length} "
                                    "samples", path)
@@ -273,6 +273,6 @@ def _open_read(path: Path):
     try:
         f = sf.SoundFile(str(path))
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     with f:
         yield f

@@ -66,7 +66,7 @@ def separate_one(sep: Separator, path: Path, out: Path, *, approach: str, num_so
     try:
         used = sep.resolve_approach(scanned.channels, approach)
     except BootsepError as exc:
-        raise BootsepError(str(exc), path) from None
+        raise BootsepError(str(exc), path) from exc
     channels = [0, 1] if scanned.channels >= 2 else [0]
     outs = output_paths(out, path.stem, num_sources)
     process = sep.block_processor(scanned.sample_rate, used, num_sources)

@@ -386,8 +386,8 @@ def _check_rate(rate) -> int:
 def _check_threshold(value, where: str) -> float:
     try:
         t = float(value)
-    except (TypeError, ValueError):
-        raise BootsepError(f"{where}: threshold must be a number, got {value!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise BootsepError(f"{where}: threshold must be a number, got {value!r}") from exc
     if not math.isfinite(t):
         raise BootsepError(f"{where}: threshold must be finite, got {value!r}")
     return t
@@ -422,7 +422,7 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise BootsepError(f"unreadable ensemble file ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable ensemble file ({exception_text(exc)})", path) from exc
     if not isinstance(data, dict) or "threshold" not in data:
         raise BootsepError("ensemble file has no 'threshold'", path)
     model = data.get("model")
@@ -440,7 +440,7 @@ def _training_settings(folder: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BootsepError(f"unreadable model parameters ({exception_text(exc)})",
-                           path) from None
+                           path) from exc
     if not isinstance(data, dict) or "params_file" not in data:
         raise BootsepError("params_file is missing; expected the params.yaml the model was "
                            "trained with", path)
@@ -457,8 +457,8 @@ def _check_stft(cfg: StftConfig, model: DeepClusteringBLSTM, path: Path) -> None
         raise BootsepError(f"model has an unusable STFT config {cfg}", path)
     try:
         cfg.analysis_window()
-    except Exception:
-        raise BootsepError(f"model has an unknown STFT window '{cfg.window}'", path) from None
+    except Exception as exc:
+        raise BootsepError(f"model has an unknown STFT window '{cfg.window}'", path) from exc
     if cfg.num_freq != model.config.num_freq:
         raise BootsepError(f"model expects {model.config.num_freq} frequency bins but its STFT "
                            f"config gives {cfg.num_freq}", path)

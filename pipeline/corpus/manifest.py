@@ -89,7 +89,7 @@ def read_manifest(path: str | os.PathLike) -> list[Mixture]:
                           and not c.endswith("_image")},
                 )
             except (TypeError, ValueError) as exc:
-                raise BootsepError(f"line {line}: bad value ({exc})", path) from None
+                raise BootsepError(f"line {line}: bad value ({exc})", path) from exc
             if mix.id in seen:
                 raise BootsepError(f"line {line}: duplicate mixture id '{mix.id}'", path)
             seen.add(mix.id)
