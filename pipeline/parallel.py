@@ -156,9 +156,12 @@ def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
             client = Client(address)
         else:
             n = int(cfg.get("workers") or os.cpu_count() or 1)
+            # CRITICAL: a failed task's exception is re-raised below with its traceback; the
+            # workers' own "Compute Failed" log of it would only repeat it (and turn a one-line
+            # user error into a page)
             cluster = LocalCluster(n_workers=min(n, len(tasks)), threads_per_worker=threads,
                                    processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR,
+                                   silence_logs=logging.CRITICAL,
                                    memory_limit=cfg.get("memory_limit", "auto"))
             client = Client(cluster)
         try:

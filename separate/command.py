@@ -13,8 +13,8 @@ complete, so a failure never leaves a partial output.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import AUDIO_SUFFIXES
 from bootsep.separate.blocks import check_block_seconds, scan_audio, separate_file
 from bootsep.separate.separator import Separator
+
+log = logging.getLogger(__name__)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]]:
@@ -119,15 +121,14 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
             continue
         done += 1
         if info.get("threshold_warning") and not warned:      # once, at its first use
-            click.echo(f"warning: {info['threshold_warning']}", err=True)
+            log.warning(info["threshold_warning"])
             warned = True
         if info.get("channel_warning"):
-            click.echo(f"warning: {path}: {info['channel_warning']}", err=True)
+            log.warning(f"{path}: {info['channel_warning']}")
         conf = info["mean_spatial_confidence"]
         chosen = ", used " + "/".join(info["choices"]) if info["approach"] == "ensemble" else ""
-        click.echo(f"{path} -> {out_dir}/{path.stem}_s1..s{k}.wav ({info['approach']}"
-                   f"{'' if conf is None else f', mean spatial confidence {conf:.3f}'}{chosen})")
-        sys.stdout.flush()
+        log.info(f"{path} -> {out_dir}/{path.stem}_s1..s{k}.wav ({info['approach']}"
+                 f"{'' if conf is None else f', mean spatial confidence {conf:.3f}'}{chosen})")
     if failed:
         raise BootsepError(f"{failed} of {failed + done} input(s) failed; {done} separated into "
                            f"{out_dir}")

@@ -2,9 +2,11 @@
 
 import operator
 import os
+import traceback
 
 import pytest
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.parallel import run_tasks
 
 TASKS = [(i, 10 * i) for i in range(7)]
@@ -25,6 +27,28 @@ def test_results_in_task_order(cfg, capsys):
 def test_first_error_is_raised(cfg):
     with pytest.raises(ZeroDivisionError):
         run_tasks(operator.truediv, [(1, 1), (1, 0), (2, 1)], cfg, "div")
+
+
+def _fails_in_worker(x):
+    if x == 1:
+        raise BootsepError("shard 1 is bad", "/data/shard-00001.h5")
+    return 1 / x                                   # x == 0: a bug
+
+
+@pytest.mark.parametrize("cfg", [{"scheduler": "synchronous"},
+                                 {"scheduler": "processes", "workers": 2},
+                                 {"scheduler": "local", "workers": 2}])
+def test_worker_errors_keep_their_traceback(cfg, capfd):
+    """A worker's exception surfaces unchanged with the worker's frames (a bug's traceback says
+    where it happened); a BootsepError stays one line, and the scheduler adds no log of it."""
+    with pytest.raises(ZeroDivisionError) as bug:
+        run_tasks(_fails_in_worker, [(2,), (0,)], cfg, "bug")
+    assert "in _fails_in_worker" in "".join(traceback.format_exception(bug.value))
+    with pytest.raises(BootsepError) as user:
+        run_tasks(_fails_in_worker, [(2,), (1,)], cfg, "user")
+    assert str(user.value) == "/data/shard-00001.h5: shard 1 is bad"
+    err = capfd.readouterr().err
+    assert "Compute Failed" not in err and "Traceback" not in err, err
 
 
 def test_no_tasks():
@@ -61,7 +85,6 @@ def test_forked_workers_limit_blas_threads():
 
 
 def test_unknown_scheduler_is_a_clear_error():
-    from bootsep.errors import BootsepError
     with pytest.raises(BootsepError, match="dask.scheduler"):
         run_tasks(operator.add, TASKS, {"scheduler": "threads"}, "x")
 
