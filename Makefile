@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh Debian/Ubuntu machine with Python 3.11:
 #   make repro   install, then `dvc repro` on the embedded default corpus
 #   make test    install, then run the test suite
+#   make lint    install, then ruff (the settings in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ APT_PACKAGES := flite espeak-ng fortunes fortunes-min
 SMOKE_DIR ?=
 PYTEST_ARGS ?=
 
-.PHONY: repro test smoke bench install system-deps clean-venv
+.PHONY: repro test lint smoke bench install system-deps clean-venv
 
 install: $(VENV)/.installed
 
@@ -39,6 +40,9 @@ repro: system-deps install
 
 test: system-deps install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
 
 smoke: system-deps install
 	$(BIN)/python -m bootsep.smoke $(if $(SMOKE_DIR),--dir $(SMOKE_DIR),)

@@ -229,7 +229,8 @@ def bench_params(base: dict, args) -> dict:
 
 def cpu_seconds() -> float:
     """User + system CPU of this process and its finished children (the LocalCluster's worker
-    processes, once each stage has closed its cluster): less sensitive to other load than wall time."""
+    processes, once each stage has closed its cluster): less sensitive to other load than wall
+    time."""
     import resource
 
     return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
@@ -282,16 +283,21 @@ def main(argv=None) -> int:
                     help="default: params.yaml dask.scheduler")
     ap.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
                     help="override params.yaml dask.worker_env for the local workers; KEY= removes "
-                         "the variable (repeatable), e.g. MALLOC_TRIM_THRESHOLD_=65536 (distributed's value)")
+                         "the variable (repeatable), e.g. MALLOC_TRIM_THRESHOLD_=65536 "
+                         "(distributed's value)")
     ap.add_argument("--shard-size", type=int, default=None,
                     help="shards.utterances_per_shard (default: params.yaml)")
     ap.add_argument("--audio-format", choices=("wav", "flac"), default="wav",
-                    help="corpus audio files (default wav, as the tts corpus writes; flac decodes ~50x slower)")
-    ap.add_argument("--reference-n", type=int, default=None, help="reference mixtures (default min(N, 32))")
+                    help="corpus audio files (default wav, as the tts corpus writes; flac decodes "
+                         "~50x slower)")
+    ap.add_argument("--reference-n", type=int, default=None,
+                    help="reference mixtures (default min(N, 32))")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="time the pipeline this many times; the fastest run is reported (others listed)")
+                    help="time the pipeline this many times; the fastest run is reported "
+                         "(others listed)")
     ap.add_argument("--params", default=str(REPO / "params.yaml"), help="base params file")
-    ap.add_argument("--tmpdir", default=None, help="where the temp folder goes (default: system temp)")
+    ap.add_argument("--tmpdir", default=None,
+                    help="where the temp folder goes (default: system temp)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = ap.parse_args(argv)
     if args.n < 1:
@@ -311,7 +317,8 @@ def main(argv=None) -> int:
     args.worker_env = overrides
     n_ref = min(args.n, args.reference_n or 32)
     params = bench_params(base, args)
-    workers_eff = (1 if args.scheduler == "synchronous" else int(args.workers or os.cpu_count() or 1))
+    workers_eff = (1 if args.scheduler == "synchronous"
+                   else int(args.workers or os.cpu_count() or 1))
 
     # imports outside the timings (a fresh DVC stage process would pay these too)
     import dask  # noqa: F401
@@ -339,14 +346,15 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         write_corpus(tmp / "corpus", args.n, cfg, suffix=args.audio_format)
         gen_s = time.perf_counter() - t
-        print(f"generated {args.n} mixtures ({SECONDS:.0f} s, 8-ch {args.audio_format.upper()} + 2 source images) in "
-              f"{gen_s:.1f} s (not timed)", flush=True)
+        print(f"generated {args.n} mixtures ({SECONDS:.0f} s, 8-ch {args.audio_format.upper()} "
+              f"+ 2 source images) in {gen_s:.1f} s (not timed)", flush=True)
 
         overhead = None
         if args.scheduler == "local":
             shards = -(-args.n // params["shards"]["utterances_per_shard"])
             t = time.perf_counter()
-            run_tasks(abs, [(i,) for i in range(shards)], params["dask"], "cluster overhead", unit="task")
+            run_tasks(abs, [(i,) for i in range(shards)], params["dask"], "cluster overhead",
+                      unit="task")
             overhead = time.perf_counter() - t
             print(f"LocalCluster start + {shards} trivial tasks + stop: {overhead:.2f} s "
                   "(paid once per stage inside the timings)", flush=True)
@@ -358,7 +366,8 @@ def main(argv=None) -> int:
             total = sum(times.values())
             runs.append({"stage_seconds": {k: round(v, 3) for k, v in times.items()},
                          "stage_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
-                         "total_s": round(total, 3), "cpu_s": round(sum(cpu.values()), 3), "load": load()})
+                         "total_s": round(total, 3), "cpu_s": round(sum(cpu.values()), 3),
+                         "load": load()})
             print(f"  stft {times['stft']:.2f} s, spatial {times['spatial']:.2f} s, confidence "
                   f"{times['confidence']:.2f} s: {args.n / total:.1f} mixtures/s; CPU "
                   + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
@@ -386,7 +395,8 @@ def main(argv=None) -> int:
         for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):
             a = np.array([got[i][k] for i in ref])
             b = np.array([ref[i][k] for i in ref])
-            agree[k] = {"pipeline_mean": round(float(a.mean()), 4), "reference_mean": round(float(b.mean()), 4),
+            agree[k] = {"pipeline_mean": round(float(a.mean()), 4),
+                        "reference_mean": round(float(b.mean()), 4),
                         "median_abs_diff": round(float(np.median(np.abs(a - b))), 4)}
     finally:
         if args.keep:
@@ -428,19 +438,23 @@ def main(argv=None) -> int:
     }
 
     print()
+    stage_s = best["stage_seconds"]
+    env = "" if args.scheduler != "local" else ", worker_env " + str(params["dask"]["worker_env"])
     print(f"pipeline  : {args.n} mixtures in {best['total_s']:.2f} s = {mps:.1f} mixtures/s "
-          f"(stft {best['stage_seconds']['stft']:.2f} s, spatial {best['stage_seconds']['spatial']:.2f} s, "
-          f"confidence {best['stage_seconds']['confidence']:.2f} s; {args.scheduler}, {workers_eff} worker(s)"
-          f"{'' if args.scheduler != 'local' else ', worker_env ' + str(params['dask']['worker_env'])})")
+          f"(stft {stage_s['stft']:.2f} s, spatial {stage_s['spatial']:.2f} s, "
+          f"confidence {stage_s['confidence']:.2f} s; {args.scheduler}, {workers_eff} worker(s)"
+          f"{env})")
     if overhead is not None:
         print(f"            of which LocalCluster start/stop ~{overhead:.2f} s per stage")
     print(f"            CPU (this process + workers) {1e3 * best['cpu_s'] / args.n:.1f} ms/mixture")
     print(f"reference : {n_ref} mixtures in {ref_s:.2f} s = {ref_mps:.2f} mixtures/s; "
           f"CPU {1e3 * ref_cpu / n_ref:.1f} ms/mixture")
     print(f"ratio     : {mps / ref_mps:.1f}x   (targets: >= 150 mixtures/s "
-          f"[{'met' if mps >= 150 else 'NOT met'}], >= 20x [{'met' if mps / ref_mps >= 20 else 'NOT met'}])")
+          f"[{'met' if mps >= 150 else 'NOT met'}], "
+          f">= 20x [{'met' if mps / ref_mps >= 20 else 'NOT met'}])")
     print("agreement : " + ", ".join(f"{k} pipeline {v['pipeline_mean']:.3f} vs reference "
-                                     f"{v['reference_mean']:.3f} (median |diff| {v['median_abs_diff']:.3f})"
+                                     f"{v['reference_mean']:.3f} "
+                                     f"(median |diff| {v['median_abs_diff']:.3f})"
                                      for k, v in agree.items()))
     print(f"load avg  : {load()} on {os.cpu_count()} cpus")
     print(json.dumps(result), flush=True)

@@ -50,8 +50,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="train.loader_workers")
     ap.add_argument("--threads", type=int, default=None, help="train.torch_threads")
     ap.add_argument("--condition", default="alpha_1", help="a train_conditions entry")
-    ap.add_argument("--train", type=int, default=None, help="train mixtures (default: the corpus's)")
-    ap.add_argument("--valid", type=int, default=None, help="valid mixtures (default: the corpus's)")
+    ap.add_argument("--train", type=int, default=None,
+                    help="train mixtures (default: the corpus's)")
+    ap.add_argument("--valid", type=int, default=None,
+                    help="valid mixtures (default: the corpus's)")
     args = ap.parse_args()
 
     params = read_params(args.params)
@@ -77,7 +79,8 @@ def main() -> None:
                                   utterances_per_shard=cfg.shards.utterances_per_shard,
                                   frames=FRAMES, seed=1)
         start = time.perf_counter()
-        train_stage(params_file, args.condition, shard_root=tmp / "shards", model_root=tmp / "models")
+        train_stage(params_file, args.condition, shard_root=tmp / "shards",
+                    model_root=tmp / "models")
         wall = time.perf_counter() - start
         rows = json.loads(timing_path(tmp / "models", args.condition).read_text())["epochs"]
 

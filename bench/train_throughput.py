@@ -50,10 +50,11 @@ STFT = StftConfig()                                   # paper §3.2
 F = STFT.num_freq
 SMALL = ModelConfig(num_freq=F, hidden=128, num_layers=2, embedding_dim=15)   # params.yaml 'small'
 COND = Condition("alpha_1", "spatial", 1.0)
+CPU = torch.device("cpu")
 
 
 def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
-                       device: torch.device = torch.device("cpu"), amp: bool = False) -> float:
+                       device: torch.device = CPU, amp: bool = False) -> float:
     """Training steps on random padded batches; frames/s counts valid frames only. On CUDA the
     model runs packed sequences (cuDNN), optionally under bf16 autocast, as in training."""
     torch.manual_seed(0)
@@ -66,7 +67,8 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
     lengths = torch.full((batch,), frames, dtype=torch.long)
     lengths[1::2] = int(frames * 0.8)                     # some padding, as in real batches
     y = labels_to_onehot(torch.randint(0, 2, (batch, frames, F)), 2)
-    w = torch.rand(batch, frames, F) * (torch.arange(frames)[None, :, None] < lengths[:, None, None])
+    valid = torch.arange(frames)[None, :, None] < lengths[:, None, None]
+    w = torch.rand(batch, frames, F) * valid
     w = w / w.sum((1, 2), keepdim=True)
     model, feats, y, w = model.to(device), feats.to(device), y.to(device), w.to(device)
     amp = amp and device.type == "cuda"
@@ -206,9 +208,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="model batch (default 16, quick 4)")
     ap.add_argument("--workers", type=int, default=1, help="loader workers (params.yaml default 1)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (params.yaml default 2)")
-    ap.add_argument("--device", default="cpu", help="where the models run: cpu (default), cuda, auto")
+    ap.add_argument("--device", default="cpu",
+                    help="where the models run: cpu (default), cuda, auto")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast for the models on CUDA")
-    ap.add_argument("--steps", type=int, default=None, help="timed model steps (default 3, quick 1)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed model steps (default 3, quick 1)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()

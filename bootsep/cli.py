@@ -2,47 +2,120 @@
 
 Each command is a thin wrapper over one library call; the heavy imports happen inside the
 command so that ``bootsep --help`` stays fast.
+
+Errors: a :class:`BootsepError` (bad input, params or data) is one line ``error: ...`` on
+stderr and exit code 1 (``--verbose`` adds its traceback and causes); any other exception is
+a bug: its full traceback and exit code 70. Diagnostics go through :mod:`logging` (the
+``bootsep`` logger), configured here: summaries at INFO, ``warning: ...`` lines, all on stderr.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
+import traceback
 
 import click
 
 from bootsep import __version__
 from bootsep.errors import BootsepError
 
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL_ERROR = 70        # EX_SOFTWARE of sysexits.h: a bug, not the user's input
+EXIT_INTERRUPTED = 130
+_VERBOSE = "bootsep.verbose"    # key of click's Context.meta (shared by nested contexts)
+
 PARAMS_OPTION = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,
     type=click.Path(dir_okay=False), help="Parameter file (one section per stage).")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at the time of each record
+    (click's test runner swaps it per invocation)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+class _Formatter(logging.Formatter):
+    """``message`` for INFO and DEBUG, ``warning: message`` and ``error: message`` above."""
+
+    PREFIX = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.PREFIX.get(record.levelno, "") + super().format(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Show the ``bootsep`` logger's records of ``level`` and above on stderr (idempotent: a
+    second call replaces the handler of the first)."""
+    logger = logging.getLogger("bootsep")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_VERBOSE))
+
+
 def user_errors(fn):
-    """Turn :class:`BootsepError` (and Ctrl-C) into a one-line message and exit code."""
+    """Turn :class:`BootsepError` into a one-line message and exit code 1 (with ``--verbose``
+    after its traceback and causes), Ctrl-C into exit code 130, and any other exception (a
+    bug) into its full traceback and exit code 70."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except BootsepError as exc:
+            if _verbose():
+                click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise                           # click's own: usage errors, --help, aborts
+        except Exception as exc:
+            click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+            click.echo(f"internal error: {type(exc).__name__} (a bug in bootsep; the traceback "
+                       "above says where)", err=True)
+            sys.exit(EXIT_INTERNAL_ERROR)
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bootsep")
-def cli():
+@click.option("--verbose", "-v", is_flag=True,
+              help="Debug messages, and the traceback and causes of an error.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def cli(ctx, verbose, quiet):
     """Bootstrap single-channel speech separation from spatial clustering of stereo mixtures.
 
     The DVC stages, in order: corpus, stft, spatial, confidence, train, evaluate, report.
     """
+    if verbose and quiet:
+        raise click.UsageError("--verbose and --quiet exclude each other")
+    ctx.meta[_VERBOSE] = verbose
+    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 @cli.command()
@@ -88,7 +161,8 @@ def spatial(params_path, split):
 @SPLIT_OPTION
 @user_errors
 def confidence(params_path, split):
-    """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) into data/shards/confidence/<split>/."""
+    """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) into
+    data/shards/confidence/<split>/."""
     from bootsep.stages.s4_confidence import main
 
     main(params_path, split)
@@ -96,7 +170,8 @@ def confidence(params_path, split):
 
 @cli.command()
 @PARAMS_OPTION
-@click.option("--condition", required=True, help="Training condition, a key of train_conditions in params.yaml.")
+@click.option("--condition", required=True,
+              help="Training condition, a key of train_conditions in params.yaml.")
 @user_errors
 def train(params_path, condition):
     """Train the deep-clustering model of one condition into data/models/<condition>/."""
@@ -156,10 +231,14 @@ def inspect(path, utterance, png):
               help="Output folder: <name>_s1.wav, <name>_s2.wav, ... and <name>.json per input.")
 @click.option("--approach", default="auto", show_default=True,
               type=click.Choice(["auto", "spatial", "model", "ensemble"]),
-              help="auto: the model for mono input, the confidence ensemble for stereo/multichannel.")
-@click.option("--num-sources", type=int, default=None, help="Sources to separate (default: the model's, 2).")
-@click.option("--overwrite", is_flag=True, help="Write into an output folder that already has files.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+              help="auto: the model for mono input, the confidence ensemble for "
+                   "stereo/multichannel.")
+@click.option("--num-sources", type=int, default=None,
+              help="Sources to separate (default: the model's, 2).")
+@click.option("--overwrite", is_flag=True,
+              help="Write into an output folder that already has files.")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--threshold", type=float, default=None,
               help="Ensemble threshold on the spatial mean confidence (overrides --ensemble-file).")
 @click.option("--ensemble-file", type=click.Path(dir_okay=False), default=None,
@@ -175,9 +254,9 @@ def separate(inputs, model, out, approach, num_sources, overwrite, device, thres
     """Separate your own wav/flac recordings (files or folders) with a trained model."""
     from bootsep.separate.command import main
 
-    main(inputs, model, out, approach=approach, num_sources=num_sources, overwrite=overwrite, device=device,
-         threshold=threshold, ensemble_file=ensemble_file, block_seconds=block_seconds,
-         overlap_seconds=overlap_seconds)
+    main(inputs, model, out, approach=approach, num_sources=num_sources, overwrite=overwrite,
+         device=device, threshold=threshold, ensemble_file=ensemble_file,
+         block_seconds=block_seconds, overlap_seconds=overlap_seconds)
 
 
 def main():

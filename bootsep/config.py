@@ -819,7 +819,7 @@ def read_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise BootsepError(f"not valid YAML ({' '.join(str(exc).split())})", path) from None
+        raise BootsepError(f"not valid YAML ({' '.join(str(exc).split())})", path) from exc
     if not isinstance(data, dict):
         raise BootsepError(f"expected a mapping of sections at the top level, found {_show(data)}",
                            path)

@@ -1,4 +1,5 @@
-"""The three ensembles of the spatial algorithm and a bootstrapped model (paper §3.3); True = spatial."""
+"""The three ensembles of the spatial algorithm and a bootstrapped model (paper §3.3);
+True = spatial."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import numpy as np
 
 
 def confidence_threshold(valid_mean_conf, q: float = 25.0) -> float:
-    """Switching point of §3.3: the ``q``-th percentile (numpy "linear") of the validation mixtures' mean confidences.
+    """Switching point of §3.3: the ``q``-th percentile (numpy "linear") of the validation mixtures'
+    mean confidences.
 
-    Non-finite values are ignored; raises ``ValueError`` if none is left or ``q`` is outside [0, 100].
+    Non-finite values are ignored; raises ``ValueError`` if none is left or ``q`` is outside
+    [0, 100].
     """
     if not 0.0 <= float(q) <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {q}")
@@ -20,7 +23,8 @@ def confidence_threshold(valid_mean_conf, q: float = 25.0) -> float:
 
 
 def choose_confidence(conf, threshold: float) -> np.ndarray:
-    """Confidence ensemble (§3.3): spatial where the mixture's mean confidence is above ``threshold``, else the model.
+    """Confidence ensemble (§3.3): spatial where the mixture's mean confidence is above
+    ``threshold``, else the model.
 
     ``conf (M,)`` → bool ``(M,)``; a NaN confidence (or one equal to the threshold) picks the model.
     """
@@ -28,7 +32,8 @@ def choose_confidence(conf, threshold: float) -> np.ndarray:
 
 
 def choose_random(n_mixtures: int, seed: int) -> np.ndarray:
-    """Random ensemble (§3.3): a fair coin per mixture from ``np.random.default_rng(seed)`` → bool ``(M,)``."""
+    """Random ensemble (§3.3): a fair coin per mixture from ``np.random.default_rng(seed)``
+    → bool ``(M,)``."""
     return np.random.default_rng(seed).random(int(n_mixtures)) < 0.5
 
 

@@ -23,7 +23,8 @@ from bootsep.train.model import DeepClusteringBLSTM
 @torch.no_grad()
 def embed(model: DeepClusteringBLSTM, features: Sequence[np.ndarray],
           device: torch.device | str = "cpu") -> list[np.ndarray]:
-    """Embeddings ``(T_b, F, D)`` float32 of ``B`` log-magnitude spectrograms ``(T_b, F)``, one padded pass."""
+    """Embeddings ``(T_b, F, D)`` float32 of ``B`` log-magnitude spectrograms ``(T_b, F)``, one
+    padded pass."""
     batch, lengths = pad_stack([np.asarray(f, dtype=np.float32) for f in features])
     model.eval()
     out = model(torch.from_numpy(batch).to(device), torch.from_numpy(lengths))
@@ -31,13 +32,16 @@ def embed(model: DeepClusteringBLSTM, features: Sequence[np.ndarray],
 
 
 def active_bins(logmag_db: np.ndarray, threshold_db: float, min_bins: int) -> np.ndarray:
-    """``(T, F)`` bool: bins within ``threshold_db`` of the loudest bin (all bins if fewer than ``min_bins``)."""
+    """``(T, F)`` bool: bins within ``threshold_db`` of the loudest bin (all bins if fewer than
+    ``min_bins``)."""
     active = relative_db(logmag_db[None])[0] > threshold_db
     return active if active.sum() >= min_bins else np.ones_like(active)
 
 
-def kmeans_assign(emb: np.ndarray, active: np.ndarray, num_sources: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """K-means on the active bins' embeddings ``(T, F, D)``; returns labels ``(T, F)`` and centres ``(K, D)``."""
+def kmeans_assign(emb: np.ndarray, active: np.ndarray, num_sources: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """K-means on the active bins' embeddings ``(T, F, D)``; returns labels ``(T, F)`` and centres
+    ``(K, D)``."""
     points = emb[active].astype(np.float64)
     km = KMeans(n_clusters=num_sources, n_init=3, random_state=seed).fit(points)
     flat = emb.reshape(-1, emb.shape[-1]).astype(np.float64)
@@ -50,12 +54,14 @@ def binary_masks(labels: np.ndarray, num_sources: int) -> np.ndarray:
 
 
 def apply_masks(spec: np.ndarray, masks: np.ndarray, cfg: StftConfig, length: int) -> np.ndarray:
-    """Masked channel-0 STFT ``(T, F)`` x masks ``(K, T, F)`` -> waveforms ``(K, length)`` float32."""
+    """Masked channel-0 STFT ``(T, F)`` x masks ``(K, T, F)`` -> float32 waveforms
+    ``(K, length)``."""
     return istft(masks * spec[None], cfg, length).astype(np.float32)
 
 
 def model_masks(model: DeepClusteringBLSTM, logmags: Sequence[np.ndarray], num_sources: int, *,
-                threshold_db: float, seed: int, device: torch.device | str = "cpu") -> list[np.ndarray]:
+                threshold_db: float, seed: int,
+                device: torch.device | str = "cpu") -> list[np.ndarray]:
     """Binary DC masks ``(K, T_b, F)`` for a batch of log-magnitude spectrograms ``(T_b, F)``."""
     out = []
     for lm, emb in zip(logmags, embed(model, logmags, device)):

@@ -8,7 +8,8 @@ Definitions (Le Roux, Wisdom, Erdogan & Hershey, "SDR – half-baked or well don
     e_artif  = ŝ − P_all ŝ
     SI-SDR = 10 log10(||e_target||² / ||ŝ − e_target||²)
     SI-SIR = 10 log10(||e_target||² / ||e_interf||²)
-    SI-SAR = 10 log10(||e_target||² / ||e_artif||²)      (so 10^(−SDR/10) = 10^(−SIR/10) + 10^(−SAR/10))
+    SI-SAR = 10 log10(||e_target||² / ||e_artif||²)
+                          (so 10^(−SDR/10) = 10^(−SIR/10) + 10^(−SAR/10))
 
 ``sar="bss_eval"`` instead gives the BSS_eval / ``fast_bss_eval`` convention
 ``SAR = 10 log10(||P_all ŝ||² / ||e_artif||²)``; SI-SDR and SI-SIR are the same in both.
@@ -41,7 +42,8 @@ SAR_CONVENTIONS = ("le_roux", "bss_eval")
 
 
 def _unit(x: np.ndarray, zero_mean: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` in float64 (mean-removed if asked) scaled to unit energy along the last axis, and its energy."""
+    """``x`` in float64 (mean-removed if asked) scaled to unit energy along the last axis, and
+    its energy."""
     x = np.asarray(x, dtype=np.float64)
     if zero_mean:
         x = x - x.mean(axis=-1, keepdims=True)
@@ -58,8 +60,10 @@ def _sq(x: np.ndarray) -> np.ndarray:
     return np.einsum("...l,...l->...", x, x)
 
 
-def si_sdr(est: np.ndarray, ref: np.ndarray, *, zero_mean: bool = False, eps: float = EPS) -> np.ndarray:
-    """SI-SDR (dB) of ``est (..., L)`` against ``ref (..., L)``, broadcast elementwise (Le Roux et al. 2019, eq. 6)."""
+def si_sdr(est: np.ndarray, ref: np.ndarray, *, zero_mean: bool = False,
+           eps: float = EPS) -> np.ndarray:
+    """SI-SDR (dB) of ``est (..., L)`` against ``ref (..., L)``, broadcast elementwise (Le Roux
+    et al. 2019, eq. 6)."""
     e, _ = _unit(est, zero_mean)
     r, _ = _unit(ref, zero_mean)
     e, r = np.broadcast_arrays(e, r)
@@ -73,7 +77,8 @@ def pairwise_si_sdr_components(est: np.ndarray, refs: np.ndarray, *, zero_mean: 
 
     ``est (..., S_est, L)``, ``refs (..., S_ref, L)`` (leading axes broadcast); the interference
     subspace is the span of all ``S_ref`` references.  Returns ``{"si_sdr", "si_sir", "si_sar"}``,
-    each ``(..., S_est, S_ref)`` with entry ``[i, j]`` = estimate ``i`` scored against reference ``j``.
+    each ``(..., S_est, S_ref)`` with entry ``[i, j]`` = estimate ``i`` scored against reference
+    ``j``.
     """
     if sar not in SAR_CONVENTIONS:
         raise ValueError(f"sar must be one of {SAR_CONVENTIONS}, got {sar!r}")
@@ -107,7 +112,8 @@ def pairwise_si_sdr_components(est: np.ndarray, refs: np.ndarray, *, zero_mean: 
 
 def si_sdr_components(est: np.ndarray, refs: np.ndarray, *, zero_mean: bool = False,
                       eps: float = EPS, sar: str = "le_roux") -> dict[str, np.ndarray]:
-    """SI-SDR/SI-SIR/SI-SAR (dB) of ``est[..., i, :]`` vs ``refs[..., i, :]`` (Le Roux et al. 2019, §3).
+    """SI-SDR/SI-SIR/SI-SAR (dB) of ``est[..., i, :]`` vs ``refs[..., i, :]`` (Le Roux et al.
+    2019, §3).
 
     ``est`` and ``refs`` are ``(..., S, L)`` already aligned (no permutation search); the
     interference subspace is the span of all ``S`` references.  Returns ``(..., S)`` arrays under
@@ -120,7 +126,8 @@ def si_sdr_components(est: np.ndarray, refs: np.ndarray, *, zero_mean: bool = Fa
 
 
 def best_permutation(score: np.ndarray) -> np.ndarray:
-    """Assignment maximising the mean of ``score (..., S_est, S_ref)``: ``perm[..., j]`` = estimate for reference ``j``.
+    """Assignment maximising the mean of ``score (..., S_est, S_ref)``: ``perm[..., j]`` =
+    estimate for reference ``j``.
 
     All permutations up to :data:`MAX_ENUM_SOURCES` sources (ties → the first in
     ``itertools.permutations`` order, i.e. the identity when it ties), Hungarian algorithm above.
@@ -141,8 +148,10 @@ def best_permutation(score: np.ndarray) -> np.ndarray:
 
 
 def separation_metrics(est: np.ndarray, refs: np.ndarray, mix: np.ndarray | None = None, *,
-                       zero_mean: bool = False, eps: float = EPS, sar: str = "le_roux") -> dict[str, np.ndarray]:
-    """Per-source metrics under the permutation of estimates maximising the mean SI-SDR (Le Roux et al. 2019).
+                       zero_mean: bool = False, eps: float = EPS,
+                       sar: str = "le_roux") -> dict[str, np.ndarray]:
+    """Per-source metrics under the permutation of estimates maximising the mean SI-SDR (Le Roux
+    et al. 2019).
 
     ``est (..., S, L)``, ``refs (..., S, L)``, ``mix (..., L)`` (or None).  Returns, in reference
     order (entry ``j`` belongs to reference ``j`` and estimate ``permutation[j]``):
@@ -157,10 +166,11 @@ def separation_metrics(est: np.ndarray, refs: np.ndarray, mix: np.ndarray | None
     est = np.asarray(est)
     refs = np.asarray(refs)
     if est.ndim < 2 or refs.ndim < 2 or est.shape[-2] != refs.shape[-2]:
-        raise ValueError(f"need est and refs of shape (..., S, L) with equal S, got {est.shape} and {refs.shape}")
+        raise ValueError("need est and refs of shape (..., S, L) with equal S, "
+                         f"got {est.shape} and {refs.shape}")
     pw = pairwise_si_sdr_components(est, refs, zero_mean=zero_mean, eps=eps, sar=sar)
     perm = best_permutation(pw["si_sdr"])                               # (..., S)
-    idx = perm[..., None, :]                                            # pick row perm[j] in column j
+    idx = perm[..., None, :]                                    # pick row perm[j] in column j
     out = {k: np.take_along_axis(v, idx, axis=-2)[..., 0, :] for k, v in pw.items()}
     _, energy = _unit(est, zero_mean)
     energy = np.broadcast_to(energy, perm.shape)
@@ -171,8 +181,8 @@ def separation_metrics(est: np.ndarray, refs: np.ndarray, mix: np.ndarray | None
         mix = np.asarray(mix)
         if mix.shape[-1] != refs.shape[-1]:
             raise ValueError(f"mixture has {mix.shape[-1]} samples, references {refs.shape[-1]}")
-        out["si_sdr_mixture"] = np.broadcast_to(si_sdr(mix[..., None, :], refs, zero_mean=zero_mean, eps=eps),
-                                                perm.shape).copy()
+        mix_sdr = si_sdr(mix[..., None, :], refs, zero_mean=zero_mean, eps=eps)
+        out["si_sdr_mixture"] = np.broadcast_to(mix_sdr, perm.shape).copy()
     out["si_sdri"] = out["si_sdr"] - out["si_sdr_mixture"]
     out["permutation"] = perm
     return out

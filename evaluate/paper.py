@@ -15,9 +15,12 @@ PAPER_TABLE1: dict[tuple, dict[str, float | None]] = {
     ("spatial", 1.0): dict(quality=0.387, quantity=0.054, si_sdr=2.9, si_sir=13.5, si_sar=3.7),
     ("spatial", 2.0): dict(quality=0.400, quantity=0.005, si_sdr=1.8, si_sir=11.5, si_sar=2.7),
     ("2ch", "spatial"): dict(quality=None, quantity=None, si_sdr=4.3, si_sir=17.3, si_sar=5.6),
-    ("2ch", "ensemble_oracle"): dict(quality=None, quantity=None, si_sdr=6.2, si_sir=19.6, si_sar=7.0),
-    ("2ch", "ensemble_random"): dict(quality=None, quantity=None, si_sdr=3.6, si_sir=15.4, si_sar=4.6),
-    ("2ch", "ensemble_confidence"): dict(quality=None, quantity=None, si_sdr=5.0, si_sir=18.3, si_sar=5.9),
+    ("2ch", "ensemble_oracle"): dict(quality=None, quantity=None,
+                                     si_sdr=6.2, si_sir=19.6, si_sar=7.0),
+    ("2ch", "ensemble_random"): dict(quality=None, quantity=None,
+                                     si_sdr=3.6, si_sir=15.4, si_sar=4.6),
+    ("2ch", "ensemble_confidence"): dict(quality=None, quantity=None,
+                                         si_sdr=5.0, si_sir=18.3, si_sar=5.9),
 }
 
 

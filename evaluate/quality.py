@@ -2,11 +2,12 @@
 
 **Quality** of estimated labels ``Ŷ`` against true labels ``Y`` under bin weights ``w``
 (Seetharaman et al. 2019 §3.4: ``1 − d_χ²(w⊙Y, w⊙Ŷ)``, the label matrices weighted by ``√w``).
-With the weighted contingency table of the two partitions (clusters ``r`` of ``Y``, ``s`` of ``Ŷ``)::
+With the weighted contingency table of the two partitions (clusters ``r`` of ``Y``, ``s`` of
+``Ŷ``)::
 
     n_rs = Σ_{i ∈ r ∩ s} w_i,   n_r = Σ_s n_rs,   n_s = Σ_r n_rs,   W = Σ_i w_i
     Σ    = Σ_{r,s} n_rs² / (n_r n_s)                  (= 1 + φ², φ² = Pearson χ² / W)
-    d_χ² = R/2 + S/2 − Σ                               (Bach & Jordan 2006, JMLR 7, §2.3; Hubert & Arabie 1985)
+    d_χ² = R/2 + S/2 − Σ                  (Bach & Jordan 2006, JMLR 7, §2.3; Hubert & Arabie 1985)
     quality = 1 − d_χ² / (R/2 + S/2 − 1) = (Σ − 1) / ((R + S)/2 − 1) = φ² / ((R + S)/2 − 1)
 
 where ``R``/``S`` count only clusters with positive weight.  ``R/2 + S/2 − 1`` is the largest
@@ -43,12 +44,14 @@ def _codes(labels: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def contingency(labels_true: np.ndarray, labels_est: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted contingency tables ``n_rs = Σ_{i∈r∩s} w_i``: ``(..., N)`` inputs → ``(..., R, S)``."""
+    """Weighted contingency tables ``n_rs = Σ_{i∈r∩s} w_i``: ``(..., N)`` inputs →
+    ``(..., R, S)``."""
     t, r = _codes(labels_true)
     e, s = _codes(labels_est)
     w = np.asarray(weights, dtype=np.float64)
     if not (t.shape == e.shape == w.shape):
-        raise ValueError(f"labels and weights must have one shape, got {t.shape}, {e.shape}, {w.shape}")
+        raise ValueError("labels and weights must have one shape, "
+                         f"got {t.shape}, {e.shape}, {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("weights must be finite and non-negative")
     batch = t.shape[:-1] if t.ndim > 1 else ()
@@ -66,7 +69,8 @@ def _chi2_terms(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     denom = n_r[..., :, None] * n_s[..., None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(table > 0, table * table / np.where(denom > 0, denom, 1.0), 0.0)
-    return ratio.sum(axis=(-2, -1)), (n_r > 0).sum(axis=-1), (n_s > 0).sum(axis=-1), n_r.sum(axis=-1)
+    return (ratio.sum(axis=(-2, -1)), (n_r > 0).sum(axis=-1), (n_s > 0).sum(axis=-1),
+            n_r.sum(axis=-1))
 
 
 def _scalar(x: np.ndarray):
@@ -74,7 +78,8 @@ def _scalar(x: np.ndarray):
 
 
 def partition_quality(labels_true: np.ndarray, labels_est: np.ndarray, weights: np.ndarray):
-    """Label quality ``1 − d_χ²/(R/2 + S/2 − 1)`` of paper §3.4 (Bach & Jordan 2006; formula in the module doc).
+    """Label quality ``1 − d_χ²/(R/2 + S/2 − 1)`` of paper §3.4 (Bach & Jordan 2006; formula in
+    the module doc).
 
     ``labels_true``, ``labels_est``, ``weights``: ``(N,)`` (or ``(..., N)`` for a batch of
     mixtures sharing ``N``); any hashable label values.  Returns a float in [0, 1] (or a ``(...)``
@@ -89,9 +94,11 @@ def partition_quality(labels_true: np.ndarray, labels_est: np.ndarray, weights: 
 
 
 def mean_quality(qualities, weight_sums) -> float:
-    """Σw-weighted mean of per-mixture qualities (paper §3.4: each example weighted by its Σ_i w_i(α)).
+    """Σw-weighted mean of per-mixture qualities (paper §3.4: each example weighted by its
+    Σ_i w_i(α)).
 
-    Mixtures with non-finite quality or non-positive/non-finite weight sum are skipped; NaN if none is left.
+    Mixtures with non-finite quality or non-positive/non-finite weight sum are skipped; NaN if
+    none is left.
     """
     q = np.asarray(qualities, dtype=np.float64).ravel()
     w = np.asarray(weight_sums, dtype=np.float64).ravel()
@@ -104,7 +111,8 @@ def mean_quality(qualities, weight_sums) -> float:
 
 
 def label_quantity(weight_sums, gt_weight_sums) -> float:
-    """Quantity of paper §3.4: ``Σ_m Σw(α)`` over the condition's training mixtures / ``Σ_m Σw_gt`` (full set).
+    """Quantity of paper §3.4: ``Σ_m Σw(α)`` over the condition's training mixtures /
+    ``Σ_m Σw_gt`` (full set).
 
     ``gt_weight_sums`` are the ground-truth model's per-mixture magnitude-weight sums (1 each for
     ``w_gt = |X|/Σ|X|``), so passing them as both arguments gives exactly 1.
@@ -117,7 +125,8 @@ def label_quantity(weight_sums, gt_weight_sums) -> float:
 
 
 def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray | None, labels: np.ndarray,
-                        c_cl: float, c_jsd: float, c_post: np.ndarray, alphas: dict[str, float]) -> dict:
+                        c_cl: float, c_jsd: float, c_post: np.ndarray,
+                        alphas: dict[str, float]) -> dict:
     """``{condition: (Σw, quality)}`` of one mixture for every spatial condition's α.
 
     ``source_mag`` None (a corpus without references): the quantity's Σw is still computed,

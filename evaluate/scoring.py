@@ -32,8 +32,8 @@ ENSEMBLES = ("ensemble_oracle", "ensemble_random", "ensemble_confidence")
 
 def score(est: MixtureEstimates, split: str, approach: str) -> dict:
     """One per_mixture.csv row (metrics NaN when the corpus has no references)."""
-    row = {"split": split, "id": est.id, "approach": approach, "mean_confidence": est.mean_confidence,
-           "choice": "", "permutation": ""}
+    row = {"split": split, "id": est.id, "approach": approach,
+           "mean_confidence": est.mean_confidence, "choice": "", "permutation": ""}
     if est.references is None:
         return {**row, **{m: float("nan") for m in METRICS}}
     m = separation_metrics(est.estimates[approach], est.references, est.mixture)
@@ -45,7 +45,8 @@ def score(est: MixtureEstimates, split: str, approach: str) -> dict:
     return row
 
 
-def ensemble_rows(rows: dict[str, list[dict]], model: str, threshold: float, seed: int) -> dict[str, list[dict]]:
+def ensemble_rows(rows: dict[str, list[dict]], model: str, threshold: float,
+                  seed: int) -> dict[str, list[dict]]:
     """The three ensembles' rows, each a copy of the chosen approach's row (paper §3.3)."""
     spatial, learned = rows[SPATIAL], rows[model]
     conf = np.array([r["mean_confidence"] for r in spatial])

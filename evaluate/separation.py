@@ -38,7 +38,8 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                     num_sources: int, corpus_dir: Path, shard_root: Path, threshold_db: float,
                     seed: int, batch_size: int, device: torch.device, keep_masks: int = 0,
                     ) -> Iterator[MixtureEstimates]:
-    """Estimates of every mixture of ``split`` by the spatial algorithm and each model in ``models``.
+    """Estimates of every mixture of ``split`` by the spatial algorithm and each model in
+    ``models``.
 
     The spatial estimate applies the GMM posteriors (eq. 3, soft masks) to channel 0, as the
     paper does (§3.3). The first ``keep_masks`` mixtures keep their masks and log-magnitude.
@@ -64,14 +65,16 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                                              threshold_db=threshold_db, seed=seed, device=device)
         for u, uid in enumerate(ids):
             if uid not in manifest:
-                raise BootsepError(f"utterance '{uid}' is not in the {split} manifest; rerun the pipeline",
-                                   stft_path)
+                raise BootsepError(f"utterance '{uid}' is not in the {split} manifest; rerun "
+                                   "the pipeline", stft_path)
             length = int(lengths[u])
             mix = load_at_rate(manifest[uid].mixture, cfg.sample_rate, min_channels=1)[0]
             masks = {SPATIAL: np.moveaxis(posteriors[u].astype(np.float32), -1, 0),
                      **{name: learned[name][u] for name in models}}
-            out = MixtureEstimates(uid, mix, references(manifest[uid], cfg, length), float(confidence[u]))
-            out.estimates = {name: apply_masks(specs[u], m, cfg, length) for name, m in masks.items()}
+            out = MixtureEstimates(uid, mix, references(manifest[uid], cfg, length),
+                                   float(confidence[u]))
+            out.estimates = {name: apply_masks(specs[u], m, cfg, length)
+                             for name, m in masks.items()}
             if seen < keep_masks:
                 out.logmag_db, out.masks = logmags[u], masks
             seen += 1

@@ -1,4 +1,5 @@
-"""Summary statistics for the report: mean with a Student-t confidence interval, Pearson correlation (scipy.stats)."""
+"""Summary statistics for the report: mean with a Student-t confidence interval, Pearson
+correlation (scipy.stats)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ class PearsonResult(NamedTuple):
 
 
 def mean_ci(x, level: float = 0.95) -> MeanCI:
-    """Mean and half-width of the ``level`` confidence interval of the mean: ``t_{(1+level)/2, n−1} · s / √n``.
+    """Mean and half-width of the ``level`` confidence interval of the mean:
+    ``t_{(1+level)/2, n−1} · s / √n``.
 
-    Non-finite values are dropped.  ``n = 0`` → (NaN, NaN); ``n = 1`` → (x, NaN); zero spread → half-width 0.
+    Non-finite values are dropped.  ``n = 0`` → (NaN, NaN); ``n = 1`` → (x, NaN); zero spread →
+    half-width 0.
     """
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -47,7 +50,8 @@ def mean_ci(x, level: float = 0.95) -> MeanCI:
 
 
 def pearson(x, y) -> PearsonResult:
-    """Pearson ``(r, p)`` (two-sided, ``scipy.stats.pearsonr``) over the pairs where both values are finite.
+    """Pearson ``(r, p)`` (two-sided, ``scipy.stats.pearsonr``) over the pairs where both values
+    are finite.
 
     Fewer than 3 pairs, or a constant input, → (NaN, NaN).
     """

@@ -132,9 +132,10 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
                   "conditions are not trained." + share, ""]
     mixtures = max((e["mixtures"] for e in table.values()), default=0)
     lines += [f"Means over {mixtures} test mixtures, "
-              f"± half-width of the {level:.0%} confidence interval of the mean. Confidence ensemble "
-              f"threshold: {ensemble['threshold']:.4f} (the {ensemble['percentile']:g}th percentile of "
-              f"{ensemble['valid_mixtures']} validation mixtures' mean confidence).", "",
+              f"± half-width of the {level:.0%} confidence interval of the mean. Confidence "
+              f"ensemble threshold: {ensemble['threshold']:.4f} (the "
+              f"{ensemble['percentile']:g}th percentile of {ensemble['valid_mixtures']} validation "
+              "mixtures' mean confidence).", "",
               "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |",
               "|---|---|---|---|---|---|---|---|"]
     for e in table.values():
@@ -154,9 +155,10 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
         cells = [f"{_num(e['quality'], '{:.3f}')} ({_num(p.get('quality'), '{:.3f}')})",
                  f"{_num(e['quantity'], '{:.3f}')} ({_num(p.get('quantity'), '{:.3f}')})"]
         for m in ("si_sdr", "si_sir", "si_sar"):
-            cells.append(f"{_num(e[m], '{:.1f}')} ± {_num(e[m + '_ci'], '{:.1f}')} ({_num(p.get(m), '{:.1f}')})")
+            cells.append(f"{_num(e[m], '{:.1f}')} ± {_num(e[m + '_ci'], '{:.1f}')} "
+                         f"({_num(p.get(m), '{:.1f}')})")
         cells.append(f"{_num(e['si_sdri'], '{:.1f}')} ± {_num(e['si_sdri_ci'], '{:.1f}')}")
         lines.append(f"| {e['channels']} | {e['label']} | " + " | ".join(cells) + " |")
-    lines += ["", "Each cell: ours (paper). The paper: spatialized wsj0-2mix, 20k training mixtures, "
-              "4 x 300 BLSTM, 100 epochs; SI-SDRi was not reported."]
+    lines += ["", "Each cell: ours (paper). The paper: spatialized wsj0-2mix, 20k training "
+              "mixtures, 4 x 300 BLSTM, 100 epochs; SI-SDRi was not reported."]
     return "\n".join(lines) + "\n"

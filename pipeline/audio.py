@@ -34,7 +34,7 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for broken files
-        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     if info.frames == 0:
         raise BootsepError("empty audio file (0 samples)", path)
     return info
@@ -61,7 +61,7 @@ def read_audio(path: str | os.PathLike, min_channels: int = 1,
     try:
         data, rate = sf.read(str(path), dtype="int16" if pcm16 else "float32", always_2d=True)
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     if data.shape[0] == 0:
         raise BootsepError("empty audio file (0 samples)", path)
     if pcm16:                                 # exactly soundfile's int16 -> float32 scaling

@@ -240,9 +240,9 @@ def check_alpha(alpha, name: str = "alpha", path=None) -> float:
     naming ``name`` (e.g. the params key) and ``path`` (the file it came from)."""
     try:
         value = float(alpha)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
         raise BootsepError(f"{name} is {alpha!r}; the confidence exponent of eq. 7 must be a "
-                           "number >= 0", path) from None
+                           "number >= 0", path) from exc
     if not (math.isfinite(value) and value >= 0):
         raise BootsepError(f"{name} is {value}; the confidence exponent of eq. 7 must be finite "
                            "and >= 0", path)
@@ -314,7 +314,8 @@ def confidence_measures(result: SpatialResult, valid: np.ndarray | None, n_sampl
 
 def measures(labels: np.ndarray, fit_mask: np.ndarray, posteriors: np.ndarray, gmm: GMMParams,
              gmm1: GMMParams, degenerate: np.ndarray, n_samples: int, seed=0, *,
-             seeds: Sequence | None = None, mean_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+             seeds: Sequence | None = None,
+             mean_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Equations 4-6 and the mixture confidence for a padded batch; the one implementation that
     the confidence stage and the separator share.
 
@@ -332,6 +333,7 @@ def measures(labels: np.ndarray, fit_mask: np.ndarray, posteriors: np.ndarray, g
     cl = np.where(degenerate, 0.0, cl)
     jsd = c_jsd(gmm, gmm1, n_samples, seed, seeds=seeds, degenerate=degenerate)          # eq. 5
     cp = c_post(np.asarray(posteriors, np.float32))                                     # eq. 6
-    mean_cp = mean_confidence(np.ones(B), np.ones(B), cp, fit_mask if mean_mask is None else mean_mask)
+    mean_cp = mean_confidence(np.ones(B), np.ones(B), cp,
+                              fit_mask if mean_mask is None else mean_mask)
     return {"c_cl": cl, "c_jsd": jsd, "c_post": cp, "mean_c_post": mean_cp,
             "mean_confidence": cl * jsd * mean_cp}

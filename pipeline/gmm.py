@@ -76,7 +76,8 @@ class GMMParams:
         return np.shape(self.means)[-1]
 
     def permute(self, order: np.ndarray) -> GMMParams:
-        """Reorder components per mixture: ``order (..., K)`` gives the old index of each new one."""
+        """Reorder components per mixture: ``order (..., K)`` gives the old index of each new
+        one."""
         order = np.asarray(order)
         return GMMParams(
             weights=np.take_along_axis(self.weights, order, axis=-1),
@@ -298,9 +299,9 @@ def _cholesky(cov: np.ndarray) -> np.ndarray:
     raising their eigenvalues to at least 1e-12 times the largest (sklearn would raise)."""
     try:
         return np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
+    except np.linalg.LinAlgError as exc:
         if not np.isfinite(cov).all():
-            raise BootsepError("GMM covariance has NaN or infinite values") from None
+            raise BootsepError("GMM covariance has NaN or infinite values") from exc
         val, vec = np.linalg.eigh(cov)
         floor = np.maximum(1e-12 * np.abs(val).max(-1, keepdims=True), 1e-300)
         val = np.maximum(val, floor)

@@ -13,7 +13,8 @@ import numpy as np
 
 
 def pad_stack(arrays: Sequence[np.ndarray], fill=0) -> tuple[np.ndarray, np.ndarray]:
-    """``B`` arrays ``(T_b, ...)`` -> ``(B, max T_b, ...)`` padded with ``fill``, and ``(B,)`` lengths."""
+    """``B`` arrays ``(T_b, ...)`` -> ``(B, max T_b, ...)`` padded with ``fill``, and ``(B,)``
+    lengths."""
     if not arrays:
         raise ValueError("pad_stack needs at least one array")
     lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)

@@ -58,7 +58,8 @@ def run_tasks(fn: Callable[..., dict], tasks: Sequence[tuple], dask_cfg: dict | 
     if cfg.get("address") is None and scheduler == "processes":
         return _run_processes(fn, tasks, cfg, desc, weights, total, unit)
     if cfg.get("address") is None and scheduler != "local":
-        raise BootsepError(f"dask.scheduler must be processes, local or synchronous, got {scheduler!r}")
+        raise BootsepError("dask.scheduler must be processes, local or synchronous, "
+                           f"got {scheduler!r}")
     return _run_distributed(fn, tasks, cfg, desc, weights, total, unit)
 
 
@@ -155,9 +156,13 @@ def _run_distributed(fn, tasks, cfg, desc, weights, total, unit) -> list[Any]:
             client = Client(address)
         else:
             n = int(cfg.get("workers") or os.cpu_count() or 1)
+            # CRITICAL: a failed task's exception is re-raised below with its traceback; the
+            # workers' own "Compute Failed" log of it would only repeat it (and turn a one-line
+            # user error into a page)
             cluster = LocalCluster(n_workers=min(n, len(tasks)), threads_per_worker=threads,
                                    processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR, memory_limit=cfg.get("memory_limit", "auto"))
+                                   silence_logs=logging.CRITICAL,
+                                   memory_limit=cfg.get("memory_limit", "auto"))
             client = Client(cluster)
         try:
             futures = [client.submit(_in_worker, fn, *task, pure=False, key=f"{desc}-{i}")

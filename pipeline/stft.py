@@ -61,11 +61,13 @@ def stft(x: np.ndarray, cfg: StftConfig) -> np.ndarray:
     xp = np.pad(x, pad)
     segments = sliding_window_view(xp, cfg.win_length, axis=-1)[..., ::cfg.hop_length, :]
     # scipy.fft keeps float32 in single precision (5x faster than numpy's float64 FFT here)
-    return scipy.fft.rfft(segments * cfg.analysis_window(), axis=-1).astype(np.complex64, copy=False)
+    spec = scipy.fft.rfft(segments * cfg.analysis_window(), axis=-1)
+    return spec.astype(np.complex64, copy=False)
 
 
 def istft(spec: np.ndarray, cfg: StftConfig, length: int) -> np.ndarray:
-    """Inverse of :func:`stft`: ``(..., T, F)`` → float32 ``(..., length)`` by weighted overlap-add."""
+    """Inverse of :func:`stft`: ``(..., T, F)`` → float32 ``(..., length)`` by weighted
+    overlap-add."""
     spec = np.asarray(spec)
     frames = spec.shape[-2]
     win = cfg.analysis_window().astype(np.float64)

@@ -117,7 +117,8 @@ def run_blocks(read: Callable[[int, int], np.ndarray], length: int,
         done = (plan[i + 1][0] if i + 1 < len(plan) else end) - start
         write(sources[:, :done])
         tail = sources[:, done:].copy() if i + 1 < len(plan) else None
-        infos.append({**out.info, "start": start, "end": end, "permutation": [int(p) for p in perm]})
+        infos.append({**out.info, "start": start, "end": end,
+                      "permutation": [int(p) for p in perm]})
         if progress is not None:
             progress.update(1, **{k: v for k, v in out.info.items() if k == "choice"})
     return infos
@@ -191,7 +192,7 @@ def scan_audio(path: str | os.PathLike) -> ScannedAudio:
     except BootsepError:
         raise
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     if seen == 0:
         raise BootsepError("empty audio file (0 samples)", path)
     if peak <= SILENCE_PEAK:
@@ -231,20 +232,23 @@ def separate_file(path: str | os.PathLike, out_paths: Sequence[str | os.PathLike
         for p, tmp in zip(outs, tmps):
             fmt, subtype = _out_format(p, length)
             writers.append(stack.enter_context(
-                sf.SoundFile(str(tmp), "w", samplerate=rate, channels=1, format=fmt, subtype=subtype)))
+                sf.SoundFile(str(tmp), "w", samplerate=rate, channels=1, format=fmt,
+                             subtype=subtype)))
 
         def read(a: int, b: int) -> np.ndarray:
             try:
                 src.seek(a)
                 data = src.read(b - a, dtype="float32", always_2d=True)
             except Exception as exc:
-                raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+                raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
             if data.shape[0] != b - a:
-                raise BootsepError(f"audio ended early: read {a + data.shape[0]} of {length} samples", path)
+                raise BootsepError(f"audio ended early: read {a + data.shape[0]} of {length} "
+                                   "samples", path)
             if channels is not None:
                 data = data[:, list(channels)]
             if not np.isfinite(data).all():
-                raise BootsepError(f"contains NaN or infinite samples (near {a / rate:.2f} s)", path)
+                raise BootsepError(f"contains NaN or infinite samples (near {a / rate:.2f} s)",
+                                   path)
             return np.ascontiguousarray(data.T)
 
         def write(chunk: np.ndarray) -> None:
@@ -257,7 +261,8 @@ def separate_file(path: str | os.PathLike, out_paths: Sequence[str | os.PathLike
         block, overlap = block_samples(block_seconds, rate), block_samples(overlap_seconds, rate)
         with Progress(len(plan_blocks(length, block, overlap)), f"separate {path.name}", "block",
                       enabled=progress) as bar:
-            infos = run_blocks(read, length, process, write, block=block, overlap=overlap, progress=bar)
+            infos = run_blocks(read, length, process, write, block=block, overlap=overlap,
+                               progress=bar)
         for w in writers:                         # flush before the renames of the ExitStack
             w.close()
     return scanned, infos
@@ -268,6 +273,6 @@ def _open_read(path: Path):
     try:
         f = sf.SoundFile(str(path))
     except Exception as exc:
-        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     with f:
         yield f

@@ -13,8 +13,8 @@ complete, so a failure never leaves a partial output.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from bootsep.pipeline.audio import AUDIO_SUFFIXES
 from bootsep.separate.blocks import check_block_seconds, scan_audio, separate_file
 from bootsep.separate.separator import Separator
 
+log = logging.getLogger(__name__)
+
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]]:
     """Audio files named by ``inputs`` (folders: their wav/flac files, sorted) and one-line
@@ -34,7 +36,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
+            found = sorted(f for f in p.iterdir()
+                           if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
                            and not f.name.startswith("."))
             if not found:
                 errors.append(str(BootsepError("folder has no .wav or .flac files", p)))
@@ -50,8 +53,8 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise BootsepError("output path exists and is not a folder", out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise BootsepError("output folder exists and is not empty; pass --overwrite to write into it "
-                           "(files of the same name are replaced)", out)
+        raise BootsepError("output folder exists and is not empty; pass --overwrite to write "
+                           "into it (files of the same name are replaced)", out)
 
 
 def output_paths(out: Path, stem: str, num_sources: int) -> list[Path]:
@@ -61,11 +64,11 @@ def output_paths(out: Path, stem: str, num_sources: int) -> list[Path]:
 def separate_one(sep: Separator, path: Path, out: Path, *, approach: str, num_sources: int,
                  block_seconds: float | None, overlap_seconds: float, progress: bool) -> dict:
     """Separate one file into ``out``; returns the info written to ``<stem>.json``."""
-    scanned = scan_audio(path)                  # unreadable / empty / NaN / silent, before any output
+    scanned = scan_audio(path)          # unreadable / empty / NaN / silent, before any output
     try:
         used = sep.resolve_approach(scanned.channels, approach)
     except BootsepError as exc:
-        raise BootsepError(str(exc), path) from None
+        raise BootsepError(str(exc), path) from exc
     channels = [0, 1] if scanned.channels >= 2 else [0]
     outs = output_paths(out, path.stem, num_sources)
     process = sep.block_processor(scanned.sample_rate, used, num_sources)
@@ -73,15 +76,17 @@ def separate_one(sep: Separator, path: Path, out: Path, *, approach: str, num_so
                               overlap_seconds=overlap_seconds, channels=channels, scanned=scanned,
                               progress=progress)
     info = {"input": str(path), "outputs": [p.name for p in outs],
-            **sep.report(approach, used, num_sources, scanned.sample_rate, scanned.channels, scanned.frames,
-                         blocks, block_seconds=block_seconds, overlap_seconds=overlap_seconds)}
+            **sep.report(approach, used, num_sources, scanned.sample_rate, scanned.channels,
+                         scanned.frames, blocks, block_seconds=block_seconds,
+                         overlap_seconds=overlap_seconds)}
     write_text_atomic(out / f"{path.stem}.json", json.dumps(info, indent=2) + "\n")
     return info
 
 
 def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
-         num_sources: int | None = None, overwrite: bool = False, device: str = "auto", threshold: float | None = None,
-         ensemble_file: str | None = None, block_seconds: float | None = 20.0, overlap_seconds: float = 4.0,
+         num_sources: int | None = None, overwrite: bool = False, device: str = "auto",
+         threshold: float | None = None, ensemble_file: str | None = None,
+         block_seconds: float | None = 20.0, overlap_seconds: float = 4.0,
          progress: bool = True) -> None:
     """The command body; raises :class:`BootsepError` (one line) at the end if any input failed."""
     out_dir = Path(out)
@@ -89,7 +94,8 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
         raise BootsepError("no input given (audio files or folders)")
     check_block_seconds(block_seconds, overlap_seconds)
     check_out_dir(out_dir, overwrite)
-    sep = Separator.from_pretrained(model, device=device, threshold=threshold, ensemble_file=ensemble_file)
+    sep = Separator.from_pretrained(model, device=device, threshold=threshold,
+                                    ensemble_file=ensemble_file)
     k = sep.check_num_sources(num_sources)
     files, errors = expand_inputs(inputs)
     for line in errors:
@@ -99,8 +105,8 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
     for path in files:
         try:
             if path.stem in used_stems:
-                raise BootsepError(f"output name '{path.stem}' is already used by {used_stems[path.stem]}; "
-                                   "rename one of them", path)
+                raise BootsepError(f"output name '{path.stem}' is already used by "
+                                   f"{used_stems[path.stem]}; rename one of them", path)
             used_stems[path.stem] = path
             info = separate_one(sep, path, out_dir, approach=approach, num_sources=k,
                                 block_seconds=block_seconds, overlap_seconds=overlap_seconds,
@@ -115,14 +121,14 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
             continue
         done += 1
         if info.get("threshold_warning") and not warned:      # once, at its first use
-            click.echo(f"warning: {info['threshold_warning']}", err=True)
+            log.warning(info["threshold_warning"])
             warned = True
         if info.get("channel_warning"):
-            click.echo(f"warning: {path}: {info['channel_warning']}", err=True)
+            log.warning(f"{path}: {info['channel_warning']}")
         conf = info["mean_spatial_confidence"]
-        click.echo(f"{path} -> {out_dir}/{path.stem}_s1..s{k}.wav ({info['approach']}"
-                   f"{'' if conf is None else f', mean spatial confidence {conf:.3f}'}"
-                   f"{', used ' + '/'.join(info['choices']) if info['approach'] == 'ensemble' else ''})")
-        sys.stdout.flush()
+        chosen = ", used " + "/".join(info["choices"]) if info["approach"] == "ensemble" else ""
+        log.info(f"{path} -> {out_dir}/{path.stem}_s1..s{k}.wav ({info['approach']}"
+                 f"{'' if conf is None else f', mean spatial confidence {conf:.3f}'}{chosen})")
     if failed:
-        raise BootsepError(f"{failed} of {failed + done} input(s) failed; {done} separated into {out_dir}")
+        raise BootsepError(f"{failed} of {failed + done} input(s) failed; {done} separated into "
+                           f"{out_dir}")

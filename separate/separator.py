@@ -63,14 +63,15 @@ APPROACHES = ("auto", "spatial", "model", "ensemble")
 ENSEMBLE_FROM_MODEL = Path("..", "..", "results", "eval", "ensemble.json")   # from <model>/
 PARAMS_JSON = "params.json"
 MAX_SOURCES = 8
-CONFIDENCE_ID = "separate"      # the mixture id that seeds the C_JSD Monte Carlo draws of every block
+CONFIDENCE_ID = "separate"      # mixture id seeding the C_JSD Monte Carlo draws of every block
 
 # The params a model folder's params.json must hold for separation.
 TRAINING_SETTINGS = ("spatial", "confidence", "evaluate.kmeans_threshold_db",
                      "evaluate.kmeans_seed")
 # Used only when a model folder lacks params.json (the values of the shipped params.yaml).
 DEFAULT_SETTINGS = {
-    "spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4, "reg_covar": 1e-6},
+    "spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4,
+                "reg_covar": 1e-6},
     "confidence": {"jsd_samples": 2000, "seed": 2},
     "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0},
 }
@@ -108,7 +109,8 @@ class Separator:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str = "auto", threshold: float | None = None,
+    def from_pretrained(cls, path: str | os.PathLike, device: str = "auto",
+                        threshold: float | None = None,
                         ensemble_file: str | os.PathLike | None = None) -> Separator:
         """Load ``data/models/<name>/`` (``model.pt`` + ``params.json``).
 
@@ -139,7 +141,8 @@ class Separator:
                 warning = (f"{source}: the ensemble threshold was computed for model "
                            f"'{computed_for}', not '{name}' ({path}); pass --threshold to override")
         return cls(model, meta, path=path, device=dev, spatial=spatial,
-                   kmeans_threshold_db=float(ev["kmeans_threshold_db"]), kmeans_seed=int(ev["kmeans_seed"]),
+                   kmeans_threshold_db=float(ev["kmeans_threshold_db"]),
+                   kmeans_seed=int(ev["kmeans_seed"]),
                    threshold=threshold, threshold_source=source, threshold_warning=warning)
 
     @property
@@ -158,7 +161,8 @@ class Separator:
     # ------------------------------------------------------------------ approach / checks
 
     def resolve_approach(self, channels: int, approach: str = "auto") -> str:
-        """The approach actually used for input with ``channels`` channels (errors if impossible)."""
+        """The approach actually used for input with ``channels`` channels (errors if
+        impossible)."""
         if approach not in APPROACHES:
             raise BootsepError(f"unknown approach '{approach}' (one of {', '.join(APPROACHES)})")
         if approach == "auto":
@@ -177,7 +181,8 @@ class Separator:
     def check_num_sources(self, num_sources: int | None) -> int:
         k = self.default_num_sources if num_sources is None else num_sources
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= MAX_SOURCES:
-            raise BootsepError(f"number of sources must be an integer from 2 to {MAX_SOURCES}, got {k!r}")
+            raise BootsepError(f"number of sources must be an integer from 2 to {MAX_SOURCES}, "
+                               f"got {k!r}")
         return int(k)
 
     # ------------------------------------------------------------------ separation
@@ -216,7 +221,8 @@ class Separator:
 
         return process
 
-    def separate_block(self, block: np.ndarray, rate: int, approach: str, num_sources: int) -> BlockOutput:
+    def separate_block(self, block: np.ndarray, rate: int, approach: str,
+                       num_sources: int) -> BlockOutput:
         """One block: resample, STFT, masks of the chosen approach, inverse STFT, resample back."""
         length = block.shape[-1]
         stereo = block.shape[0] >= 2      # the spatial confidence is reported whatever the approach
@@ -263,14 +269,16 @@ class Separator:
         channel check's reason code (:func:`spatial_separation`)."""
         return spatial_separation(x0, x1, logmag, num_sources, self.spatial)
 
-    def report(self, requested: str, used: str, num_sources: int, rate: int, channels: int, length: int,
-               blocks: list[dict], *, block_seconds: float | None, overlap_seconds: float) -> dict:
+    def report(self, requested: str, used: str, num_sources: int, rate: int, channels: int,
+               length: int, blocks: list[dict], *, block_seconds: float | None,
+               overlap_seconds: float) -> dict:
         """The info dict of one separated input (the JSON beside the outputs)."""
-        blocks = [{"start_s": b["start"] / rate, "end_s": b["end"] / rate, "choice": b.get("choice"),
-                   "confidence": _plain(b.get("confidence")), "permutation": b["permutation"],
-                   "channel_check": _plain(b.get("channels"))}
+        blocks = [{"start_s": b["start"] / rate, "end_s": b["end"] / rate,
+                   "choice": b.get("choice"), "confidence": _plain(b.get("confidence")),
+                   "permutation": b["permutation"], "channel_check": _plain(b.get("channels"))}
                   for b in blocks]
-        conf = [(b["confidence"], b["end_s"] - b["start_s"]) for b in blocks if b["confidence"] is not None]
+        conf = [(b["confidence"], b["end_s"] - b["start_s"])
+                for b in blocks if b["confidence"] is not None]
         mean_conf = (sum(c * w for c, w in conf) / sum(w for _, w in conf)) if conf else None
         choices = sorted({b["choice"] for b in blocks})
         return {
@@ -378,8 +386,8 @@ def _check_rate(rate) -> int:
 def _check_threshold(value, where: str) -> float:
     try:
         t = float(value)
-    except (TypeError, ValueError):
-        raise BootsepError(f"{where}: threshold must be a number, got {value!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise BootsepError(f"{where}: threshold must be a number, got {value!r}") from exc
     if not math.isfinite(t):
         raise BootsepError(f"{where}: threshold must be finite, got {value!r}")
     return t
@@ -408,12 +416,13 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
     path = Path(path)
     if not path.is_file():
         if required:
-            raise BootsepError("ensemble file not found (written by the evaluate stage: `dvc repro`)", path)
+            raise BootsepError("ensemble file not found (written by the evaluate stage: "
+                               "`dvc repro`)", path)
         return None, None, None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise BootsepError(f"unreadable ensemble file ({exception_text(exc)})", path) from None
+        raise BootsepError(f"unreadable ensemble file ({exception_text(exc)})", path) from exc
     if not isinstance(data, dict) or "threshold" not in data:
         raise BootsepError("ensemble file has no 'threshold'", path)
     model = data.get("model")
@@ -431,7 +440,7 @@ def _training_settings(folder: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BootsepError(f"unreadable model parameters ({exception_text(exc)})",
-                           path) from None
+                           path) from exc
     if not isinstance(data, dict) or "params_file" not in data:
         raise BootsepError("params_file is missing; expected the params.yaml the model was "
                            "trained with", path)
@@ -448,8 +457,8 @@ def _check_stft(cfg: StftConfig, model: DeepClusteringBLSTM, path: Path) -> None
         raise BootsepError(f"model has an unusable STFT config {cfg}", path)
     try:
         cfg.analysis_window()
-    except Exception:
-        raise BootsepError(f"model has an unknown STFT window '{cfg.window}'", path) from None
+    except Exception as exc:
+        raise BootsepError(f"model has an unknown STFT window '{cfg.window}'", path) from exc
     if cfg.num_freq != model.config.num_freq:
         raise BootsepError(f"model expects {model.config.num_freq} frequency bins but its STFT "
                            f"config gives {cfg.num_freq}", path)

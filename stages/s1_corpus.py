@@ -6,11 +6,14 @@ interrupted or failed run leaves the previous corpus (or nothing) behind, never 
 
 from __future__ import annotations
 
+import logging
 import os
 
 from bootsep.atomic import atomic_dir
 from bootsep.config import load_config
 from bootsep.pipeline.corpus.build import build_corpus
+
+log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
@@ -18,9 +21,10 @@ PARAMS = ("corpus",)
 RUN_PARAMS = ()
 
 
-def main(params_path: str | os.PathLike = "params.yaml", out: str | os.PathLike = "data/corpus") -> None:
+def main(params_path: str | os.PathLike = "params.yaml",
+         out: str | os.PathLike = "data/corpus") -> None:
     cfg = load_config(params_path, PARAMS + RUN_PARAMS)
     with atomic_dir(out) as tmp:
         counts = build_corpus(cfg.corpus, tmp)
     summary = ", ".join(f"{split}={n}" for split, n in counts.items())
-    print(f"corpus ({cfg.corpus.kind}): {summary} mixtures -> {out}")
+    log.info(f"corpus ({cfg.corpus.kind}): {summary} mixtures -> {out}")

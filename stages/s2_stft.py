@@ -9,6 +9,7 @@ each source image at channel 0. One Dask task per shard
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
 from bootsep.pipeline.jobs.stft_shard import compute_stft_shard
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, chunk, stft_config, write_summary
+
+log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
@@ -41,4 +44,4 @@ def main(params_path: str | os.PathLike, split: str, corpus_dir: str | os.PathLi
                             "utterances": sum(r["utterances"] for r in results),
                             "frames": sum(r["frames"] for r in results),
                             "has_references": all(r["has_references"] for r in results)})
-    print(f"stft {split}: {len(mixtures)} utterances in {len(groups)} shards -> {out}")
+    log.info(f"stft {split}: {len(mixtures)} utterances in {len(groups)} shards -> {out}")

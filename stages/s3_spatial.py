@@ -7,6 +7,7 @@ as the spatial shard of the same index, utterances in the same order.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from bootsep.pipeline.jobs.spatial_shard import SpatialOptions, compute_spatial_
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
 from bootsep.pipeline.storage.shards import shard_paths
+
+log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
@@ -39,7 +42,8 @@ def main(params_path: str | os.PathLike, split: str,
                                 "no_spatial_cue")}}
         summary["fit_fraction"] = summary["fit_bins"] / max(summary["bins"], 1)
         write_summary(tmp, summary)
-    print(f"spatial {split}: {summary['utterances']} utterances, "
-          f"{summary['degenerate']} degenerate ({summary['no_spatial_cue']} with no independent "
-          "second channel), "
-          f"{summary['not_converged']} not converged, {summary['fit_fraction']:.1%} of bins fitted -> {out}")
+    log.info(f"spatial {split}: {summary['utterances']} utterances, "
+             f"{summary['degenerate']} degenerate ({summary['no_spatial_cue']} with no independent "
+             "second channel), "
+             f"{summary['not_converged']} not converged, {summary['fit_fraction']:.1%} of bins "
+             f"fitted -> {out}")

@@ -7,6 +7,7 @@ The three measures are stored separately (α is applied by the trainer, eq. 7), 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -19,13 +20,16 @@ from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
 from bootsep.pipeline.storage.shards import shard_paths
 
+log = logging.getLogger(__name__)
+
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
 PARAMS = ("stft", "confidence")
 RUN_PARAMS = ("dask",)
 
 
-def main(params_path: str | os.PathLike, split: str, shard_root: str | os.PathLike = SHARD_ROOT) -> None:
+def main(params_path: str | os.PathLike, split: str,
+         shard_root: str | os.PathLike = SHARD_ROOT) -> None:
     params = load_config(params_path, PARAMS + RUN_PARAMS)
     cfg = stft_config(params.stft)
     n_samples, seed = params.confidence.jsd_samples, params.confidence.seed
@@ -42,5 +46,6 @@ def main(params_path: str | os.PathLike, split: str, shard_root: str | os.PathLi
             summary[f"{key}_mean"] = float(values.mean()) if values.size else 0.0
             summary[f"{key}_median"] = float(np.median(values)) if values.size else 0.0
         write_summary(tmp, summary)
-    print(f"confidence {split}: {summary['utterances']} utterances, mean confidence "
-          f"{summary['mean_confidence_mean']:.3f} (median {summary['mean_confidence_median']:.3f}) -> {out}")
+    log.info(f"confidence {split}: {summary['utterances']} utterances, mean confidence "
+             f"{summary['mean_confidence_mean']:.3f} "
+             f"(median {summary['mean_confidence_median']:.3f}) -> {out}")

@@ -16,6 +16,7 @@ labels at all (quality and quantity ``null``, ``skipped`` says why).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from itertools import repeat
 from pathlib import Path
@@ -34,6 +35,8 @@ from bootsep.train.skipped import NO_REFERENCES, SKIPPED
 
 OUT = Path("data/results/labels")
 STAGES = ("stft", "spatial", "confidence")
+
+log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
@@ -85,12 +88,13 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
             {"train_mixtures": n, "has_references": has_refs, "conditions": summary},
             indent=2) + "\n")
         header = ["id"] + [k for k in rows[0] if k != "id"] if rows else ["id"]
-        lines = [",".join(header)] + [",".join(str(r[h]) if h == "id" else f"{r[h]:.6g}" for h in header)
+        lines = [",".join(header)] + [",".join(str(r[h]) if h == "id" else f"{r[h]:.6g}"
+                                               for h in header)
                                       for r in rows]
         write_text_atomic(tmp / "per_mixture.csv", "\n".join(lines) + "\n")
     for name, s in summary.items():
         if SKIPPED in s:
-            print(f"labels {name}: {s[SKIPPED]}")
+            log.info(f"labels {name}: {s[SKIPPED]}")
             continue
         quality = "unknown (needs references)" if s["quality"] is None else f"{s['quality']:.3f}"
-        print(f"labels {name}: quality {quality}, quantity {s['quantity']:.3f}")
+        log.info(f"labels {name}: quality {quality}, quantity {s['quantity']:.3f}")

@@ -21,6 +21,7 @@ condition without references, :mod:`bootsep.train.skipped`) is left out with a n
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -43,6 +44,8 @@ from bootsep.train.skipped import skipped_reason
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/eval")
 
+log = logging.getLogger(__name__)
+
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
 PARAMS = ("stft", "evaluate", "train.num_sources", "train_conditions")
@@ -64,7 +67,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
             if name == ev.ensemble_model:
                 raise BootsepError(f"evaluate.ensemble_model is '{name}', which was {reason}; "
                                    "name a spatial condition", params.path)
-            print(f"evaluate: leaving out {name}, {reason}", flush=True)
+            log.info(f"evaluate: leaving out {name}, {reason}")
             continue
         models[name], meta = load_model(Path(model_root) / name, device)
         if meta["stft"] != cfg:
@@ -75,7 +78,8 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
                   batch_size=ev.batch_size, device=device)
 
     valid_rows = []
-    with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid (spatial)", "mix") as bar:
+    with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid (spatial)",
+                  "mix") as bar:
         for est in split_estimates("valid", models={}, **common):
             valid_rows.append(score(est, "valid", SPATIAL))
             bar.update(1)
@@ -105,5 +109,5 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
             {"model": ev.ensemble_model, "percentile": ev.confidence_percentile,
              "threshold": float(threshold), "valid_mixtures": len(valid_rows),
              "has_references": bool(has_refs)}, indent=2) + "\n")
-    print(f"evaluate: {len(test_rows[SPATIAL])} test mixtures x {len(test_rows)} approaches, "
-          f"confidence threshold {threshold:.4f} -> {out}")
+    log.info(f"evaluate: {len(test_rows[SPATIAL])} test mixtures x {len(test_rows)} approaches, "
+             f"confidence threshold {threshold:.4f} -> {out}")

@@ -53,7 +53,8 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     table = table1(conds, params.evaluate.ensemble_model, rows, labels, level, has_refs, skipped)
     with atomic_dir(results / "figures") as tmp:
         if has_refs:
-            fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"], tmp / "fig2_confidence_vs_sdr.png")
+            fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"],
+                                   tmp / "fig2_confidence_vs_sdr.png")
             fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
                                   tmp / "fig3_spatial_vs_model.png")
         training_curves({n: Path(model_root) / n / "log.csv" for n in conds if n not in skipped},

@@ -41,7 +41,8 @@ def test_spatial_throughput_bench():
     out = run_bench("spatial_throughput.py", "--n", "8", "--reference-n", "8", "--workers", "1")
     assert out["n"] == 8 and out["reference_n"] == 8
     assert out["mixtures_per_s"] > 0 and out["reference_mixtures_per_s"] > 0
-    assert out["ratio"] == pytest.approx(out["mixtures_per_s"] / out["reference_mixtures_per_s"], rel=0.01)
+    assert out["ratio"] == pytest.approx(out["mixtures_per_s"] / out["reference_mixtures_per_s"],
+                                         rel=0.01)
     assert set(out["stage_seconds"]) == {"stft", "spatial", "confidence"}
     agree = out["agreement_with_reference"]
     for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):

@@ -107,7 +107,10 @@ def test_c_jsd_seeding_batch_independence_and_degenerate():
     assert np.random.get_state()[1].tolist() == state[1].tolist()      # no global RNG
     np.testing.assert_array_equal(a, c_jsd(Q, P, 500, seed=3))
     assert not np.array_equal(a, c_jsd(Q, P, 500, seed=4))
-    row = lambda p, b: GMMParams(p.weights[b:b + 1], p.means[b:b + 1], p.covariances[b:b + 1])
+
+    def row(p, b):
+        return GMMParams(p.weights[b:b + 1], p.means[b:b + 1], p.covariances[b:b + 1])
+
     for b in range(3):                                                  # batch-independent
         assert c_jsd(row(Q, b), row(P, b), 500, seed=3)[0] == pytest.approx(a[b], abs=1e-12)
     seeds = [[2, 11], [2, 12], 99]

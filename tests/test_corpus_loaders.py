@@ -489,3 +489,26 @@ def test_help_lists_corpus():
         assert result.exit_code == 0
         out = result.output
     assert "corpus" in out.split("Commands:")[1]
+
+
+@pytest.mark.parametrize("flags", [[], ["-q"]])
+def test_cli_corpus_shows_warnings_and_its_summary_on_stderr(tmp_path, flags):
+    root = tmp_path / "user"
+    make_recordings(root, n=10)
+    dup = noise(root / "dup.wav", channels=2, seed=11)
+    sf.write(str(dup), np.repeat(sf.read(str(dup), dtype="float32")[0][:, :1], 2, axis=1), RATE)
+    out = tmp_path / "data" / "corpus"
+    result = CliRunner().invoke(cli, [*flags, "corpus", "--params",
+                                      str(write_params(tmp_path, "folder", root)),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"warning: {dup}: channels 0 and 1 are identical up to gain/sign "
+                        "(no spatial cue with channel 0)")
+    assert lines[1].startswith("warning: 1 of 11 recordings have a channel")
+    if flags:
+        assert len(lines) == 2                      # -q: warnings only
+    else:
+        assert len(lines) == 3 and lines[2].startswith("corpus (folder): train=")
+        assert lines[2].endswith(f"mixtures -> {out}")

@@ -27,8 +27,10 @@ def test_every_float16_rounding_boundary_matches_numpy(dtype):
     h = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
     finite = np.sort(h[np.isfinite(h)].astype(np.float64))
     mids = (finite[1:] + finite[:-1]) / 2
-    x = np.concatenate([h.astype(np.float64), mids, np.nextafter(mids, np.inf), np.nextafter(mids, -np.inf),
-                        [65520.0, 65519.99, 1e-30, -1e-30, 2.0 ** -25, 2.0 ** -26, 0.0, -0.0, np.inf, -np.inf]])
+    x = np.concatenate([h.astype(np.float64), mids, np.nextafter(mids, np.inf),
+                        np.nextafter(mids, -np.inf),
+                        [65520.0, 65519.99, 1e-30, -1e-30, 2.0 ** -25, 2.0 ** -26, 0.0, -0.0,
+                         np.inf, -np.inf]])
     with np.errstate(over="ignore", invalid="ignore"):   # NaNs and values beyond float32
         x = x.astype(dtype)
         np.testing.assert_array_equal(_bits(to_float16(x)), _bits(x.astype(np.float16)))
@@ -49,7 +51,8 @@ def test_random_values_across_chunks_and_shapes(dtype):
 
 def test_other_dtypes_and_empty():
     assert to_float16(np.arange(5)).dtype == np.float16
-    np.testing.assert_array_equal(to_float16(np.array([1, 2048, 70000])), np.array([1, 2048, 70000]).astype(np.float16))
+    np.testing.assert_array_equal(to_float16(np.array([1, 2048, 70000])),
+                                  np.array([1, 2048, 70000]).astype(np.float16))
     assert to_float16(np.zeros((0, 3), np.float32)).shape == (0, 3)
     half = np.array([0.5, 1e-6], np.float16)
     np.testing.assert_array_equal(_bits(to_float16(half)), _bits(half))
@@ -89,7 +92,8 @@ def test_complex_pairs_scale_invariance_and_silence():
     z = (rng.standard_normal((8, 9)) + 1j * rng.standard_normal((8, 9))).astype(np.complex64)
     e = complex_exponent(z)
     assert complex_exponent(z * np.float32(2.0 ** 5)) == e + 5
-    np.testing.assert_array_equal(complex_to_pairs(z * np.float32(2.0 ** 5), e + 5), complex_to_pairs(z, e))
+    np.testing.assert_array_equal(complex_to_pairs(z * np.float32(2.0 ** 5), e + 5),
+                                  complex_to_pairs(z, e))
     silent = np.zeros((3, 4), np.complex64)
     assert complex_exponent(silent) == 0
     np.testing.assert_array_equal(complex_from_pairs(complex_to_pairs(silent, 0), 0), silent)

@@ -219,10 +219,10 @@ def test_degenerate_inputs_are_defined(K, D):
     B, N = 5, 6
     x = np.full((B, N, D), np.nan)
     mask = np.zeros((B, N), bool)
-    x[1, 0] = 0.7; mask[1, 0] = True                      # one point
-    x[2, :4] = 2.5; mask[2, :4] = True                    # identical points
+    x[1, 0], mask[1, 0] = 0.7, True                       # one point
+    x[2, :4], mask[2, :4] = 2.5, True                     # identical points
     x[3, :] = 1e3                                         # all masked out (but finite)
-    x[4, :] = np.arange(N)[:, None]; mask[4] = True       # a normal mixture
+    x[4, :], mask[4] = np.arange(N)[:, None], True        # a normal mixture
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit = fit_gmm(x.astype(np.float32), mask, K)

@@ -25,15 +25,16 @@ def _stage_set(root, split, frames_per_shard, seed=0):
     for index, frames in enumerate(frames_per_shard):
         ids = [f"{split}_{u0 + k:03d}" for k in range(len(frames))]
         u0 += len(frames)
-        spec = [(rng.standard_normal((t, F)) + 1j * rng.standard_normal((t, F))).astype(np.complex64)
-                for t in frames]
+        spec = [(rng.standard_normal((t, F))
+                 + 1j * rng.standard_normal((t, F))).astype(np.complex64) for t in frames]
         exps = np.array([complex_exponent(z) for z in spec])
         logmag = [rng.uniform(-80, 20, (t, F)).astype(np.float32) for t in frames]
-        write_shard(root / "stft" / split / shard_name(index), stage="stft", split=split, index=index,
-                    ids=ids, stft=CFG,
+        write_shard(root / "stft" / split / shard_name(index), stage="stft", split=split,
+                    index=index, ids=ids, stft=CFG,
                     frames={"mix_stft": [complex_to_pairs(z, e) for z, e in zip(spec, exps)],
                             "mix_logmag_db": logmag},
-                    utterances={"num_samples": np.array(frames) * CFG.hop_length, "stft_exponent": exps})
+                    utterances={"num_samples": np.array(frames) * CFG.hop_length,
+                                "stft_exponent": exps})
         post = [rng.random((t, F)).astype(np.float32) for t in frames]
         write_shard(root / "spatial" / split / shard_name(index), stage="spatial", split=split,
                     index=index, ids=ids, stft=CFG,
@@ -44,8 +45,8 @@ def _stage_set(root, split, frames_per_shard, seed=0):
         if index == len(frames_per_shard) - 1:
             cp[-1][0, 0] = np.nan
         jsd = rng.random(len(frames))
-        write_shard(root / "confidence" / split / shard_name(index), stage="confidence", split=split,
-                    index=index, ids=ids, stft=CFG, frames={"c_post": cp},
+        write_shard(root / "confidence" / split / shard_name(index), stage="confidence",
+                    split=split, index=index, ids=ids, stft=CFG, frames={"c_post": cp},
                     utterances={"c_jsd": jsd, "c_cl": np.ones(len(frames)),
                                 "mean_confidence": jsd * 0.5})
         written["mix_logmag_db"] += logmag
@@ -59,7 +60,7 @@ def test_summary_of_a_set_matches_numpy_over_all_shards(tmp_path):
     s = summarise_set(sorted((tmp_path / "stft" / "train").glob("shard-*.h5")))
     assert s["shards"] == 2 and s["utterances"] == 3
     st = s["datasets"]["mix_logmag_db"]
-    ref = np.concatenate(w["mix_logmag_db"]).astype(np.float16).astype(np.float64)   # stored float16
+    ref = np.concatenate(w["mix_logmag_db"]).astype(np.float16).astype(np.float64)  # as stored
     assert st["shape"] == (15, F) and st["dtype"] == "float16" and st["units"] == "dB"
     assert st["min"] == ref.min() and st["max"] == ref.max()
     assert st["mean"] == pytest.approx(ref.mean(), rel=1e-9) and st["nan"] == 0
@@ -96,8 +97,10 @@ def test_cli_utterance_view_and_png(tmp_path):
 def test_cli_errors_name_the_path(tmp_path):
     _stage_set(tmp_path, "test", [(2,)])
     runner = CliRunner()
-    res = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "test"), "--utterance", "nope"])
-    assert res.exit_code == 1 and "no utterance 'nope'" in res.output and str(tmp_path) in res.output
+    res = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "test"),
+                              "--utterance", "nope"])
+    assert res.exit_code == 1 and "no utterance 'nope'" in res.output
+    assert str(tmp_path) in res.output
     bad = tmp_path / "junk" / shard_name(0)
     bad.parent.mkdir()
     bad.write_bytes(b"not hdf5 at all")

@@ -29,7 +29,8 @@ def labels_run(tmp_path_factory):
                  "window": "hann", "pair_channels": [1], "seed": 1},
         "train": {"seed": 0},
         "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
-                             "spatial": {n: {"alpha": a, "fraction": 1.0} for n, a in ALPHAS.items()}},
+                             "spatial": {n: {"alpha": a, "fraction": 1.0}
+                                         for n, a in ALPHAS.items()}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     main(root / "params.yaml", shard_root=root / "shards", out=root / "out")

@@ -23,7 +23,8 @@ for _ in range(int(sys.argv[3])):
     a = np.ones(int(sys.argv[2]), np.uint8); del a
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 b = np.ones(int(sys.argv[2]), np.uint8)
-print(json.dumps({"tuned": tuned, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"tuned": tuned, "faults": faults}))
 """
 
 
@@ -39,8 +40,8 @@ def test_shard_workers_reuse_a_freed_block_without_page_faults():
     size = 16 << 20
     default, tuned = _probe("default", size), _probe("keep_freed_memory", size)
     assert tuned["tuned"] is True
-    assert default["faults"] >= 2000            # glibc's default: unmapped on free, faulted in again
-    assert tuned["faults"] < 100                # kept: the second array reuses the first one's pages
+    assert default["faults"] >= 2000        # glibc's default: unmapped on free, faulted in again
+    assert tuned["faults"] < 100            # kept: the second array reuses the first one's pages
     # distributed's MALLOC_TRIM_THRESHOLD_ in the environment does not undo the setting
     with_env = _probe("keep_freed_memory", size, MALLOC_TRIM_THRESHOLD_="65536")
     assert with_env["faults"] < 100

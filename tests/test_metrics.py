@@ -1,4 +1,5 @@
-"""SI-SDR/SI-SIR/SI-SAR against fast_bss_eval and torchmetrics; invariances; permutations; edge cases; stats."""
+"""SI-SDR/SI-SIR/SI-SAR against fast_bss_eval and torchmetrics; invariances; permutations; edge
+cases; stats."""
 
 import numpy as np
 import pytest
@@ -39,15 +40,16 @@ def test_matches_fast_bss_eval(zero_mean):
     lr = si_sdr_components(est, refs, zero_mean=zero_mean)
     np.testing.assert_allclose(lr["si_sdr"], sdr, atol=TOL_DB)
     np.testing.assert_allclose(lr["si_sir"], sir, atol=TOL_DB)
-    np.testing.assert_allclose(10 ** (-lr["si_sdr"] / 10), 10 ** (-lr["si_sir"] / 10) + 10 ** (-lr["si_sar"] / 10),
-                               rtol=1e-9)
+    np.testing.assert_allclose(10 ** (-lr["si_sdr"] / 10),
+                               10 ** (-lr["si_sir"] / 10) + 10 ** (-lr["si_sar"] / 10), rtol=1e-9)
 
 
 def test_matches_torchmetrics():
     torch = pytest.importorskip("torch")
     audio = pytest.importorskip("torchmetrics.functional.audio")
     est, refs = random_case(1)
-    expected = audio.scale_invariant_signal_distortion_ratio(torch.from_numpy(est), torch.from_numpy(refs)).numpy()
+    expected = audio.scale_invariant_signal_distortion_ratio(torch.from_numpy(est),
+                                                             torch.from_numpy(refs)).numpy()
     np.testing.assert_allclose(si_sdr(est, refs), expected, atol=TOL_DB)
     np.testing.assert_allclose(si_sdr_components(est, refs)["si_sdr"], expected, atol=TOL_DB)
 
@@ -57,7 +59,8 @@ def test_pairwise_diagonal_and_si_sdr_agree():
     pw = pairwise_si_sdr_components(est, refs)
     for i in range(3):
         for j in range(3):
-            np.testing.assert_allclose(pw["si_sdr"][:, i, j], si_sdr(est[:, i], refs[:, j]), atol=1e-9)
+            np.testing.assert_allclose(pw["si_sdr"][:, i, j], si_sdr(est[:, i], refs[:, j]),
+                                       atol=1e-9)
 
 
 def test_scale_invariance():
@@ -72,7 +75,8 @@ def test_scale_invariance():
 
 def test_zero_mean_removes_offset():
     est, refs = random_case(4)
-    np.testing.assert_allclose(si_sdr(est + 3.0, refs, zero_mean=True), si_sdr(est, refs, zero_mean=True), atol=1e-9)
+    np.testing.assert_allclose(si_sdr(est + 3.0, refs, zero_mean=True),
+                               si_sdr(est, refs, zero_mean=True), atol=1e-9)
     assert not np.allclose(si_sdr(est + 3.0, refs), si_sdr(est, refs), atol=0.1)
 
 
@@ -209,7 +213,8 @@ def test_sisdri_of_mixture_is_zero():
     m = separation_metrics(np.stack([mix, mix]), refs, mix)
     np.testing.assert_allclose(m["si_sdri"], 0.0, atol=1e-12)
     # random references are nearly orthogonal: SI-SDR(mix, s_j) ≈ 10 log10(||s_j||² / ||s_k||²)
-    np.testing.assert_allclose(m["si_sdr_mixture"], [10 * np.log10(1 / 0.25), 10 * np.log10(0.25)], atol=0.5)
+    np.testing.assert_allclose(m["si_sdr_mixture"], [10 * np.log10(1 / 0.25), 10 * np.log10(0.25)],
+                               atol=0.5)
     assert np.all(np.isnan(separation_metrics(np.stack([mix, mix]), refs)["si_sdri"]))
 
 
@@ -219,7 +224,7 @@ def test_perfect_estimate_is_capped_not_infinite():
     assert np.all(np.isfinite(m["si_sdr"])) and np.all(m["si_sdr"] > 100)
 
 
-# --- stats -----------------------------------------------------------------------------------------------
+# --- stats ---------------------------------------------------------------------------------------
 
 def test_mean_ci_matches_t_interval_and_covers():
     x = np.array([1.0, 2.0, 4.0, 3.5, np.nan, 2.2])
@@ -233,7 +238,8 @@ def test_mean_ci_matches_t_interval_and_covers():
         ci = mean_ci(rng.normal(5.0, 2.0, 20))
         covered.append(ci.lo <= 5.0 <= ci.hi)
     assert 0.91 <= np.mean(covered) <= 0.99
-    assert np.isnan(mean_ci([]).mean) and np.isnan(mean_ci([3.0]).half_width) and mean_ci([2.0, 2.0]).half_width == 0
+    assert np.isnan(mean_ci([]).mean) and np.isnan(mean_ci([3.0]).half_width)
+    assert mean_ci([2.0, 2.0]).half_width == 0
 
 
 def test_pearson():
@@ -244,6 +250,7 @@ def test_pearson():
     ref = stats.pearsonr(x, y)
     assert r == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
     x[3] = np.nan
-    assert pearson(x, y).r == pytest.approx(stats.pearsonr(np.delete(x, 3), np.delete(y, 3)).statistic)
+    assert pearson(x, y).r == pytest.approx(
+        stats.pearsonr(np.delete(x, 3), np.delete(y, 3)).statistic)
     assert all(np.isnan(pearson([1.0, 2.0], [3.0, 1.0])))
     assert all(np.isnan(pearson([1.0, 1.0, 1.0], [3.0, 1.0, 2.0])))

@@ -2,9 +2,11 @@
 
 import operator
 import os
+import traceback
 
 import pytest
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.parallel import run_tasks
 
 TASKS = [(i, 10 * i) for i in range(7)]
@@ -27,6 +29,28 @@ def test_first_error_is_raised(cfg):
         run_tasks(operator.truediv, [(1, 1), (1, 0), (2, 1)], cfg, "div")
 
 
+def _fails_in_worker(x):
+    if x == 1:
+        raise BootsepError("shard 1 is bad", "/data/shard-00001.h5")
+    return 1 / x                                   # x == 0: a bug
+
+
+@pytest.mark.parametrize("cfg", [{"scheduler": "synchronous"},
+                                 {"scheduler": "processes", "workers": 2},
+                                 {"scheduler": "local", "workers": 2}])
+def test_worker_errors_keep_their_traceback(cfg, capfd):
+    """A worker's exception surfaces unchanged with the worker's frames (a bug's traceback says
+    where it happened); a BootsepError stays one line, and the scheduler adds no log of it."""
+    with pytest.raises(ZeroDivisionError) as bug:
+        run_tasks(_fails_in_worker, [(2,), (0,)], cfg, "bug")
+    assert "in _fails_in_worker" in "".join(traceback.format_exception(bug.value))
+    with pytest.raises(BootsepError) as user:
+        run_tasks(_fails_in_worker, [(2,), (1,)], cfg, "user")
+    assert str(user.value) == "/data/shard-00001.h5: shard 1 is bad"
+    err = capfd.readouterr().err
+    assert "Compute Failed" not in err and "Traceback" not in err, err
+
+
 def test_no_tasks():
     assert run_tasks(operator.add, [], {"scheduler": "local"}, "none") == []
 
@@ -37,7 +61,8 @@ def _env(name):
 
 
 def test_worker_env_sets_and_removes_variables():
-    """dask.worker_env reaches the spawned workers; null removes distributed's MALLOC_TRIM_THRESHOLD_."""
+    """dask.worker_env reaches the spawned workers; null removes distributed's
+    MALLOC_TRIM_THRESHOLD_."""
     names = ["MALLOC_TRIM_THRESHOLD_", "BOOTSEP_TEST_VAR", "OMP_NUM_THREADS"]
     default = run_tasks(_env, [(n,) for n in names], {"scheduler": "local", "workers": 1}, "env")
     assert default[0] is not None and default[1] is None and default[2] == "1"
@@ -48,7 +73,8 @@ def test_worker_env_sets_and_removes_variables():
 
 def _blas_threads():
     from threadpoolctl import threadpool_info
-    return [os.environ.get("OMP_NUM_THREADS"), max((i["num_threads"] for i in threadpool_info()), default=1)]
+    return [os.environ.get("OMP_NUM_THREADS"),
+            max((i["num_threads"] for i in threadpool_info()), default=1)]
 
 
 def test_forked_workers_limit_blas_threads():
@@ -59,7 +85,6 @@ def test_forked_workers_limit_blas_threads():
 
 
 def test_unknown_scheduler_is_a_clear_error():
-    from bootsep.errors import BootsepError
     with pytest.raises(BootsepError, match="dask.scheduler"):
         run_tasks(operator.add, TASKS, {"scheduler": "threads"}, "x")
 

@@ -32,7 +32,8 @@ def test_label_permutation_changes_nothing(rng):
     q = partition_quality(y, y_hat, w)
     relabelled = np.array([2, 0, 1])[y_hat]
     assert partition_quality(y, relabelled, w) == pytest.approx(q, abs=1e-12)
-    assert partition_quality(np.array(["a", "b", "c"])[y], y_hat + 10, w) == pytest.approx(q, abs=1e-12)
+    renamed = np.array(["a", "b", "c"])[y]
+    assert partition_quality(renamed, y_hat + 10, w) == pytest.approx(q, abs=1e-12)
     assert partition_quality(y_hat, y, w) == pytest.approx(q, abs=1e-12)          # symmetric
     assert partition_quality(1 - (y == 0), 1 - (y == 0), w) == pytest.approx(1.0)
     assert 0.2 < q < 0.9
@@ -57,7 +58,8 @@ def test_weights_only_matter_up_to_scale(rng):
 
 
 def test_formula_on_a_small_table():
-    # n_rs = [[3, 1], [1, 3]] (unit weights): Σ = 2 (9/16 + 1/16) = 1.25, d = 2 − 1.25, quality = 0.25 / 1
+    # n_rs = [[3, 1], [1, 3]] (unit weights): Σ = 2 (9/16 + 1/16) = 1.25, d = 2 − 1.25,
+    # quality = 0.25 / 1
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     y_hat = np.array([0, 0, 0, 1, 1, 1, 1, 0])
     np.testing.assert_allclose(contingency(y, y_hat, np.ones(8)), [[3, 1], [1, 3]])
@@ -69,7 +71,8 @@ def test_batched_equals_loop_and_edge_cases(rng):
     y_hat[0] = y[0]
     batched = partition_quality(y, y_hat, w)
     assert batched.shape == (5,)
-    np.testing.assert_allclose(batched, [partition_quality(a, b, c) for a, b, c in zip(y, y_hat, w)])
+    np.testing.assert_allclose(batched,
+                               [partition_quality(a, b, c) for a, b, c in zip(y, y_hat, w)])
     assert np.isnan(partition_quality(y[0], y_hat[0], np.zeros(300)))
     assert partition_quality(np.zeros(4, int), np.zeros(4, int), np.ones(4)) == 1.0
     with pytest.raises(ValueError):
@@ -139,7 +142,8 @@ def test_unequal_cluster_counts_and_weights_against_formula_and_projections(rng)
     brute, brute_d = _quality_by_projections(y, y_hat, w)
     assert brute == pytest.approx(want, abs=1e-12) and brute_d == pytest.approx(want_d, abs=1e-12)
     assert partition_quality(y, y_hat, w) == pytest.approx(want, abs=1e-12)
-    assert (1 - partition_quality(y, y_hat, w)) * ((3 + 2) / 2 - 1) == pytest.approx(want_d, abs=1e-12)
+    d_max = (3 + 2) / 2 - 1
+    assert (1 - partition_quality(y, y_hat, w)) * d_max == pytest.approx(want_d, abs=1e-12)
     assert partition_quality(y_hat, y, w) == pytest.approx(want, abs=1e-12)     # S x R
     assert 0.05 < want < 0.95                                                   # not an edge
     # the wrong normalisations and weightings really differ here

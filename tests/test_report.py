@@ -44,9 +44,11 @@ def results(tmp_path):
     (res / "eval" / "examples" / "test_000").mkdir(parents=True)
     (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
     (res / "eval" / "ensemble.json").write_text(json.dumps(
-        {"model": "alpha_1", "percentile": 25, "threshold": 0.07, "valid_mixtures": 20, "has_references": True}))
-    np.savez(res / "eval" / "examples" / "test_000" / "masks.npz", logmag_db=rng.normal(size=(50, 129)),
-             mask_spatial=rng.uniform(size=(2, 50, 129)), mask_alpha_1=rng.uniform(size=(2, 50, 129)))
+        {"model": "alpha_1", "percentile": 25, "threshold": 0.07, "valid_mixtures": 20,
+         "has_references": True}))
+    np.savez(res / "eval" / "examples" / "test_000" / "masks.npz",
+             logmag_db=rng.normal(size=(50, 129)), mask_spatial=rng.uniform(size=(2, 50, 129)),
+             mask_alpha_1=rng.uniform(size=(2, 50, 129)))
     (res / "labels").mkdir()
     (res / "labels" / "labels.json").write_text(json.dumps({"conditions": {
         n: {"quality": 0.3, "quantity": 0.2} for n in names}}))
@@ -62,14 +64,15 @@ def test_table1_and_figures(results):
     report.main(params_path, res, models)
     table = json.loads((res / "table1.json").read_text())["rows"]
     assert list(table)[:2] == ["gt", "gt_subset"] and "ensemble_confidence" in table
-    spatial_test = [r["si_sdr"] for r in rows if r["split"] == "test" and r["approach"] == "spatial"]
+    spatial_test = [r["si_sdr"] for r in rows
+                    if r["split"] == "test" and r["approach"] == "spatial"]
     assert table["spatial"]["si_sdr"] == pytest.approx(np.mean(spatial_test))
     assert table["spatial"]["si_sdr_ci"] > 0
     assert table["alpha_1"]["quality"] == 0.3
     md = (res / "table1.md").read_text()
     assert "Spatial algorithm" in md and "(4.3)" in md          # the paper's number beside ours
     header = next(line for line in md.splitlines() if line.startswith("| |"))
-    body = [line for line in md.splitlines() if line.startswith("| 1ch") or line.startswith("| 2ch")]
+    body = [line for line in md.splitlines() if line.startswith(("| 1ch", "| 2ch"))]
     assert len(body) == len(table) and all(line.count("|") == header.count("|") for line in body)
     for name in ("fig2_confidence_vs_sdr.png", "fig3_spatial_vs_model.png", "training_curves.png",
                  "example_test_000.png"):

@@ -52,8 +52,9 @@ def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed:
     meta = {"condition": {"name": name, "labels": "spatial", "alpha": 1.0, "fraction": 1.0},
             "model_config": mcfg.to_dict(), "stft": asdict(cfg), "train": {"seed": seed},
             "num_sources": 2, "train_mixtures": None}
-    save_checkpoint(folder / "model.pt", {"model_state": model.state_dict(), "epoch": 1, "valid_loss": 0.5,
-                                          "bootsep_version": __version__, **meta})
+    save_checkpoint(folder / "model.pt", {"model_state": model.state_dict(), "epoch": 1,
+                                          "valid_loss": 0.5, "bootsep_version": __version__,
+                                          **meta})
     params = {"spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4,
                           "reg_covar": 1e-6},
               "confidence": {"jsd_samples": 200, "seed": 2},
@@ -90,7 +91,8 @@ def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
     est, ref = est.astype(np.float64), ref.astype(np.float64)
     a = (est @ ref) / max(ref @ ref, 1e-20)
     target = a * ref
-    return float(10 * np.log10(max(target @ target, 1e-20) / max((est - target) @ (est - target), 1e-20)))
+    err = est - target
+    return float(10 * np.log10(max(target @ target, 1e-20) / max(err @ err, 1e-20)))
 
 
 def best_order(est: np.ndarray, refs: np.ndarray) -> tuple[int, ...]:
@@ -129,7 +131,7 @@ def test_plan_blocks_covers_once_with_fixed_overlap():
     for length in (1, 50, 99, 100, 101, 150, 999, 1000, 1234):
         plan = plan_blocks(length, 100, 20)
         assert plan[0][0] == 0 and plan[-1][1] == length
-        for (a0, b0), (a1, b1) in zip(plan, plan[1:]):
+        for (_, b0), (a1, b1) in zip(plan, plan[1:]):
             assert b0 - a1 == 20 and b0 <= b1
         assert all(b - a <= 150 for a, b in plan)
     assert plan_blocks(500, None, 20) == [(0, 500)]
@@ -245,7 +247,8 @@ def test_integer_audio_is_scaled_as_soundfile_reads_it(tmp_path):
 def test_blocks_match_whole_file_spatial(sep):
     mix, refs = mixture(seconds=60.0, seed=3)
     whole, _ = sep.separate(mix, RATE, approach="spatial", block_seconds=None)
-    blocked, info = sep.separate(mix, RATE, approach="spatial", block_seconds=20.0, overlap_seconds=4.0)
+    blocked, info = sep.separate(mix, RATE, approach="spatial", block_seconds=20.0,
+                                 overlap_seconds=4.0)
     assert len(info["blocks"]) == 4                 # 0-20, 16-36, 32-52, 48-60 s
     for k in range(2):
         assert si_sdr(blocked[k], whole[k]) > 15.0
@@ -258,9 +261,10 @@ def test_blocks_match_whole_file_spatial(sep):
 def test_blocks_match_whole_file_model(sep):
     mix, _ = mixture(seconds=60.0, seed=4)
     whole, _ = sep.separate(mix[0], RATE, approach="model", block_seconds=None)
-    blocked, _ = sep.separate(mix[0], RATE, approach="model", block_seconds=20.0, overlap_seconds=4.0)
+    blocked, _ = sep.separate(mix[0], RATE, approach="model", block_seconds=20.0,
+                              overlap_seconds=4.0)
     assert blocked.shape == whole.shape and np.isfinite(blocked).all()
-    np.testing.assert_allclose(blocked.sum(0), mix[0], atol=1e-3)        # masks still partition the mixture
+    np.testing.assert_allclose(blocked.sum(0), mix[0], atol=1e-3)   # masks still partition the mix
     # an untrained net clusters each block a little differently (its K-means permutes the
     # sources from block to block): a loose match, but the same order as the whole file
     assert np.mean([si_sdr(blocked[k], whole[k]) for k in range(2)]) > 6.0
@@ -283,7 +287,8 @@ def test_cli_separates_files_and_folders(model_dir, tmp_path, monkeypatch):
     res = run_cli(str(tmp_path / "in"), "--model", str(model_dir), "--out", "out",
                   "--ensemble-file", str(ens))
     assert res.exit_code == 0, res.output
-    for name, rate, length in (("stereo", RATE, mix.shape[1]), ("mono16k", 16000, 2 * mix.shape[1])):
+    for name, rate, length in (("stereo", RATE, mix.shape[1]),
+                               ("mono16k", 16000, 2 * mix.shape[1])):
         for k in (1, 2):
             data, sr = sf.read(tmp_path / "out" / f"{name}_s{k}.wav")
             assert sr == rate and data.shape == (length,) and np.isfinite(data).all()
@@ -345,7 +350,8 @@ def test_cli_rejects_a_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "nomodel").mkdir()
     (tmp_path / "nomodel" / "model.pt").write_bytes(b"not a checkpoint")
     for folder in (tmp_path / "nomodel", tmp_path / "nowhere", tmp_path):
-        res = run_cli(str(tmp_path / "x.wav"), "--model", str(folder), "--out", str(tmp_path / "out"))
+        res = run_cli(str(tmp_path / "x.wav"), "--model", str(folder),
+                      "--out", str(tmp_path / "out"))
         assert res.exit_code == 1 and len(error_lines(res)) == 1, res.output
         assert str(folder) in res.stderr
     assert not (tmp_path / "out").exists()

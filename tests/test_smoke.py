@@ -70,7 +70,8 @@ def folder_smoke(smoke, tmp_path_factory) -> Path:
 
 def test_pipeline_produces_table1_and_figures(smoke):
     table = json.loads((smoke / "data/results/table1.json").read_text())["rows"]
-    assert {"spatial", "ensemble_confidence", "ensemble_random", "ensemble_oracle", "gt"} <= set(table)
+    assert {"spatial", "ensemble_confidence", "ensemble_random", "ensemble_oracle",
+            "gt"} <= set(table)
     for row in table.values():
         assert all(np.isfinite(row[m]) for m in ("si_sdr", "si_sir", "si_sar", "si_sdri"))
     figures = smoke / "data/results/figures"
@@ -140,8 +141,9 @@ def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
     sf.write(tmp_path / "stereo.wav", audio[:, :2], rate)
     sf.write(tmp_path / "mono.wav", audio[:, 0], rate)
     out = tmp_path / "out"
-    proc = subprocess.run(["bootsep", "separate", str(tmp_path / "stereo.wav"), str(tmp_path / "mono.wav"),
-                           "--model", str(smoke / "data/models/alpha_1"), "--out", str(out),
+    proc = subprocess.run(["bootsep", "separate", str(tmp_path / "stereo.wav"),
+                           str(tmp_path / "mono.wav"), "--model",
+                           str(smoke / "data/models/alpha_1"), "--out", str(out),
                            "--ensemble-file", str(smoke / "data/results/eval/ensemble.json")],
                           cwd=smoke, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -130,7 +130,8 @@ def test_workers_give_the_same_multiset(corpus, cond):
         loader = _loader(stream, workers, batch_size=3)
         got = Counter(i for batch in loader for i in batch["ids"])
         counts[workers] = got
-        assert sum(1 for _ in _loader(stream, workers, batch_size=3)) == stream.num_batches(3, workers)
+        batches = sum(1 for _ in _loader(stream, workers, batch_size=3))
+        assert batches == stream.num_batches(3, workers)
     assert counts[0] == counts[2] == counts[3] == Counter(ids)
 
 

@@ -44,7 +44,8 @@ def test_magnitude_share_sums_to_one_and_zero_input():
 def test_alpha_zero_is_pure_magnitude_weighting():
     logmag, c_cl, c_jsd, c_post = _utterance(1)
     mag = magnitude_from_db(logmag)
-    np.testing.assert_array_equal(training_weights(mag, 0.0, c_cl, c_jsd, c_post), magnitude_share(mag))
+    np.testing.assert_array_equal(training_weights(mag, 0.0, c_cl, c_jsd, c_post),
+                                  magnitude_share(mag))
     np.testing.assert_array_equal(training_weights(mag, 0.0), magnitude_share(mag))
     assert confidence_map(c_cl, c_jsd, c_post, 0.0) is None
 

@@ -167,7 +167,8 @@ def collate(examples: list[dict]) -> dict:
     labels, _ = pad_stack([e["labels"] for e in examples])
     weights, _ = pad_stack([e["weights"] for e in examples])
     mask = frames_valid(lengths, feats.shape[1])
-    feats, weights = torch.from_numpy(feats.astype(np.float32, copy=False)), torch.from_numpy(weights)
+    feats = torch.from_numpy(feats.astype(np.float32, copy=False))
+    weights = torch.from_numpy(weights)
     labels = torch.from_numpy(labels.astype(np.int64))
     lengths, mask = torch.from_numpy(lengths), torch.from_numpy(mask)
     return {"ids": [e["id"] for e in examples], "features": feats, "labels": labels,

@@ -26,11 +26,13 @@ from bootsep.train.model import FeatureStats
 MODEL_ROOT = Path("data/models")
 
 
-def shard_groups(condition: Condition, split: str, root: Path = SHARD_ROOT) -> list[tuple[Path, ...]]:
+def shard_groups(condition: Condition, split: str,
+                 root: Path = SHARD_ROOT) -> list[tuple[Path, ...]]:
     """Aligned shard paths of the stages a condition reads (errors name the missing folder)."""
     if condition.labels == "gt":
         return [(p,) for p in shard_paths(root / "stft" / split)]
-    return aligned_shard_paths(root / "stft" / split, root / "spatial" / split, root / "confidence" / split)
+    return aligned_shard_paths(root / "stft" / split, root / "spatial" / split,
+                               root / "confidence" / split)
 
 
 def references_present(groups: list[tuple[Path, ...]]) -> bool:
@@ -55,24 +57,27 @@ def check_inputs(groups: list[tuple[Path, ...]], condition: Condition, stft: Stf
             need = ["mix_logmag_db"] + (["source_mag"] if condition.labels == "gt" else [])
             for name in need:
                 if name not in s:
-                    raise BootsepError(f"has no '{name}'" + (": ground-truth conditions need a corpus "
-                                       "with references" if name == "source_mag" else ""), s.path)
+                    raise BootsepError(f"has no '{name}'"
+                                       + (": ground-truth conditions need a corpus with references"
+                                          if name == "source_mag" else ""), s.path)
             feats = s.dataset("mix_logmag_db")[()]
             if feats.ndim != 2 or feats.shape[1] != stft.num_freq:
                 raise BootsepError(f"mix_logmag_db has shape {feats.shape}, expected (frames, "
                                    f"{stft.num_freq})", s.path)
             feats = feats.astype(np.float32)
             if not np.isfinite(feats).all():
-                raise BootsepError("features (mix_logmag_db) contain NaN or infinite values", s.path)
+                raise BootsepError("features (mix_logmag_db) contain NaN or infinite values",
+                                   s.path)
             if condition.labels == "gt":
                 sources = s.dataset("source_mag").shape[1]
                 if sources > num_sources:
-                    raise BootsepError(f"has {sources} sources but train.num_sources is {num_sources}",
-                                       s.path)
+                    raise BootsepError(f"has {sources} sources but train.num_sources is "
+                                       f"{num_sources}", s.path)
             if keep is None:
                 stats.update(torch.from_numpy(feats)[None])
             else:
-                rows = [feats[s.offsets[u]:s.offsets[u + 1]] for u, uid in enumerate(s.ids) if uid in keep]
+                rows = [feats[s.offsets[u]:s.offsets[u + 1]]
+                        for u, uid in enumerate(s.ids) if uid in keep]
                 if rows:
                     stats.update(torch.from_numpy(np.concatenate(rows))[None])
             if condition.labels == "spatial":
@@ -82,16 +87,19 @@ def check_inputs(groups: list[tuple[Path, ...]], condition: Condition, stft: Stf
                         if stage == "spatial":
                             labels = other.dataset("labels")[()]
                             if labels.size and int(labels.max()) >= num_sources:
-                                raise BootsepError(f"has label {int(labels.max())} but train.num_sources "
-                                                   f"is {num_sources}", other.path)
+                                raise BootsepError(f"has label {int(labels.max())} but "
+                                                   f"train.num_sources is {num_sources}",
+                                                   other.path)
                         elif condition.uses_confidence:
                             for name in ("c_cl", "c_jsd", "c_post"):
                                 values = other.dataset(name)[()].astype(np.float32)
                                 if not np.isfinite(values).all():
-                                    raise BootsepError(f"{name} contains NaN or infinite values", other.path)
+                                    raise BootsepError(f"{name} contains NaN or infinite values",
+                                                       other.path)
                                 if values.size and (values.min() < 0 or values.max() > 1.001):
                                     raise BootsepError(f"{name} lies outside [0, 1] "
-                                                       f"({values.min():.3g} to {values.max():.3g})", other.path)
+                                                       f"({values.min():.3g} to "
+                                                       f"{values.max():.3g})", other.path)
     return stats
 
 

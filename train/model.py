@@ -217,7 +217,8 @@ class DeepClusteringBLSTM(nn.Module):
         hidden, _ = self.blstm(packed)
         # The dense layer runs on the packed (valid) frames only; re-padding fills zeros.
         emb = PackedSequence(
-            self._embed(hidden.data), hidden.batch_sizes, hidden.sorted_indices, hidden.unsorted_indices
+            self._embed(hidden.data), hidden.batch_sizes, hidden.sorted_indices,
+            hidden.unsorted_indices
         )
         out, _ = pad_packed_sequence(emb, batch_first=True, total_length=frames)
         return out.view(batch, frames, num_freq, dim)

@@ -69,7 +69,8 @@ def write_synthetic_split(root: str | Path, split: str, num_utterances: int, *,
         per_stage: Mapping[str, tuple[dict, dict]] = {
             "stft": ({"mix_logmag_db": [u["mix_logmag_db"] for u in utts],
                       **({"source_mag": [u["source_mag"] for u in utts]} if references else {})},
-                     {"num_samples": np.array([u["labels"].shape[0] * stft.hop_length for u in utts]),
+                     {"num_samples": np.array([u["labels"].shape[0] * stft.hop_length
+                                               for u in utts]),
                       "pair_channel": np.ones(count, np.int16)}),
             "spatial": ({"labels": [u["labels"] for u in utts],
                          "posteriors": [u["posteriors"] for u in utts]}, {}),

@@ -26,7 +26,8 @@ def magnitude_share(mag: np.ndarray) -> np.ndarray:
     return (mag / total).astype(np.float32) if total > 0 else np.zeros_like(mag, dtype=np.float32)
 
 
-def confidence_map(c_cl: float, c_jsd: float, c_post: np.ndarray, alpha: float) -> np.ndarray | None:
+def confidence_map(c_cl: float, c_jsd: float, c_post: np.ndarray,
+                   alpha: float) -> np.ndarray | None:
     """C(α) of eq. 7 for one utterance, ``(T, F)`` float32 in [0, 1]; ``None`` for α = 0."""
     alpha = check_alpha(alpha)
     if alpha == 0:

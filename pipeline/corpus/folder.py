@@ -23,9 +23,9 @@ Every file is checked from its header only: at least 2 channels, one sample rate
 whole corpus, readable and non-empty; a source image must match its mixture's length,
 channel count and rate. Files and folders whose names start with ``.`` are skipped (e.g.
 macOS ``._x.wav`` resource forks). A relative ``root`` is taken from the working folder.
-Each mixture is also read once, piece by piece, to report (on stderr, one line each, and a
-count at the end; never an error) the recordings with a channel that carries no information
-of its own relative to channel 0: silent, or a copy up to gain/sign
+Each mixture is also read once, piece by piece, to report (logging warnings, one per
+recording, and a count at the end; never an error) the recordings with a channel that carries
+no information of its own relative to channel 0: silent, or a copy up to gain/sign
 (:mod:`bootsep.pipeline.channels`). Spatial clustering of such a pair has no cue; the
 spatial stage stores it degenerate, with confidence 0.
 
@@ -41,9 +41,9 @@ written ``__`` and other characters outside ``[A-Za-z0-9._-]`` written ``_``; a 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,8 @@ from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import AUDIO_SUFFIXES, audio_info
 from bootsep.pipeline.channels import FIRST_SILENT, classify, describe, pair_statistics
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, image_column, write_manifest
+
+log = logging.getLogger(__name__)
 
 SECTION = "corpus.folder"
 MIN_CHANNELS = 2
@@ -222,11 +224,10 @@ def channels_without_information(path: Path) -> dict[int, int]:
 
 
 class ChannelReport:
-    """Checks recordings' channels (:func:`channels_without_information`); prints one warning
-    line per recording with a channel that carries no information of its own, and a count."""
+    """Checks recordings' channels (:func:`channels_without_information`); logs one warning
+    per recording with a channel that carries no information of its own, and a count."""
 
-    def __init__(self, stream=None) -> None:
-        self.stream = stream
+    def __init__(self) -> None:
         self.checked = 0
         self.flagged: list[Path] = []
 
@@ -238,17 +239,14 @@ class ChannelReport:
             first_silent = [c for c, r in found.items() if r == FIRST_SILENT][:1]
             what = "; ".join(describe(r, 0, c) for c, r in found.items()
                              if r != FIRST_SILENT or c in first_silent)
-            self._print(f"warning: {path}: {what} (no spatial cue with channel 0)")
+            log.warning(f"{path}: {what} (no spatial cue with channel 0)")
         return found
 
     def summary(self) -> None:
         if self.flagged:
-            self._print(f"warning: {len(self.flagged)} of {self.checked} recordings have a channel "
+            log.warning(f"{len(self.flagged)} of {self.checked} recordings have a channel "
                         "that carries no information of its own (listed above); spatial "
                         "clustering gives their pairs confidence 0")
-
-    def _print(self, line: str) -> None:
-        print(line, file=self.stream if self.stream is not None else sys.stderr, flush=True)
 
 
 def check_image(image: Path, mixture: Path, mix_info, name: str) -> None:

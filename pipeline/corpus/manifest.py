@@ -83,12 +83,13 @@ def read_manifest(path: str | os.PathLike) -> list[Mixture]:
                     sample_rate=int(row["sample_rate"]),
                     num_channels=int(row["num_channels"]),
                     num_samples=int(row["num_samples"]),
-                    source_images=tuple(_resolve(path.parent, p) for p in images) if all(images) else (),
+                    source_images=(tuple(_resolve(path.parent, p) for p in images)
+                                   if all(images) else ()),
                     meta={c: v for c, v in row.items() if c not in REQUIRED_COLUMNS
                           and not c.endswith("_image")},
                 )
             except (TypeError, ValueError) as exc:
-                raise BootsepError(f"line {line}: bad value ({exc})", path) from None
+                raise BootsepError(f"line {line}: bad value ({exc})", path) from exc
             if mix.id in seen:
                 raise BootsepError(f"line {line}: duplicate mixture id '{mix.id}'", path)
             seen.add(mix.id)

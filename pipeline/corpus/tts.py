@@ -163,7 +163,7 @@ def _run(cmd: list[str], engine: str, what: str | None = None) -> str:
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise BootsepError(f"cannot run {engine} ({exc}; install: {INSTALL_HINT})") from None
+        raise BootsepError(f"cannot run {engine} ({exc}; install: {INSTALL_HINT})") from exc
     if res.returncode != 0:
         raise BootsepError(f"{what or ' '.join(cmd)} failed (exit {res.returncode}): "
                            f"{_last_line(res.stderr)}")
@@ -187,8 +187,8 @@ def run_synthesizer(speaker: Speaker, text: str,
     _run(speaker.command(text, wav_path), speaker.engine, where)
     try:
         audio, rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
-    except Exception:  # soundfile raises several types
-        raise BootsepError(f"{where} wrote no readable audio for '{text[:40]}'") from None
+    except Exception as exc:  # soundfile raises several types
+        raise BootsepError(f"{where} wrote no readable audio for '{text[:40]}'") from exc
     if audio.shape[0] == 0:
         raise BootsepError(f"{where} wrote empty audio for '{text[:40]}'")
     return audio[:, 0], int(rate)

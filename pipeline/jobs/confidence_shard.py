@@ -31,13 +31,14 @@ def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, 
     labels, _ = pad_stack(spatial.all_frames("labels"))
     fit_mask, _ = pad_stack(spatial.all_frames("fit_mask"), fill=False)
     post, _ = pad_stack(spatial.all_frames("posteriors"))
-    gmm = GMMParams(weights=spatial.utterances("gmm_weights"), means=spatial.utterances("gmm_means"),
+    gmm = GMMParams(weights=spatial.utterances("gmm_weights"),
+                    means=spatial.utterances("gmm_means"),
                     covariances=spatial.utterances("gmm_covariances"))
     gmm1 = GMMParams(weights=np.ones((len(spatial), 1)), means=spatial.utterances("gmm1_means"),
                      covariances=spatial.utterances("gmm1_covariances"))
     degenerate = spatial.utterances("gmm_degenerate").astype(bool)
     out = measures(labels, fit_mask, post, gmm, gmm1, degenerate, n_samples,
-                   seeds=mixture_seeds(spatial.ids, seed))                                  # eqs. 4-6
+                   seeds=mixture_seeds(spatial.ids, seed))                          # eqs. 4-6
     out["c_post"] = unpad(out["c_post"], lengths)
     return out
 
@@ -48,9 +49,10 @@ def compute_confidence_shard(spatial_path: str, cfg: StftConfig, n_samples: int,
     with Shard(spatial_path, stage="spatial", stft=cfg) as sp:
         ids = sp.ids
         out = confidence_of_shard(sp, n_samples, seed)
+    per_utterance = ("c_cl", "c_jsd", "mean_c_post", "mean_confidence")
     path = write_shard(Path(out_dir) / Path(spatial_path).name, stage="confidence", split=split,
                        index=index, ids=ids, stft=cfg, frames={"c_post": out["c_post"]},
-                       utterances={k: out[k] for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence")},
+                       utterances={k: out[k] for k in per_utterance},
                        attrs={"jsd_samples": n_samples, "jsd_seed": seed})
     return {"shard": path.name, "utterances": len(ids),
-            **{k: [float(v) for v in out[k]] for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence")}}
+            **{k: [float(v) for v in out[k]] for k in per_utterance}}

@@ -35,7 +35,8 @@ def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int],
     audio = load_at_rate(mix.mixture, cfg.sample_rate, min_channels=2, channels=[0, pair])
     spec = stft(audio, cfg)                                          # (2, T, F)
     exponent = complex_exponent(spec)                                # float16 storage scale
-    out = {"mix_stft": complex_to_pairs(spec[0], exponent), "pair_stft": complex_to_pairs(spec[1], exponent),
+    out = {"mix_stft": complex_to_pairs(spec[0], exponent),
+           "pair_stft": complex_to_pairs(spec[1], exponent),
            "mix_logmag_db": log_magnitude_db(spec[0]),               # eq. 2
            "num_samples": audio.shape[-1], "pair_channel": pair, "stft_exponent": exponent}
     if mix.has_references:
@@ -52,12 +53,15 @@ def compute_stft_shard(mixtures: list[Mixture], cfg: StftConfig, candidates: lis
     if any(with_refs) and not all(with_refs):
         raise BootsepError(f"shard {index} mixes utterances with and without references",
                            mixtures[0].mixture.parent)
-    frame_names = ["mix_stft", "pair_stft", "mix_logmag_db"] + (["source_mag"] if all(with_refs) else [])
+    frame_names = (["mix_stft", "pair_stft", "mix_logmag_db"]
+                   + (["source_mag"] if all(with_refs) else []))
     path = write_shard(
         Path(out_dir) / shard_name(index), stage="stft", split=split, index=index,
         ids=[m.id for m in mixtures], stft=cfg,
         frames={k: [p[k] for p in per] for k in frame_names},
-        utterances={k: np.array([p[k] for p in per]) for k in ("num_samples", "pair_channel", "stft_exponent")},
+        utterances={k: np.array([p[k] for p in per])
+                    for k in ("num_samples", "pair_channel", "stft_exponent")},
         attrs={"pair_seed": seed, "has_references": all(with_refs)})
     return {"shard": path.name, "utterances": len(per),
-            "frames": int(sum(p["mix_stft"].shape[0] for p in per)), "has_references": all(with_refs)}
+            "frames": int(sum(p["mix_stft"].shape[0] for p in per)),
+            "has_references": all(with_refs)}

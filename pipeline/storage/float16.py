@@ -40,7 +40,8 @@ class _Layout:
         self.shift = u(mant - 10)                                    # mantissa bits dropped
         self.low_bit = u(1)
         # the addend wraps modulo 2**bits: it rounds (2**(k-1) - 1) and rebiases the exponent
-        self.addend = u((((1 << (mant - 11)) - 1) - ((bias - 15) << mant)) % (1 << (8 * np.dtype(u).itemsize)))
+        self.addend = u((((1 << (mant - 11)) - 1) - ((bias - 15) << mant))
+                        % (1 << (8 * np.dtype(u).itemsize)))
         self.abs_mask = u((1 << (8 * np.dtype(u).itemsize - 1)) - 1)
         self.min_normal = itype((bias - 14) << mant)                   # bits of 2**-14
         self.too_big = u((bias + 16) << mant)                          # bits of 2**16
@@ -65,7 +66,8 @@ def to_float16(x: np.ndarray) -> np.ndarray:
     out = np.empty(flat.shape, dtype=np.uint16)
     scratch = _Scratch(layout, min(_CHUNK, flat.size))
     for start in range(0, flat.size, _CHUNK):
-        _chunk_to_float16_bits(flat[start:start + _CHUNK], out[start:start + _CHUNK], layout, scratch)
+        stop = start + _CHUNK
+        _chunk_to_float16_bits(flat[start:stop], out[start:stop], layout, scratch)
     return out.view(np.float16).reshape(a.shape)
 
 
@@ -83,8 +85,8 @@ def complex_exponent(z: np.ndarray) -> int:
 
 
 def complex_to_pairs(z: np.ndarray, exponent: int) -> np.ndarray:
-    """complex ``(...)`` -> float16 ``(..., 2)`` (real, imag) of ``z * 2**-exponent`` (exact scaling,
-    then one rounding to float16)."""
+    """complex ``(...)`` -> float16 ``(..., 2)`` (real, imag) of ``z * 2**-exponent`` (exact
+    scaling, then one rounding to float16)."""
     z = np.asarray(z)
     real = np.ascontiguousarray(z).view(z.real.dtype).reshape(z.shape + (2,))
     return to_float16(np.ldexp(real, -int(exponent)))
@@ -95,7 +97,8 @@ def complex_from_pairs(pairs: np.ndarray, exponent) -> np.ndarray:
     ``2**exponent`` (an int, or an int array broadcasting against ``(...)``)."""
     pairs = np.asarray(pairs)
     if pairs.shape[-1:] != (2,):
-        raise ValueError(f"complex_from_pairs needs a last axis of 2 (real, imag), got {pairs.shape}")
+        raise ValueError("complex_from_pairs needs a last axis of 2 (real, imag), "
+                         f"got {pairs.shape}")
     real = pairs.astype(np.float32)
     scale = np.ldexp(np.float32(1.0), np.asarray(exponent, dtype=np.int32))[..., None]
     real *= scale

@@ -34,7 +34,8 @@ def dataset_stats(shard: Shard, name: str) -> dict:
         data = shard.utterances(name)
         values = np.abs(data) if np.iscomplexobj(data) else data.astype(np.float64)
         finite = np.isfinite(values)
-        out.update(nan=int(np.isnan(values).sum()), inf=int((~finite).sum() - np.isnan(values).sum()),
+        nan = int(np.isnan(values).sum())
+        out.update(nan=nan, inf=int((~finite).sum()) - nan,
                    min=float(values[finite].min()) if finite.any() else float("nan"),
                    max=float(values[finite].max()) if finite.any() else float("nan"),
                    mean=float(values[finite].mean()) if finite.any() else float("nan"),
@@ -52,7 +53,8 @@ def merge_stats(a: dict | None, b: dict) -> dict:
         if k in a and k in b:
             out[k] = f([a[k], b[k]]) if not (k in ("min", "max") and np.isnan(a[k])) else b[k]
     if "mean" in a and "mean" in b:
-        out["mean"] = (a["mean"] * a["shape"][0] + b["mean"] * b["shape"][0]) / max(out["shape"][0], 1)
+        out["mean"] = ((a["mean"] * a["shape"][0] + b["mean"] * b["shape"][0])
+                       / max(out["shape"][0], 1))
     return out
 
 
@@ -167,7 +169,8 @@ def write_png(view: dict[str, dict], uid: str, path: Path) -> None:
         ax.set_ylabel("bin")
         fig.colorbar(im, ax=ax, fraction=0.046)
     conf = view.get("confidence", {}).get("scalars", {})
-    extra = ", ".join(f"{k}={conf[k]:.3f}" for k in ("c_cl", "c_jsd", "mean_confidence") if k in conf)
+    extra = ", ".join(f"{k}={conf[k]:.3f}" for k in ("c_cl", "c_jsd", "mean_confidence")
+                      if k in conf)
     fig.suptitle(f"{uid}  {extra}", fontsize=10)
     fig.tight_layout()
     from bootsep.atomic import atomic_path

@@ -1,13 +1,14 @@
 """Every dataset a shard may hold: its axis kind, dtype, units and meaning.
 
-``per`` is ``frame`` (rows concatenated over utterances, see :mod:`bootsep.pipeline.storage.shards`),
-``utterance`` (one row per utterance) or ``index`` (bookkeeping). Storage dtypes: float16
-where the value's range and the precision its readers need allow it (dB levels, IPDs,
-posteriors, magnitudes used for labels and weights, and the STFTs); float32/float64 for
-fitted parameters and scalars. STFTs are float16 (real, imag) pairs (HDF5 has no complex32)
-scaled per utterance by ``2**-stft_exponent`` (:func:`bootsep.pipeline.storage.float16.complex_exponent`):
-at most 2**-11 relative error per component (about -66 dB), well below the errors of any
-separation measured here, and half the bytes of complex64 written and read again.
+``per`` is ``frame`` (rows concatenated over utterances, see
+:mod:`bootsep.pipeline.storage.shards`), ``utterance`` (one row per utterance) or ``index``
+(bookkeeping). Storage dtypes: float16 where the value's range and the precision its readers
+need allow it (dB levels, IPDs, posteriors, magnitudes used for labels and weights, and the
+STFTs); float32/float64 for fitted parameters and scalars. STFTs are float16 (real, imag)
+pairs (HDF5 has no complex32) scaled per utterance by ``2**-stft_exponent``
+(:func:`bootsep.pipeline.storage.float16.complex_exponent`): at most 2**-11 relative error per
+component (about -66 dB), well below the errors of any separation measured here, and half the
+bytes of complex64 written and read again.
 Bump :data:`SCHEMA_VERSION` when a stored meaning changes.
 """
 
@@ -32,31 +33,50 @@ FIELDS: dict[str, Field] = {
     # bookkeeping
     "ids": Field("utterance", None, "", "utterance (mixture) id, as in the corpus manifest"),
     "num_frames": Field("utterance", np.int32, "frames", "STFT frames of each utterance"),
-    "frame_offsets": Field("index", np.int64, "rows", "row where each utterance starts in per-frame datasets (U+1)"),
+    "frame_offsets": Field("index", np.int64, "rows",
+                           "row where each utterance starts in per-frame datasets (U+1)"),
     # stage stft
     "num_samples": Field("utterance", np.int64, "samples", "length of the mixture in samples"),
-    "pair_channel": Field("utterance", np.int16, "channel", "second microphone of the stereo pair (first is channel 0), paper §3.2"),
-    "mix_stft": Field("frame", np.float16, "linear * 2**-stft_exponent", "STFT of the mixture at channel 0 as (real, imag), scaled by 2**-stft_exponent (T, F, 2)"),
-    "mix_logmag_db": Field("frame", np.float16, "dB", "20 log10 |X^(0)| of channel 0 (T, F), eq. 2"),
-    "pair_stft": Field("frame", np.float16, "linear * 2**-stft_exponent", "STFT of the mixture at channel pair_channel as (real, imag), scaled by 2**-stft_exponent (T, F, 2)"),
-    "stft_exponent": Field("utterance", np.int16, "", "STFT = stored pairs * 2**stft_exponent; puts the largest component of mix_stft and pair_stft in [2**13, 2**14)"),
-    "source_mag": Field("frame", np.float16, "linear", "|STFT| of each source image at channel 0 (T, S, F)"),
+    "pair_channel": Field("utterance", np.int16, "channel",
+                          "second microphone of the stereo pair (first is channel 0), paper §3.2"),
+    "mix_stft": Field("frame", np.float16, "linear * 2**-stft_exponent",
+                      "STFT of the mixture at channel 0 as (real, imag), scaled by "
+                      "2**-stft_exponent (T, F, 2)"),
+    "mix_logmag_db": Field("frame", np.float16, "dB",
+                           "20 log10 |X^(0)| of channel 0 (T, F), eq. 2"),
+    "pair_stft": Field("frame", np.float16, "linear * 2**-stft_exponent",
+                       "STFT of the mixture at channel pair_channel as (real, imag), scaled by "
+                       "2**-stft_exponent (T, F, 2)"),
+    "stft_exponent": Field("utterance", np.int16, "",
+                           "STFT = stored pairs * 2**stft_exponent; puts the largest component "
+                           "of mix_stft and pair_stft in [2**13, 2**14)"),
+    "source_mag": Field("frame", np.float16, "linear",
+                        "|STFT| of each source image at channel 0 (T, S, F)"),
     # stage spatial
-    "ipd": Field("frame", np.float16, "rad", "inter-channel phase difference angle(X0 conj X1) (T, F), eq. 1"),
+    "ipd": Field("frame", np.float16, "rad",
+                 "inter-channel phase difference angle(X0 conj X1) (T, F), eq. 1"),
     "phi": Field("frame", np.float16, "", "1-D PCA projection of (cos IPD, sin IPD) (T, F), §2.1"),
-    "fit_mask": Field("frame", np.bool_, "", "bins used to fit the GMM: relative dB > tau (T, F), §2.1"),
-    "posteriors": Field("frame", np.float16, "probability", "GMM posteriors gamma, the soft masks (T, F, K), eq. 3"),
-    "labels": Field("frame", np.uint8, "component", "hard pseudo-labels argmax_j gamma (T, F), §2.1"),
-    "pca_mean": Field("utterance", np.float32, "", "mean of (cos, sin) IPD features over fitted bins (U, 2)"),
-    "pca_component": Field("utterance", np.float32, "", "first principal axis of (cos, sin) IPD features (U, 2)"),
+    "fit_mask": Field("frame", np.bool_, "",
+                      "bins used to fit the GMM: relative dB > tau (T, F), §2.1"),
+    "posteriors": Field("frame", np.float16, "probability",
+                        "GMM posteriors gamma, the soft masks (T, F, K), eq. 3"),
+    "labels": Field("frame", np.uint8, "component",
+                    "hard pseudo-labels argmax_j gamma (T, F), §2.1"),
+    "pca_mean": Field("utterance", np.float32, "",
+                      "mean of (cos, sin) IPD features over fitted bins (U, 2)"),
+    "pca_component": Field("utterance", np.float32, "",
+                           "first principal axis of (cos, sin) IPD features (U, 2)"),
     "gmm_weights": Field("utterance", np.float64, "", "N-component GMM mixture weights (U, K)"),
     "gmm_means": Field("utterance", np.float64, "", "N-component GMM means (U, K, D)"),
-    "gmm_covariances": Field("utterance", np.float64, "", "N-component GMM full covariances (U, K, D, D)"),
+    "gmm_covariances": Field("utterance", np.float64, "",
+                             "N-component GMM full covariances (U, K, D, D)"),
     "gmm1_means": Field("utterance", np.float64, "", "1-component GMM mean, P of eq. 5 (U, 1, D)"),
-    "gmm1_covariances": Field("utterance", np.float64, "", "1-component GMM covariance, P of eq. 5 (U, 1, D, D)"),
+    "gmm1_covariances": Field("utterance", np.float64, "",
+                              "1-component GMM covariance, P of eq. 5 (U, 1, D, D)"),
     "gmm_converged": Field("utterance", np.bool_, "", "EM converged within max_iter"),
     "gmm_iterations": Field("utterance", np.int32, "", "EM iterations run"),
-    "gmm_degenerate": Field("utterance", np.bool_, "", "too few fitted bins or no spread: uniform posteriors, confidence 0"),
+    "gmm_degenerate": Field("utterance", np.bool_, "",
+                            "too few fitted bins or no spread: uniform posteriors, confidence 0"),
     "fit_bins": Field("utterance", np.int64, "bins", "number of bins the GMM was fitted on"),
     "channel_check": Field("utterance", np.uint8, "code",
                            "0: channels 0 and pair_channel carry independent information; "
@@ -67,5 +87,7 @@ FIELDS: dict[str, Field] = {
     "c_jsd": Field("utterance", np.float32, "", "JSD(P || Q) base 2 in [0, 1], Monte Carlo, eq. 5"),
     "c_post": Field("frame", np.float16, "", "posterior confidence C_post in [0, 1] (T, F), eq. 6"),
     "mean_c_post": Field("utterance", np.float32, "", "mean C_post over the fitted bins"),
-    "mean_confidence": Field("utterance", np.float32, "", "C_cl * C_JSD * mean C_post: mixture confidence (alpha = 1) used by the ensemble"),
+    "mean_confidence": Field("utterance", np.float32, "",
+                             "C_cl * C_JSD * mean C_post: mixture confidence (alpha = 1) used by "
+                             "the ensemble"),
 }
