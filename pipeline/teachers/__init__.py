@@ -1,0 +1,12 @@
+"""Spatial teachers: one module per teacher family (issue 20's ``spatial.method``).
+
+A teacher turns a padded batch of multichannel mixture STFTs into per-bin source
+posteriors (the soft masks the students learn from), hard labels and the fitted model's
+parameters. Each module is pure numerics over batched arrays, like
+:mod:`bootsep.pipeline.spatial` (the paper's teacher, eqs. 1–3); disk, Dask and
+configuration stay in the stages and jobs.
+
+- :mod:`.delay`: per-source propagation delays (or directions, when the array geometry is
+  known) shared by all frequencies, wrapped-phase mixture with an outlier component
+  (MESSL-like), initialised from GCC-PHAT / SRP-PHAT peaks.
+"""

@@ -1,0 +1,268 @@
+"""The ``delay`` spatial teacher (pipeline/teachers/delay.py): parameter recovery on data drawn
+from the model, separation of free-field mixtures, degenerate inputs, batch invariance."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bootsep.errors import BootsepError
+from bootsep.evaluate.metrics import separation_metrics
+from bootsep.pipeline.corpus.spatialize import (
+    circular_array,
+    free_field_images,
+    source_position,
+    tdoa_seconds,
+)
+from bootsep.pipeline.stft import StftConfig, istft, stft
+from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks, far_field_delays
+
+REPO = Path(__file__).resolve().parents[1]
+FS = 8000
+CFG = StftConfig(FS, 256, 64, "hann")          # params.yaml's stft: 8 kHz, 32 ms, 8 ms, hann
+FREQS = bin_frequencies(FS, 256)
+MICS = circular_array(8, 0.05)                 # params.yaml's corpus.tts.array
+C_SOUND = 343.0
+DELAY_STEP = 1.0 / (16 * FS)                   # delay_masks' default delay grid step
+
+
+def _speechlike():
+    spec = importlib.util.spec_from_file_location("spatial_throughput",
+                                                  REPO / "bench" / "spatial_throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.speechlike
+
+
+speechlike = _speechlike()
+
+
+# --------------------------------------------------------------------------- drawn from the model
+
+def draw_from_model(rng, delays, kappa, outlier, T=200, freqs=FREQS):
+    """STFTs ``(C, T, F)`` whose phase differences follow the model: every bin belongs to
+    source k (von Mises around ``-2 pi f delays[k, c]``) or, with probability ``outlier``, to
+    the uniform component; magnitudes Rayleigh. Returns X and the labels (-1: outlier)."""
+    K, P = delays.shape
+    F = freqs.size
+    labels = rng.integers(0, K, size=(T, F))
+    labels[rng.random((T, F)) < outlier] = -1
+    mu = -2 * np.pi * freqs[None, :, None] * delays[np.maximum(labels, 0)]      # (T, F, P)
+    theta = mu + rng.vonmises(0.0, kappa, size=(T, F, P))
+    theta[labels < 0] = rng.uniform(-np.pi, np.pi, size=(int((labels < 0).sum()), P))
+    x0 = rng.rayleigh(1.0, (T, F)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (T, F)))
+    X = np.concatenate([x0[None], x0[None] * np.exp(1j * np.moveaxis(theta, -1, 0))])
+    return X.astype(np.complex64), labels
+
+
+def best_match(est, true):
+    """Permutation ``perm`` (est index for each true source) minimising the largest delay
+    error; ``est, true (K, P)``."""
+    K = true.shape[0]
+    return min(itertools.permutations(range(K)),
+               key=lambda p: np.abs(est[list(p)] - true).max())
+
+
+def label_accuracy(res, labels, perm, b=0):
+    """Share of the non-outlier bins whose argmax posterior is the generating source."""
+    src = labels >= 0
+    inv = np.argsort(perm)                     # est index -> true index
+    return float(np.mean(inv[res.labels[b]][src] == labels[src]))
+
+
+def bayes_labels(X, delays, freqs=FREQS):
+    """Labels of the Bayes classifier under the generating parameters (equal priors and
+    concentrations): the source whose phase differences are closest, summed over pairs."""
+    theta = np.angle(X[1:] * np.conj(X[:1]))                                  # (P, T, F)
+    mu = -2 * np.pi * freqs[None, None, :] * delays[:, :, None]               # (K, P, F)
+    score = np.cos(theta[None] - mu[:, :, None, :]).sum(axis=1)               # (K, T, F)
+    return score.argmax(axis=0)
+
+
+def bayes_accuracy(X, labels, delays):
+    """Accuracy of the Bayes classifier on the non-outlier bins: the best any fit can do."""
+    src = labels >= 0
+    return float(np.mean(bayes_labels(X, delays)[src] == labels[src]))
+
+
+@pytest.mark.parametrize("K,C", [(2, 2), (2, 4), (3, 3)])
+def test_recovers_delays_and_labels_drawn_from_the_model(K, C):
+    rng = np.random.default_rng(10 * K + C)
+    delays = np.array([[-4.1e-4, 2.3e-4, -1.6e-4], [3.0e-4, -3.7e-4, 1.1e-4],
+                       [-0.3e-4, 4.4e-4, 3.3e-4]])[:K, : C - 1]
+    X, labels = draw_from_model(rng, delays, kappa=40.0, outlier=0.1)
+    res = delay_masks(X[None], freqs=FREQS, num_components=K)
+    assert not res.degenerate[0] and res.converged[0]
+    perm = best_match(res.delays[0], delays)
+    # delays within one grid step, with the sign convention of the model (c later than 0)
+    assert np.abs(res.delays[0][list(perm)] - delays).max() <= DELAY_STEP
+    assert label_accuracy(res, labels, perm) > 0.95
+    assert label_accuracy(res, labels, perm) > bayes_accuracy(X, labels, delays) - 0.005
+    # priors and concentration near the generating ones
+    assert res.outlier_prior[0] == pytest.approx(0.1, abs=0.03)
+    assert np.allclose(res.priors[0], 0.9 / K, atol=0.05)
+    assert np.all(np.abs(res.kappa[0] / 40.0 - 1) < 0.2)
+    # the outlier posterior singles out the outlier bins
+    out = res.outlier_posterior[0]
+    assert out[labels < 0].mean() > 3 * out[labels >= 0].mean()
+
+
+def test_recovers_directions_drawn_from_the_model():
+    rng = np.random.default_rng(7)
+    az = np.array([40.0, 250.0, 300.0])
+    delays = far_field_delays(MICS, az, C_SOUND)                                # (3, 7)
+    X, labels = draw_from_model(rng, delays, kappa=8.0, outlier=0.1)
+    res = delay_masks(X[None], freqs=FREQS, num_components=3, mic_pos=MICS,
+                      speed_of_sound=C_SOUND)
+    assert not res.degenerate[0]
+    d = res.directions[0]
+    perm = min(itertools.permutations(range(3)), key=lambda p: np.abs(d[list(p)] - az).max())
+    assert np.abs(d[list(perm)] - az).max() <= 1.0                           # the grid step
+    assert np.allclose(res.delays[0], far_field_delays(MICS, d, C_SOUND))
+    assert label_accuracy(res, labels, perm) > 0.95
+    assert label_accuracy(res, labels, perm) > bayes_accuracy(X, labels, delays) - 0.005
+
+
+# --------------------------------------------------------------------------- free field
+
+def free_field_mixture(seed, azimuths, n=2 * FS, distance=1.5):
+    rng = np.random.default_rng(seed)
+    images = []
+    for az in azimuths:
+        s = speechlike(rng, n, FS)
+        s *= 0.1 / np.sqrt(np.mean(s ** 2))
+        images.append(free_field_images(s, MICS, source_position(az, distance), FS, C_SOUND))
+    images = np.stack(images)                                                  # (S, M, n)
+    return images.sum(axis=0).astype(np.float32), images
+
+
+def masked_si_sdri(res, X, mix, images, b=0):
+    """Mean SI-SDRi of the posteriors applied to channel 0 (the paper's spatial row)."""
+    est = istft(np.moveaxis(res.posteriors[b], -1, 0) * X[b, 0][None], CFG, mix.shape[-1])
+    return float(separation_metrics(est, images[:, 0], mix[0])["si_sdri"].mean())
+
+
+@pytest.mark.parametrize("azimuths,seed", [((20.0, 45.0), 1), ((200.0, 300.0), 2)])
+def test_free_field_two_sources_separate(azimuths, seed):
+    mix, images = free_field_mixture(seed, azimuths)
+    X = stft(mix, CFG)[None]                                                   # (1, 8, T, F)
+    geo = delay_masks(X, freqs=FREQS, mic_pos=MICS, speed_of_sound=C_SOUND)
+    assert not geo.degenerate[0]
+    assert np.sort(geo.directions[0]) == pytest.approx(np.sort(azimuths), abs=2.0)
+    assert masked_si_sdri(geo, X, mix, images) >= 10.0
+    # the stereo pair without geometry: delays of the two sources at pair (1, 0)
+    pair = delay_masks(X[:, :2], freqs=FREQS)
+    assert not pair.degenerate[0]
+    true = [tdoa_seconds(MICS, source_position(a, 1.5), 1, 0, C_SOUND) for a in azimuths]
+    assert np.sort(pair.delays[0, :, 0]) == pytest.approx(np.sort(true), abs=4 * DELAY_STEP)
+    assert masked_si_sdri(pair, X, mix, images) >= 8.0
+    # four microphones without geometry (per-pair delays matched through pair 1)
+    four = delay_masks(X[:, :4], freqs=FREQS)
+    true4 = np.array([[tdoa_seconds(MICS, source_position(a, 1.5), c, 0, C_SOUND)
+                       for c in (1, 2, 3)] for a in azimuths])
+    perm = best_match(four.delays[0], true4)
+    assert np.abs(four.delays[0][list(perm)] - true4).max() <= 4 * DELAY_STEP
+    assert masked_si_sdri(four, X, mix, images) >= 8.0
+
+
+def test_free_field_three_sources():
+    azimuths = (10.0, 130.0, 250.0)
+    mix, images = free_field_mixture(5, azimuths)
+    X = stft(mix, CFG)[None]
+    res = delay_masks(X, freqs=FREQS, num_components=3, mic_pos=MICS)
+    assert not res.degenerate[0]
+    assert np.sort(res.directions[0]) == pytest.approx(azimuths, abs=2.0)
+    assert masked_si_sdri(res, X, mix, images) >= 8.0
+
+
+# --------------------------------------------------------------------------- degenerate input
+
+def _check_flat(res, K=2):
+    for name in ("posteriors", "outlier_posterior", "priors", "outlier_prior", "delays",
+                 "kappa", "log_likelihood"):
+        assert np.all(np.isfinite(getattr(res, name))), name
+    assert res.degenerate.all()
+    assert np.all(res.posteriors == np.float32(1.0 / K))
+    assert np.all(res.labels == 0)
+
+
+@pytest.mark.parametrize("geometry", [False, True])
+def test_degenerate_inputs_flagged_without_nan(geometry):
+    mix, _ = free_field_mixture(3, (70.0,))
+    X = stft(mix, CFG)                                                         # (8, T, F)
+    kw = dict(freqs=FREQS, mic_pos=MICS if geometry else None)
+    silence = np.zeros_like(X)
+    identical = np.repeat(X[:1], 8, axis=0)
+    dead = X.copy()
+    dead[3] = 0
+    batch = np.stack([silence, X, identical, dead])       # silence, one source, equal, dead mic
+    with np.errstate(divide="raise", invalid="raise"):    # no 0/0, log 0 or inf - inf
+        res = delay_masks(batch, **kw)
+    _check_flat(res)
+    assert res.fit_bins[0] == 0 and res.fit_bins[3] == 0 and res.fit_bins[1] > 0
+    assert np.all(res.outlier_posterior >= 0) and np.all(res.outlier_posterior <= 1)
+
+
+def test_two_sources_are_not_flagged():
+    mix, _ = free_field_mixture(4, (100.0, 160.0))
+    X = stft(mix, CFG)[None]
+    assert not delay_masks(X, freqs=FREQS, mic_pos=MICS).degenerate[0]
+    assert not delay_masks(X[:, :2], freqs=FREQS).degenerate[0]
+
+
+# --------------------------------------------------------------------------- batching
+
+@pytest.mark.parametrize("geometry", [False, True])
+def test_result_does_not_depend_on_the_batch(geometry):
+    mixes = [free_field_mixture(s, az, n=n)[0] for s, az, n in
+             [(11, (30.0, 90.0), int(1.2 * FS)), (12, (200.0, 330.0), 2 * FS),
+              (13, (0.0, 140.0), int(1.6 * FS))]]
+    specs = [stft(m, CFG) for m in mixes]
+    T = max(s.shape[1] for s in specs)
+    X = np.zeros((3, 8, T, FREQS.size), np.complex64)
+    valid = np.zeros((3, T), bool)
+    for b, s in enumerate(specs):
+        X[b, :, : s.shape[1]] = s
+        valid[b, : s.shape[1]] = True
+    kw = dict(freqs=FREQS, mic_pos=MICS) if geometry else dict(freqs=FREQS)
+    sl = slice(None) if geometry else slice(0, 2)
+    batch = delay_masks(X[:, sl], valid, **kw)
+    for b, s in enumerate(specs):
+        alone = delay_masks(s[None, sl], **kw)
+        t = s.shape[1]
+        np.testing.assert_allclose(batch.posteriors[b, :t], alone.posteriors[0], atol=1e-4)
+        np.testing.assert_allclose(batch.delays[b], alone.delays[0], rtol=0, atol=1e-9)
+        assert batch.n_iter[b] == alone.n_iter[0]
+        assert np.array_equal(batch.fit_mask[b, :t], alone.fit_mask[0])
+        # padding frames: exactly uniform, no outlier share, label 0
+        assert np.all(batch.posteriors[b, t:] == np.float32(0.5))
+        assert np.all(batch.outlier_posterior[b, t:] == 0) and np.all(batch.labels[b, t:] == 0)
+
+
+def test_posteriors_are_distributions_and_labels_their_argmax():
+    mix, _ = free_field_mixture(8, (60.0, 120.0))
+    res = delay_masks(stft(mix, CFG)[None, :3], sample_rate=FS, n_fft=256)
+    assert res.posteriors.dtype == np.float32 and res.posteriors.shape[-1] == 2
+    np.testing.assert_allclose(res.posteriors.sum(axis=-1), 1.0, atol=1e-5)
+    assert np.array_equal(res.labels, res.posteriors.argmax(axis=-1))
+    assert np.all(np.diff(res.priors, axis=1) <= 0)                  # sorted by prior
+    assert res.priors.sum() + res.outlier_prior.sum() == pytest.approx(1.0)
+    assert res.directions is None and res.delays.shape == (1, 2, 2)
+
+
+@pytest.mark.parametrize("kwargs,problem", [
+    (dict(X=np.zeros((1, 1, 4, 129), np.complex64)), "C >= 2"),
+    (dict(X=np.zeros((1, 2, 4, 129), np.complex64), num_components=1), "num_components"),
+    (dict(X=np.zeros((1, 2, 4, 129), np.complex64), valid=np.ones((1, 5), bool)), "valid"),
+    (dict(X=np.zeros((1, 2, 4, 129), np.complex64), freqs=None), "freqs"),
+    (dict(X=np.zeros((1, 2, 4, 129), np.complex64), mic_pos=np.zeros((3, 3))), "mic_pos"),
+])
+def test_bad_input_is_a_one_line_error(kwargs, problem):
+    kw = {"freqs": FREQS, **kwargs}
+    X = kw.pop("X")
+    with pytest.raises(BootsepError, match=problem):
+        delay_masks(X, **kw)
