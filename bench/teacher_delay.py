@@ -3,9 +3,9 @@ teacher, by the separation their soft masks give: a measurement, not a test.
 
 Run from the repository root (project installed) on a folder the corpus stage wrote::
 
-    bootsep corpus --params params.yaml --out /tmp/c/corpus        # the default tts corpus
-    python bench/teacher_delay.py /tmp/c/corpus                    # test split, 200 mixtures
-    python bench/teacher_delay.py /tmp/c/corpus --n 100 --split valid
+    bootsep corpus --params params.yaml --out work/corpus        # the default tts corpus
+    python bench/teacher_delay.py work/corpus                    # test split, 200 mixtures
+    python bench/teacher_delay.py work/corpus --n 100 --split valid
 
 For every mixture of the split (first ``--n``), STFT as the stft stage does (params.yaml's
 ``stft`` section), then four masks for the reference channel 0:
@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("paper", "delay_pair", "delay_all", "ibm")
@@ -114,19 +113,21 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    from bootsep.config import load_config
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
     from bootsep.pipeline.corpus.spatialize import array_geometry
     from bootsep.pipeline.features import log_magnitude_db
     from bootsep.pipeline.spatial import spatial_masks
-    from bootsep.pipeline.stft import StftConfig, stft
+    from bootsep.pipeline.stft import stft
+    from bootsep.pipeline.storage.layout import stft_config
     from bootsep.pipeline.teachers.delay import delay_masks
 
 
-    params = yaml.safe_load(args.params.read_text())
-    cfg = StftConfig.from_params(params["stft"])
-    sp, tts = params["spatial"], params["corpus"]["tts"]
-    mics = array_geometry(tts["array"])
-    c_sound = float(tts["speed_of_sound"])
+    params = load_config(args.params, ["stft", "spatial", "corpus.tts"])
+    cfg = stft_config(params.stft)
+    sp, tts = params.spatial, params.corpus.tts
+    mics = array_geometry(tts.array)
+    c_sound = tts.speed_of_sound
     mixtures = read_manifest(args.corpus / args.split / MANIFEST_NAME)[: args.n]
     if not mixtures or not all(m.has_references for m in mixtures):
         print("error: the split needs mixtures with source images", file=sys.stderr)
@@ -145,7 +146,7 @@ def run(args) -> int:
     for s in range(0, len(mixtures), args.batch):
         batch = mixtures[s: s + args.batch]
         X, valid, ref, mix, lengths, pairs = load_batch(
-            batch, cfg, list(params["stft"]["pair_channels"]), int(params["stft"]["seed"]))
+            batch, cfg, list(params.stft.pair_channels), params.stft.seed)
         B = X.shape[0]
         X0 = X[:, 0]
         Xp = np.stack([X0, X[np.arange(B), pairs]], axis=1)              # (B, 2, T, F)
@@ -154,8 +155,8 @@ def run(args) -> int:
         out = {}
         t0 = time.perf_counter()
         r = spatial_masks(Xp[:, 0], Xp[:, 1], log_magnitude_db(Xp[:, 0]), valid,
-                          tau_db=sp["tau_db"], num_components=K, max_iter=sp["max_iter"],
-                          tol=sp["tol"], reg_covar=sp["reg_covar"])
+                          tau_db=sp.tau_db, num_components=K, max_iter=sp.max_iter,
+                          tol=sp.tol, reg_covar=sp.reg_covar)
         res["paper"]["seconds"] += time.perf_counter() - t0
         out["paper"] = (r.posteriors, r.labels, r.degenerate)
         t0 = time.perf_counter()

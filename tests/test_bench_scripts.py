@@ -64,3 +64,16 @@ def test_train_epoch_bench():
                     "--batch", "8", "--threads", "1", "--workers", "0")
     assert out["device"] == "cpu" and out["epochs"] == 1 and out["train_mixtures"] == 16
     assert out["frames_per_epoch"] > 16 * 180 and out["epoch_seconds"][0] > 0
+
+
+def test_teacher_delay_bench(tmp_path):
+    """The delay-teacher measurement runs on a corpus the corpus stage wrote (tiny scale)."""
+    from bootsep.smoke import prepare_workspace
+
+    work = prepare_workspace(tmp_path / "ws")
+    subprocess.run([sys.executable, "-m", "bootsep", "-q", "corpus", "--out", "data/corpus"],
+                   cwd=work, check=True, timeout=600)
+    out = run_bench("teacher_delay.py", str(work / "data" / "corpus"), "--n", "4",
+                    "--params", str(work / "params.yaml"))
+    text = json.dumps(out)
+    assert "delay" in text and "paper" in text
