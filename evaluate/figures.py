@@ -38,7 +38,8 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], path: Path, floor: float = 1e
     ax.scatter(conf, sdr, s=10, alpha=0.6)
     ax.set_xlabel(f"log mean confidence (floored at {floor:g})")
     ax.set_ylabel("SI-SDR of the spatial algorithm (dB)")
-    ax.set_title(f"Fig. 2: confidence vs separation quality\n({len(rows)} validation mixtures)", fontsize=11)
+    ax.set_title(f"Fig. 2: confidence vs separation quality\n({len(rows)} validation mixtures)",
+                 fontsize=11)
     ax.text(0.03, 0.95, f"Pearson r = {r:.3f}, p = {p:.2g}", transform=ax.transAxes, va="top",
             bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     ax.grid(alpha=0.3)
@@ -46,18 +47,22 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], path: Path, floor: float = 1e
 
 
 def fig3_spatial_vs_model(test_rows: list[dict], model: str, path: Path) -> None:
-    """Paper Fig. 3: SI-SDR of the spatial algorithm vs the bootstrapped model, per test mixture."""
-    by = {a: {r["id"]: r["si_sdr"] for r in test_rows if r["approach"] == a} for a in (SPATIAL, model)}
+    """Paper Fig. 3: SI-SDR of the spatial algorithm vs the bootstrapped model, per test
+    mixture."""
+    by = {a: {r["id"]: r["si_sdr"] for r in test_rows if r["approach"] == a}
+          for a in (SPATIAL, model)}
     ids = sorted(set(by[SPATIAL]) & set(by[model]))
     x = np.array([by[SPATIAL][i] for i in ids])
     y = np.array([by[model][i] for i in ids])
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(x, y, s=10, alpha=0.6)
-    lo, hi = float(np.nanmin([x.min(initial=0), y.min(initial=0)])), float(np.nanmax([x.max(initial=1), y.max(initial=1)]))
+    lo = float(np.nanmin([x.min(initial=0), y.min(initial=0)]))
+    hi = float(np.nanmax([x.max(initial=1), y.max(initial=1)]))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
     ax.set_xlabel("spatial algorithm SI-SDR (dB)")
     ax.set_ylabel(f"bootstrapped model ({model}) SI-SDR (dB)")
-    ax.set_title(f"Fig. 3: {len(ids)} test mixtures\n(the model is better above the line)", fontsize=11)
+    ax.set_title(f"Fig. 3: {len(ids)} test mixtures\n(the model is better above the line)",
+                 fontsize=11)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     _save(fig, path)
@@ -86,13 +91,15 @@ def training_curves(logs: dict[str, Path], path: Path) -> None:
 
 
 def example_figure(masks_npz: Path, model: str, path: Path) -> None:
-    """One test mixture: log-magnitude, and source 1's mask by the spatial algorithm and the model."""
+    """One test mixture: log-magnitude, and source 1's mask by the spatial algorithm and the
+    model."""
     data = np.load(masks_npz)
     panels = [("mixture log-magnitude (dB)", data["logmag_db"].astype(np.float32), "magma")]
     for approach in (SPATIAL, model):
         key = f"mask_{approach}"
         if key in data:
-            panels.append((f"{approach}: mask of source 1", data[key][0].astype(np.float32), "viridis"))
+            panels.append((f"{approach}: mask of source 1", data[key][0].astype(np.float32),
+                           "viridis"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (title, img, cmap) in zip(axes[0], panels):
         vmin = max(float(img.max()) - 80, float(img.min())) if "dB" in title else 0.0

@@ -18,6 +18,7 @@ digest the later stages depend on), so an identical retrain leaves ``data/models
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from dataclasses import asdict
@@ -62,6 +63,8 @@ TIMING_DIR = "timing"          # data/timing/<condition>.json: beside data/model
 PARAMS = ("stft", "model", "train", "train_conditions.{group}.{condition}")
 RUN_PARAMS = ()
 
+log = logging.getLogger(__name__)
+
 
 def model_config(params: Config, num_freq: int) -> ModelConfig:
     """``model.size`` picks one entry of ``model.sizes`` (``paper`` = 4 x 300, D = 15)."""
@@ -104,7 +107,7 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     if condition.labels == "gt" and not references_present(train_groups + valid_groups):
         write_skipped(out, timing_path(model_root, condition.name),
                       {"condition": condition.to_dict(), "stft": asdict(stft)}, NO_REFERENCES)
-        print(f"train {condition.name}: skipped, {NO_REFERENCES} -> {out}", flush=True)
+        log.info(f"train {condition.name}: skipped, {NO_REFERENCES} -> {out}")
         return
     keep = subset_ids(train_groups, condition.fraction, cfg.seed)
     meta = {"condition": condition.to_dict(), "model_config": mcfg.to_dict(),
@@ -116,12 +119,13 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     model = init_model(mcfg, seed=cfg.seed)   # same initialisation for every condition (§3.3)
     stream = ShardStream(train_groups, condition, stft, seed=cfg.seed, max_frames=cfg.max_frames,
                          shuffle_buffer=cfg.shuffle_buffer, keep=keep)
-    valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None, shuffle=False)
+    valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None,
+                        shuffle=False)
     timing = timing_path(model_root, condition.name)
     trainer = Trainer(model, cfg, stream, valid, out, fp, meta, timing)
     if trainer.try_resume() and not trainer.state.done:
-        print(f"train {condition.name}: resuming after epoch {trainer.state.epoch}, "
-              f"batch {trainer.state.position}", flush=True)
+        log.info(f"train {condition.name}: resuming after epoch {trainer.state.epoch}, "
+                 f"batch {trainer.state.position}")
     else:   # a fresh run (a finished run is rerun only when DVC saw a change: retrain)
         trainer = Trainer(init_model(mcfg, seed=cfg.seed), cfg, stream, valid, out, fp, meta,
                           timing)
@@ -130,8 +134,8 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
         timing.unlink(missing_ok=True)
         check_inputs(valid_groups, condition, stft, f"check valid shards ({condition.name})",
                      cfg.num_sources)
-        stats = check_inputs(train_groups, condition, stft, f"check train shards ({condition.name})",
-                             cfg.num_sources, keep)
+        stats = check_inputs(train_groups, condition, stft,
+                             f"check train shards ({condition.name})", cfg.num_sources, keep)
         trainer.model.set_stats(*stats.mean_std())
     write_text_atomic(out / "params.json", json.dumps(
         {**meta, "params_file": params.raw},
@@ -139,8 +143,9 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     try:
         state = trainer.run()
     except TrainingInterrupted as exc:
-        print(f"train {condition.name}: {exc}", file=sys.stderr, flush=True)
+        log.warning(f"train {condition.name}: {exc}")
         sys.exit(128 + exc.signum)
     write_metrics(out, state, {"condition": condition.name, "device": str(trainer.device),
                                "parameters": sum(p.numel() for p in trainer.model.parameters())})
-    print(f"train {condition.name}: best valid loss {state.best_valid:.4g} -> {out / BEST_MODEL}")
+    log.info(f"train {condition.name}: best valid loss {state.best_valid:.4g} "
+             f"-> {out / BEST_MODEL}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +64,13 @@ def _keep_torch_threads():
     torch.set_num_threads(n)
 
 
-def test_gt_condition_without_references_writes_every_declared_output(shards, tmp_path):
+def test_gt_condition_without_references_writes_every_declared_output(shards, tmp_path, caplog):
     params, models = write_params(tmp_path / "params.yaml"), tmp_path / "models"
+    caplog.set_level(logging.INFO, logger="bootsep")
     s5_train.main(params, "gt", shard_root=shards[False], model_root=models)
     out = models / "gt"
+    assert [r.getMessage() for r in caplog.records] == [f"train gt: skipped, {NO_REFERENCES} "
+                                                        f"-> {out}"]
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
                      if p.is_file() and p.name != "params.yaml")
     declared = [d.replace("${key}", "gt").removeprefix("data/") for d in declared_outputs()]

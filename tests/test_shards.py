@@ -22,8 +22,8 @@ CFG = StftConfig()
 
 def _write(path, ids, frames=(5, 7, 1), stage="stft", cfg=CFG, seed=0):
     rng = np.random.default_rng(seed)
-    spec = [(rng.standard_normal((t, 129)) + 1j * rng.standard_normal((t, 129))).astype(np.complex64)
-            for t in frames]
+    spec = [(rng.standard_normal((t, 129))
+             + 1j * rng.standard_normal((t, 129))).astype(np.complex64) for t in frames]
     mags = [rng.random((t, 2, 129)).astype(np.float32) for t in frames]
     exponents = np.array([complex_exponent(z) for z in spec])
     write_shard(path, stage=stage, split="train", index=0, ids=ids, stft=cfg,
@@ -40,10 +40,12 @@ def test_round_trip_and_self_description(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     with Shard(path, stage="stft", stft=CFG) as s:
         assert s.ids == ["a", "b", "c"] and list(s.num_frames) == [5, 7, 1]
-        assert s.dataset("mix_stft").dtype == np.float16 and s.frames("mix_stft", 1).shape == (7, 129, 2)
+        assert s.dataset("mix_stft").dtype == np.float16
+        assert s.frames("mix_stft", 1).shape == (7, 129, 2)
         for g, z in zip(s.all_stft("mix_stft"), spec):   # scaled float16 pairs: 2**-11 relative
             assert g.dtype == np.complex64
-            np.testing.assert_allclose(g, z, rtol=0, atol=2.0 ** -11 * np.abs(z.view(np.float32)).max() * 1.5)
+            np.testing.assert_allclose(
+                g, z, rtol=0, atol=2.0 ** -11 * np.abs(z.view(np.float32)).max() * 1.5)
         got = s.all_frames("source_mag")
         for g, m in zip(got, mags):   # float16 storage: 3 significant digits
             np.testing.assert_allclose(g, m, rtol=1e-3, atol=1e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import sys
@@ -316,24 +317,24 @@ def _fresh_weights(corpus, tmp_path) -> dict:
     return _weights(make_trainer(corpus, tmp_path / "fresh"))
 
 
-def _one_warning(capsys, name: str) -> str:
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+def _one_warning(caplog, name: str) -> str:
+    err = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(err) == 1, err
-    assert name in err[0] and "from scratch" in err[0], err[0]
+    assert name in err[0] and "from scratch" in err[0] and "\n" not in err[0], err[0]
     return err[0]
 
 
-def test_checkpoint_that_does_not_fit_restarts_cleanly(corpus, reference, tmp_path, capsys):
+def test_checkpoint_that_does_not_fit_restarts_cleanly(corpus, reference, tmp_path, caplog):
     """Readable, this run's fingerprint, but not applicable (a key missing): the trainer is
     left as built (fresh weights) and the fresh run gives the reference result."""
     _interrupt(corpus, tmp_path, 13)
     ckpt = load_checkpoint(tmp_path / CHECKPOINT)
     del ckpt["optimizer"]
     torch.save(ckpt, tmp_path / CHECKPOINT)
-    capsys.readouterr()
+    caplog.clear()
     trainer = make_trainer(corpus, tmp_path)
     assert not trainer.try_resume()
-    _one_warning(capsys, str(tmp_path / CHECKPOINT))
+    _one_warning(caplog, str(tmp_path / CHECKPOINT))
     assert not (tmp_path / CHECKPOINT).exists()
     assert not _differ(_weights(trainer), _fresh_weights(corpus, tmp_path))
     assert trainer.state.epoch == 0 and trainer.state.history == []
@@ -342,7 +343,7 @@ def test_checkpoint_that_does_not_fit_restarts_cleanly(corpus, reference, tmp_pa
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "other_run"])
-def test_damaged_best_model_on_resume_restarts_cleanly(corpus, reference, tmp_path, capsys,
+def test_damaged_best_model_on_resume_restarts_cleanly(corpus, reference, tmp_path, caplog,
                                                         damage):
     """Resuming needs model.pt (the best epoch so far): a damaged one means a fresh start."""
     _interrupt(corpus, tmp_path, 13)                                   # model.pt of epoch 1
@@ -353,10 +354,10 @@ def test_damaged_best_model_on_resume_restarts_cleanly(corpus, reference, tmp_pa
         best.write_bytes(best.read_bytes()[:200])
     else:
         best.write_bytes((reference[2] / BEST_MODEL).read_bytes())
-    capsys.readouterr()
+    caplog.clear()
     trainer = make_trainer(corpus, tmp_path)
     assert not trainer.try_resume()
-    _one_warning(capsys, str(best))
+    _one_warning(caplog, str(best))
     assert not best.exists() and not (tmp_path / CHECKPOINT).exists()
     assert not _differ(_weights(trainer), _fresh_weights(corpus, tmp_path))
     trainer.run()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
@@ -77,7 +78,8 @@ def test_stage_trains_gt_subset_and_alpha(corpus, tmp_path):
         best = load_checkpoint(out / BEST_MODEL)
         assert best["condition"]["name"] == name
         assert not torch.equal(best["model_state"]["normalizer.mean"], torch.zeros(17))
-    assert load_checkpoint(tmp_path / "models/gt_subset" / BEST_MODEL)["train_mixtures"] == N_TRAIN // 4
+    best = load_checkpoint(tmp_path / "models/gt_subset" / BEST_MODEL)
+    assert best["train_mixtures"] == N_TRAIN // 4
     rows = list(csv.DictReader((tmp_path / "models/gt_subset" / LOG_CSV).open()))
     assert sum(int(r["examples"]) for r in rows) == 2 * N_TRAIN // 4
 
@@ -237,8 +239,8 @@ def test_dvc_forced_retrain_leaves_data_models_consumers_up_to_date(tmp_path):
 
 # -- damaged files: one warning naming the file, then a clean run ------------------------------
 
-def _warnings(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +254,7 @@ def clean_gt_subset(corpus, tmp_path_factory):
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "not_a_dict"])
 def test_damaged_checkpoint_is_named_and_training_restarts(corpus, clean_gt_subset, tmp_path,
-                                                           capsys, damage):
+                                                           caplog, damage):
     out = tmp_path / "models" / "gt_subset"
     out.mkdir(parents=True)
     ckpt = out / CHECKPOINT
@@ -266,7 +268,7 @@ def test_damaged_checkpoint_is_named_and_training_restarts(corpus, clean_gt_subs
         torch.save([1, 2, 3], ckpt)
     params = write_params(tmp_path / "params.yaml")
     main(params, "gt_subset", shard_root=corpus, model_root=tmp_path / "models")
-    warnings = _warnings(capsys)
+    warnings = _warnings(caplog)
     assert len(warnings) == 1 and str(ckpt) in warnings[0], warnings
     assert "from scratch" in warnings[0] and "\n" not in warnings[0]
     assert _folder_bytes(out) == clean_gt_subset
@@ -286,7 +288,7 @@ def _killed_after_first_epoch(params, corpus, model_root, monkeypatch) -> None:
     monkeypatch.undo()
 
 
-def test_damaged_best_model_when_resuming_restarts(corpus, clean_gt_subset, tmp_path, capsys,
+def test_damaged_best_model_when_resuming_restarts(corpus, clean_gt_subset, tmp_path, caplog,
                                                    monkeypatch):
     """Killed after epoch 1 (checkpoint to resume from, model.pt of epoch 1); model.pt then
     truncated: the rerun names it, starts afresh and gives the clean run's bytes."""
@@ -296,30 +298,31 @@ def test_damaged_best_model_when_resuming_restarts(corpus, clean_gt_subset, tmp_
     assert load_checkpoint(out / CHECKPOINT)["state"]["epoch"] == 1
     best = out / BEST_MODEL
     best.write_bytes(best.read_bytes()[:300])
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="bootsep")
+    caplog.clear()
     main(params, "gt_subset", shard_root=corpus, model_root=tmp_path / "models")
-    captured = capsys.readouterr()
-    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    warnings = _warnings(caplog)
     assert len(warnings) == 1 and str(best) in warnings[0], warnings
-    assert "resuming" not in captured.out
+    assert "resuming" not in caplog.text and "best valid loss" in caplog.text
     assert _folder_bytes(out) == clean_gt_subset
 
 
-def test_intact_checkpoint_resumes_to_the_clean_result(corpus, clean_gt_subset, tmp_path, capsys,
+def test_intact_checkpoint_resumes_to_the_clean_result(corpus, clean_gt_subset, tmp_path, caplog,
                                                        monkeypatch):
     """The control for the test above: nothing damaged, the rerun resumes (no warning)."""
     params = write_params(tmp_path / "params.yaml")
     _killed_after_first_epoch(params, corpus, tmp_path / "models", monkeypatch)
-    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="bootsep")
+    caplog.clear()
     main(params, "gt_subset", shard_root=corpus, model_root=tmp_path / "models")
-    captured = capsys.readouterr()
-    assert "resuming after epoch 1" in captured.out and "warning:" not in captured.err
+    assert "gt_subset: resuming after epoch 1" in caplog.text and not _warnings(caplog)
     assert _folder_bytes(tmp_path / "models" / "gt_subset") == clean_gt_subset
 
 
 # -- a real process, interrupted ------------------------------------------------------------
 
-RUN = ("import sys; from bootsep.stages.s5_train import main; "
+RUN = ("import sys; from bootsep.cli import configure_logging; configure_logging(); "
+       "from bootsep.stages.s5_train import main; "
        "main(sys.argv[1], 'alpha_1', sys.argv[2], sys.argv[3])")
 
 
@@ -344,14 +347,14 @@ def test_process_interrupted_by_signal_resumes_to_same_result(corpus, tmp_path):
     os.killpg(cut.pid, signal.SIGINT)
     _, err = cut.communicate(timeout=60)
     assert cut.returncode == 128 + signal.SIGINT, err[-2000:]
-    assert "rerun to resume" in err
+    assert "warning: train alpha_1: interrupted by signal" in err and "rerun to resume" in err
     state = load_checkpoint(tmp_path / "cut" / "alpha_1" / CHECKPOINT)["state"]
     assert not state["done"] and state["epoch"] < 5
 
     again = _run(params, corpus, tmp_path / "cut")
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err[-2000:]
-    assert "resuming after epoch" in out
+    assert "train alpha_1: resuming after epoch" in err and out == ""
     _, err = ref.communicate(timeout=120)
     assert ref.returncode == 0, err[-2000:]
 

@@ -49,4 +49,5 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:
-        raise BootsepError(f"unreadable checkpoint ({' '.join(str(exc).split())[:160]})", path) from None
+        raise BootsepError(f"unreadable checkpoint ({' '.join(str(exc).split())[:160]})",
+                           path) from exc

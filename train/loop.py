@@ -22,9 +22,9 @@ import copy
 import csv
 import io
 import json
+import logging
 import math
 import signal
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,12 +49,15 @@ LOG_CSV = "log.csv"
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "quantity", "examples", "frames")
 DROPOUT_STREAM = 2     # SeedSequence tag of the dropout draws (the data stream uses 0 and 1)
 
+log = logging.getLogger(__name__)
+
 
 class TrainingInterrupted(Exception):
     """Raised after the resume checkpoint was saved because a signal arrived."""
 
     def __init__(self, signum: int, path: Path):
-        super().__init__(f"interrupted by signal {signum}; checkpoint saved to {path}, rerun to resume")
+        super().__init__(f"interrupted by signal {signum}; checkpoint saved to {path}, "
+                         "rerun to resume")
         self.signum = signum
 
 
@@ -86,8 +89,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise BootsepError(f"device '{name}' is not one of auto, cpu, cuda or cuda:N") from None
+    except (RuntimeError, TypeError) as exc:
+        raise BootsepError(f"device '{name}' is not one of auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BootsepError(f"device '{name}' was asked for but no CUDA device is available")
     return device
@@ -218,8 +221,8 @@ class Trainer:
         for p in remove:
             p.unlink(missing_ok=True)
         names = ", ".join(p.name for p in remove)
-        print(f"warning: {reason}; removed {names}, training {self.meta['condition']['name']} "
-              "from scratch", file=sys.stderr, flush=True)
+        log.warning(f"{reason}; removed {names}, training {self.meta['condition']['name']} "
+                    "from scratch")
         return False
 
     def _previous_timing(self) -> list[dict]:
@@ -230,8 +233,8 @@ class Trainer:
             rows = json.loads(self.timing_path.read_text())["epochs"]
             return [r for r in rows if int(r["epoch"]) <= self.state.epoch]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"warning: {self.timing_path}: unreadable timing file ({_short(exc)}); "
-                  "earlier epochs' times are dropped", file=sys.stderr, flush=True)
+            log.warning(f"{self.timing_path}: unreadable timing file ({_short(exc)}); "
+                        "earlier epochs' times are dropped")
             return []
 
     def _save(self) -> None:
@@ -288,8 +291,9 @@ class Trainer:
     def run(self) -> TrainState:
         cfg, st = self.cfg, self.state
         handlers = {}
-        if threading.current_thread() is threading.main_thread():   # signals reach the main thread only
-            handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread():   # signals reach it only
+            handlers = {s: signal.signal(s, self._on_signal)
+                        for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while st.epoch < cfg.epochs:
                 self._train_epoch()
@@ -313,7 +317,8 @@ class Trainer:
         limit = cfg.max_batches_per_epoch
         total = self.train_stream.num_batches(cfg.batch_size, cfg.loader_workers)
         total = total if limit is None else min(total, limit)
-        with Progress(total, f"train {self.meta['condition']['name']} epoch {st.epoch + 1}/{cfg.epochs}",
+        name = self.meta["condition"]["name"]
+        with Progress(total, f"train {name} epoch {st.epoch + 1}/{cfg.epochs}",
                       unit="batch") as bar:
             if st.position:
                 bar.update(st.position)
@@ -356,17 +361,18 @@ class Trainer:
         start = time.perf_counter()
         valid = self.validate()
         self.scheduler.step(valid)
-        row = {"epoch": st.epoch + 1, "train_loss": s.loss / max(s.examples, 1), "valid_loss": valid,
-               "lr": self.optimizer.param_groups[0]["lr"], "quantity": s.weight / max(s.examples, 1),
-               "examples": s.examples, "frames": s.frames}
+        row = {"epoch": st.epoch + 1, "train_loss": s.loss / max(s.examples, 1),
+               "valid_loss": valid, "lr": self.optimizer.param_groups[0]["lr"],
+               "quantity": s.weight / max(s.examples, 1), "examples": s.examples,
+               "frames": s.frames}
         st.history.append(row)
         fps = clock.frames / max(clock.seconds, 1e-9)
         self.timing.append({"epoch": row["epoch"], "batches": clock.batches,
                             "frames": clock.frames, "seconds": round(clock.seconds, 3),
                             "frames_per_s": round(fps, 1),
                             "valid_seconds": round(time.perf_counter() - start, 3)})
-        print(f"epoch {row['epoch']}: train {row['train_loss']:.4g} valid {valid:.4g} "
-              f"lr {row['lr']:.2g} {fps:.0f} frames/s", flush=True)
+        log.info(f"epoch {row['epoch']}: train {row['train_loss']:.4g} valid {valid:.4g} "
+                 f"lr {row['lr']:.2g} {fps:.0f} frames/s")
         if valid < st.best_valid:
             st.best_valid = valid
             self._save_model(BEST_MODEL, row["epoch"], valid)
@@ -410,7 +416,8 @@ def write_metrics(out_dir: Path, state: TrainState, extra: dict) -> None:
     last = state.history[-1] if state.history else {}
     metrics = {"best_valid_loss": state.best_valid, "epochs": state.epoch,
                "final_train_loss": last.get("train_loss"), "final_lr": last.get("lr"), **extra}
-    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out_dir / "metrics.json",
+                      json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def _short(exc: BaseException) -> str:

@@ -64,7 +64,8 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu"
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as exc:
-        raise BootsepError(f"model weights do not match its config ({str(exc).splitlines()[0]})", path) from None
+        raise BootsepError("model weights do not match its config "
+                           f"({str(exc).splitlines()[0]})", path) from exc
     meta = {k: v for k, v in state.items() if k != "model_state"}
     meta["stft"] = stft
     return model.to(device).eval(), meta

@@ -95,12 +95,15 @@ class Shard:
             raise
         except Exception as exc:  # h5py raises OSError/KeyError for truncated or foreign files
             raise BootsepError(f"not a readable bootsep shard ({exception_text(exc)}); "
-                               "the file may be truncated or corrupt: rerun its stage", self.path) from None
+                               "the file may be truncated or corrupt: rerun its stage",
+                               self.path) from exc
         version = self.attrs.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise BootsepError(f"shard schema version {version}, this bootsep reads {SCHEMA_VERSION}", self.path)
+            raise BootsepError(f"shard schema version {version}, this bootsep reads "
+                               f"{SCHEMA_VERSION}", self.path)
         if stage is not None and self.attrs.get("stage") != stage:
-            raise BootsepError(f"is a '{self.attrs.get('stage')}' shard, expected '{stage}'", self.path)
+            raise BootsepError(f"is a '{self.attrs.get('stage')}' shard, expected '{stage}'",
+                               self.path)
         self.stft = StftConfig.from_attrs(self.attrs)
         if stft is not None and self.stft != stft:
             raise BootsepError(f"was computed with {self.stft}, but the current config is {stft}; "
@@ -135,7 +138,8 @@ class Shard:
 
     def all_stft(self, name: str) -> list[np.ndarray]:
         """STFT dataset ``name`` of every utterance as complex64 ``(T_u, F)`` (stored as float16
-        pairs scaled by ``2**-stft_exponent``: :func:`~bootsep.pipeline.storage.float16.complex_from_pairs`)."""
+        pairs scaled by ``2**-stft_exponent``:
+        :func:`~bootsep.pipeline.storage.float16.complex_from_pairs`)."""
         exponents = self.utterances("stft_exponent")
         return [complex_from_pairs(p, e) for p, e in zip(self.all_frames(name), exponents)]
 
@@ -157,7 +161,7 @@ class Shard:
             return ds[sel]
         except Exception as exc:
             raise BootsepError(f"cannot read '{name}' ({exception_text(exc)}); the file may be "
-                               "truncated or corrupt: rerun its stage", self.path) from None
+                               "truncated or corrupt: rerun its stage", self.path) from exc
 
 
 def shard_paths(directory: str | os.PathLike) -> list[Path]:
@@ -175,7 +179,8 @@ def check_aligned(a: Shard, b: Shard) -> None:
     """Shards of two stages must hold the same utterances in the same order (the one check of
     shard alignment; the error names ``a``, the later stage's shard)."""
     if a.ids != b.ids:
-        first = next((i for i, (x, y) in enumerate(zip(a.ids, b.ids)) if x != y), min(len(a), len(b)))
+        first = next((i for i, (x, y) in enumerate(zip(a.ids, b.ids)) if x != y),
+                     min(len(a), len(b)))
         raise BootsepError(f"utterance ids do not line up with {b.path} (first difference at "
                            f"position {first}); rerun the later stage", a.path)
 
@@ -186,11 +191,13 @@ def aligned_shard_paths(*directories: str | os.PathLike) -> list[tuple[Path, ...
     names = [[p.name for p in s] for s in sets]
     for d, n in zip(directories[1:], names[1:]):
         if n != names[0]:
-            raise BootsepError(f"shard files differ from those in {directories[0]}; rerun the stage", d)
+            raise BootsepError(f"shard files differ from those in {directories[0]}; "
+                               "rerun the stage", d)
     return list(zip(*sets))
 
 
-def _frame_counts(path: Path, ids: Sequence[str], frames: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
+def _frame_counts(path: Path, ids: Sequence[str],
+                  frames: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
     counts = None
     for name, parts in frames.items():
         if len(parts) != len(ids):
@@ -205,7 +212,8 @@ def _frame_counts(path: Path, ids: Sequence[str], frames: Mapping[str, Sequence[
 def _dataset(f: h5py.File, name: str, data: np.ndarray) -> None:
     spec = FIELDS.get(name)
     if spec is None:
-        raise KeyError(f"dataset '{name}' is not described in bootsep.pipeline.storage.schema.FIELDS")
+        raise KeyError(f"dataset '{name}' is not described in "
+                       "bootsep.pipeline.storage.schema.FIELDS")
     if spec.dtype is np.float16:
         data = to_float16(data)
     else:
@@ -230,7 +238,8 @@ def open_aligned(group: Sequence[Path], stages: Sequence[str], stft: StftConfig 
                  ) -> Iterator[tuple[Shard, ...]]:
     """Open one shard of each stage (same index), checking stage, STFT config and ids."""
     with contextlib.ExitStack() as stack:
-        shards = tuple(stack.enter_context(Shard(p, stage=st, stft=stft)) for p, st in zip(group, stages))
+        shards = tuple(stack.enter_context(Shard(p, stage=st, stft=stft))
+                       for p, st in zip(group, stages))
         for other in shards[1:]:
             check_aligned(other, shards[0])
         yield shards
