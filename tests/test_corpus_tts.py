@@ -19,6 +19,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 import yaml
+from oracles import tdoa_seconds
 
 from bootsep.config import TtsSettings, parse_section
 from bootsep.errors import BootsepError
@@ -87,14 +88,6 @@ def manifest_rows(corpus: Path, split: str) -> list[dict]:
 def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def tdoa_seconds(mic_pos: np.ndarray, src_pos: np.ndarray, i: int, j: int,
-                 speed_of_sound: float) -> float:
-    """Time difference of arrival (seconds) of the source at microphone i relative to j:
-    positive when the sound reaches i later."""
-    r = mic_distances(mic_pos, src_pos)
-    return float((r[i] - r[j]) / speed_of_sound)
 
 
 def gcc_phat_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 8, up: int = 32) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles import tdoa_seconds
 
 from bootsep.errors import BootsepError
 from bootsep.evaluate.metrics import separation_metrics
@@ -16,7 +17,6 @@ from bootsep.pipeline.corpus.spatialize import (
     circular_array,
     free_field_images,
     source_position,
-    tdoa_seconds,
 )
 from bootsep.pipeline.stft import StftConfig, istft, stft
 from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks, far_field_delays

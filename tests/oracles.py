@@ -1,0 +1,15 @@
+"""Independent reference code the tests check the pipeline against (not used by the pipeline)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bootsep.pipeline.corpus.spatialize import mic_distances
+
+
+def tdoa_seconds(mic_pos: np.ndarray, src_pos: np.ndarray, i: int, j: int,
+                 speed_of_sound: float) -> float:
+    """Time difference of arrival (seconds) of the source at microphone i relative to j:
+    positive when the sound reaches i later."""
+    r = mic_distances(mic_pos, src_pos)
+    return float((r[i] - r[j]) / speed_of_sound)
