@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +149,10 @@ def test_missing_results_is_a_clear_error(results):
 
 def test_columns_cover_every_metric():
     assert {"si_sdr", "si_sir", "si_sar", "si_sdri", "mean_confidence", "choice"} <= set(COLUMNS)
+
+
+def test_report_stage_does_not_import_torch():
+    """The report stage (Table 1, figures) reads results only: importing it loads no torch."""
+    code = ("import sys, bootsep.cli, bootsep.stages.s8_report; "
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
