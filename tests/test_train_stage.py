@@ -371,3 +371,21 @@ def test_process_interrupted_by_signal_resumes_to_same_result(corpus, tmp_path):
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
     assert _folder_bytes(tmp_path / "ref" / "alpha_1") == \
         _folder_bytes(tmp_path / "cut" / "alpha_1")
+
+
+def test_code_digest_sees_every_file_of_the_packages(tmp_path, monkeypatch):
+    """A resume is refused after a change anywhere in the code training runs, e.g. in
+    pipeline/ (eq. 7's confidence), not only in train/ (the digest once hashed train/ only)."""
+    from bootsep.train.inputs import code_digest
+
+    pkg = tmp_path / "fakepkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "weights.py").write_text("ALPHA = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = code_digest(("fakepkg",))
+    assert code_digest(("fakepkg",)) == first                     # deterministic
+    (pkg / "sub" / "weights.py").write_text("ALPHA = 2\n")
+    assert code_digest(("fakepkg",)) != first                     # a nested file counts
+    assert code_digest() == code_digest()

@@ -121,11 +121,21 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_digest() -> str:
-    """Hash of the trainer's source: a resume checkpoint from other code is not continued."""
+def code_digest(packages: tuple[str, ...] = ("bootsep", "bootsep.pipeline", "bootsep.train",
+                                             "bootsep.stages")) -> str:
+    """Hash of the source of every module in ``packages`` (recursively): the trainer and all it
+    runs from the core and ``pipeline`` (eq. 7's confidence, the shard readers, ...), so a
+    resume checkpoint written by other code is not continued. A superset of what training
+    imports, on purpose: a needless fresh start costs time, a wrong resume a wrong model."""
+    import importlib
+
+    files = set()
+    for name in packages:
+        root = Path(importlib.import_module(name).__file__).parent
+        files.update(root.rglob("*.py") if name != "bootsep" else root.glob("*.py"))
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode())
+    for path in sorted(files):
+        h.update(f"{path.parent.name}/{path.name}".encode())   # not where the clone lives
         h.update(path.read_bytes())
     return h.hexdigest()
 
