@@ -41,8 +41,10 @@ def test_spatial_throughput_bench():
     out = run_bench("spatial_throughput.py", "--n", "8", "--reference-n", "8", "--workers", "1")
     assert out["n"] == 8 and out["reference_n"] == 8
     assert out["mixtures_per_s"] > 0 and out["reference_mixtures_per_s"] > 0
+    # the JSON rounds the ratio to 0.01 and the rates to 0.01 / 0.001 mixtures/s: at this tiny
+    # scale the ratio is below 1, where its rounding alone is up to 1.2 % (0.415 -> 0.42)
     assert out["ratio"] == pytest.approx(out["mixtures_per_s"] / out["reference_mixtures_per_s"],
-                                         rel=0.01)
+                                         rel=0.01, abs=0.006)
     assert set(out["stage_seconds"]) == {"stft", "spatial", "confidence"}
     agree = out["agreement_with_reference"]
     for k in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):
