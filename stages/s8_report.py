@@ -14,6 +14,7 @@ and has no training curve.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -51,10 +52,12 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     has_refs = bool(ensemble.get("has_references", True))
     skipped = {n: r for n in conds if (r := skipped_reason(Path(model_root) / n))}
     table = table1(conds, params.evaluate.ensemble_model, rows, labels, level, has_refs, skipped)
+    fig2 = None
     with atomic_dir(results / "figures") as tmp:
         if has_refs:
-            fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"],
-                                   tmp / "fig2_confidence_vs_sdr.png")
+            fig2 = fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"],
+                                          tmp / "fig2_confidence_vs_sdr.png")
+            fig2 = {k: (v if math.isfinite(v) else None) for k, v in fig2.items()}
             fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
                                   tmp / "fig3_spatial_vs_model.png")
         training_curves({n: Path(model_root) / n / "log.csv" for n in conds if n not in skipped},
@@ -63,7 +66,8 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
             example_figure(example, ensemble["model"], tmp / f"example_{example.parent.name}.png")
     write_text_atomic(results / "table1.json", json.dumps(
         {"ensemble_threshold": ensemble["threshold"], "has_references": has_refs,
-         "rows": table1_json_rows(table)}, indent=2, default=float) + "\n")
+         "fig2_confidence_vs_sdr": fig2, "rows": table1_json_rows(table)},
+        indent=2, default=float) + "\n")
     md = table1_markdown(table, ensemble, level, has_refs)
     write_text_atomic(results / "table1.md", md)
     print(md)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 import yaml
 
 from bootsep.config import load_config
@@ -64,8 +65,20 @@ def results(tmp_path):
 def test_table1_and_figures(results):
     params_path, res, models, rows = results
     report.main(params_path, res, models)
-    table = json.loads((res / "table1.json").read_text())["rows"]
+    result = json.loads((res / "table1.json").read_text())
+    table = result["rows"]
     assert list(table)[:2] == ["gt", "gt_subset"] and "ensemble_confidence" in table
+    # Fig. 2's r is the paper's: of the confidence itself, "not its log" (scipy as the oracle)
+    valid = [r for r in rows if r["split"] == "valid" and r["approach"] == "spatial"]
+    conf = np.array([r["mean_confidence"] for r in valid])
+    sdr = np.array([r["si_sdr"] for r in valid])
+    fig2 = result["fig2_confidence_vs_sdr"]
+    # (per_mixture.csv keeps 6 significant digits, hence rel=1e-4)
+    assert fig2["pearson_r"] == pytest.approx(scipy.stats.pearsonr(conf, sdr)[0], rel=1e-4)
+    assert fig2["pearson_r_log"] == pytest.approx(
+        scipy.stats.pearsonr(np.log(np.maximum(conf, 1e-4)), sdr)[0], rel=1e-4)
+    assert fig2["pearson_r"] != pytest.approx(fig2["pearson_r_log"])
+    assert fig2["mixtures"] == len(valid)
     spatial_test = [r["si_sdr"] for r in rows
                     if r["split"] == "test" and r["approach"] == "spatial"]
     assert table["spatial"]["si_sdr"] == pytest.approx(np.mean(spatial_test))
