@@ -144,3 +144,29 @@ def mixture_label_stats(logmag_db: np.ndarray, source_mag: np.ndarray | None, la
         else:
             out[name] = (total, partition_quality(truth, est, w) if total > 0 else 0.0)
     return out
+
+
+def band_accuracy(truth: np.ndarray, est: np.ndarray, weight: np.ndarray, band: np.ndarray,
+                  num_bands: int, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted label accuracy of one mixture per frequency band, with the permutation of the
+    estimated labels resolved once for the whole mixture (the best over all bins), so that a
+    band whose labels are inverted relative to the rest shows up below 0.5.
+
+    truth, est: ``(T, F)`` integer labels in ``[0, num_labels)``; weight: ``(T, F)`` >= 0;
+    band: ``(F,)`` band index of each frequency bin. Returns ``(correct, total)``, each
+    ``(num_bands,)`` float64 sums of weight (accuracy = correct / total, summed over mixtures
+    first for a corpus-level figure).
+    """
+    import itertools
+
+    w = np.asarray(weight, dtype=np.float64)
+    # weighted confusion per band: conf[b, i, j] = weight of bins with truth i, est j in band b
+    idx = (np.broadcast_to(band, truth.shape) * num_labels + truth) * num_labels + est
+    conf = np.bincount(idx.ravel(), weights=w.ravel(),
+                       minlength=num_bands * num_labels * num_labels)
+    conf = conf.reshape(num_bands, num_labels, num_labels)
+    whole = conf.sum(0)
+    best = max(itertools.permutations(range(num_labels)),
+               key=lambda perm: sum(whole[perm[j], j] for j in range(num_labels)))
+    correct = sum(conf[:, best[j], j] for j in range(num_labels))
+    return correct, conf.sum((1, 2))

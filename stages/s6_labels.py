@@ -25,13 +25,20 @@ import numpy as np
 
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config
-from bootsep.evaluate.quality import label_quantity, mean_quality, mixture_label_stats
+from bootsep.evaluate.quality import (
+    band_accuracy,
+    label_quantity,
+    mean_quality,
+    mixture_label_stats,
+)
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
 from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
 from bootsep.progress import Progress
 from bootsep.train.conditions import conditions as training_conditions
 from bootsep.train.inputs import shard_groups, subset_ids
+from bootsep.train.labels import ideal_binary_labels
 from bootsep.train.skipped import NO_REFERENCES, SKIPPED
+from bootsep.train.weights import magnitude_from_db
 
 OUT = Path("data/results/labels")
 STAGES = ("stft", "spatial", "confidence")
@@ -42,6 +49,17 @@ log = logging.getLogger(__name__)
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
 PARAMS = ("stft", "train.seed", "train_conditions")
 RUN_PARAMS = ()
+BAND_HZ = 1000.0     # width of the frequency bands of the label-accuracy diagnostic
+
+
+def frequency_bands(sample_rate: int, num_freq: int
+                    ) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Band index of every STFT bin (``BAND_HZ`` wide; Nyquist joins the last band) and the
+    bands' ``(from_hz, to_hz)``."""
+    freqs = np.linspace(0.0, sample_rate / 2, num_freq)
+    count = max(1, int(np.ceil(sample_rate / 2 / BAND_HZ)))
+    band = np.minimum((freqs // BAND_HZ).astype(np.int64), count - 1)
+    return band, [(b * BAND_HZ, min((b + 1) * BAND_HZ, sample_rate / 2)) for b in range(count)]
 
 
 def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_ROOT,
@@ -53,6 +71,8 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
     root = Path(shard_root)
     groups = aligned_shard_paths(*(root / s / "train" for s in STAGES))
     rows, has_refs = [], True
+    band, band_edges = frequency_bands(cfg.sample_rate, cfg.num_freq)
+    correct, total = np.zeros(len(band_edges)), np.zeros(len(band_edges))
     with Progress(summary_count(root / "stft" / "train"), "labels train", "mix") as bar:
         for stft_path, spatial_path, conf_path in groups:
             with open_aligned((stft_path, spatial_path, conf_path), STAGES, cfg) as (st, sp, cf):
@@ -63,6 +83,12 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
                            cf.all_frames("c_post"))
                 for uid, lm, src, lab, cl, jsd, cp in data:
                     stats = mixture_label_stats(lm, src, lab, cl, jsd, cp, alphas)
+                    if src is not None:          # the teacher's labels, weighted by |X|
+                        truth = ideal_binary_labels(src)
+                        k = max(int(src.shape[1]), int(lab.max(initial=0)) + 1)
+                        c, w = band_accuracy(truth, lab, magnitude_from_db(lm), band,
+                                             len(band_edges), k)
+                        correct, total = correct + c, total + w
                     rows.append({"id": uid, **{f"{n}_{k}": v for n, (s, q) in stats.items()
                                                for k, v in (("sum_w", s), ("quality", q))}})
                     bar.update(1)
@@ -83,10 +109,21 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
         summary[c.name] = {"labels": "spatial", "alpha": c.alpha,
                            "quality": mean_quality(quals, sums) if has_refs else None,
                            "quantity": label_quantity(sums, np.ones(n))}     # w_gt sums to 1
+    accuracy = None    # the spatial labels' magnitude-weighted accuracy, overall and per band
+    if has_refs and total.sum() > 0:
+        accuracy = {"weighting": "magnitude |X|, permutation resolved per mixture",
+                    "overall": float(correct.sum() / total.sum()),
+                    "bands": [{"from_hz": lo, "to_hz": hi,
+                               "accuracy": float(c / t) if t > 0 else None}
+                              for (lo, hi), c, t in zip(band_edges, correct, total)]}
+        log.info("labels: spatial label accuracy %.3f; by band %s", accuracy["overall"],
+                 ", ".join(f"{lo / 1e3:g}-{hi / 1e3:g} kHz {b['accuracy']:.3f}"
+                           for (lo, hi), b in zip(band_edges, accuracy["bands"])
+                           if b["accuracy"] is not None))
     with atomic_dir(Path(out)) as tmp:
         write_text_atomic(tmp / "labels.json", json.dumps(
-            {"train_mixtures": n, "has_references": has_refs, "conditions": summary},
-            indent=2) + "\n")
+            {"train_mixtures": n, "has_references": has_refs, "conditions": summary,
+             "label_accuracy": accuracy}, indent=2) + "\n")
         header = ["id"] + [k for k in rows[0] if k != "id"] if rows else ["id"]
         lines = [",".join(header)] + [",".join(str(r[h]) if h == "id" else f"{r[h]:.6g}"
                                                for h in header)

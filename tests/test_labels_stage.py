@@ -92,3 +92,33 @@ def test_rows_are_the_mixtures_stats_in_id_order(labels_run):
         for name, (s, q) in stats.items():
             assert float(r[f"{name}_sum_w"]) == pytest.approx(s, rel=1e-5)
             assert float(r[f"{name}_quality"]) == pytest.approx(q, rel=1e-5, abs=1e-6)
+
+
+def test_label_accuracy_by_band_is_the_magnitude_weighted_accuracy(labels_run):
+    # The diagnostic of issue 20: the spatial labels' accuracy against the ideal binary labels,
+    # weighted by |X|, per frequency band, the permutation resolved per mixture. Recomputed
+    # here with a plain loop over bins; catches unweighted counts, per-band permutations and
+    # bins put in the wrong band.
+    root, summary, _ = labels_run
+    acc = summary["label_accuracy"]
+    sr, nf = TINY_STFT.sample_rate, TINY_STFT.num_freq
+    freqs = np.linspace(0, sr / 2, nf)
+    bands = len(acc["bands"])
+    assert bands == int(np.ceil(sr / 2 / 1000))
+    correct, total = np.zeros(bands), np.zeros(bands)
+    for k in range(-(-N_TRAIN // 16)):
+        paths = [root / "shards" / s / "train" / shard_name(k) for s in ("stft", "spatial")]
+        with Shard(paths[0]) as st, Shard(paths[1]) as sp:
+            for lm, src, lab in zip(st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
+                                    sp.all_frames("labels")):
+                truth, w = np.argmax(src, axis=1), 10.0 ** (lm.astype(np.float64) / 20)
+                swap = (w * (lab != truth)).sum() > (w * (lab == truth)).sum()    # K = 2
+                ok = (lab != truth) if swap else (lab == truth)
+                for f in range(nf):
+                    b = min(int(freqs[f] // 1000), bands - 1)
+                    correct[b] += (w[:, f] * ok[:, f]).sum()
+                    total[b] += w[:, f].sum()
+    got = [b["accuracy"] for b in acc["bands"]]
+    np.testing.assert_allclose(got, correct / total, rtol=1e-4)
+    assert acc["overall"] == pytest.approx(correct.sum() / total.sum(), rel=1e-4)
+    assert acc["bands"][0]["from_hz"] == 0 and acc["bands"][-1]["to_hz"] == sr / 2

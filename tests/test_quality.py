@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bootsep.evaluate.quality import (
+    band_accuracy,
     contingency,
     label_quantity,
     mean_quality,
@@ -206,3 +207,37 @@ def test_mixture_label_stats_quality_of_perfect_labels_is_one(rng):
                                     c_post, ALPHAS)
         for name, (_, q) in stats.items():
             assert q == pytest.approx(1.0, abs=1e-9), name
+
+
+def test_band_accuracy_resolves_the_permutation_once_per_mixture():
+    """A band whose labels are inverted against the rest of the mixture scores 0 there (a
+    per-band permutation would hide it: it would score 1); swapping every label changes
+    nothing; weights count, not bin numbers."""
+    rng = np.random.default_rng(0)
+    T, F = 30, 8
+    band = np.repeat(np.arange(4), 2)                       # 4 bands of 2 bins
+    truth = rng.integers(0, 2, (T, F))
+    est = truth.copy()
+    est[:, band == 3] = 1 - est[:, band == 3]               # the top band inverted
+    w = rng.uniform(0.5, 1.5, (T, F))
+    correct, total = band_accuracy(truth, est, w, band, 4, 2)
+    np.testing.assert_allclose(correct / total, [1, 1, 1, 0])
+    np.testing.assert_allclose(total, [w[:, band == b].sum() for b in range(4)])
+    swapped = band_accuracy(truth, 1 - est, w, band, 4, 2)
+    np.testing.assert_allclose(swapped[0], correct)
+    # the majority decides the permutation: with 3 of 4 bands inverted, the other one is wrong
+    est3 = np.where(band[None, :] < 3, 1 - truth, truth)
+    c3, t3 = band_accuracy(truth, est3, w, band, 4, 2)
+    np.testing.assert_allclose(c3 / t3, [1, 1, 1, 0])
+    # zero weight: no contribution; brute force against a loop for K = 3
+    truth3, est3 = rng.integers(0, 3, (T, F)), rng.integers(0, 3, (T, F))
+    w3 = w * (rng.random((T, F)) < 0.7)
+    got_c, got_t = band_accuracy(truth3, est3, w3, band, 4, 3)
+    import itertools
+    perms = list(itertools.permutations(range(3)))
+    score = [sum(w3[t, f] for t in range(T) for f in range(F) if perm[est3[t, f]] == truth3[t, f])
+             for perm in perms]
+    perm = perms[int(np.argmax(score))]
+    want = [sum(w3[t, f] for t in range(T) for f in range(F)
+                if band[f] == b and perm[est3[t, f]] == truth3[t, f]) for b in range(4)]
+    np.testing.assert_allclose(got_c, want)
