@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from bootsep.atomic import atomic_path
-from bootsep.errors import BootsepError
+from bootsep.errors import BootsepError, exception_text
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
@@ -49,5 +49,5 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:
-        raise BootsepError(f"unreadable checkpoint ({' '.join(str(exc).split())[:160]})",
+        raise BootsepError(f"unreadable checkpoint ({exception_text(exc, 160)})",
                            path) from exc

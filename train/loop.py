@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from bootsep import __version__
 from bootsep.atomic import write_text_atomic
-from bootsep.errors import BootsepError
+from bootsep.errors import BootsepError, exception_text
 from bootsep.progress import Progress
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, make_loader
@@ -145,6 +145,11 @@ class Trainer:
             self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
         self.state = TrainState()
         self._signal: int | None = None
+        # does a training step draw random numbers (dropout)? If not, _batch_rng seeds nothing
+        self._draws_random = any(
+            (isinstance(m, torch.nn.RNNBase) and m.dropout > 0)
+            or (isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0)
+            for m in self.model.modules())
 
     # -- checkpointing -------------------------------------------------------------------
     def _checkpoint_state(self) -> dict:
@@ -185,7 +190,8 @@ class Trainer:
                                float(st["best_valid"]), list(st["history"]), bool(st["done"]))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             self._restore(before)
-            return self._damaged(path, f"{path}: does not fit this run ({_short(exc)})", (path,))
+            return self._damaged(path, f"{path}: does not fit this run "
+                                       f"({exception_text(exc, 160)})", (path,))
         damage = self._best_model_damage(state)
         if damage is not None:
             self._restore(before)
@@ -233,7 +239,7 @@ class Trainer:
             rows = json.loads(self.timing_path.read_text())["epochs"]
             return [r for r in rows if int(r["epoch"]) <= self.state.epoch]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning(f"{self.timing_path}: unreadable timing file ({_short(exc)}); "
+            log.warning(f"{self.timing_path}: unreadable timing file ({exception_text(exc, 160)}); "
                         "earlier epochs' times are dropped")
             return []
 
@@ -249,6 +255,9 @@ class Trainer:
                    .generate_state(1, np.uint64)[0] >> np.uint64(1))
         cuda = [self.device.index if self.device.index is not None else torch.cuda.current_device()
                 ] if self.device.type == "cuda" else []
+        if not self._draws_random:     # no dropout: a step draws nothing, nothing to seed
+            yield
+            return
         with torch.random.fork_rng(devices=cuda):
             torch.random.default_generator.manual_seed(seed)
             for index in cuda:    # seeding also re-initialises cuDNN's RNN dropout state
@@ -418,7 +427,3 @@ def write_metrics(out_dir: Path, state: TrainState, extra: dict) -> None:
                "final_train_loss": last.get("train_loss"), "final_lr": last.get("lr"), **extra}
     write_text_atomic(out_dir / "metrics.json",
                       json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:160] or type(exc).__name__
