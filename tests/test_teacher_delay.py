@@ -199,10 +199,13 @@ def test_degenerate_inputs_flagged_without_nan(geometry):
     identical = np.repeat(X[:1], 8, axis=0)
     dead = X.copy()
     dead[3] = 0
-    batch = np.stack([silence, X, identical, dead])       # silence, one source, equal, dead mic
+    inverted = X.copy()                                   # mic 5 a polarity-inverted, scaled
+    inverted[5] = -0.5 * X[0]                             # copy of mic 0: the paper teacher's
+    batch = np.stack([silence, X, identical, dead, inverted])   # channel check flags it too
     with np.errstate(divide="raise", invalid="raise"):    # no 0/0, log 0 or inf - inf
         res = delay_masks(batch, **kw)
     _check_flat(res)
+    assert res.degenerate[4]
     assert res.fit_bins[0] == 0 and res.fit_bins[3] == 0 and res.fit_bins[1] > 0
     assert np.all(res.outlier_posterior >= 0) and np.all(res.outlier_posterior <= 1)
 

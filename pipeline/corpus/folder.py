@@ -19,7 +19,7 @@ under ``root``:
    K (the number of ``s<k>/`` folders) must equal ``num_sources``; anything else in
    ``root`` is ignored.
 
-Every file is checked from its header only: at least 2 channels, one sample rate for the
+Every file's header is checked: at least 2 channels, one sample rate for the
 whole corpus, readable and non-empty; a source image must match its mixture's length,
 channel count and rate. Files and folders whose names start with ``.`` are skipped (e.g.
 macOS ``._x.wav`` resource forks). A relative ``root`` is taken from the working folder.
@@ -50,7 +50,7 @@ import numpy as np
 import soundfile as sf
 
 from bootsep.config import FolderSettings
-from bootsep.errors import BootsepError
+from bootsep.errors import BootsepError, exception_text
 from bootsep.pipeline.audio import AUDIO_SUFFIXES, audio_info
 from bootsep.pipeline.channels import FIRST_SILENT, classify, describe, pair_statistics
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, image_column, write_manifest
@@ -217,7 +217,7 @@ def channels_without_information(path: Path) -> dict[int, int]:
                 sums = pair_statistics(np.broadcast_to(x[:1], x[1:].shape), x[1:])
                 totals = sums if totals is None else tuple(t + s for t, s in zip(totals, sums))
     except Exception as exc:         # soundfile raises several types for broken files
-        raise BootsepError(f"unreadable audio ({' '.join(str(exc).split())[:200]})", path) from exc
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     if totals is None:
         return {}
     return {c + 1: int(r) for c, r in enumerate(classify(*totals).reason) if r}

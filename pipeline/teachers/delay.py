@@ -64,6 +64,7 @@ import numpy as np
 from scipy.special import i0e
 
 from bootsep.errors import BootsepError
+from bootsep.pipeline.channels import check_channel_pair
 from bootsep.pipeline.features import fit_mask as _fit_mask
 from bootsep.pipeline.features import log_magnitude_db
 
@@ -71,7 +72,6 @@ __all__ = ["DelayResult", "delay_masks", "bin_frequencies", "far_field_delays"]
 
 KAPPA_MIN = 1e-3                # von Mises concentrations are clipped to [KAPPA_MIN, kappa_max]
 PRIOR_FLOOR = 1e-6              # no prior reaches 0 (its log would be -inf)
-ZERO_PHASE_COS = 1.0 - 1e-6     # weighted mean cos(theta) above this on every pair: zero IPD
 _TWO_PI = 2.0 * np.pi
 _DT = np.float64
 
@@ -91,8 +91,9 @@ class DelayResult:
     given, else None; kappa: ``(B, K, P)`` von Mises concentrations; sources are sorted by
     descending prior. log_likelihood: ``(B,)`` weighted mean log-density of the fit bins at
     the returned parameters; n_iter, converged: ``(B,)`` EM diagnostics (of the joint fit);
-    degenerate: ``(B,)`` bool, no usable fit (fewer than 2 fit bins, zero phase difference on
-    every pair, two sources at the same delay/direction, or a source with a share of the
+    degenerate: ``(B,)`` bool, no usable fit (fewer than 2 fit bins, a pair without spatial
+    cue by :func:`bootsep.pipeline.channels.check_channel_pair`, two sources at the same
+    delay/direction, or a source with a share of the
     source weight below ``min_source_share``); fit_mask: ``(B, T, F)`` bool; fit_bins:
     ``(B,)`` int64.
     """
@@ -212,9 +213,10 @@ def delay_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
     w = (w / np.where(wmax > 0, wmax, 1.0)).transpose(0, 2, 1).astype(_DT)  # (B, F, T)
     counts = np.count_nonzero(fit, axis=(1, 2)).astype(np.int64)
 
-    # zero phase difference on every pair (identical channels): flagged degenerate
-    mean_cos = np.einsum("bft,bftp->bp", w, Z[..., :P], dtype=np.float64) / _wsum(w)[:, None]
-    zero_ipd = np.all(mean_cos > ZERO_PHASE_COS, axis=1)
+    # a pair with no spatial cue (a channel silent, or a copy up to gain/sign), judged by the
+    # same check as the paper's teacher (bootsep.pipeline.channels): flagged degenerate
+    no_cue = np.stack([check_channel_pair(x0, X[:, c], valid).flagged for c in range(1, C)],
+                      axis=1).any(axis=1)
 
     # init: K peaks of the PHAT delay spectrum, deflated (SRP-PHAT with geometry, GCC-PHAT of
     # pair 1 without), then EM
@@ -262,7 +264,7 @@ def delay_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
         directions = np.take_along_axis(directions, order, axis=1)
 
     coincident = _coincident_pairs(delays, directions, grid.step).any(axis=(1, 2))
-    degenerate = (counts < 2) | zero_ipd | coincident \
+    degenerate = (counts < 2) | no_cue | coincident \
         | (src_pri.min(axis=1) < min_source_share * src_pri.sum(axis=1))
     posts = post.transpose(0, 2, 1, 3)                                       # (B, T, F, K)
     posts = np.ascontiguousarray(posts, dtype=np.float32)
