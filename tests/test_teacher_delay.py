@@ -217,6 +217,31 @@ def test_two_sources_are_not_flagged():
     assert not delay_masks(X[:, :2], freqs=FREQS).degenerate[0]
 
 
+def test_one_source_model_with_and_without_geometry():
+    """K = 1 (the confidence's reference model): the one source's direction / pair delays,
+    posteriors all 1, and degenerate inputs flagged without NaN."""
+    az = 70.0
+    mix, _ = free_field_mixture(3, (az,))
+    X = stft(mix, CFG)
+    silence, dead = np.zeros_like(X), X.copy()
+    dead[3] = 0
+    batch = np.stack([X, silence, dead])
+    true = np.array([tdoa_seconds(MICS, source_position(az, 1.5), c, 0, C_SOUND)
+                     for c in range(1, 8)])
+    geo = delay_masks(batch, freqs=FREQS, num_components=1, mic_pos=MICS)
+    assert geo.directions[0, 0] == pytest.approx(az, abs=2.0)
+    free = delay_masks(batch[:, :4], freqs=FREQS, num_components=1)
+    assert np.abs(free.delays[0, 0] - true[:3]).max() <= 4 * DELAY_STEP
+    for res in (geo, free):
+        assert res.delays.shape[1] == 1 and res.kappa.shape[1] == 1
+        assert np.array_equal(res.degenerate, [False, True, True])
+        assert np.all(res.posteriors == 1.0) and np.all(res.labels == 0)
+        assert res.priors[0, 0] + res.outlier_prior[0] == pytest.approx(1.0)
+        assert res.priors[0, 0] > 0.5
+        for name in ("priors", "outlier_prior", "delays", "kappa", "log_likelihood"):
+            assert np.all(np.isfinite(getattr(res, name))), name
+
+
 # --------------------------------------------------------------------------- batching
 
 @pytest.mark.parametrize("geometry", [False, True])
@@ -259,7 +284,7 @@ def test_posteriors_are_distributions_and_labels_their_argmax():
 
 @pytest.mark.parametrize("kwargs,problem", [
     (dict(X=np.zeros((1, 1, 4, 129), np.complex64)), "C >= 2"),
-    (dict(X=np.zeros((1, 2, 4, 129), np.complex64), num_components=1), "num_components"),
+    (dict(X=np.zeros((1, 2, 4, 129), np.complex64), num_components=0), "num_components"),
     (dict(X=np.zeros((1, 2, 4, 129), np.complex64), valid=np.ones((1, 5), bool)), "valid"),
     (dict(X=np.zeros((1, 2, 4, 129), np.complex64), freqs=None), "freqs"),
     (dict(X=np.zeros((1, 2, 4, 129), np.complex64), mic_pos=np.zeros((3, 3))), "mic_pos"),

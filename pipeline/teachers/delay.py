@@ -151,14 +151,16 @@ def delay_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
     ``1 / (16 fs)``, fs = 2 max(freqs)). Init peaks are at least ``min_separation_deg``
     (default 10) or ``min_separation_s`` (default ``1 / (2 fs)``) apart. ``outlier_prior`` and
     ``kappa_init`` start EM, which runs at most ``max_iter`` iterations per stage.
+    ``num_components = 1`` fits the 1-source model (the reference of the confidence's fit
+    term, :mod:`bootsep.pipeline.teachers.delay_jsd`); its posteriors are all 1.
     """
     X = np.asarray(X)
     if X.ndim != 4 or X.shape[1] < 2:
         raise BootsepError(f"delay_masks needs X of shape (B, C, T, F) with C >= 2, got {X.shape}")
     B, C, T, F = X.shape
     P, K = C - 1, int(num_components)
-    if K < 2:
-        raise BootsepError(f"delay_masks: num_components must be >= 2, got {num_components}")
+    if K < 1:
+        raise BootsepError(f"delay_masks: num_components must be >= 1, got {num_components}")
     if valid is None:
         valid = np.ones((B, T), bool)
     valid = np.asarray(valid, dtype=bool)
