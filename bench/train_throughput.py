@@ -49,7 +49,7 @@ from bootsep.train.synthetic import write_synthetic_split
 STFT = StftConfig()                                   # paper §3.2
 F = STFT.num_freq
 SMALL = ModelConfig(num_freq=F, hidden=128, num_layers=2, embedding_dim=15)   # params.yaml 'small'
-COND = Condition("alpha_1", "spatial", 1.0)
+COND = Condition("alpha_1", "spatial", 1.0, teacher="paper")
 CPU = torch.device("cpu")
 
 

@@ -139,33 +139,38 @@ SPLIT_OPTION = click.option("--split", required=True, type=click.Choice(["train"
 @SPLIT_OPTION
 @user_errors
 def stft(params_path, split):
-    """STFT of the stereo pair (+ source magnitudes) into data/shards/stft/<split>/."""
+    """STFT of every microphone (+ source magnitudes) into data/shards/stft/<split>/."""
     from bootsep.stages.s2_stft import main
 
     main(params_path, split)
 
 
+TEACHER_OPTION = click.option("--teacher", "teacher", required=True,
+                              help="Spatial teacher, a key of spatial.teachers in params.yaml.")
+
+
 @cli.command()
 @PARAMS_OPTION
-@SPLIT_OPTION
+@TEACHER_OPTION
 @user_errors
-def spatial(params_path, split):
-    """IPD features, PCA and GMM masks (paper eqs 1-3) into data/shards/spatial/<split>/."""
+def spatial(params_path, teacher):
+    """One spatial teacher's masks of every split (the paper's eqs 1-3, or the delay model)
+    into data/shards/spatial/<teacher>/<split>/."""
     from bootsep.stages.s3_spatial import main
 
-    main(params_path, split)
+    main(params_path, teacher)
 
 
 @cli.command()
 @PARAMS_OPTION
-@SPLIT_OPTION
+@TEACHER_OPTION
 @user_errors
-def confidence(params_path, split):
-    """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) into
-    data/shards/confidence/<split>/."""
+def confidence(params_path, teacher):
+    """Confidence measures C_cl, C_JSD, C_post (paper eqs 4-6) of one teacher into
+    data/shards/confidence/<teacher>/<split>/."""
     from bootsep.stages.s4_confidence import main
 
-    main(params_path, split)
+    main(params_path, teacher)
 
 
 @cli.command()

@@ -577,15 +577,60 @@ class DaskSettings(Section):
 # spatial, confidence ------------------------------------------------------------------
 
 
+TEACHER_METHODS = ("paper", "delay")
+CHANNEL_SETS = ("pair", "all")
+
+
 @section
-class SpatialSettings(Section):
-    """``spatial`` (paper §2.1, eqs. 1-3)."""
+class TeacherEntry(Section):
+    """One entry of ``spatial.teachers``: a method and the microphones it listens to."""
+
+    method: str = _p(Choice(*TEACHER_METHODS))
+    channels: str = _p(Choice(*CHANNEL_SETS))
+
+    def validate(self, where):
+        if self.loaded("method", "channels") and self.method == "paper" \
+                and self.channels != "pair":
+            where.fail(self.key("channels"), self.channels,
+                       "pair (the paper's teacher is a stereo-pair method: eq. 1)")
+
+
+@section
+class PaperTeacherSettings(Section):
+    """``spatial.paper`` (paper §2.1, eqs. 1-3): IPD -> PCA -> GMM on bins above tau."""
 
     tau_db: float = _p(Num())
-    num_components: int = _p(Int(2))
     max_iter: int = _p(Int(1))
     tol: float = _p(Num(0))
     reg_covar: float = _p(Num(0))
+
+
+@section
+class DelayTeacherSettings(Section):
+    """``spatial.delay``: tied-delay wrapped-phase mixture (pipeline/teachers/delay.py)."""
+
+    threshold_db: float = _p(Num(hi=0))
+    weight_power: float = _p(Num(0))
+    max_delay_ms: float = _p(Num(0, lo_open=True))
+    azimuth_step_deg: float = _p(Num(0, 90, lo_open=True))
+    min_separation_deg: float = _p(Num(0))
+    outlier_prior: float = _p(Num(0, 1, lo_open=True, hi_open=True))
+    kappa_init: float = _p(Num(0, lo_open=True))
+    kappa_max: float = _p(Num(0, lo_open=True))
+    max_iter: int = _p(Int(1))
+    tol: float = _p(Num(0))
+    min_source_share: float = _p(Num(0, 1, hi_open=True))
+
+
+@section
+class SpatialSettings(Section):
+    """``spatial``: the teachers (``teachers``: name -> method and channels) and each
+    method's settings; every teacher is one DVC stage with its own shards."""
+
+    teachers: dict = _p(MapOf(Nested(TeacherEntry), "{method, channels}", min_len=1))
+    num_components: int = _p(Int(2))
+    paper: PaperTeacherSettings = _p(Nested(PaperTeacherSettings))
+    delay: DelayTeacherSettings = _p(Nested(DelayTeacherSettings))
 
 
 @section
@@ -654,18 +699,21 @@ class GtCondition(Section):
 
 @section
 class SpatialCondition(Section):
-    """A bootstrapped condition: GMM labels weighted by C^alpha (eq. 7)."""
+    """A bootstrapped condition: the labels of spatial teacher ``teacher`` (an entry of
+    ``spatial.teachers``) weighted by its C^alpha (eq. 7)."""
 
+    teacher: str = _p(Text(NAME.pattern, "the name of an entry of spatial.teachers"))
     alpha: float = _p(Num(0))
     fraction: float = _p(Num(0, 1, lo_open=True))
 
 
 @section
 class TrainConditions(Section):
-    """``train_conditions``: ``{gt: {name: {fraction}}, spatial: {name: {alpha, fraction}}}``."""
+    """``train_conditions``: ``{gt: {name: {fraction}}, spatial: {name: {teacher, alpha,
+    fraction}}}``."""
 
     gt: dict = _p(MapOf(Nested(GtCondition), "{fraction}"))
-    spatial: dict = _p(MapOf(Nested(SpatialCondition), "{alpha, fraction}"))
+    spatial: dict = _p(MapOf(Nested(SpatialCondition), "{teacher, alpha, fraction}"))
 
     def entries(self) -> list[tuple[str, str, GtCondition | SpatialCondition]]:
         """``(name, labels, settings)`` of the loaded conditions, ground-truth ones first."""
@@ -742,6 +790,13 @@ class Config(Section):
             if self.evaluate.ensemble_model not in names:
                 where.fail("evaluate.ensemble_model", self.evaluate.ensemble_model,
                            f"a training condition ({', '.join(names) or 'none defined'})")
+        if self.loaded("spatial", "train_conditions") and self.spatial.loaded("teachers") \
+                and self.train_conditions.loaded("spatial"):
+            teachers = self.spatial.teachers
+            for name, entry in self.train_conditions.spatial.items():
+                if entry.loaded("teacher") and entry.teacher not in teachers:
+                    where.fail(f"train_conditions.spatial.{name}.teacher", entry.teacher,
+                               f"an entry of spatial.teachers ({', '.join(teachers)})")
 
 
 # ------------------------------------------------------------------------------ loading
@@ -785,13 +840,27 @@ def condition_group(data: Any, condition: str, where: _Where) -> str:
     return found[0]
 
 
+def teacher_method(data: Any, teacher: str, at: _Where, prefix: str = "") -> str:
+    """The method of spatial teacher ``teacher`` (its entry validated first)."""
+    teachers = data.get("spatial", {}).get("teachers") if isinstance(data, dict) \
+        and isinstance(data.get("spatial"), dict) else None
+    if isinstance(teachers, dict) and teacher not in teachers:
+        at.error(f"spatial.teachers has no teacher '{teacher}' "
+                 f"(it has {', '.join(map(str, teachers)) or 'none'})")
+    cfg = Config.parse(data, prefix, at, selection([f"spatial.teachers.{teacher}"]))
+    return cfg.spatial.teachers[teacher].method
+
+
 def parse_config(data: Any, keys: Iterable[str] | None = None, *, where: str = DEFAULT_PARAMS,
-                 condition: str | None = None, prefix: str = "") -> Config:
+                 condition: str | None = None, teacher: str | None = None,
+                 prefix: str = "") -> Config:
     """Validate the parsed YAML ``data`` (a dict of sections) as :func:`load_config` does.
 
     ``keys`` (default: every key) are dotted params keys; ``train_conditions.{group}.{condition}``
-    is filled with the group that holds ``condition``. ``prefix`` goes in front of every key
-    in messages (e.g. ``params_file`` for the copy inside a model folder's params.json).
+    is filled with the group that holds ``condition``, ``spatial.teachers.{key}`` and
+    ``spatial.{item[method]}`` with spatial teacher ``teacher`` and its method. ``prefix`` goes
+    in front of every key in messages (e.g. ``params_file`` for the copy inside a model
+    folder's params.json).
     """
     at = _Where(str(where))
     if keys is None:
@@ -799,10 +868,15 @@ def parse_config(data: Any, keys: Iterable[str] | None = None, *, where: str = D
     else:
         filled = []
         for key in keys:
-            if "{" in key:
+            if "{condition}" in key:
                 if condition is None:
                     raise ValueError(f"params key template {key} needs a condition")
                 key = key.format(group=condition_group(data, condition, at), condition=condition)
+            elif "{" in key:
+                if teacher is None:
+                    raise ValueError(f"params key template {key} needs a teacher")
+                key = key.format(key=teacher,
+                                 item={"method": teacher_method(data, teacher, at, prefix)})
             filled.append(key)
         select = selection(filled)
     cfg = Config.parse(data, prefix, at, select)
@@ -827,13 +901,14 @@ def read_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict:
 
 
 def load_config(path: str | os.PathLike = DEFAULT_PARAMS, keys: Iterable[str] | None = None, *,
-                condition: str | None = None) -> Config:
+                condition: str | None = None, teacher: str | None = None) -> Config:
     """Read and validate ``path``; only ``keys`` (dotted, e.g. ``("stft", "train.seed")``) are
     loaded and checked, all of them when ``None``. Any problem: one-line :class:`BootsepError`.
 
     A stage calls ``load_config(params_path, PARAMS + RUN_PARAMS)`` first thing.
     """
-    return parse_config(read_params(path), keys, where=str(path), condition=condition)
+    return parse_config(read_params(path), keys, where=str(path), condition=condition,
+                        teacher=teacher)
 
 
 def parse_value(value: Any, check: Check, key: str, where: str) -> Any:

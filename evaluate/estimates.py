@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SPATIAL = "spatial"
+SPATIAL_PREFIX = "spatial_"
+
+
+def teacher_approach(teacher: str) -> str:
+    """The approach name of spatial teacher ``teacher`` (its masks on channel 0)."""
+    return SPATIAL_PREFIX + teacher
+
+
+def approach_teacher(approach: str) -> str | None:
+    """The teacher of a spatial approach name, None for any other approach."""
+    return approach[len(SPATIAL_PREFIX):] if approach.startswith(SPATIAL_PREFIX) else None
 
 
 @dataclass
@@ -17,7 +27,7 @@ class MixtureEstimates:
     id: str
     mixture: np.ndarray                     # (L,) channel 0
     references: np.ndarray | None           # (K, L) source images at channel 0
-    mean_confidence: float
+    confidence: dict[str, float]            # teacher -> mean confidence of the mixture
     estimates: dict[str, np.ndarray] = field(default_factory=dict)   # approach -> (K, L)
     logmag_db: np.ndarray | None = None     # (T, F), kept for example figures
     masks: dict[str, np.ndarray] = field(default_factory=dict)       # approach -> (K, T, F)

@@ -16,7 +16,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bootsep.evaluate.estimates import SPATIAL  # noqa: E402
 from bootsep.evaluate.stats import pearson  # noqa: E402
 
 DPI = 120
@@ -28,14 +27,16 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def fig2_confidence_vs_sdr(valid_rows: list[dict], path: Path, floor: float = 1e-4) -> dict:
-    """Paper Fig. 2: each validation mixture's mean confidence against its spatial SI-SDR.
+def fig2_confidence_vs_sdr(valid_rows: list[dict], spatial: str, path: Path,
+                           floor: float = 1e-4) -> dict:
+    """Paper Fig. 2: each validation mixture's mean confidence against the SI-SDR of spatial
+    teacher approach ``spatial``.
 
     As in the paper, the x axis is the log confidence (to show the low end) but the Pearson r
     is the one between the confidence itself, "not its log", and SI-SDR (§2.2; the paper's
     0.36); the r of the log is returned too. Returns ``{pearson_r, p, pearson_r_log, p_log,
     mixtures}``."""
-    rows = [r for r in valid_rows if r["approach"] == SPATIAL and np.isfinite(r["si_sdr"])]
+    rows = [r for r in valid_rows if r["approach"] == spatial and np.isfinite(r["si_sdr"])]
     raw = np.array([r["mean_confidence"] for r in rows], dtype=np.float64)
     conf = np.log(np.maximum(raw, floor))
     sdr = np.array([r["si_sdr"] for r in rows])
@@ -44,7 +45,7 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], path: Path, floor: float = 1e
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(conf, sdr, s=10, alpha=0.6)
     ax.set_xlabel(f"log mean confidence (floored at {floor:g})")
-    ax.set_ylabel("SI-SDR of the spatial algorithm (dB)")
+    ax.set_ylabel(f"SI-SDR of {spatial} (dB)")
     ax.set_title(f"Fig. 2: confidence vs separation quality\n({len(rows)} validation mixtures)",
                  fontsize=11)
     ax.text(0.03, 0.95, f"Pearson r = {r:.3f} (p = {p:.2g}) of the confidence\n"
@@ -56,20 +57,20 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], path: Path, floor: float = 1e
             "p_log": float(p_log), "mixtures": len(rows)}
 
 
-def fig3_spatial_vs_model(test_rows: list[dict], model: str, path: Path) -> None:
-    """Paper Fig. 3: SI-SDR of the spatial algorithm vs the bootstrapped model, per test
-    mixture."""
+def fig3_spatial_vs_model(test_rows: list[dict], spatial: str, model: str, path: Path) -> None:
+    """Paper Fig. 3: SI-SDR of a spatial teacher (approach ``spatial``) vs the bootstrapped
+    model, per test mixture."""
     by = {a: {r["id"]: r["si_sdr"] for r in test_rows if r["approach"] == a}
-          for a in (SPATIAL, model)}
-    ids = sorted(set(by[SPATIAL]) & set(by[model]))
-    x = np.array([by[SPATIAL][i] for i in ids])
+          for a in (spatial, model)}
+    ids = sorted(set(by[spatial]) & set(by[model]))
+    x = np.array([by[spatial][i] for i in ids])
     y = np.array([by[model][i] for i in ids])
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(x, y, s=10, alpha=0.6)
     lo = float(np.nanmin([x.min(initial=0), y.min(initial=0)]))
     hi = float(np.nanmax([x.max(initial=1), y.max(initial=1)]))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
-    ax.set_xlabel("spatial algorithm SI-SDR (dB)")
+    ax.set_xlabel(f"{spatial} SI-SDR (dB)")
     ax.set_ylabel(f"bootstrapped model ({model}) SI-SDR (dB)")
     ax.set_title(f"Fig. 3: {len(ids)} test mixtures\n(the model is better above the line)",
                  fontsize=11)
@@ -100,12 +101,12 @@ def training_curves(logs: dict[str, Path], path: Path) -> None:
     _save(fig, path)
 
 
-def example_figure(masks_npz: Path, model: str, path: Path) -> None:
-    """One test mixture: log-magnitude, and source 1's mask by the spatial algorithm and the
-    model."""
+def example_figure(masks_npz: Path, spatial: str, model: str, path: Path) -> None:
+    """One test mixture: log-magnitude, and source 1's mask by a spatial teacher (approach
+    ``spatial``) and the model."""
     data = np.load(masks_npz)
     panels = [("mixture log-magnitude (dB)", data["logmag_db"].astype(np.float32), "magma")]
-    for approach in (SPATIAL, model):
+    for approach in (spatial, model):
         key = f"mask_{approach}"
         if key in data:
             panels.append((f"{approach}: mask of source 1", data[key][0].astype(np.float32),

@@ -18,7 +18,7 @@ from bootsep.evaluate.ensemble import (
     choose_oracle,
     choose_random,
 )
-from bootsep.evaluate.estimates import SPATIAL, MixtureEstimates
+from bootsep.evaluate.estimates import MixtureEstimates
 from bootsep.evaluate.metrics import separation_metrics
 from bootsep.pipeline.audio import write_audio
 
@@ -30,10 +30,11 @@ COLUMNS = ("split", "id", "approach", *METRICS, "mean_confidence", "choice", "pe
 ENSEMBLES = ("ensemble_oracle", "ensemble_random", "ensemble_confidence")
 
 
-def score(est: MixtureEstimates, split: str, approach: str) -> dict:
-    """One per_mixture.csv row (metrics NaN when the corpus has no references)."""
+def score(est: MixtureEstimates, split: str, approach: str, teacher: str) -> dict:
+    """One per_mixture.csv row (metrics NaN when the corpus has no references); its
+    ``mean_confidence`` is spatial teacher ``teacher``'s (the approach's own, for a teacher)."""
     row = {"split": split, "id": est.id, "approach": approach,
-           "mean_confidence": est.mean_confidence, "choice": "", "permutation": ""}
+           "mean_confidence": est.confidence[teacher], "choice": "", "permutation": ""}
     if est.references is None:
         return {**row, **{m: float("nan") for m in METRICS}}
     m = separation_metrics(est.estimates[approach], est.references, est.mixture)
@@ -45,17 +46,18 @@ def score(est: MixtureEstimates, split: str, approach: str) -> dict:
     return row
 
 
-def ensemble_rows(rows: dict[str, list[dict]], model: str, threshold: float,
-                  seed: int) -> dict[str, list[dict]]:
-    """The three ensembles' rows, each a copy of the chosen approach's row (paper §3.3)."""
-    spatial, learned = rows[SPATIAL], rows[model]
+def ensemble_rows(rows: dict[str, list[dict]], spatial_approach: str, model: str,
+                  threshold: float, seed: int) -> dict[str, list[dict]]:
+    """The three ensembles' rows between a spatial teacher's approach and a model, each a copy
+    of the chosen approach's row (paper §3.3)."""
+    spatial, learned = rows[spatial_approach], rows[model]
     conf = np.array([r["mean_confidence"] for r in spatial])
     picks = {"ensemble_confidence": choose_confidence(conf, threshold),
              "ensemble_random": choose_random(len(spatial), seed),
              "ensemble_oracle": choose_oracle(np.array([r["si_sdr"] for r in spatial]),
                                               np.array([r["si_sdr"] for r in learned]))}
     return {name: [{**(s if use_spatial else m), "approach": name,
-                    "choice": SPATIAL if use_spatial else model}
+                    "choice": spatial_approach if use_spatial else model}
                    for s, m, use_spatial in zip(spatial, learned, pick)]
             for name, pick in picks.items()}
 

@@ -1,30 +1,28 @@
-"""The separated estimates of a split: the spatial algorithm and the learned models.
+"""The separated estimates of a split: the spatial teachers and the learned models.
 
-Reads a split's aligned stft/spatial/confidence shards one shard at a time (bounded
-memory), the time-domain references from the corpus manifest, and yields one
-:class:`MixtureEstimates` per mixture: channel 0 of the mixture, its references (source
-images at channel 0, or ``None`` for corpora without them), the mean confidence and the
-estimates ``(K, L)`` of every approach asked for.
+Reads a split's aligned stft shards and every teacher's spatial/confidence shards one shard
+at a time (bounded memory), the time-domain references from the corpus manifest, and yields
+one :class:`MixtureEstimates` per mixture: channel 0 of the mixture, its references (source
+images at channel 0, or ``None`` for corpora without them), each teacher's mean confidence
+and the estimates ``(K, L)`` of every approach asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bootsep.errors import BootsepError
-from bootsep.evaluate.estimates import SPATIAL, MixtureEstimates
+from bootsep.evaluate.estimates import MixtureEstimates, teacher_approach
 from bootsep.evaluate.inference import apply_masks, model_masks
 from bootsep.pipeline.audio import load_at_rate, load_references
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
 from bootsep.train.model import DeepClusteringBLSTM
-
-STAGES = ("stft", "spatial", "confidence")
 
 
 def references(mix: Mixture, cfg: StftConfig, length: int) -> np.ndarray | None:
@@ -34,28 +32,34 @@ def references(mix: Mixture, cfg: StftConfig, length: int) -> np.ndarray | None:
     return load_references(mix.source_images, cfg.sample_rate, length)
 
 
-def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepClusteringBLSTM], *,
-                    num_sources: int, corpus_dir: Path, shard_root: Path, threshold_db: float,
-                    seed: int, batch_size: int, device: torch.device, keep_masks: int = 0,
-                    ) -> Iterator[MixtureEstimates]:
-    """Estimates of every mixture of ``split`` by the spatial algorithm and each model in
-    ``models``.
+def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepClusteringBLSTM],
+                    teachers: Sequence[str], *, num_sources: int, corpus_dir: Path,
+                    shard_root: Path, threshold_db: float, seed: int, batch_size: int,
+                    device: torch.device, keep_masks: int = 0) -> Iterator[MixtureEstimates]:
+    """Estimates of every mixture of ``split`` by each spatial teacher in ``teachers`` and each
+    model in ``models``.
 
-    The spatial estimate applies the GMM posteriors (eq. 3, soft masks) to channel 0, as the
-    paper does (§3.3). The first ``keep_masks`` mixtures keep their masks and log-magnitude.
+    A teacher's estimate applies its posteriors (eq. 3, soft masks) to channel 0, as the paper
+    does (§3.3). The first ``keep_masks`` mixtures keep their masks and log-magnitude.
     """
     manifest = {m.id: m for m in read_manifest(corpus_dir / split / MANIFEST_NAME)}
-    groups = aligned_shard_paths(*(shard_root / stage / split for stage in STAGES))
+    stages = ("stft",) + ("spatial", "confidence") * len(teachers)
+    folders = [shard_root / "stft" / split] + [shard_root / stage / t / split for t in teachers
+                                               for stage in ("spatial", "confidence")]
     seen = 0
-    for stft_path, spatial_path, conf_path in groups:
-        with open_aligned((stft_path, spatial_path, conf_path), STAGES, cfg) as (st, sp, cf):
+    for paths in aligned_shard_paths(*folders):
+        stft_path = paths[0]
+        with open_aligned(paths, stages, cfg) as (st, *others):
             ids, specs, logmags = st.ids, st.all_stft("mix_stft"), st.all_frames("mix_logmag_db")
             lengths = st.utterances("num_samples")
-            posteriors = sp.all_frames("posteriors")
-            confidence = cf.utterances("mean_confidence")
-        if posteriors[0].shape[-1] != num_sources:
-            raise BootsepError(f"spatial masks have {posteriors[0].shape[-1]} components, the "
-                               f"evaluation expects {num_sources} sources", spatial_path)
+            posteriors = {t: sp.all_frames("posteriors") for t, sp in zip(teachers, others[::2])}
+            confidence = {t: cf.utterances("mean_confidence")
+                          for t, cf in zip(teachers, others[1::2])}
+        for t, (post, path) in zip(teachers, zip(posteriors.values(), paths[1::2])):
+            if post and post[0].shape[-1] != num_sources:
+                raise BootsepError(f"spatial masks of teacher {t} have {post[0].shape[-1]} "
+                                   f"components, the evaluation expects {num_sources} sources",
+                                   path)
         logmags = [lm.astype(np.float32) for lm in logmags]
         learned: dict[str, list[np.ndarray]] = {name: [] for name in models}
         for start in range(0, len(ids), batch_size):
@@ -69,10 +73,11 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                                    "the pipeline", stft_path)
             length = int(lengths[u])
             mix = load_at_rate(manifest[uid].mixture, cfg.sample_rate, min_channels=1)[0]
-            masks = {SPATIAL: np.moveaxis(posteriors[u].astype(np.float32), -1, 0),
+            masks = {**{teacher_approach(t): np.moveaxis(posteriors[t][u].astype(np.float32),
+                                                         -1, 0) for t in teachers},
                      **{name: learned[name][u] for name in models}}
             out = MixtureEstimates(uid, mix, references(manifest[uid], cfg, length),
-                                   float(confidence[u]))
+                                   {t: float(confidence[t][u]) for t in teachers})
             out.estimates = {name: apply_masks(specs[u], m, cfg, length)
                              for name, m in masks.items()}
             if seen < keep_masks:

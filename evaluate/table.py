@@ -11,12 +11,13 @@ condition that was not trained (``skipped``, :mod:`bootsep.train.skipped`) keeps
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from bootsep.errors import BootsepError
-from bootsep.evaluate.estimates import SPATIAL
+from bootsep.evaluate.estimates import approach_teacher, teacher_approach
 from bootsep.evaluate.paper import paper_key, paper_row
 from bootsep.evaluate.scoring import ENSEMBLES, METRICS
 from bootsep.evaluate.stats import mean_ci
@@ -36,45 +37,67 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def approach_label(conditions: dict[str, Condition], ensemble_model: str,
-                   approach: str) -> tuple[str, str, tuple]:
-    """(channels, human label, paper key) of an approach."""
-    if approach == SPATIAL:
-        return "2ch", "Spatial algorithm", ("2ch", SPATIAL)
+def _channels(teachers: dict[str, tuple[str, str]], teacher: str | None) -> str:
+    return "2ch" if teacher not in teachers or teachers[teacher][1] == "pair" else "all mics"
+
+
+def approach_label(conditions: dict[str, Condition], ensemble_model: str, approach: str,
+                   teachers: dict[str, tuple[str, str]],
+                   ensemble_teacher: str | None = None) -> tuple[str, str, tuple]:
+    """(channels, human label, paper key) of an approach; ``teachers``: name -> (method,
+    channels). Paper keys only for the paper's own method."""
+    teacher = approach_teacher(approach)
+    if teacher is not None:
+        method, _ = teachers.get(teacher, ("paper", "pair"))
+        key = ("2ch", "spatial") if method == "paper" else ("none",)
+        return _channels(teachers, teacher), f"Spatial teacher {teacher} ({method})", key
     if approach in ENSEMBLES:
         kind = approach.split("_", 1)[1]
-        return "2ch", f"Ensemble ({kind}, {ensemble_model})", ("2ch", approach)
+        paper = teachers.get(ensemble_teacher, ("paper",))[0] == "paper"
+        return (_channels(teachers, ensemble_teacher),
+                f"Ensemble ({kind}, {ensemble_teacher} + {ensemble_model})",
+                ("2ch", approach) if paper else ("none",))
     c = conditions[approach]
     if c.labels == "gt":
         share = "all" if c.fraction >= 1 else f"{c.fraction:.0%}"
         return "1ch", f"DC w/ ground truth ({share})", paper_key("gt", fraction=c.fraction)
-    return "1ch", f"DC w/ estimates, α = {c.alpha:g}", paper_key("spatial", alpha=c.alpha)
+    paper = teachers.get(c.teacher, ("paper",))[0] == "paper"
+    return ("1ch", f"DC w/ estimates of {c.teacher}, α = {c.alpha:g}",
+            paper_key("spatial", alpha=c.alpha) if paper else ("none",))
 
 
 def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dict], labels: dict,
-           level: float, has_refs: bool = True, skipped: dict[str, str] | None = None) -> dict:
+           level: float, has_refs: bool = True, skipped: dict[str, str] | None = None, *,
+           teachers: dict[str, tuple[str, str]] | None = None,
+           label_accuracy: dict | None = None, ensemble_teacher: str | None = None) -> dict:
     """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}`` for
     the training ``conditions`` (by name, in Table 1 order), the spatial algorithm and the
     ensembles with ``ensemble_model``. ``has_refs`` False marks every row
     ``needs_references``; ``skipped`` (condition -> reason) gives the conditions that were not
-    trained a row with ``skipped`` and no numbers."""
+    trained a row with ``skipped`` and no numbers. ``teachers``: name -> (method, channels),
+    one row each (default: a paper teacher ``paper``); ``label_accuracy``: the labels stage's
+    accuracy per teacher, shown in the teacher's row."""
+    teachers = teachers or {"paper": ("paper", "pair")}
+    label_accuracy = label_accuracy or {}
     test = [r for r in rows if r["split"] == "test"]
-    order = [*conditions, SPATIAL, *ENSEMBLES]
+    order = [*conditions, *(teacher_approach(t) for t in teachers), *ENSEMBLES]
+    label = functools.partial(approach_label, teachers=teachers,
+                              ensemble_teacher=ensemble_teacher)
     skipped = skipped or {}
     table = {}
     for approach in order:
         sel = [r for r in test if r["approach"] == approach]
         if approach in skipped:
-            channels, label, key = approach_label(conditions, ensemble_model, approach)
-            table[approach] = {"label": label, "channels": channels, "mixtures": 0,
+            channels, text, key = label(conditions, ensemble_model, approach)
+            table[approach] = {"label": text, "channels": channels, "mixtures": 0,
                                **{k: None for m in METRICS for k in (m, f"{m}_ci")},
                                "quality": None, "quantity": None, "skipped": skipped[approach],
                                "needs_references": True, "paper": paper_row(key)}
             continue
         if not sel:
             continue
-        channels, label, key = approach_label(conditions, ensemble_model, approach)
-        entry = {"label": label, "channels": channels, "mixtures": len(sel)}
+        channels, text, key = label(conditions, ensemble_model, approach)
+        entry = {"label": text, "channels": channels, "mixtures": len(sel)}
         if not has_refs:
             entry["needs_references"] = True
         for m in METRICS:
@@ -84,7 +107,11 @@ def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dic
         entry["quality"] = lab["quality"] if lab else None
         entry["quantity"] = lab["quantity"] if lab else None
         if approach in ENSEMBLES:
-            entry["spatial_share"] = float(np.mean([r["choice"] == SPATIAL for r in sel]))
+            entry["spatial_share"] = float(np.mean([approach_teacher(r["choice"]) is not None
+                                                    for r in sel]))
+        teacher = approach_teacher(approach)
+        if teacher is not None and label_accuracy.get(teacher):
+            entry["label_accuracy"] = label_accuracy[teacher]["overall"]
         entry["paper"] = paper_row(key)
         table[approach] = entry
     return table
@@ -158,7 +185,9 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
             cells.append(f"{_num(e[m], '{:.1f}')} ± {_num(e[m + '_ci'], '{:.1f}')} "
                          f"({_num(p.get(m), '{:.1f}')})")
         cells.append(f"{_num(e['si_sdri'], '{:.1f}')} ± {_num(e['si_sdri_ci'], '{:.1f}')}")
-        lines.append(f"| {e['channels']} | {e['label']} | " + " | ".join(cells) + " |")
+        text = e["label"] + (f", label accuracy {e['label_accuracy']:.3f}"
+                             if e.get("label_accuracy") is not None else "")
+        lines.append(f"| {e['channels']} | {text} | " + " | ".join(cells) + " |")
     lines += ["", "Each cell: ours (paper). The paper: spatialized wsj0-2mix, 20k training "
               "mixtures, 4 x 300 BLSTM, 100 epochs; SI-SDRi was not reported."]
     return "\n".join(lines) + "\n"

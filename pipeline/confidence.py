@@ -2,15 +2,16 @@
 
 The leading axis ``B`` indexes mixtures. Every measure lies in [0, 1] and is never NaN:
 
-* :func:`c_cl` (eq. 4) cluster-size equality over the fitted bins, scalar per mixture;
+* :func:`c_cl` (eq. 4) cluster-size equality over the given bins (the stages: every bin of
+  the real frames, as the paper counts all T·F bins), scalar per mixture;
 * :func:`c_jsd` (eq. 5) Jensen–Shannon divergence (log base 2) between the 1-component and the
   K-component GMM, Monte Carlo, scalar per mixture;
 * :func:`c_post` (eq. 6) posterior sharpness, per bin;
 * :func:`combined_confidence` (eq. 7) ``(C_cl C_JSD C_post)^alpha`` per bin, and
   :func:`check_alpha`, the one check of its exponent;
 * :func:`mean_confidence` ``C_cl C_JSD mean(C_post)``, the per-mixture score of the ensemble;
-* :func:`confidence_measures` all of the above from a
-  :class:`~bootsep.pipeline.spatial.SpatialResult`.
+* :func:`measures` all of the above for any teacher, given its fit term, and
+  :func:`confidence_measures` for a :class:`~bootsep.pipeline.spatial.SpatialResult`.
 
 For ``K = 2`` (the paper's setting) eqs. 4 and 6 are exactly the paper's; for ``K > 2`` the
 docstrings state the generalisation used (rescaled so that equal split / one-hot gives 1 and
@@ -39,7 +40,7 @@ _JSD_BLOCK = 1 << 14           # Monte Carlo draws per block (per half) in the 1
 
 
 def c_cl(labels: np.ndarray, mask: np.ndarray, num_components: int) -> np.ndarray:
-    """Cluster-size equality (eq. 4) of hard labels over the masked (fitted) bins.
+    """Cluster-size equality (eq. 4) of hard labels over the masked bins.
 
     ``labels (B, ...)`` integer cluster indices in ``[0, K)`` (checked on masked bins),
     ``mask`` bool of the same shape. With ``f_j`` the fraction of masked bins labelled ``j``:
@@ -296,44 +297,46 @@ def mean_confidence(c_cl, c_jsd, c_post, valid_mask) -> np.ndarray:
 def confidence_measures(result: SpatialResult, valid: np.ndarray | None, n_samples: int,
                         seed=0, *, seeds: Sequence | None = None,
                         mean_over: str = "fit") -> dict[str, np.ndarray]:
-    """All confidence measures of a batch of spatial clusterings (see :func:`measures`).
+    """All confidence measures of a batch of the paper's spatial clusterings (see
+    :func:`measures`; the fit term is eq. 5's :func:`c_jsd` of the fitted GMMs).
 
+    ``valid (B, T)`` real frames (None: all); C_cl counts every bin of them (eq. 4).
     ``mean_over``: ``'fit'`` (default: the mean of C_post over the fitted bins, those above
-    tau, which the clustering actually saw) or ``'valid'`` (over all bins of the valid frames
-    ``valid (B, T)``; None = all frames).
+    tau, which the clustering actually saw) or ``'valid'`` (over all bins of the valid frames).
     """
     if mean_over not in ("fit", "valid"):
         raise BootsepError(f"mean_over must be 'fit' or 'valid', got {mean_over!r}")
-    if mean_over == "fit":
-        mask = result.fit_mask
-    else:
-        mask = np.ones(result.labels.shape[:2], bool) if valid is None else np.asarray(valid, bool)
-    return measures(result.labels, result.fit_mask, result.posteriors, result.gmm, result.gmm1,
-                    result.degenerate, n_samples, seed, seeds=seeds, mean_mask=mask)
+    frames = np.ones(result.labels.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+    jsd = c_jsd(result.gmm, result.gmm1, n_samples, seed, seeds=seeds,
+                degenerate=result.degenerate)                                        # eq. 5
+    return measures(result.labels, result.posteriors, jsd, result.degenerate, frames,
+                    result.fit_mask if mean_over == "fit" else frames)
 
 
-def measures(labels: np.ndarray, fit_mask: np.ndarray, posteriors: np.ndarray, gmm: GMMParams,
-             gmm1: GMMParams, degenerate: np.ndarray, n_samples: int, seed=0, *,
-             seeds: Sequence | None = None,
-             mean_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Equations 4-6 and the mixture confidence for a padded batch; the one implementation that
-    the confidence stage and the separator share.
+def measures(labels: np.ndarray, posteriors: np.ndarray, fit_term: np.ndarray,
+             degenerate: np.ndarray, valid: np.ndarray,
+             mean_mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Equations 4-6 and the mixture confidence of a padded batch, for any teacher; the one
+    implementation that the confidence stage and the separator share.
 
-    ``labels (B, T, F)`` hard labels, ``fit_mask (B, T, F)`` bool fitted bins, ``posteriors
-    (B, T, F, K)``, ``gmm``/``gmm1`` the K- and 1-component fits, ``degenerate (B,)``.
-    Returns ``c_cl (B,)`` (eq. 4 over the fitted bins), ``c_jsd (B,)`` (eq. 5; ``seed`` /
-    ``seeds`` as in :func:`c_jsd`), ``c_post (B, T, F)`` float32 (eq. 6; 0 where posteriors are
-    uniform, e.g. padding), ``mean_c_post (B,)`` over ``mean_mask`` (default ``fit_mask``) and
+    ``labels (B, T, F)`` hard labels, ``posteriors (B, T, F, K)``, ``fit_term (B,)`` the
+    teacher's fit measure in [0, 1] (eq. 5's C_JSD, or its generalisation: the JSD between the
+    teacher's K-source and 1-source models), ``degenerate (B,)``, ``valid (B, T)`` real frames:
+    C_cl counts every bin of them, as the paper's eq. 4 counts all T·F bins;
+    ``mean_mask`` (``(B, T)`` frames or ``(B, T, F)`` bins) where C_post is averaged.
+    Returns ``c_cl (B,)``, ``c_jsd (B,)`` (the fit term), ``c_post (B, T, F)`` float32 (eq. 6;
+    0 where posteriors are uniform, e.g. padding), ``mean_c_post (B,)`` and
     ``mean_confidence (B,)`` = ``c_cl * c_jsd * mean_c_post``. Degenerate mixtures get
     ``c_cl = c_jsd = 0``.
     """
     degenerate = np.asarray(degenerate, bool)
+    labels = np.asarray(labels)
     B, K = labels.shape[0], posteriors.shape[-1]
-    cl = c_cl(labels.reshape(B, -1), fit_mask.reshape(B, -1), K)                         # eq. 4
+    bins = np.broadcast_to(np.asarray(valid, bool)[:, :, None], labels.shape)
+    cl = c_cl(labels.reshape(B, -1), bins.reshape(B, -1), K)                             # eq. 4
     cl = np.where(degenerate, 0.0, cl)
-    jsd = c_jsd(gmm, gmm1, n_samples, seed, seeds=seeds, degenerate=degenerate)          # eq. 5
+    jsd = np.where(degenerate, 0.0, np.clip(np.asarray(fit_term, np.float64), 0.0, 1.0))
     cp = c_post(np.asarray(posteriors, np.float32))                                     # eq. 6
-    mean_cp = mean_confidence(np.ones(B), np.ones(B), cp,
-                              fit_mask if mean_mask is None else mean_mask)
+    mean_cp = mean_confidence(np.ones(B), np.ones(B), cp, mean_mask)
     return {"c_cl": cl, "c_jsd": jsd, "c_post": cp, "mean_c_post": mean_cp,
             "mean_confidence": cl * jsd * mean_cp}

@@ -66,12 +66,11 @@ MAX_SOURCES = 8
 CONFIDENCE_ID = "separate"      # mixture id seeding the C_JSD Monte Carlo draws of every block
 
 # The params a model folder's params.json must hold for separation.
-TRAINING_SETTINGS = ("spatial", "confidence", "evaluate.kmeans_threshold_db",
+TRAINING_SETTINGS = ("spatial.paper", "confidence", "evaluate.kmeans_threshold_db",
                      "evaluate.kmeans_seed")
 # Used only when a model folder lacks params.json (the values of the shipped params.yaml).
 DEFAULT_SETTINGS = {
-    "spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4,
-                "reg_covar": 1e-6},
+    "spatial": {"tau_db": -10.0, "max_iter": 100, "tol": 1e-4, "reg_covar": 1e-6},
     "confidence": {"jsd_samples": 2000, "seed": 2},
     "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0},
 }
@@ -446,7 +445,7 @@ def _training_settings(folder: Path) -> dict:
                            "trained with", path)
     cfg = parse_config(data["params_file"], TRAINING_SETTINGS, where=str(path),
                        prefix="params_file")
-    return {"spatial": cfg.spatial.as_dict(), "confidence": cfg.confidence.as_dict(),
+    return {"spatial": cfg.spatial.paper.as_dict(), "confidence": cfg.confidence.as_dict(),
             "evaluate": cfg.evaluate.as_dict()}
 
 

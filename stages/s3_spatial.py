@@ -1,8 +1,11 @@
-"""DVC stage ``spatial@<split>``: IPD, PCA and GMM masks (paper §2.1, eqs. 1–3) into shards.
+"""DVC stage ``spatial@<teacher>``: one spatial teacher's masks of every split into shards.
 
-One Dask task per stft shard (:func:`bootsep.pipeline.jobs.spatial_shard.compute_spatial_shard`):
-its utterances are padded into one batch and go through the batched EM; the result is written
-as the spatial shard of the same index, utterances in the same order.
+The teacher is an entry of ``spatial.teachers`` (method ``paper``: IPD, PCA and GMM, paper
+§2.1, eqs. 1–3; ``delay``: tied delays or directions, pipeline/teachers/delay.py) with the
+microphones it listens to. One Dask task per stft shard
+(:func:`bootsep.pipeline.jobs.spatial_shard.compute_spatial_shard`): its utterances go through
+the teacher's batched numerics; the result is written as the spatial shard of the same index,
+utterances in the same order, under ``data/shards/spatial/<teacher>/<split>``.
 """
 
 from __future__ import annotations
@@ -12,38 +15,55 @@ import os
 from pathlib import Path
 
 from bootsep.atomic import atomic_dir
-from bootsep.config import load_config
-from bootsep.pipeline.jobs.spatial_shard import SpatialOptions, compute_spatial_shard
+from bootsep.config import SPLITS, Config, load_config
+from bootsep.pipeline.jobs.spatial_shard import compute_spatial_shard
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
 from bootsep.pipeline.storage.shards import shard_paths
+from bootsep.pipeline.teachers.spec import Teacher
 
 log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
-# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("stft", "spatial")
+# ({key} is the teacher, {item[method]} its method; tests/test_dvc_deps.py checks both);
+# RUN_PARAMS only change how the work runs.
+PARAMS = ("stft", "spatial.num_components", "spatial.teachers.{key}", "spatial.{item[method]}")
 RUN_PARAMS = ("dask",)
 
 
-def main(params_path: str | os.PathLike, split: str,
+def load_teacher(params_path: str | os.PathLike, name: str) -> tuple[Teacher, Config]:
+    """The configured teacher ``name`` (``spatial.teachers.<name>`` and its method's section)
+    and the stage's settings."""
+    params = load_config(params_path, PARAMS + RUN_PARAMS, teacher=name)
+    entry = params.spatial.teachers[name]
+    return Teacher.from_config(name, entry, params.spatial.num_components,
+                               getattr(params.spatial, entry.method).as_dict()), params
+
+
+def main(params_path: str | os.PathLike, teacher_name: str,
          shard_root: str | os.PathLike = SHARD_ROOT) -> None:
-    params = load_config(params_path, PARAMS + RUN_PARAMS)
-    cfg, opts = stft_config(params.stft), SpatialOptions(**params.spatial.as_dict())
-    inputs = shard_paths(Path(shard_root) / "stft" / split)
-    out = Path(shard_root) / "spatial" / split
+    teacher, params = load_teacher(params_path, teacher_name)
+    cfg = stft_config(params.stft)
+    out = Path(shard_root) / "spatial" / teacher.name
     with atomic_dir(out) as tmp:
-        tasks = [(str(p), cfg, opts, split, i, str(tmp)) for i, p in enumerate(inputs)]
-        results = run_tasks(compute_spatial_shard, tasks, params.dask.as_dict(), f"spatial {split}",
-                            unit="shard")
-        summary = {"stage": "spatial", "split": split, "shards": len(results),
-                   **{k: sum(r[k] for r in results)
-                      for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins",
-                                "no_spatial_cue")}}
-        summary["fit_fraction"] = summary["fit_bins"] / max(summary["bins"], 1)
-        write_summary(tmp, summary)
-    log.info(f"spatial {split}: {summary['utterances']} utterances, "
-             f"{summary['degenerate']} degenerate ({summary['no_spatial_cue']} with no independent "
-             "second channel), "
-             f"{summary['not_converged']} not converged, {summary['fit_fraction']:.1%} of bins "
-             f"fitted -> {out}")
+        for split in SPLITS:
+            inputs = shard_paths(Path(shard_root) / "stft" / split)
+            (tmp / split).mkdir()
+            tasks = [(str(p), cfg, teacher, split, i, str(tmp / split))
+                     for i, p in enumerate(inputs)]
+            results = run_tasks(compute_spatial_shard, tasks, params.dask.as_dict(),
+                                f"spatial {teacher.name} {split}", unit="shard")
+            summary = {"stage": "spatial", "teacher": teacher.name, "method": teacher.method,
+                       "channels": teacher.channels, "split": split, "shards": len(results),
+                       **{k: sum(r.get(k, 0) for r in results)
+                          for k in ("utterances", "degenerate", "not_converged", "fit_bins",
+                                    "bins", "no_spatial_cue")}}
+            summary["fit_fraction"] = summary["fit_bins"] / max(summary["bins"], 1)
+            if teacher.method == "delay":
+                summary["outlier_prior_mean"] = (sum(r["outlier_prior_sum"] for r in results)
+                                                 / max(summary["utterances"], 1))
+            write_summary(tmp / split, summary)
+            log.info(f"spatial {teacher.name} {split}: {summary['utterances']} utterances, "
+                     f"{summary['degenerate']} degenerate, {summary['not_converged']} not "
+                     f"converged, {summary['fit_fraction']:.1%} of bins fitted")
+    log.info(f"spatial {teacher.name} ({teacher.method}, {teacher.channels}) -> {out}")

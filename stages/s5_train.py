@@ -28,6 +28,7 @@ import torch
 
 from bootsep.atomic import write_text_atomic
 from bootsep.config import Config, load_config
+from bootsep.errors import BootsepError
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config
 from bootsep.train.checkpoint import save_checkpoint
 from bootsep.train.conditions import conditions
@@ -102,6 +103,12 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     out = Path(model_root) / condition.name
     out.mkdir(parents=True, exist_ok=True)
 
+    teacher_dir = Path(shard_root) / "spatial" / str(condition.teacher)
+    if condition.labels == "spatial" and not teacher_dir.is_dir():
+        raise BootsepError(f"train_conditions.spatial.{condition.name}.teacher is "
+                           f"'{condition.teacher}'; expected a spatial teacher whose shards exist "
+                           f"(an entry of spatial.teachers; {teacher_dir} is missing: run "
+                           f"`dvc repro spatial@{condition.teacher}`)", params_path)
     train_groups = shard_groups(condition, "train", Path(shard_root))
     valid_groups = shard_groups(condition, "valid", Path(shard_root))
     if condition.labels == "gt" and not references_present(train_groups + valid_groups):

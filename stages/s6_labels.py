@@ -1,4 +1,5 @@
-"""DVC stage ``labels``: quality and quantity of every condition's training labels (§3.4).
+"""DVC stage ``labels``: quality and quantity of every condition's training labels (§3.4),
+and every spatial teacher's label accuracy on the training split (overall and per 1 kHz band).
 
 Per training mixture ``m`` and condition with weights ``w(α)`` (eq. 7, built exactly as the
 trainer builds them): quantity = Σ_m Σ w(α) / Σ_m Σ w_gt, where the ground-truth model's
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("stft", "train.seed", "train_conditions")
+PARAMS = ("stft", "spatial.teachers", "train.seed", "train_conditions")
 RUN_PARAMS = ()
 BAND_HZ = 1000.0     # width of the frequency bands of the label-accuracy diagnostic
 
@@ -67,31 +68,49 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
     params = load_config(params_path, PARAMS + RUN_PARAMS)
     cfg = stft_config(params.stft)
     conditions = training_conditions(params.train_conditions)
-    alphas = {c.name: c.alpha for c in conditions if c.labels == "spatial"}
     root = Path(shard_root)
-    groups = aligned_shard_paths(*(root / s / "train" for s in STAGES))
-    rows, has_refs = [], True
     band, band_edges = frequency_bands(cfg.sample_rate, cfg.num_freq)
-    correct, total = np.zeros(len(band_edges)), np.zeros(len(band_edges))
-    with Progress(summary_count(root / "stft" / "train"), "labels train", "mix") as bar:
-        for stft_path, spatial_path, conf_path in groups:
-            with open_aligned((stft_path, spatial_path, conf_path), STAGES, cfg) as (st, sp, cf):
-                has_refs = has_refs and "source_mag" in st
-                sources = st.all_frames("source_mag") if has_refs else repeat(None)
-                data = zip(st.ids, st.all_frames("mix_logmag_db"), sources,
-                           sp.all_frames("labels"), cf.utterances("c_cl"), cf.utterances("c_jsd"),
-                           cf.all_frames("c_post"))
-                for uid, lm, src, lab, cl, jsd, cp in data:
-                    stats = mixture_label_stats(lm, src, lab, cl, jsd, cp, alphas)
-                    if src is not None:          # the teacher's labels, weighted by |X|
-                        truth = ideal_binary_labels(src)
-                        k = max(int(src.shape[1]), int(lab.max(initial=0)) + 1)
-                        c, w = band_accuracy(truth, lab, magnitude_from_db(lm), band,
-                                             len(band_edges), k)
-                        correct, total = correct + c, total + w
-                    rows.append({"id": uid, **{f"{n}_{k}": v for n, (s, q) in stats.items()
-                                               for k, v in (("sum_w", s), ("quality", q))}})
-                    bar.update(1)
+    rows: dict[str, dict] = {}
+    has_refs, accuracy = True, {}
+    for teacher in params.spatial.teachers:
+        alphas = {c.name: c.alpha for c in conditions
+                  if c.labels == "spatial" and c.teacher == teacher}
+        groups = aligned_shard_paths(root / "stft" / "train", root / "spatial" / teacher / "train",
+                                     root / "confidence" / teacher / "train")
+        correct, total = np.zeros(len(band_edges)), np.zeros(len(band_edges))
+        with Progress(summary_count(root / "stft" / "train"), f"labels {teacher}", "mix") as bar:
+            for paths in groups:
+                with open_aligned(paths, STAGES, cfg) as (st, sp, cf):
+                    has_refs = has_refs and "source_mag" in st
+                    sources = st.all_frames("source_mag") if has_refs else repeat(None)
+                    data = zip(st.ids, st.all_frames("mix_logmag_db"), sources,
+                               sp.all_frames("labels"), cf.utterances("c_cl"),
+                               cf.utterances("c_jsd"), cf.all_frames("c_post"))
+                    for uid, lm, src, lab, cl, jsd, cp in data:
+                        stats = mixture_label_stats(lm, src, lab, cl, jsd, cp, alphas)
+                        if src is not None:          # the teacher's labels, weighted by |X|
+                            truth = ideal_binary_labels(src)
+                            k = max(int(src.shape[1]), int(lab.max(initial=0)) + 1)
+                            c, w = band_accuracy(truth, lab, magnitude_from_db(lm), band,
+                                                 len(band_edges), k)
+                            correct, total = correct + c, total + w
+                        rows.setdefault(uid, {"id": uid}).update(
+                            {f"{n}_{k}": v for n, (s, q) in stats.items()
+                             for k, v in (("sum_w", s), ("quality", q))})
+                        bar.update(1)
+        if has_refs and total.sum() > 0:     # the labels' magnitude-weighted accuracy, by band
+            accuracy[teacher] = {
+                "weighting": "magnitude |X|, permutation resolved per mixture",
+                "overall": float(correct.sum() / total.sum()),
+                "bands": [{"from_hz": lo, "to_hz": hi,
+                           "accuracy": float(c / t) if t > 0 else None}
+                          for (lo, hi), c, t in zip(band_edges, correct, total)]}
+            log.info("labels: %s label accuracy %.3f; by band %s", teacher,
+                     accuracy[teacher]["overall"],
+                     ", ".join(f"{lo / 1e3:g}-{hi / 1e3:g} kHz {b['accuracy']:.3f}"
+                               for (lo, hi), b in zip(band_edges, accuracy[teacher]["bands"])
+                               if b["accuracy"] is not None))
+    rows = list(rows.values())
     n = len(rows)
     summary = {}
     for c in conditions:
@@ -106,20 +125,10 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
             continue
         sums = np.array([r[f"{c.name}_sum_w"] for r in rows])
         quals = np.array([r[f"{c.name}_quality"] for r in rows])
-        summary[c.name] = {"labels": "spatial", "alpha": c.alpha,
+        summary[c.name] = {"labels": "spatial", "teacher": c.teacher, "alpha": c.alpha,
                            "quality": mean_quality(quals, sums) if has_refs else None,
                            "quantity": label_quantity(sums, np.ones(n))}     # w_gt sums to 1
-    accuracy = None    # the spatial labels' magnitude-weighted accuracy, overall and per band
-    if has_refs and total.sum() > 0:
-        accuracy = {"weighting": "magnitude |X|, permutation resolved per mixture",
-                    "overall": float(correct.sum() / total.sum()),
-                    "bands": [{"from_hz": lo, "to_hz": hi,
-                               "accuracy": float(c / t) if t > 0 else None}
-                              for (lo, hi), c, t in zip(band_edges, correct, total)]}
-        log.info("labels: spatial label accuracy %.3f; by band %s", accuracy["overall"],
-                 ", ".join(f"{lo / 1e3:g}-{hi / 1e3:g} kHz {b['accuracy']:.3f}"
-                           for (lo, hi), b in zip(band_edges, accuracy["bands"])
-                           if b["accuracy"] is not None))
+    accuracy = accuracy or None
     with atomic_dir(Path(out)) as tmp:
         write_text_atomic(tmp / "labels.json", json.dumps(
             {"train_mixtures": n, "has_references": has_refs, "conditions": summary,

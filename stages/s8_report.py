@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config
+from bootsep.evaluate.estimates import teacher_approach
 from bootsep.evaluate.figures import (
     example_figure,
     fig2_confidence_vs_sdr,
@@ -35,7 +36,7 @@ MODEL_ROOT = Path("data/models")
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("report", "evaluate.ensemble_model", "train_conditions")
+PARAMS = ("report", "spatial.teachers", "evaluate.ensemble_model", "train_conditions")
 RUN_PARAMS = ()
 
 
@@ -51,22 +52,34 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     labels = json.loads(labels_path.read_text())["conditions"] if labels_path.is_file() else {}
     has_refs = bool(ensemble.get("has_references", True))
     skipped = {n: r for n in conds if (r := skipped_reason(Path(model_root) / n))}
-    table = table1(conds, params.evaluate.ensemble_model, rows, labels, level, has_refs, skipped)
-    fig2 = None
+    teachers = {n: (e.method, e.channels) for n, e in params.spatial.teachers.items()}
+    accuracy = (json.loads(labels_path.read_text()).get("label_accuracy") or {}) \
+        if labels_path.is_file() else {}
+    table = table1(conds, params.evaluate.ensemble_model, rows, labels, level, has_refs, skipped,
+                   teachers=teachers, label_accuracy=accuracy,
+                   ensemble_teacher=ensemble.get("teacher"))
+    spatial = teacher_approach(ensemble.get("teacher") or next(iter(teachers)))
+    fig2, fig2_all = None, {}
     with atomic_dir(results / "figures") as tmp:
         if has_refs:
-            fig2 = fig2_confidence_vs_sdr([r for r in rows if r["split"] == "valid"],
-                                          tmp / "fig2_confidence_vs_sdr.png")
-            fig2 = {k: (v if math.isfinite(v) else None) for k, v in fig2.items()}
-            fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], ensemble["model"],
-                                  tmp / "fig3_spatial_vs_model.png")
+            valid = [r for r in rows if r["split"] == "valid"]
+            for t in teachers:
+                name = "fig2_confidence_vs_sdr" + ("" if teacher_approach(t) == spatial
+                                                   else f"_{t}")
+                got = fig2_confidence_vs_sdr(valid, teacher_approach(t), tmp / f"{name}.png")
+                fig2_all[t] = {k: (v if math.isfinite(v) else None) for k, v in got.items()}
+            fig2 = fig2_all.get(spatial[len("spatial_"):])
+            fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], spatial,
+                                  ensemble["model"], tmp / "fig3_spatial_vs_model.png")
         training_curves({n: Path(model_root) / n / "log.csv" for n in conds if n not in skipped},
                         tmp / "training_curves.png")
         for example in sorted((results / "eval" / "examples").glob("*/masks.npz")):
-            example_figure(example, ensemble["model"], tmp / f"example_{example.parent.name}.png")
+            example_figure(example, spatial, ensemble["model"],
+                           tmp / f"example_{example.parent.name}.png")
     write_text_atomic(results / "table1.json", json.dumps(
         {"ensemble_threshold": ensemble["threshold"], "has_references": has_refs,
-         "fig2_confidence_vs_sdr": fig2, "rows": table1_json_rows(table)},
+         "fig2_confidence_vs_sdr": fig2, "confidence_vs_sdr_by_teacher": fig2_all,
+         "rows": table1_json_rows(table)},
         indent=2, default=float) + "\n")
     md = table1_markdown(table, ensemble, level, has_refs)
     write_text_atomic(results / "table1.md", md)

@@ -34,12 +34,13 @@ from bootsep.pipeline.corpus.spatialize import circular_array, free_field_images
 from bootsep.pipeline.corpus.wsj0 import index_wsj0_spatialized
 from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.jobs.confidence_shard import compute_confidence_shard
-from bootsep.pipeline.jobs.spatial_shard import SpatialOptions, compute_spatial_shard
+from bootsep.pipeline.jobs.spatial_shard import compute_spatial_shard
 from bootsep.pipeline.padding import frames_valid, pad_stack
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.storage.float16 import complex_exponent, complex_from_pairs, complex_to_pairs
 from bootsep.pipeline.storage.shards import Shard, shard_name, write_shard
+from bootsep.pipeline.teachers.spec import Teacher
 
 RATE = 8000
 CFG = StftConfig(sample_rate=RATE, win_length=256, hop_length=64, window="hann")
@@ -231,7 +232,7 @@ def _write_stft_shard(path, names):
     write_shard(path, stage="stft", split="train", index=0,
                 ids=[f"u{i}" for i in range(len(names))], stft=CFG,
                 frames={"mix_stft": [complex_to_pairs(a, e) for a, e in zip(x0s, exps)],
-                        "pair_stft": [complex_to_pairs(b, e) for b, e in zip(x1s, exps)],
+                        "array_stft": [complex_to_pairs(b[:, None], e) for b, e in zip(x1s, exps)],
                         "mix_logmag_db": [log_magnitude_db(a) for a in x0s]},
                 utterances={"num_samples": np.array([a.shape[0] * CFG.hop_length for a in x0s]),
                             "pair_channel": np.ones(len(names), int),
@@ -241,7 +242,8 @@ def _write_stft_shard(path, names):
 def test_shard_jobs_store_the_flag_and_give_confidence_zero(tmp_path):
     stft_path = tmp_path / "stft" / shard_name(0)
     _write_stft_shard(stft_path, BATCH)
-    opts = SpatialOptions(tau_db=-10.0, num_components=2, max_iter=100, tol=1e-4, reg_covar=1e-6)
+    opts = Teacher("paper", "paper", "pair", 2, (("max_iter", 100), ("reg_covar", 1e-6),
+                                                 ("tau_db", -10.0), ("tol", 1e-4)))
     (tmp_path / "spatial").mkdir()
     (tmp_path / "confidence").mkdir()
     sp = compute_spatial_shard(str(stft_path), CFG, opts, "train", 0, str(tmp_path / "spatial"))
@@ -251,7 +253,7 @@ def test_shard_jobs_store_the_flag_and_give_confidence_zero(tmp_path):
     assert sp["no_spatial_cue"] == flagged.sum() and sp["degenerate"] >= flagged.sum()
     with Shard(tmp_path / "spatial" / shard_name(0), stage="spatial") as s:
         np.testing.assert_array_equal(s.utterances("channel_check"), want)
-        assert (s.utterances("gmm_degenerate")[flagged]).all()
+        assert (s.utterances("degenerate")[flagged]).all()
         post = s.all_frames("posteriors")
     assert all((post[b] == 0.5).all() for b in np.flatnonzero(flagged))
     conf = compute_confidence_shard(str(tmp_path / "spatial" / shard_name(0)), CFG, 500, 2, "train",
@@ -266,6 +268,32 @@ def test_shard_jobs_store_the_flag_and_give_confidence_zero(tmp_path):
     for t in (confidence_threshold(mc, 25.0), 0.0, 0.01):
         assert t >= 0 and not choose_confidence(mc, t)[flagged].any()
     assert choose_confidence(mc, 0.0)[~flagged].all()
+
+
+def test_delay_teacher_shards_give_the_flagged_pairs_confidence_zero(tmp_path):
+    stft_path = tmp_path / "stft" / shard_name(0)
+    _write_stft_shard(stft_path, BATCH)
+    delay = {"threshold_db": -40.0, "weight_power": 1.0, "max_delay_ms": 1.0,
+             "azimuth_step_deg": 1.0, "min_separation_deg": 10.0, "outlier_prior": 0.1,
+             "kappa_init": 2.0, "kappa_max": 1000.0, "max_iter": 50, "tol": 1e-4,
+             "min_source_share": 0.02}
+    teacher = Teacher("delay_pair", "delay", "pair", 2, tuple(sorted(delay.items())))
+    (tmp_path / "spatial").mkdir()
+    (tmp_path / "confidence").mkdir()
+    compute_spatial_shard(str(stft_path), CFG, teacher, "train", 0, str(tmp_path / "spatial"))
+    c = cases()
+    flagged = np.array([c[n][2] for n in BATCH]) != INDEPENDENT
+    with Shard(tmp_path / "spatial" / shard_name(0), stage="spatial") as s:
+        assert s.attrs["method"] == "delay" and s.attrs["teacher"] == "delay_pair"
+        assert (s.utterances("degenerate")[flagged]).all()
+        post = s.all_frames("posteriors")
+    assert all((post[b] == 0.5).all() for b in np.flatnonzero(flagged))
+    conf = compute_confidence_shard(str(tmp_path / "spatial" / shard_name(0)), CFG, 500, 2, "train",
+                                    0, str(tmp_path / "confidence"))
+    for key in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence"):
+        values = np.array(conf[key])
+        assert np.isfinite(values).all() and (values[flagged] == 0).all(), key
+        assert ((values >= 0) & (values <= 1)).all(), key
 
 
 # ---------------------------------------------------------------------------------------

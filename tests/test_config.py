@@ -43,8 +43,8 @@ RAW = yaml.safe_load((REPO / "params.yaml").read_text())
 STAGES = {
     "s1_corpus": ["corpus", "--out", "data/corpus"],
     "s2_stft": ["stft", "--split", "train"],
-    "s3_spatial": ["spatial", "--split", "train"],
-    "s4_confidence": ["confidence", "--split", "train"],
+    "s3_spatial": ["spatial", "--teacher", "{teacher}"],
+    "s4_confidence": ["confidence", "--teacher", "{teacher}"],
     "s5_train": ["train", "--condition", "{condition}"],
     "s6_labels": ["labels"],
     "s7_evaluate": ["evaluate"],
@@ -52,7 +52,8 @@ STAGES = {
 }
 DECLARED = {name: importlib.import_module(f"bootsep.stages.{name}") for name in STAGES}
 # mappings whose keys the user names (their entries may come and go)
-FREE_MAPS = ("model.sizes", "train_conditions.gt", "train_conditions.spatial", "dask.worker_env")
+FREE_MAPS = ("model.sizes", "train_conditions.gt", "train_conditions.spatial", "dask.worker_env",
+             "spatial.teachers")
 
 
 def nodes(node, path=()):
@@ -79,10 +80,11 @@ def dotted(path) -> str:
 
 
 def covers(declared: str, key: str) -> dict | None:
-    """``{}`` (or the template's fields) if the declared key ``declared`` covers ``key``."""
+    """``{}`` (or the template's fields) if the declared key ``declared`` covers ``key``, or
+    lies below it (a stage that reads ``spatial.teachers`` fails when ``spatial`` is broken)."""
     d, k = declared.split("."), key.split(".")
     if len(k) < len(d):
-        return None
+        d = d[:len(k)]
     fields = {}
     for a, b in zip(d, k):
         if a.startswith("{"):
@@ -100,8 +102,17 @@ def stage_for(key: str) -> list[str]:
             fields = covers(declared, key)
             if fields is not None:
                 condition = fields.get("condition", "gt")
-                return [a.format(condition=condition) for a in args]
+                return [a.format(condition=condition, teacher=teacher_for(fields)) for a in args]
     raise AssertionError(f"no stage reads {key}")
+
+
+def teacher_for(fields: dict) -> str:
+    """A teacher whose stage reads the key: the one named, or the first of the method named."""
+    teachers = RAW["spatial"]["teachers"]
+    if fields.get("key") in teachers:
+        return fields["key"]
+    method = fields.get("item[method]")
+    return next((n for n, e in teachers.items() if e["method"] == method), next(iter(teachers)))
 
 
 def free(key: str) -> bool:
@@ -162,8 +173,8 @@ def test_the_walk_reaches_every_section_and_stage():
     sections = {p[0] for p in NODES}
     assert sections == set(RAW) and len(NODES) > 100
     used = {stage_for(dotted(p))[0] for p in NODES}
-    assert used == {"corpus", "stft", "spatial", "confidence", "train", "labels", "evaluate",
-                    "report"}
+    # the labels stage reads nothing that an earlier stage does not read first
+    assert used == {"corpus", "stft", "spatial", "confidence", "train", "evaluate", "report"}
 
 
 @pytest.mark.parametrize("path", NODES, ids=lambda p: ".".join(map(str, p)))
@@ -215,7 +226,8 @@ def test_repo_params_load_and_round_trip():
     assert cfg.model.shape.hidden == RAW["model"]["sizes"][RAW["model"]["size"]]["hidden"]
     assert cfg.corpus.wsj0_2mix_spatialized.mode == RAW["corpus"]["wsj0-2mix-spatialized"]["mode"]
     assert cfg.corpus.tts.relative_level_db == (0.0, 5.0)
-    assert isinstance(cfg.spatial.tol, float) and isinstance(cfg.train.amp, bool)
+    assert isinstance(cfg.spatial.paper.tol, float) and isinstance(cfg.train.amp, bool)
+    assert {e.method for e in cfg.spatial.teachers.values()} == {"paper", "delay"}
     names = [n for n, _, _ in cfg.train_conditions.entries()]
     assert names == [*RAW["train_conditions"]["gt"], *RAW["train_conditions"]["spatial"]]
 
@@ -262,7 +274,7 @@ def test_smoke_overlay_loads():
     ("dask.worker_env", {"BAD-NAME": 1}, "dask.worker_env has an entry named 'BAD-NAME'"),
     ("train_conditions.spatial.alpha_1.alpha", -1, "alpha is -1; expected a number >= 0"),
     ("train_conditions.gt.gt_subset.fraction", 0, "fraction is 0; expected a number in (0, 1]"),
-    ("train_conditions.spatial", {"alpha.1": {"alpha": 1.0, "fraction": 1.0}},
+    ("train_conditions.spatial", {"alpha.1": {"teacher": "paper", "alpha": 1.0, "fraction": 1.0}},
      "train_conditions.spatial has an entry named 'alpha.1'; names may only hold letters"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(key, value, match):
@@ -333,7 +345,7 @@ def test_a_stage_loads_only_its_keys(stage):
     # every section the stage does not declare is broken: it still loads
     data = {section: value if any(k.split(".")[0] == section for k in keys) else {"bad": True}
             for section, value in RAW.items()}
-    cfg = parse_config(data, keys, condition="alpha_1")
+    cfg = parse_config(data, keys, condition="alpha_1", teacher="paper")
     for section in RAW:
         if not any(k.split(".")[0] == section for k in keys):
             with pytest.raises(AttributeError, match=f"params key '{section}' was not loaded"):
@@ -409,7 +421,7 @@ def test_good_model_folder_loads(tmp_path):
     model, meta = load_model(model_folder(tmp_path))
     assert meta["stft"] == STFT and model.config == MODEL
     sep = Separator.from_pretrained(tmp_path, device="cpu", threshold=0.1)
-    assert sep.spatial.tol == RAW["spatial"]["tol"]
+    assert sep.spatial.tol == RAW["spatial"]["paper"]["tol"]
     assert sep.kmeans_seed == RAW["evaluate"]["kmeans_seed"]
 
 
@@ -448,12 +460,14 @@ def test_model_file_that_is_not_a_mapping(tmp_path):
 
 
 @pytest.mark.parametrize("params_json, match", [
-    ({"params_file": {"spatial": {**RAW["spatial"], "tol": "x"}, "confidence": RAW["confidence"],
-                      "evaluate": RAW["evaluate"]}},
-     "params_file.spatial.tol is 'x'; expected a number >= 0"),
-    ({"params_file": {"spatial": {**RAW["spatial"], "tau": 1}, "confidence": RAW["confidence"],
-                      "evaluate": RAW["evaluate"]}},
-     "params_file.spatial.tau (= 1) is not a known key"),
+    ({"params_file": {"spatial": {**RAW["spatial"], "paper": {**RAW["spatial"]["paper"],
+                                                                "tol": "x"}},
+                      "confidence": RAW["confidence"], "evaluate": RAW["evaluate"]}},
+     "params_file.spatial.paper.tol is 'x'; expected a number >= 0"),
+    ({"params_file": {"spatial": {**RAW["spatial"], "paper": {**RAW["spatial"]["paper"],
+                                                                "tau": 1}},
+                      "confidence": RAW["confidence"], "evaluate": RAW["evaluate"]}},
+     "params_file.spatial.paper.tau (= 1) is not a known key"),
     ({"params_file": {"spatial": RAW["spatial"], "evaluate": RAW["evaluate"]}},
      "params_file.confidence is missing"),
     ({"params_file": {"spatial": RAW["spatial"], "confidence": RAW["confidence"],

@@ -11,7 +11,8 @@ reaches is stale and fails too. The walker sees imports only: a data file read b
 dep added by hand.
 
 Params: each stage module declares ``PARAMS`` (params.yaml keys that change its results;
-``{group}`` and ``{condition}`` are filled from the stage's foreach) and ``RUN_PARAMS`` (keys
+``{group}``, ``{condition}``/``{key}`` and ``{item[field]}`` are filled from the stage's
+foreach) and ``RUN_PARAMS`` (keys
 that only change how it runs). The stage's dvc.yaml ``params`` must equal PARAMS, and no
 RUN_PARAMS key may be covered by them (a section name covers the whole section).
 
@@ -200,7 +201,9 @@ def expand_stages(root: Path) -> list[Stage]:
             pairs = items.items() if isinstance(items, dict) else ((i, i) for i in items)
             for key, item in pairs:
                 body = interpolate(spec["do"], {"item": item, "key": key}, variables, params)
-                stages.append(_stage(f"{name}@{key}", body, {"group": group, "condition": key}))
+                stages.append(_stage(f"{name}@{key}", body,
+                                     {"group": group, "condition": key, "key": key,
+                                      "item": item}))
         else:
             stages.append(_stage(name, interpolate(spec, variables, params), {}))
     return stages

@@ -74,7 +74,7 @@ def test_ensemble_rows_oracle_is_at_least_both_members():
     # Catches an oracle that compares the wrong columns or picks the worse member, rows of one
     # mixture paired with another's (misaligned zip), and a copy of only some metrics.
     conf, rows = _ensemble_case()
-    out = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=1)
+    out = ensemble_rows(rows, "spatial", "alpha_1", threshold=0.2, seed=1)
     assert set(out) == set(ENSEMBLES)
     oracle = out["ensemble_oracle"]
     _check_copied(oracle, rows, "ensemble_oracle")
@@ -90,7 +90,8 @@ def test_ensemble_rows_confidence_picks_spatial_iff_above_threshold():
     # threshold takes the model, as choose_confidence documents) and the inverted choice.
     conf, rows = _ensemble_case()
     threshold = float(conf[5])                                        # exactly one mixture's
-    out = ensemble_rows(rows, "alpha_1", threshold=threshold, seed=1)["ensemble_confidence"]
+    out = ensemble_rows(rows, "spatial", "alpha_1", threshold=threshold,
+                        seed=1)["ensemble_confidence"]
     _check_copied(out, rows, "ensemble_confidence")
     assert [r["choice"] == "spatial" for r in out] == [bool(c > threshold) for c in conf]
     assert out[5]["choice"] == "alpha_1"                              # equal -> the model
@@ -101,14 +102,14 @@ def test_ensemble_rows_random_is_seeded_and_picks_both():
     # Catches an unseeded (global RNG, clock) draw and a draw that depends on the scores or
     # confidences instead of only (number of mixtures, seed).
     conf, rows = _ensemble_case()
-    a = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=7)["ensemble_random"]
-    b = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=7)["ensemble_random"]
+    a = ensemble_rows(rows, "spatial", "alpha_1", threshold=0.2, seed=7)["ensemble_random"]
+    b = ensemble_rows(rows, "spatial", "alpha_1", threshold=0.2, seed=7)["ensemble_random"]
     assert a == b
     _check_copied(a, rows, "ensemble_random")
     picks = [r["choice"] for r in a]
     assert 10 <= picks.count("spatial") <= 30                         # both, about half each
     _, other_scores = _ensemble_case(seed=3)
-    c = ensemble_rows(other_scores, "alpha_1", threshold=0.35, seed=7)["ensemble_random"]
+    c = ensemble_rows(other_scores, "spatial", "alpha_1", threshold=0.35, seed=7)["ensemble_random"]
     assert [r["choice"] for r in c] == picks
-    d = ensemble_rows(rows, "alpha_1", threshold=0.2, seed=8)["ensemble_random"]
+    d = ensemble_rows(rows, "spatial", "alpha_1", threshold=0.2, seed=8)["ensemble_random"]
     assert [r["choice"] for r in d] != picks

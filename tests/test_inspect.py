@@ -36,7 +36,8 @@ def _stage_set(root, split, frames_per_shard, seed=0):
                     utterances={"num_samples": np.array(frames) * CFG.hop_length,
                                 "stft_exponent": exps})
         post = [rng.random((t, F)).astype(np.float32) for t in frames]
-        write_shard(root / "spatial" / split / shard_name(index), stage="spatial", split=split,
+        write_shard(root / "spatial" / "paper" / split / shard_name(index), stage="spatial",
+                    split=split,
                     index=index, ids=ids, stft=CFG,
                     frames={"ipd": [rng.uniform(-np.pi, np.pi, (t, F)) for t in frames],
                             "posteriors": [np.stack([p, 1 - p], -1) for p in post]},
@@ -45,7 +46,7 @@ def _stage_set(root, split, frames_per_shard, seed=0):
         if index == len(frames_per_shard) - 1:
             cp[-1][0, 0] = np.nan
         jsd = rng.random(len(frames))
-        write_shard(root / "confidence" / split / shard_name(index), stage="confidence",
+        write_shard(root / "confidence" / "paper" / split / shard_name(index), stage="confidence",
                     split=split, index=index, ids=ids, stft=CFG, frames={"c_post": cp},
                     utterances={"c_jsd": jsd, "c_cl": np.ones(len(frames)),
                                 "mean_confidence": jsd * 0.5})
@@ -65,7 +66,7 @@ def test_summary_of_a_set_matches_numpy_over_all_shards(tmp_path):
     assert st["min"] == ref.min() and st["max"] == ref.max()
     assert st["mean"] == pytest.approx(ref.mean(), rel=1e-9) and st["nan"] == 0
     assert s["datasets"]["mix_stft"]["shape"] == (15, F, 2)
-    c = summarise_set(sorted((tmp_path / "confidence" / "train").glob("shard-*.h5")))
+    c = summarise_set(sorted((tmp_path / "confidence" / "paper" / "train").glob("shard-*.h5")))
     assert c["datasets"]["c_post"]["nan"] == 1
     jsd = np.concatenate(w["c_jsd"])
     assert c["datasets"]["c_jsd"]["max"] == pytest.approx(jsd.max(), rel=1e-6)
@@ -80,7 +81,7 @@ def test_summary_of_a_set_matches_numpy_over_all_shards(tmp_path):
 def test_cli_utterance_view_and_png(tmp_path):
     _stage_set(tmp_path, "test", [(4, 6)])
     png = tmp_path / "u.png"
-    res = CliRunner().invoke(cli, ["inspect", str(tmp_path / "confidence" / "test"),
+    res = CliRunner().invoke(cli, ["inspect", str(tmp_path / "confidence" / "paper" / "test"),
                                    "--utterance", "test_001", "--png", str(png)])
     assert res.exit_code == 0, res.output
     out = res.output
@@ -97,7 +98,7 @@ def test_cli_utterance_view_and_png(tmp_path):
 def test_cli_errors_name_the_path(tmp_path):
     _stage_set(tmp_path, "test", [(2,)])
     runner = CliRunner()
-    res = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "test"),
+    res = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "paper" / "test"),
                               "--utterance", "nope"])
     assert res.exit_code == 1 and "no utterance 'nope'" in res.output
     assert str(tmp_path) in res.output
@@ -116,10 +117,10 @@ def test_cli_errors_name_the_path(tmp_path):
 def test_cli_utterance_refuses_stages_that_do_not_line_up(tmp_path):
     _stage_set(tmp_path, "test", [(4, 6), (3,)])
     runner = CliRunner()
-    args = ["inspect", str(tmp_path / "confidence" / "test"), "--utterance", "test_001"]
+    args = ["inspect", str(tmp_path / "confidence" / "paper" / "test"), "--utterance", "test_001"]
     assert runner.invoke(cli, args).exit_code == 0
     # the spatial stage rerun on another corpus: the same shard file, other utterances
-    spatial = tmp_path / "spatial" / "test" / shard_name(0)
+    spatial = tmp_path / "spatial" / "paper" / "test" / shard_name(0)
     write_shard(spatial, stage="spatial", split="test", index=0, ids=["other_000", "other_001"],
                 stft=CFG, frames={"posteriors": [np.full((t, F, 2), 0.5) for t in (4, 6)]},
                 utterances={"fit_bins": np.array([1, 2])})
@@ -129,11 +130,13 @@ def test_cli_utterance_refuses_stages_that_do_not_line_up(tmp_path):
     assert str(spatial) in errors[0] and "do not line up" in errors[0]
     assert "utterance test_001" not in res.output            # no view of another's data
     # an utterance in a shard (index 1) that does line up is still shown
-    ok = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "test"), "--utterance",
-                             "test_002"])
+    ok = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "paper" / "test"),
+                             "--utterance", "test_002"])
     assert ok.exit_code == 0 and "utterance test_002 (shard-00001.h5" in ok.output
     spatial.unlink()                                          # one stage has a shard fewer
-    res = runner.invoke(cli, ["inspect", str(tmp_path / "stft" / "test"), "--utterance", "1"])
+    res = runner.invoke(cli, ["inspect", str(tmp_path / "confidence" / "paper" / "test"),
+                              "--utterance", "1"])
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert res.exit_code == 1 and len(errors) == 1, res.output
-    assert str(tmp_path / "spatial" / "test") in errors[0] and "shard files differ" in errors[0]
+    assert str(tmp_path / "spatial" / "paper" / "test") in errors[0]
+    assert "shard files differ" in errors[0]

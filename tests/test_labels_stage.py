@@ -27,9 +27,10 @@ def labels_run(tmp_path_factory):
     params = {
         "stft": {"sample_rate": TINY_STFT.sample_rate, "window_ms": 4, "hop_ms": 1,
                  "window": "hann", "pair_channels": [1], "seed": 1},
+        "spatial": {"teachers": {"paper": {"method": "paper", "channels": "pair"}}},
         "train": {"seed": 0},
         "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
-                             "spatial": {n: {"alpha": a, "fraction": 1.0}
+                             "spatial": {n: {"teacher": "paper", "alpha": a, "fraction": 1.0}
                                          for n, a in ALPHAS.items()}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -80,7 +81,7 @@ def test_rows_are_the_mixtures_stats_in_id_order(labels_run):
     want = []
     for k in range(-(-N_TRAIN // 16)):                                   # 16 per shard
         paths = [root / "shards" / s / "train" / shard_name(k)
-                 for s in ("stft", "spatial", "confidence")]
+                 for s in ("stft", "spatial/paper", "confidence/paper")]
         with Shard(paths[0]) as st, Shard(paths[1]) as sp, Shard(paths[2]) as cf:
             data = zip(st.ids, st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
                        sp.all_frames("labels"), cf.utterances("c_cl"), cf.utterances("c_jsd"),
@@ -100,14 +101,15 @@ def test_label_accuracy_by_band_is_the_magnitude_weighted_accuracy(labels_run):
     # here with a plain loop over bins; catches unweighted counts, per-band permutations and
     # bins put in the wrong band.
     root, summary, _ = labels_run
-    acc = summary["label_accuracy"]
+    acc = summary["label_accuracy"]["paper"]
     sr, nf = TINY_STFT.sample_rate, TINY_STFT.num_freq
     freqs = np.linspace(0, sr / 2, nf)
     bands = len(acc["bands"])
     assert bands == int(np.ceil(sr / 2 / 1000))
     correct, total = np.zeros(bands), np.zeros(bands)
     for k in range(-(-N_TRAIN // 16)):
-        paths = [root / "shards" / s / "train" / shard_name(k) for s in ("stft", "spatial")]
+        paths = [root / "shards" / "stft" / "train" / shard_name(k),
+                 root / "shards" / "spatial" / "paper" / "train" / shard_name(k)]
         with Shard(paths[0]) as st, Shard(paths[1]) as sp:
             for lm, src, lab in zip(st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
                                     sp.all_frames("labels")):

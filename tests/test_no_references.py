@@ -41,6 +41,9 @@ def write_params(path: Path, **evaluate) -> Path:
     params["train"].update(epochs=1, batch_size=4, max_frames=30, loader_workers=0,
                            shuffle_buffer=8, torch_threads=1, device="cpu")
     params["train_conditions"]["gt"]["gt_subset"]["fraction"] = 0.25
+    params["spatial"]["teachers"] = {"paper": {"method": "paper", "channels": "pair"}}
+    params["train_conditions"]["spatial"] = {
+        n: c for n, c in params["train_conditions"]["spatial"].items() if c["teacher"] == "paper"}
     params["evaluate"].update(evaluate)
     path.write_text(yaml.safe_dump(params))
     return path

@@ -32,25 +32,30 @@ def _rows(rng, split, approach, n, mean_sdr, conf):
 @pytest.fixture()
 def results(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["spatial"]["teachers"] = {"paper": {"method": "paper", "channels": "pair"}}
+    params["train_conditions"]["spatial"] = {
+        n: c for n, c in params["train_conditions"]["spatial"].items() if c["teacher"] == "paper"}
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     rng = np.random.default_rng(0)
     conf_valid, conf_test = rng.uniform(0, 0.3, 20), rng.uniform(0, 0.3, 12)
-    rows = _rows(rng, "valid", "spatial", 20, 3.0, conf_valid)
+    rows = _rows(rng, "valid", "spatial_paper", 20, 3.0, conf_valid)
     names = condition_names(load_config(params_path, ["train_conditions"]).train_conditions)
     for k, name in enumerate(names):
         rows += _rows(rng, "test", name, 12, float(k), conf_test)
-    rows += _rows(rng, "test", "spatial", 12, 4.0, conf_test)
+    rows += _rows(rng, "test", "spatial_paper", 12, 4.0, conf_test)
     for name in ENSEMBLES:
-        rows += [{**r, "choice": "spatial"} for r in _rows(rng, "test", name, 12, 5.0, conf_test)]
+        rows += [{**r, "choice": "spatial_paper"}
+                 for r in _rows(rng, "test", name, 12, 5.0, conf_test)]
     res = tmp_path / "results"
     (res / "eval" / "examples" / "test_000").mkdir(parents=True)
     (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
     (res / "eval" / "ensemble.json").write_text(json.dumps(
-        {"model": "alpha_1", "percentile": 25, "threshold": 0.07, "valid_mixtures": 20,
-         "has_references": True}))
+        {"model": "alpha_1", "teacher": "paper", "percentile": 25, "threshold": 0.07,
+         "valid_mixtures": 20, "has_references": True}))
     np.savez(res / "eval" / "examples" / "test_000" / "masks.npz",
-             logmag_db=rng.normal(size=(50, 129)), mask_spatial=rng.uniform(size=(2, 50, 129)),
+             logmag_db=rng.normal(size=(50, 129)),
+             mask_spatial_paper=rng.uniform(size=(2, 50, 129)),
              mask_alpha_1=rng.uniform(size=(2, 50, 129)))
     (res / "labels").mkdir()
     (res / "labels" / "labels.json").write_text(json.dumps({"conditions": {
@@ -69,7 +74,7 @@ def test_table1_and_figures(results):
     table = result["rows"]
     assert list(table)[:2] == ["gt", "gt_subset"] and "ensemble_confidence" in table
     # Fig. 2's r is the paper's: of the confidence itself, "not its log" (scipy as the oracle)
-    valid = [r for r in rows if r["split"] == "valid" and r["approach"] == "spatial"]
+    valid = [r for r in rows if r["split"] == "valid" and r["approach"] == "spatial_paper"]
     conf = np.array([r["mean_confidence"] for r in valid])
     sdr = np.array([r["si_sdr"] for r in valid])
     fig2 = result["fig2_confidence_vs_sdr"]
@@ -80,12 +85,12 @@ def test_table1_and_figures(results):
     assert fig2["pearson_r"] != pytest.approx(fig2["pearson_r_log"])
     assert fig2["mixtures"] == len(valid)
     spatial_test = [r["si_sdr"] for r in rows
-                    if r["split"] == "test" and r["approach"] == "spatial"]
-    assert table["spatial"]["si_sdr"] == pytest.approx(np.mean(spatial_test))
-    assert table["spatial"]["si_sdr_ci"] > 0
+                    if r["split"] == "test" and r["approach"] == "spatial_paper"]
+    assert table["spatial_paper"]["si_sdr"] == pytest.approx(np.mean(spatial_test))
+    assert table["spatial_paper"]["si_sdr_ci"] > 0
     assert table["alpha_1"]["quality"] == 0.3
     md = (res / "table1.md").read_text()
-    assert "Spatial algorithm" in md and "(4.3)" in md          # the paper's number beside ours
+    assert "Spatial teacher paper (paper)" in md and "(4.3)" in md   # the paper's number too
     header = next(line for line in md.splitlines() if line.startswith("| |"))
     body = [line for line in md.splitlines() if line.startswith(("| 1ch", "| 2ch"))]
     assert len(body) == len(table) and all(line.count("|") == header.count("|") for line in body)
@@ -102,7 +107,7 @@ def test_table1_without_references(results):
     rows = [{**r, **{m: float("nan") for m in metrics}, "permutation": ""} for r in rows
             if r["approach"] not in ("ensemble_random", "ensemble_oracle")]
     for i, r in enumerate(r for r in rows if r["approach"] == "ensemble_confidence"):
-        r["choice"] = "spatial" if i % 4 else "alpha_1"        # 9 of 12 spatial
+        r["choice"] = "spatial_paper" if i % 4 else "alpha_1"        # 9 of 12 spatial
     (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
     ensemble = json.loads((res / "eval" / "ensemble.json").read_text())
     (res / "eval" / "ensemble.json").write_text(json.dumps({**ensemble, "has_references": False}))
@@ -120,7 +125,7 @@ def test_table1_without_references(results):
     result = json.loads((res / "table1.json").read_text())
     table = result["rows"]
     assert result["has_references"] is False
-    assert set(table) == {*names, "spatial", "ensemble_confidence"}
+    assert set(table) == {*names, "spatial_paper", "ensemble_confidence"}
     for name, row in table.items():
         assert row["needs_references"] is True
         assert all(row[m] is None and row[f"{m}_ci"] is None for m in metrics), name
@@ -145,9 +150,9 @@ def test_table1_without_references(results):
                                            if label.startswith("DC w/ ground truth"))
     assert all(c[0].startswith("needs references") and c[1].startswith("needs references")
                for c in gt_rows)
-    alpha_1 = body["DC w/ estimates, α = 1"]
+    alpha_1 = body["DC w/ estimates of paper, α = 1"]
     assert alpha_1[0].startswith("needs references") and alpha_1[1].startswith("0.500")
-    assert body["Spatial algorithm"][0].startswith("–")          # no labels: no quality
+    assert body["Spatial teacher paper (paper)"][0].startswith("–")   # no labels: no quality
     figures = sorted(p.name for p in (res / "figures").iterdir())
     assert figures == ["example_test_000.png", "training_curves.png"]
 

@@ -55,8 +55,8 @@ def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed:
     save_checkpoint(folder / "model.pt", {"model_state": model.state_dict(), "epoch": 1,
                                           "valid_loss": 0.5, "bootsep_version": __version__,
                                           **meta})
-    params = {"spatial": {"tau_db": -10.0, "num_components": 2, "max_iter": 100, "tol": 1e-4,
-                          "reg_covar": 1e-6},
+    params = {"spatial": {"paper": {"tau_db": -10.0, "max_iter": 100, "tol": 1e-4,
+                                    "reg_covar": 1e-6}},
               "confidence": {"jsd_samples": 200, "seed": 2},
               "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0}}
     (folder / "params.json").write_text(json.dumps({**meta, "params_file": params}))

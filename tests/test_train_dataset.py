@@ -17,7 +17,7 @@ from bootsep.train.inputs import check_inputs, shard_groups
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_split
 
 GT = Condition("gt", "gt")
-A1 = Condition("alpha_1", "spatial", 1.0)
+A1 = Condition("alpha_1", "spatial", 1.0, teacher="paper")
 N_UTT, PER_SHARD = 30, 4          # 8 shards, the last one partial
 
 
@@ -150,8 +150,8 @@ def test_shards_that_do_not_line_up_are_refused(tmp_path, stage):
     """Ids of the spatial and confidence shards are checked against the stft shard."""
     write_synthetic_split(tmp_path, "train", 6, utterances_per_shard=3, seed=1)
     write_synthetic_split(tmp_path / "other", "train", 6, utterances_per_shard=3, seed=1)
-    bad = tmp_path / stage / "train" / "shard-00001.h5"
-    with Shard(tmp_path / "other" / stage / "train" / "shard-00000.h5") as s:
+    bad = tmp_path / stage / "paper" / "train" / "shard-00001.h5"
+    with Shard(tmp_path / "other" / stage / "paper" / "train" / "shard-00000.h5") as s:
         frames = {n: s.all_frames(n) for n in s.names()
                   if n in ("labels", "posteriors", "c_post")}
         utts = {n: s.utterances(n) for n in ("c_cl", "c_jsd", "mean_c_post", "mean_confidence")
@@ -160,8 +160,8 @@ def test_shards_that_do_not_line_up_are_refused(tmp_path, stage):
     write_shard(bad, stage=stage, split="train", index=1, ids=ids, stft=TINY_STFT,
                 frames=frames, utterances=utts)
     stream = _stream(tmp_path, shuffle=False)
-    with pytest.raises(BootsepError, match=rf"{stage}/train/shard-00001.h5: utterance ids do not "
-                                           r"line up .*first difference at position 0"):
+    with pytest.raises(BootsepError, match=rf"{stage}/paper/train/shard-00001.h5: utterance ids "
+                                           r"do not line up .*first difference at position 0"):
         list(stream)
     with pytest.raises(BootsepError, match="do not line up"):
         check_inputs(shard_groups(A1, "train", tmp_path), A1, TINY_STFT, "check")

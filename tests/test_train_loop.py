@@ -35,7 +35,7 @@ MODEL = ModelConfig(num_freq=TINY_STFT.num_freq, hidden=16, num_layers=1, embedd
 DROPOUT = ModelConfig(num_freq=TINY_STFT.num_freq, hidden=16, num_layers=2, embedding_dim=4,
                       dropout=0.3)
 GT = Condition("gt", "gt")
-A1 = Condition("alpha_1", "spatial", 1.0)
+A1 = Condition("alpha_1", "spatial", 1.0, teacher="paper")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -46,8 +46,9 @@ def write_params(path: Path, train: dict | None = None, spatial: dict | None = N
                   "shuffle_buffer": 8, "torch_threads": 1, "device": "cpu", "amp": False,
                   "max_batches_per_epoch": None, "num_sources": 2, **(train or {})},
         "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
-                             "spatial": spatial or {"alpha_0": {"alpha": 0.0, "fraction": 1.0},
-                                                    "alpha_1": {"alpha": 1.0, "fraction": 1.0}}},
+                             "spatial": spatial or {
+                                 "alpha_0": {"teacher": "paper", "alpha": 0.0, "fraction": 1.0},
+                                 "alpha_1": {"teacher": "paper", "alpha": 1.0, "fraction": 1.0}}},
     }
     path.write_text(yaml.safe_dump(params))
     return path
@@ -87,7 +88,8 @@ def test_stage_trains_gt_subset_and_alpha(corpus, tmp_path):
 def _corrupt(root: Path, tmp_path: Path, stage: str, name: str, value) -> Path:
     copy = tmp_path / "shards"
     shutil.copytree(root, copy)
-    with h5py.File(copy / stage / "train" / "shard-00002.h5", "r+") as f:
+    folder = copy / stage / "train" if stage == "stft" else copy / stage / "paper" / "train"
+    with h5py.File(folder / "shard-00002.h5", "r+") as f:
         data = f[name][()]
         data.flat[data.size // 2] = value
         f[name][...] = data
@@ -113,7 +115,7 @@ def test_shards_from_another_stft_config(corpus, tmp_path):
 def test_missing_confidence_shard_set(corpus, tmp_path):
     root = tmp_path / "shards"
     shutil.copytree(corpus, root)
-    shutil.rmtree(root / "confidence" / "train")
+    shutil.rmtree(root / "confidence" / "paper" / "train")
     params = write_params(tmp_path / "params.yaml")
     _bad_input(params, "alpha_1", root, tmp_path / "models", "confidence.*not found")
     main(params, "gt", shard_root=root, model_root=tmp_path / "models")   # gt does not need it
@@ -122,8 +124,9 @@ def test_missing_confidence_shard_set(corpus, tmp_path):
 def test_negative_alpha_stops_its_own_condition_only(corpus, tmp_path):
     """Each train stage reads its own train_conditions entry (its DVC params) and no other."""
     params = write_params(tmp_path / "params.yaml",
-                          spatial={"alpha_1": {"alpha": 1.0, "fraction": 1.0},
-                                   "alpha_neg": {"alpha": -0.5, "fraction": 1.0}})
+                          spatial={"alpha_1": {"teacher": "paper", "alpha": 1.0, "fraction": 1.0},
+                                   "alpha_neg": {"teacher": "paper", "alpha": -0.5,
+                                                 "fraction": 1.0}})
     _bad_input(params, "alpha_neg", corpus, tmp_path / "models",
                r"train_conditions.spatial.alpha_neg.alpha is -0.5; expected a number >= 0")
     cfg = load_config(params, PARAMS + RUN_PARAMS, condition="alpha_1")
@@ -151,7 +154,7 @@ def test_label_out_of_range(corpus, tmp_path):
 def test_misaligned_shard_sets(corpus, tmp_path):
     root = tmp_path / "shards"
     shutil.copytree(corpus, root)
-    a, b = root / "spatial/train/shard-00000.h5", root / "spatial/train/shard-00001.h5"
+    a, b = root / "spatial/paper/train/shard-00000.h5", root / "spatial/paper/train/shard-00001.h5"
     a.rename(tmp_path / "x.h5")
     b.rename(a)
     (tmp_path / "x.h5").rename(b)

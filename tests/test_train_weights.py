@@ -81,7 +81,8 @@ def test_bad_alpha_is_an_error(alpha):
 def test_bad_alpha_in_params_names_the_key(alpha):
     """The α of eq. 7 is checked where params are read and where weights are built."""
     def load(a):
-        data = {"train_conditions": {"gt": {}, "spatial": {"a1": {"alpha": a, "fraction": 1.0}}}}
+        entry = {"teacher": "paper", "alpha": a, "fraction": 1.0}
+        data = {"train_conditions": {"gt": {}, "spatial": {"a1": entry}}}
         return parse_config(data, ["train_conditions"], where="p.yaml")
     with pytest.raises(BootsepError, match=r"^p\.yaml: train_conditions\.spatial\.a1\.alpha is "):
         load(alpha)
@@ -95,8 +96,8 @@ def test_bad_alpha_in_params_names_the_key(alpha):
 def test_stream_weights_per_cropped_example(tmp_path):
     """In the stream, the magnitude share is taken over each (cropped) example."""
     write_synthetic_split(tmp_path, "train", 12, frames=(20, 50), seed=3)
-    for cond in (Condition("gt", "gt"), Condition("alpha_0", "spatial", 0.0),
-                 Condition("alpha_1", "spatial", 1.0), Condition("alpha_2", "spatial", 2.0)):
+    for cond in (Condition("gt", "gt"), *(Condition(f"alpha_{a:g}", "spatial", a, teacher="paper")
+                                          for a in (0.0, 1.0, 2.0))):
         stream = ShardStream(shard_groups(cond, "train", tmp_path), cond, TINY_STFT, seed=0,
                              max_frames=25, shuffle_buffer=4)
         for ex in stream:

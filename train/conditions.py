@@ -1,7 +1,8 @@
 """Training conditions (paper §3.3): which labels, which α, how much of the training set.
 
 ``params.yaml`` holds them grouped by label kind,
-``train_conditions: {gt: {name: {fraction}}, spatial: {name: {alpha, fraction}}}``, so that
+``train_conditions: {gt: {name: {fraction}}, spatial: {name: {teacher, alpha, fraction}}}``,
+so that
 DVC's ``foreach`` makes one ``train_gt@<name>`` / ``train_spatial@<name>`` stage per entry
 (ground-truth models then do not depend on the spatial shards) and a user adds a condition
 without touching ``dvc.yaml``. Names are DVC parameter paths and folder names, so they may
@@ -23,15 +24,18 @@ class Condition:
     Attributes:
         name: stage/model name, e.g. ``alpha_1``.
         labels: ``gt`` (ideal binary labels from the source images, the upper bound) or
-            ``spatial`` (hard GMM pseudo-labels, §2.1).
+            ``spatial`` (hard pseudo-labels of a spatial teacher, §2.1).
         alpha: exponent of eq. 7; ignored for ``gt`` (pure magnitude weights, as α = 0).
         fraction: share of the training mixtures used (``gt_subset``: 0.05, the paper's 1k of 20k).
+        teacher: the spatial teacher (an entry of ``spatial.teachers``) of a ``spatial``
+            condition; None for ``gt``.
     """
 
     name: str
     labels: str
     alpha: float = 0.0
     fraction: float = 1.0
+    teacher: str | None = None
 
     @property
     def uses_confidence(self) -> bool:
@@ -44,7 +48,8 @@ class Condition:
 def conditions(settings: TrainConditions) -> list[Condition]:
     """The loaded conditions of ``train_conditions`` (validated by :mod:`bootsep.config`),
     ground-truth ones first (the order of Table 1)."""
-    return [Condition(name, labels, entry.alpha if labels == "spatial" else 0.0, entry.fraction)
+    return [Condition(name, labels, entry.alpha, entry.fraction, entry.teacher)
+            if labels == "spatial" else Condition(name, labels, 0.0, entry.fraction)
             for name, labels, entry in settings.entries()]
 
 

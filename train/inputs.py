@@ -31,8 +31,9 @@ def shard_groups(condition: Condition, split: str,
     """Aligned shard paths of the stages a condition reads (errors name the missing folder)."""
     if condition.labels == "gt":
         return [(p,) for p in shard_paths(root / "stft" / split)]
-    return aligned_shard_paths(root / "stft" / split, root / "spatial" / split,
-                               root / "confidence" / split)
+    return aligned_shard_paths(root / "stft" / split,
+                               root / "spatial" / condition.teacher / split,
+                               root / "confidence" / condition.teacher / split)
 
 
 def references_present(groups: list[tuple[Path, ...]]) -> bool:
@@ -151,7 +152,8 @@ def input_files(groups: list[tuple[Path, ...]]) -> list:
 
 
 def input_summaries(condition: Condition, root: Path) -> list:
-    stages = ["stft"] + (["spatial", "confidence"] if condition.labels == "spatial" else [])
+    stages = ["stft"] + ([f"spatial/{condition.teacher}", f"confidence/{condition.teacher}"]
+                         if condition.labels == "spatial" else [])
     out = []
     for stage in stages:
         for split in ("train", "valid"):

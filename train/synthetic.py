@@ -44,12 +44,16 @@ def synthetic_utterance(rng: np.random.Generator, frames: int, num_freq: int, nu
             "labels": labels.astype(np.uint8), "posteriors": post, "c_post": c_post}
 
 
+SYNTHETIC_TEACHER = "paper"      # the teacher folder of the synthetic spatial shards
+
+
 def write_synthetic_split(root: str | Path, split: str, num_utterances: int, *,
                           stft: StftConfig = TINY_STFT, utterances_per_shard: int = 8,
                           frames: tuple[int, int] = (20, 60), num_sources: int = 2, seed: int = 0,
                           stages: tuple[str, ...] = ("stft", "spatial", "confidence"),
-                          references: bool = True) -> list[str]:
-    """Write ``root/<stage>/<split>/shard-*.h5`` for each of ``stages``; returns the ids.
+                          references: bool = True, teacher: str = SYNTHETIC_TEACHER) -> list[str]:
+    """Write ``root/stft/<split>/shard-*.h5`` and ``root/<stage>/<teacher>/<split>/shard-*.h5``
+    for the other ``stages`` (as the pipeline lays them out); returns the ids.
 
     ``references`` False leaves ``source_mag`` out of the stft shards (a corpus of recordings
     without source images); everything else is the same as with references.
@@ -80,8 +84,10 @@ def write_synthetic_split(root: str | Path, split: str, num_utterances: int, *,
         }
         for stage in stages:
             frames_d, utt_d = per_stage[stage]
-            write_shard(root / stage / split / shard_name(index), stage=stage, split=split,
-                        index=index, ids=ids, stft=stft, frames=frames_d, utterances=utt_d)
+            folder = root / stage / split if stage == "stft" else root / stage / teacher / split
+            write_shard(folder / shard_name(index), stage=stage, split=split,
+                        index=index, ids=ids, stft=stft, frames=frames_d, utterances=utt_d,
+                        attrs={} if stage == "stft" else {"teacher": teacher, "method": "paper"})
         ids_all.extend(ids)
     return ids_all
 

@@ -39,6 +39,7 @@ from bootsep.atomic import write_text_atomic
 from bootsep.config import TtsSettings
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import PCM16_SCALE, pcm16_levels, write_audio
+from bootsep.pipeline.corpus.geometry import ArrayGeometry, write_geometry
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, write_manifest
 from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
 from bootsep.pipeline.corpus.text import DEFAULT_FORTUNES_DIR, load_sentences
@@ -127,6 +128,7 @@ def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int |
             bar.update()
     for split in SPLITS:
         write_manifest(out_dir / split / MANIFEST_NAME, rows[split], num_sources=2)
+        write_geometry(out_dir / split, ArrayGeometry(mics, p.speed_of_sound))
     _write_speakers(out_dir / "speakers.csv", speakers, split_of, usable)
     return {split: len(rows[split]) for split in SPLITS}
 

@@ -1,5 +1,8 @@
-"""One shard of the ``confidence@<split>`` stage: C_cl, C_JSD, C_post (paper §2.2, eqs. 4–6).
+"""One shard of the ``confidence@<teacher>`` stage: C_cl, C_JSD, C_post (paper §2.2, eqs. 4–6).
 
+C_cl counts every bin of the real frames (eq. 4: all T·F bins). The fit term C_JSD is eq. 5
+for the paper's teacher (its K- and 1-component GMMs) and its generalisation for the others:
+the JSD between the teacher's K-source and 1-source models of the same family.
 Per mixture it also stores the mean C_post over the fitted bins and the mixture
 confidence ``C_cl · C_JSD · mean C_post`` that the confidence ensemble thresholds (§3.3).
 The Monte Carlo draws of eq. 5 are seeded per mixture from (``confidence.seed``, its id),
@@ -12,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bootsep.pipeline.confidence import measures
+from bootsep.errors import BootsepError
+from bootsep.pipeline.confidence import c_jsd, measures
 from bootsep.pipeline.gmm import GMMParams
 from bootsep.pipeline.jobs import mixture_seed
-from bootsep.pipeline.padding import pad_stack, unpad
+from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import Shard, write_shard
+from bootsep.pipeline.teachers.delay import bin_frequencies
+from bootsep.pipeline.teachers.delay_jsd import DelayModel, delay_jsd
 
 
 def mixture_seeds(ids: list[str], seed: int) -> list[list[int]]:
@@ -26,33 +32,55 @@ def mixture_seeds(ids: list[str], seed: int) -> list[list[int]]:
 
 
 def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, object]:
-    """All confidence-stage arrays of one spatial shard (frame arrays as per-utterance lists)."""
+    """All confidence-stage arrays of one spatial shard (frame arrays as per-utterance lists),
+    for the teacher that wrote it (its ``method`` attribute)."""
     lengths = spatial.num_frames
     labels, _ = pad_stack(spatial.all_frames("labels"))
     fit_mask, _ = pad_stack(spatial.all_frames("fit_mask"), fill=False)
     post, _ = pad_stack(spatial.all_frames("posteriors"))
-    gmm = GMMParams(weights=spatial.utterances("gmm_weights"),
-                    means=spatial.utterances("gmm_means"),
-                    covariances=spatial.utterances("gmm_covariances"))
-    gmm1 = GMMParams(weights=np.ones((len(spatial), 1)), means=spatial.utterances("gmm1_means"),
-                     covariances=spatial.utterances("gmm1_covariances"))
-    degenerate = spatial.utterances("gmm_degenerate").astype(bool)
-    out = measures(labels, fit_mask, post, gmm, gmm1, degenerate, n_samples,
-                   seeds=mixture_seeds(spatial.ids, seed))                          # eqs. 4-6
+    degenerate = spatial.utterances("degenerate").astype(bool)
+    seeds = mixture_seeds(spatial.ids, seed)
+    method = spatial.attrs.get("method")
+    if method == "paper":
+        gmm = GMMParams(weights=spatial.utterances("gmm_weights"),
+                        means=spatial.utterances("gmm_means"),
+                        covariances=spatial.utterances("gmm_covariances"))
+        gmm1 = GMMParams(weights=np.ones((len(spatial), 1)),
+                         means=spatial.utterances("gmm1_means"),
+                         covariances=spatial.utterances("gmm1_covariances"))
+        fit_term = c_jsd(gmm, gmm1, n_samples, seeds=seeds, degenerate=degenerate)     # eq. 5
+    elif method == "delay":
+        fit_term = delay_fit_term(spatial, n_samples, seeds, degenerate)   # generalised eq. 5
+    else:
+        raise BootsepError(f"spatial shard of unknown method {method!r}", spatial.path)
+    out = measures(labels, post, fit_term, degenerate, frames_valid(lengths, labels.shape[1]),
+                   fit_mask)                                                      # eqs. 4, 6
     out["c_post"] = unpad(out["c_post"], lengths)
     return out
+
+
+def delay_fit_term(spatial: Shard, n_samples: int, seeds, degenerate) -> np.ndarray:
+    """JSD (base 2) between the delay teacher's K-source and 1-source fits (generalised eq. 5)."""
+    u = spatial.utterances
+    model_k = DelayModel(u("priors"), u("outlier_prior"), u("delays"), u("kappa"))
+    model_1 = DelayModel(u("priors1"), u("outlier_prior1"), u("delays1"), u("kappa1"))
+    cfg = spatial.stft
+    freqs = bin_frequencies(cfg.sample_rate, cfg.win_length)
+    return delay_jsd(model_k, model_1, u("freq_weights"), freqs, n_samples, seeds,
+                     degenerate=degenerate | u("degenerate1").astype(bool))
 
 
 def compute_confidence_shard(spatial_path: str, cfg: StftConfig, n_samples: int, seed: int,
                              split: str, index: int, out_dir: str) -> dict:
     """One Dask task: the confidence shard of spatial shard ``spatial_path``."""
     with Shard(spatial_path, stage="spatial", stft=cfg) as sp:
-        ids = sp.ids
+        ids, teacher, method = sp.ids, sp.attrs.get("teacher"), sp.attrs.get("method")
         out = confidence_of_shard(sp, n_samples, seed)
     per_utterance = ("c_cl", "c_jsd", "mean_c_post", "mean_confidence")
     path = write_shard(Path(out_dir) / Path(spatial_path).name, stage="confidence", split=split,
                        index=index, ids=ids, stft=cfg, frames={"c_post": out["c_post"]},
                        utterances={k: out[k] for k in per_utterance},
-                       attrs={"jsd_samples": n_samples, "jsd_seed": seed})
+                       attrs={"jsd_samples": n_samples, "jsd_seed": seed,
+                              "teacher": teacher, "method": method})
     return {"shard": path.name, "utterances": len(ids),
             **{k: [float(v) for v in out[k]] for k in per_utterance}}

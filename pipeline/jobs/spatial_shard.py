@@ -1,16 +1,23 @@
-"""One shard of the ``spatial@<split>`` stage: IPD, PCA and GMM masks (paper §2.1, eqs. 1–3).
+"""One shard of the ``spatial@<teacher>`` stage: a teacher's masks for one stft shard.
 
-The utterances of one stft shard are padded into one batch and go through
-:func:`bootsep.pipeline.spatial.spatial_masks` (batched EM, no per-mixture loop); the
-result is written as the spatial shard of the same index, utterances in the same order.
-A mixture whose channel pair carries no independent information (a silent channel, or a copy
-up to gain/sign: :mod:`bootsep.pipeline.channels`) is stored degenerate, with uniform
-posteriors, and its reason code in ``channel_check``; the confidence stage gives it 0.
+The utterances of one stft shard are padded into batches and go through the teacher's batched
+numerics (no per-mixture loop); the result is written as the spatial shard of the same index,
+utterances in the same order, with the teacher recorded in the attributes:
+
+- ``paper``: :func:`bootsep.pipeline.spatial.spatial_masks` (IPD, PCA, GMM; eqs. 1–3) on
+  channel 0 and the mixture's pair channel. A pair that carries no independent information (a
+  silent channel, or a copy up to gain/sign: :mod:`bootsep.pipeline.channels`) is stored
+  degenerate, with uniform posteriors, and its reason code in ``channel_check``.
+- ``delay``: :func:`bootsep.pipeline.teachers.delay.delay_masks` on the pair (free delays) or
+  on every microphone (``channels: all``; one direction per source when the stft shard carries
+  the array geometry), and the 1-source fit of the same family on the same bins, whose
+  parameters the confidence stage compares with the K-source fit (generalised eq. 5).
+
+The confidence stage gives degenerate mixtures confidence 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,45 +27,125 @@ from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.float16 import complex_from_pairs
 from bootsep.pipeline.storage.shards import Shard, write_shard
+from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks
+from bootsep.pipeline.teachers.delay_jsd import fit_frequency_weights
+from bootsep.pipeline.teachers.spec import Teacher
+
+DELAY_BATCH = 16        # mixtures per delay_masks call (bounds the float64 work arrays)
 
 
-@dataclass(frozen=True)
-class SpatialOptions:
-    """The ``spatial`` params section (see params.yaml); recorded as shard attributes."""
+def read_channels(s: Shard, channels: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Padded complex64 STFTs ``(B, C, T, F)`` of a stft shard (``pair``: C = 2, channel 0 and
+    each mixture's pair channel; ``all``: every stored microphone) and the ``(B,)`` lengths."""
+    exps = s.utterances("stft_exponent")
+    x0 = s.all_frames("mix_stft")
+    rest = s.all_frames("array_stft")                        # (T_u, C-1, F, 2) each
+    if channels == "pair":
+        pairs = s.utterances("pair_channel")
+        rest = [r[:, [int(c) - 1]] for r, c in zip(rest, pairs)]
+    per = [np.concatenate([a[:, None], r], axis=1) for a, r in zip(x0, rest)]   # (T_u, C, F, 2)
+    stacked, lengths = pad_stack(per)
+    X = complex_from_pairs(stacked, exps[:, None, None, None]).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(X), lengths, s.ids
 
-    tau_db: float
-    num_components: int
-    max_iter: int
-    tol: float
-    reg_covar: float
 
-
-def compute_spatial_shard(stft_path: str, cfg: StftConfig, opts: SpatialOptions, split: str,
+def compute_spatial_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, split: str,
                           index: int, out_dir: str) -> dict:
-    """One Dask task: the spatial shard of stft shard ``stft_path``."""
+    """One Dask task: the spatial shard of stft shard ``stft_path`` by ``teacher``."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
-        ids = s.ids
-        scale = s.utterances("stft_exponent")[:, None, None]     # float16 pairs -> complex64
-        x0, lengths = pad_stack(s.all_frames("mix_stft"))
-        x0 = complex_from_pairs(x0, scale)
-        x1 = complex_from_pairs(pad_stack(s.all_frames("pair_stft"))[0], scale)
-        logmag, _ = pad_stack(s.all_frames("mix_logmag_db"), fill=-np.inf)
-    valid = frames_valid(lengths, x0.shape[1])
-    res = spatial_masks(x0, x1, logmag.astype(np.float32), valid, **asdict(opts))
+        X, lengths, ids = read_channels(s, teacher.channels)
+        logmag = pad_stack(s.all_frames("mix_logmag_db"), fill=-np.inf)[0] \
+            if teacher.method == "paper" else None
+        geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
+    if teacher.method == "paper":
+        frames, utterances, info = _paper(X, logmag, lengths, teacher)
+    else:
+        mic_pos = geometry[0] if teacher.channels == "all" else None
+        frames, utterances, info = _delay(X, lengths, teacher, cfg, mic_pos, geometry[1])
     path = write_shard(
         Path(out_dir) / Path(stft_path).name, stage="spatial", split=split, index=index, ids=ids,
-        stft=cfg,
-        frames={"ipd": unpad(res.ipd, lengths), "phi": unpad(res.phi, lengths),
-                "fit_mask": unpad(res.fit_mask, lengths),
-                "posteriors": unpad(res.posteriors, lengths), "labels": unpad(res.labels, lengths)},
-        utterances={"pca_mean": res.pca_mean, "pca_component": res.pca_component,
-                    "gmm_weights": res.gmm.weights, "gmm_means": res.gmm.means,
-                    "gmm_covariances": res.gmm.covariances, "gmm1_means": res.gmm1.means,
-                    "gmm1_covariances": res.gmm1.covariances, "gmm_converged": res.converged,
-                    "gmm_iterations": res.n_iter, "gmm_degenerate": res.degenerate,
-                    "fit_bins": res.fit_bins, "channel_check": res.channels},
-        attrs=asdict(opts))
-    return {"shard": path.name, "utterances": len(ids), "degenerate": int(res.degenerate.sum()),
-            "no_spatial_cue": int(np.count_nonzero(res.channels)),
-            "not_converged": int((~res.converged).sum()), "fit_bins": int(res.fit_bins.sum()),
-            "bins": int(lengths.sum()) * x0.shape[2]}
+        stft=cfg, frames={k: unpad(v, lengths) for k, v in frames.items()},
+        utterances=utterances, attrs=teacher.attrs())
+    degenerate = utterances["degenerate"]
+    return {"shard": path.name, "utterances": len(ids), "degenerate": int(degenerate.sum()),
+            "not_converged": int((~utterances["converged"]).sum()),
+            "fit_bins": int(utterances["fit_bins"].sum()),
+            "bins": int(lengths.sum()) * X.shape[-1], **info}
+
+
+def _paper(X, logmag, lengths, teacher: Teacher):
+    valid = frames_valid(lengths, X.shape[2])
+    opts = teacher.options
+    res = spatial_masks(X[:, 0], X[:, 1], logmag.astype(np.float32), valid,
+                        num_components=teacher.num_components, tau_db=opts["tau_db"],
+                        max_iter=opts["max_iter"], tol=opts["tol"], reg_covar=opts["reg_covar"])
+    frames = {"ipd": res.ipd, "phi": res.phi, "fit_mask": res.fit_mask,
+              "posteriors": res.posteriors, "labels": res.labels}
+    utterances = {"pca_mean": res.pca_mean, "pca_component": res.pca_component,
+                  "gmm_weights": res.gmm.weights, "gmm_means": res.gmm.means,
+                  "gmm_covariances": res.gmm.covariances, "gmm1_means": res.gmm1.means,
+                  "gmm1_covariances": res.gmm1.covariances, "converged": res.converged,
+                  "iterations": res.n_iter, "degenerate": res.degenerate,
+                  "fit_bins": res.fit_bins, "channel_check": res.channels}
+    return frames, utterances, {"no_spatial_cue": int(np.count_nonzero(res.channels))}
+
+
+def delay_options(teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound) -> dict:
+    """Keyword arguments of :func:`delay_masks` from the teacher's ``spatial.delay`` settings."""
+    o = teacher.options
+    kw = dict(freqs=bin_frequencies(cfg.sample_rate, cfg.win_length),
+              threshold_db=o["threshold_db"], weight_power=o["weight_power"],
+              max_delay_s=o["max_delay_ms"] / 1000.0, azimuth_step_deg=o["azimuth_step_deg"],
+              min_separation_deg=o["min_separation_deg"], outlier_prior=o["outlier_prior"],
+              kappa_init=o["kappa_init"], kappa_max=o["kappa_max"], max_iter=o["max_iter"],
+              tol=o["tol"], min_source_share=o["min_source_share"])
+    if mic_pos is not None:
+        kw.update(mic_pos=np.asarray(mic_pos, np.float64), speed_of_sound=float(speed_of_sound))
+    return kw
+
+
+def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound):
+    B, C, T, F = X.shape
+    K = teacher.num_components
+    kw = delay_options(teacher, cfg, mic_pos, speed_of_sound)
+    post = np.empty((B, T, F, K), np.float32)
+    labels = np.empty((B, T, F), np.uint8)
+    fit = np.empty((B, T, F), bool)
+    outlier = np.empty((B, T, F), np.float32)
+    keys = ("priors", "outlier_prior", "delays", "kappa", "n_iter", "converged", "degenerate",
+            "fit_bins")
+    per = {k: [] for k in keys + tuple(f"{k}1" for k in ("priors", "outlier_prior", "delays",
+                                                         "kappa", "degenerate"))}
+    per["directions"], per["directions1"], per["freq_weights"] = [], [], []
+    for s in range(0, B, DELAY_BATCH):
+        sl = slice(s, min(s + DELAY_BATCH, B))
+        t = int(lengths[sl].max(initial=1))                  # pad to this batch's longest
+        Xb = X[sl, :, :t]
+        valid = frames_valid(lengths[sl], t)
+        r = delay_masks(Xb, valid, num_components=K, **kw)
+        r1 = delay_masks(Xb, valid, num_components=1, **kw)  # 1-source model, same bins
+        post[sl, :t], labels[sl, :t], fit[sl, :t] = r.posteriors, r.labels, r.fit_mask
+        outlier[sl, :t] = r.outlier_posterior
+        post[sl, t:], labels[sl, t:], fit[sl, t:], outlier[sl, t:] = 1.0 / K, 0, False, 0.0
+        for k in keys:
+            per[k].append(getattr(r, k))
+        for k in ("priors", "outlier_prior", "delays", "kappa", "degenerate"):
+            per[f"{k}1"].append(getattr(r1, k))
+        nb = sl.stop - s
+        per["directions"].append(np.full((nb, K), np.nan) if r.directions is None
+                                 else r.directions)
+        per["directions1"].append(np.full((nb, 1), np.nan) if r1.directions is None
+                                  else r1.directions)
+        per["freq_weights"].append(fit_frequency_weights(Xb[:, 0], r.fit_mask,
+                                                         kw["weight_power"]))
+    u = {k: np.concatenate(v) for k, v in per.items()}
+    utterances = {"priors": u["priors"], "outlier_prior": u["outlier_prior"],
+                  "delays": u["delays"], "directions": u["directions"], "kappa": u["kappa"],
+                  "priors1": u["priors1"], "outlier_prior1": u["outlier_prior1"],
+                  "delays1": u["delays1"], "directions1": u["directions1"],
+                  "kappa1": u["kappa1"], "freq_weights": u["freq_weights"],
+                  "iterations": u["n_iter"], "converged": u["converged"],
+                  "degenerate": u["degenerate"], "degenerate1": u["degenerate1"],
+                  "fit_bins": u["fit_bins"]}
+    frames = {"fit_mask": fit, "posteriors": post, "labels": labels, "outlier_posterior": outlier}
+    return frames, utterances, {"outlier_prior_sum": float(u["outlier_prior"].sum())}

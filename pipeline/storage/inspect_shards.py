@@ -89,16 +89,26 @@ def format_summary(title: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def locate(path: Path) -> tuple[Path | None, str | None, list[Path]]:
-    """(shard root, split, shard files) of a shard file or a ``<root>/<stage>/<split>`` folder."""
+def locate(path: Path) -> tuple[list[Path] | None, list[str] | None, list[Path]]:
+    """(the aligned stage folders, their stages, shard files) of a shard file or folder:
+    ``<root>/stft/<split>`` (its teachers' folders are not known from it: stft alone) or
+    ``<root>/{spatial,confidence}/<teacher>/<split>`` (the stft, spatial and confidence folders
+    of that teacher and split); None for a folder outside such a tree."""
     if path.is_file():
         files = [path]
         folder = path.parent
     else:
         files = shard_paths(path)
         folder = path
-    if folder.parent.name in STAGES:
-        return folder.parent.parent, folder.name, files
+    split = folder.name
+    if folder.parent.name == "stft":
+        return [folder], ["stft"], files
+    if folder.parent.parent.name in STAGES[1:]:
+        root, teacher = folder.parent.parent.parent, folder.parent.name
+        folders = [root / "stft" / split, root / "spatial" / teacher / split,
+                   root / "confidence" / teacher / split]
+        present = [(f, st) for f, st in zip(folders, STAGES) if f.is_dir()]
+        return [f for f, _ in present], [st for _, st in present], files
     return None, None, files
 
 
@@ -116,7 +126,8 @@ def find_utterance(paths: list[Path], key: str) -> tuple[Path, int, str]:
     raise BootsepError(f"no utterance '{key}' in this shard set", paths[0].parent)
 
 
-def utterance_view(root: Path | None, split: str | None, shard: Path, u: int) -> dict[str, dict]:
+def utterance_view(folders: list[Path] | None, present: list[str] | None, shard: Path,
+                   u: int) -> dict[str, dict]:
     """Per-utterance values and per-frame arrays of one utterance in every stage that has it.
 
     The stages' shard sets must line up (same shard files, same utterance ids in the same
@@ -125,9 +136,8 @@ def utterance_view(root: Path | None, split: str | None, shard: Path, u: int) ->
     """
     stages = {}
     group, names = [shard], [None]
-    if root:
-        present = [st for st in STAGES if (root / st / split).is_dir()]
-        sets = aligned_shard_paths(*(root / st / split for st in present))   # same files
+    if folders:
+        sets = aligned_shard_paths(*folders)   # same files
         group, names = {g[0].name: g for g in sets}[shard.name], present
     with open_aligned(group, names) as shards:
         for s in shards:
@@ -153,7 +163,9 @@ def write_png(view: dict[str, dict], uid: str, path: Path) -> None:
     frames = {k: v for st in view.values() for k, v in st["frames"].items()}
     for name, title, cmap, rng in (("mix_logmag_db", "log-magnitude (dB), eq. 2", "magma", None),
                                    ("ipd", "IPD (rad), eq. 1", "twilight", (-np.pi, np.pi)),
-                                   ("posteriors", "GMM mask γ₁, eq. 3", "viridis", (0, 1)),
+                                   ("posteriors", "teacher mask γ₁, eq. 3", "viridis", (0, 1)),
+                                   ("outlier_posterior", "outlier posterior", "viridis",
+                                    (0, 1)),
                                    ("c_post", "C_post, eq. 6", "viridis", (0, 1))):
         if name in frames:
             img = frames[name].astype(np.float32)
@@ -189,12 +201,12 @@ def main(path: str | os.PathLike, utterance: str | None = None, png: str | None 
         for folder in dict.fromkeys(sets):
             print(format_summary(str(folder), summarise_set(shard_paths(folder))) + "\n")
         return
-    root, split, files = locate(path)
+    folders, present, files = locate(path)
     print(format_summary(str(path), summarise_set(files)))
     if utterance is None and png is None:
         return
     shard, u, uid = find_utterance(files, utterance if utterance is not None else "0")
-    view = utterance_view(root, split, shard, u)
+    view = utterance_view(folders, present, shard, u)
     print(f"\nutterance {uid} ({shard.name}, position {u}):")
     for stage, info in view.items():
         for name, value in info["scalars"].items():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEMA_VERSION = 2              # 2: STFTs as scaled float16 pairs (were complex64)
+SCHEMA_VERSION = 3              # 3: every microphone (array_stft), teachers; 2: float16 STFTs
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,12 @@ FIELDS: dict[str, Field] = {
                       "2**-stft_exponent (T, F, 2)"),
     "mix_logmag_db": Field("frame", np.float16, "dB",
                            "20 log10 |X^(0)| of channel 0 (T, F), eq. 2"),
-    "pair_stft": Field("frame", np.float16, "linear * 2**-stft_exponent",
-                       "STFT of the mixture at channel pair_channel as (real, imag), scaled by "
-                       "2**-stft_exponent (T, F, 2)"),
+    "array_stft": Field("frame", np.float16, "linear * 2**-stft_exponent",
+                        "STFTs of the mixture at channels 1..C-1 as (real, imag), scaled by "
+                        "2**-stft_exponent (T, C-1, F, 2); the pair channel c is [:, c - 1]"),
     "stft_exponent": Field("utterance", np.int16, "",
                            "STFT = stored pairs * 2**stft_exponent; puts the largest component "
-                           "of mix_stft and pair_stft in [2**13, 2**14)"),
+                           "of mix_stft and array_stft in [2**13, 2**14)"),
     "source_mag": Field("frame", np.float16, "linear",
                         "|STFT| of each source image at channel 0 (T, S, F)"),
     # stage spatial
@@ -73,10 +73,30 @@ FIELDS: dict[str, Field] = {
     "gmm1_means": Field("utterance", np.float64, "", "1-component GMM mean, P of eq. 5 (U, 1, D)"),
     "gmm1_covariances": Field("utterance", np.float64, "",
                               "1-component GMM covariance, P of eq. 5 (U, 1, D, D)"),
-    "gmm_converged": Field("utterance", np.bool_, "", "EM converged within max_iter"),
-    "gmm_iterations": Field("utterance", np.int32, "", "EM iterations run"),
-    "gmm_degenerate": Field("utterance", np.bool_, "",
-                            "too few fitted bins or no spread: uniform posteriors, confidence 0"),
+    "converged": Field("utterance", np.bool_, "", "EM converged within max_iter"),
+    "iterations": Field("utterance", np.int32, "", "EM iterations run"),
+    "degenerate": Field("utterance", np.bool_, "",
+                        "no usable fit (too few fitted bins, no spread, no spatial cue, "
+                        "coincident sources): uniform posteriors, confidence 0"),
+    # stage spatial, method delay (pipeline/teachers/delay.py); sources sorted by prior
+    "outlier_posterior": Field("frame", np.float16, "probability",
+                               "posterior of the diffuse/outlier component (T, F)"),
+    "priors": Field("utterance", np.float64, "", "source priors (U, K); with the outlier's, sum 1"),
+    "outlier_prior": Field("utterance", np.float64, "", "prior of the outlier component (U,)"),
+    "delays": Field("utterance", np.float64, "s",
+                    "arrival at microphone c minus at microphone 0 per source (U, K, C-1)"),
+    "directions": Field("utterance", np.float64, "deg",
+                        "azimuth per source (U, K) when the geometry is known, else NaN"),
+    "kappa": Field("utterance", np.float64, "", "von Mises concentrations (U, K, C-1)"),
+    "priors1": Field("utterance", np.float64, "", "1-source fit: source prior (U, 1)"),
+    "outlier_prior1": Field("utterance", np.float64, "", "1-source fit: outlier prior (U,)"),
+    "delays1": Field("utterance", np.float64, "s", "1-source fit: delays (U, 1, C-1)"),
+    "directions1": Field("utterance", np.float64, "deg", "1-source fit: azimuth (U, 1) or NaN"),
+    "kappa1": Field("utterance", np.float64, "", "1-source fit: concentrations (U, 1, C-1)"),
+    "degenerate1": Field("utterance", np.bool_, "", "1-source fit unusable"),
+    "freq_weights": Field("utterance", np.float64, "",
+                          "share of the fit bins' EM weight at each frequency (U, F): the "
+                          "frequencies the fit term's Monte Carlo draws"),
     "fit_bins": Field("utterance", np.int64, "bins", "number of bins the GMM was fitted on"),
     "channel_check": Field("utterance", np.uint8, "code",
                            "0: channels 0 and pair_channel carry independent information; "
