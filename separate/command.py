@@ -69,7 +69,7 @@ def separate_one(sep: Separator, path: Path, out: Path, *, approach: str, num_so
         used = sep.resolve_approach(scanned.channels, approach)
     except BootsepError as exc:
         raise BootsepError(str(exc), path) from exc
-    channels = [0, 1] if scanned.channels >= 2 else [0]
+    channels = list(range(sep.channels_used(scanned.channels)))
     outs = output_paths(out, path.stem, num_sources)
     process = sep.block_processor(scanned.sample_rate, used, num_sources)
     _, blocks = separate_file(path, outs, process, block_seconds=block_seconds,

@@ -7,9 +7,12 @@ Approaches (``approach=``):
 
 - ``model``: the learned deep-clustering model on channel 0 (embeddings + K-means, binary
   masks). The only choice for mono input.
-- ``spatial``: the spatial algorithm (§2.1) on channels 0 and 1: IPD -> PCA -> GMM, its
-  posteriors (eq. 3) as soft masks on channel 0.
-- ``ensemble``: per block, the spatial algorithm when its mean confidence
+- ``spatial``: the model's spatial teacher (the one whose labels it learned from; the paper's
+  for a ground-truth model), its posteriors (eq. 3) as soft masks on channel 0: the paper's
+  IPD -> PCA -> GMM (§2.1) on channels 0 and 1, or the ``delay`` teacher on channels 0 and 1
+  (``channels: pair``) or on every channel of the input (``channels: all``; free delays, a
+  recording's array geometry being unknown).
+- ``ensemble``: per block, the teacher when its mean confidence
   (C_cl · C_JSD · mean C_post, eqs. 4–6) is above the threshold chosen on the validation
   split by the evaluate stage, otherwise the model. The threshold is found from the model's
   path, not the working folder: ``<model>/../../results/eval/ensemble.json`` (the pipeline's
@@ -46,6 +49,7 @@ from bootsep.pipeline.audio import pcm_to_float, resample
 from bootsep.pipeline.channels import INDEPENDENT, describe
 from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.stft import StftConfig, stft
+from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.progress import Progress
 from bootsep.separate.blocks import (
     SILENCE_PEAK,
@@ -66,11 +70,13 @@ MAX_SOURCES = 8
 CONFIDENCE_ID = "separate"      # mixture id seeding the C_JSD Monte Carlo draws of every block
 
 # The params a model folder's params.json must hold for separation.
-TRAINING_SETTINGS = ("spatial.paper", "confidence", "evaluate.kmeans_threshold_db",
+TRAINING_SETTINGS = ("spatial", "confidence", "evaluate.kmeans_threshold_db",
                      "evaluate.kmeans_seed")
-# Used only when a model folder lacks params.json (the values of the shipped params.yaml).
+# Used only when a model folder lacks params.json: the paper's teacher with the values of the
+# shipped params.yaml.
+DEFAULT_TEACHER = Teacher("paper", "paper", "pair", 2, (("max_iter", 100), ("reg_covar", 1e-6),
+                                                         ("tau_db", -10.0), ("tol", 1e-4)))
 DEFAULT_SETTINGS = {
-    "spatial": {"tau_db": -10.0, "max_iter": 100, "tol": 1e-4, "reg_covar": 1e-6},
     "confidence": {"jsd_samples": 2000, "seed": 2},
     "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0},
 }
@@ -78,12 +84,16 @@ DEFAULT_SETTINGS = {
 
 @dataclass(frozen=True)
 class SpatialSettings:
-    tau_db: float
-    max_iter: int
-    tol: float
-    reg_covar: float
+    """The spatial teacher a model's ensemble switches with (its own teacher, for a model
+    trained on a teacher's labels) and eq. 5's Monte Carlo settings."""
+
+    teacher: Teacher
     jsd_samples: int
     jsd_seed: int
+
+    @property
+    def all_channels(self) -> bool:
+        return self.teacher.channels == "all"
 
 
 class Separator:
@@ -122,12 +132,10 @@ class Separator:
         dev = resolve_device(device)
         model, meta = load_model(path, dev)
         _check_stft(meta["stft"], model, path)
-        settings = _training_settings(path)
-        sp, conf, ev = settings["spatial"], settings["confidence"], settings["evaluate"]
-        spatial = SpatialSettings(
-            tau_db=float(sp["tau_db"]), max_iter=int(sp["max_iter"]), tol=float(sp["tol"]),
-            reg_covar=float(sp["reg_covar"]), jsd_samples=int(conf["jsd_samples"]),
-            jsd_seed=int(conf["seed"]))
+        settings = _training_settings(path, meta)
+        conf, ev = settings["confidence"], settings["evaluate"]
+        spatial = SpatialSettings(settings["teacher"], jsd_samples=int(conf["jsd_samples"]),
+                                  jsd_seed=int(conf["seed"]))
         source = warning = None
         if threshold is not None:
             threshold, source = _check_threshold(threshold, "--threshold"), "given"
@@ -204,14 +212,21 @@ class Separator:
         total = len(plan_blocks(x.shape[1], block_samples(block_seconds, rate),
                                 block_samples(overlap_seconds, rate)))
         with Progress(total, "separate", "block", enabled=progress) as bar:
-            sources, blocks = separate_array(x[:2], rate, process, k, block_seconds=block_seconds,
+            sources, blocks = separate_array(x[:self.channels_used(x.shape[0])], rate, process, k,
+                                             block_seconds=block_seconds,
                                              overlap_seconds=overlap_seconds, progress=bar)
         info = self.report(approach, used, k, rate, x.shape[0], x.shape[1], blocks,
                            block_seconds=block_seconds, overlap_seconds=overlap_seconds)
         return sources, info
 
+    def channels_used(self, channels: int) -> int:
+        """How many of the input's first channels the separation reads: every one for a
+        teacher on all microphones, else the stereo pair 0 and 1 (channel 0 for mono)."""
+        return channels if self.spatial.all_channels else min(channels, 2)
+
     def block_processor(self, rate: int, approach: str, num_sources: int):
-        """A callable separating one block ``(C, n)`` at ``rate`` (channels 0 and 1 used)."""
+        """A callable separating one block ``(C, n)`` at ``rate`` (the channels of
+        :meth:`channels_used`)."""
         if approach not in ("spatial", "model", "ensemble"):
             raise BootsepError(f"block approach must be resolved first, got '{approach}'")
 
@@ -225,7 +240,7 @@ class Separator:
         """One block: resample, STFT, masks of the chosen approach, inverse STFT, resample back."""
         length = block.shape[-1]
         stereo = block.shape[0] >= 2      # the spatial confidence is reported whatever the approach
-        chans = block[:2] if stereo else block[:1]
+        chans = block[:self.channels_used(block.shape[0])]
         if float(np.abs(chans[0]).max(initial=0.0)) <= SILENCE_PEAK:
             return BlockOutput(np.zeros((num_sources, length), np.float32),
                                {"choice": "silent", "confidence": None})
@@ -236,8 +251,7 @@ class Separator:
         confidence = channels = None
         spatial_masks_ = None
         if stereo:
-            spatial_masks_, confidence, channels = self.spatial_masks(spec[0], spec[1], logmag,
-                                                                      num_sources)
+            spatial_masks_, confidence, channels = self.spatial_masks(spec, logmag, num_sources)
         cue = channels == INDEPENDENT
         if approach == "spatial" or (approach == "ensemble" and cue
                                      and self.use_spatial(confidence)):
@@ -262,11 +276,11 @@ class Separator:
                            threshold_db=self.kmeans_threshold_db, seed=self.kmeans_seed,
                            device=self.device)[0]
 
-    def spatial_masks(self, x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray,
+    def spatial_masks(self, spec: np.ndarray, logmag: np.ndarray,
                       num_sources: int) -> tuple[np.ndarray, float, int]:
-        """GMM posterior masks ``(K, T, F)`` (eq. 3), the mean confidence (eqs. 4–6) and the
-        channel check's reason code (:func:`spatial_separation`)."""
-        return spatial_separation(x0, x1, logmag, num_sources, self.spatial)
+        """The teacher's posterior masks ``(K, T, F)`` (eq. 3), the mean confidence (eqs. 4–6)
+        and the channel check's reason code (:func:`spatial_separation`)."""
+        return spatial_separation(spec, logmag, num_sources, self.spatial, self.stft_config)
 
     def report(self, requested: str, used: str, num_sources: int, rate: int, channels: int,
                length: int, blocks: list[dict], *, block_seconds: float | None,
@@ -291,7 +305,7 @@ class Separator:
             "num_sources": num_sources, "input_sample_rate": rate, "input_channels": channels,
             "num_samples": length, "duration_s": length / rate,
             "processing_sample_rate": self.sample_rate,
-            "channels_used": [0, 1] if (channels >= 2) else [0],
+            "channels_used": list(range(self.channels_used(channels))),
             "block_seconds": block_seconds, "overlap_seconds": overlap_seconds,
             "blocks": blocks,
             "model": self.describe(), "stft": asdict(self.stft_config), "device": str(self.device),
@@ -304,25 +318,45 @@ class Separator:
 # spatial algorithm and confidence on one mixture
 
 
-def spatial_separation(x0: np.ndarray, x1: np.ndarray, logmag: np.ndarray, num_sources: int,
-                       settings: SpatialSettings) -> tuple[np.ndarray, float, int]:
-    """Spatial masks ``(K, T, F)`` of one stereo STFT pair ``(T, F)``, its mean confidence and
-    the channel check's reason code (:mod:`bootsep.pipeline.channels`; not 0: uniform masks,
-    confidence 0)."""
-    from bootsep.pipeline.confidence import confidence_measures
+def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
+                       settings: SpatialSettings, cfg: StftConfig) -> tuple[np.ndarray, float, int]:
+    """A teacher's masks ``(K, T, F)`` of one multichannel STFT ``spec (C, T, F)`` (the paper's
+    teacher: channels 0 and 1; the delay teacher: every channel given, free delays since a
+    recording's array is unknown), its mean confidence as the confidence stage computes it
+    (eqs. 4–6, generalised eq. 5), and the channel check of channels 0 and 1
+    (:mod:`bootsep.pipeline.channels`; not 0: uniform masks, confidence 0)."""
+    from bootsep.pipeline.channels import check_channel_pair
+    from bootsep.pipeline.confidence import confidence_measures, measures
     from bootsep.pipeline.jobs.confidence_shard import mixture_seeds
+    from bootsep.pipeline.jobs.spatial_shard import delay_options
     from bootsep.pipeline.spatial import spatial_masks
+    from bootsep.pipeline.teachers.delay import delay_masks
+    from bootsep.pipeline.teachers.delay_jsd import DelayModel, delay_jsd, fit_frequency_weights
 
-    valid = np.ones((1, x0.shape[0]), dtype=bool)
-    res = spatial_masks(np.asarray(x0, np.complex64)[None], np.asarray(x1, np.complex64)[None],
-                        np.asarray(logmag, np.float32)[None], valid, tau_db=settings.tau_db,
-                        num_components=num_sources, max_iter=settings.max_iter, tol=settings.tol,
-                        reg_covar=settings.reg_covar)
-    # as the confidence stage: C_post averaged over the fitted bins, Monte Carlo seeded per mixture
-    conf = confidence_measures(res, valid, settings.jsd_samples,
-                               seeds=mixture_seeds([CONFIDENCE_ID], settings.jsd_seed))
-    masks = np.moveaxis(np.asarray(res.posteriors[0], dtype=np.float32), -1, 0)
-    return masks, float(conf["mean_confidence"][0]), int(res.channels[0])
+    teacher = settings.teacher
+    spec = np.asarray(spec, np.complex64)
+    valid = np.ones((1, spec.shape[1]), dtype=bool)
+    seeds = mixture_seeds([CONFIDENCE_ID], settings.jsd_seed)
+    if teacher.method == "paper":
+        o = teacher.options
+        res = spatial_masks(spec[None, 0], spec[None, 1], np.asarray(logmag, np.float32)[None],
+                            valid, tau_db=o["tau_db"], num_components=num_sources,
+                            max_iter=o["max_iter"], tol=o["tol"], reg_covar=o["reg_covar"])
+        # as the confidence stage: C_post over the fitted bins, Monte Carlo seeded per mixture
+        conf = confidence_measures(res, valid, settings.jsd_samples, seeds=seeds)
+        return (np.moveaxis(np.asarray(res.posteriors[0], dtype=np.float32), -1, 0),
+                float(conf["mean_confidence"][0]), int(res.channels[0]))
+    kw = delay_options(teacher, cfg, None, None)
+    X = spec[None]
+    res = delay_masks(X, valid, num_components=num_sources, **kw)
+    one = delay_masks(X, valid, num_components=1, **kw)          # 1-source model, same bins
+    fit = delay_jsd(DelayModel.from_result(res), DelayModel.from_result(one),
+                    fit_frequency_weights(X[:, 0], res.fit_mask, kw["weight_power"]),
+                    kw["freqs"], settings.jsd_samples, seeds,
+                    degenerate=res.degenerate | one.degenerate)     # generalised eq. 5
+    conf = measures(res.labels, res.posteriors, fit, res.degenerate, valid, res.fit_mask)
+    code = int(check_channel_pair(spec[None, 0], spec[None, 1], valid).reason[0])
+    return (np.moveaxis(res.posteriors[0], -1, 0), float(conf["mean_confidence"][0]), code)
 
 
 def channel_warning(blocks: list[dict], approach: str) -> str | None:
@@ -429,12 +463,13 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
             None if model is None else str(model))
 
 
-def _training_settings(folder: Path) -> dict:
-    """spatial / confidence / evaluate sections of the params the model was trained with
+def _training_settings(folder: Path, meta: dict) -> dict:
+    """The spatial teacher (the model's own, for a model trained on a teacher's labels; else
+    the paper's), confidence and evaluate settings of the params the model was trained with
     (``params_file`` of params.json, checked as params.yaml is: one-line errors naming it)."""
     path = folder / PARAMS_JSON
     if not path.is_file():
-        return {k: dict(v) for k, v in DEFAULT_SETTINGS.items()}
+        return {"teacher": DEFAULT_TEACHER, **{k: dict(v) for k, v in DEFAULT_SETTINGS.items()}}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -445,7 +480,18 @@ def _training_settings(folder: Path) -> dict:
                            "trained with", path)
     cfg = parse_config(data["params_file"], TRAINING_SETTINGS, where=str(path),
                        prefix="params_file")
-    return {"spatial": cfg.spatial.paper.as_dict(), "confidence": cfg.confidence.as_dict(),
+    teachers = cfg.spatial.teachers
+    cond = meta.get("condition") if isinstance(meta.get("condition"), dict) else {}
+    name = cond.get("teacher")
+    if name is None:       # a ground-truth model: the paper's teacher, if configured
+        name = next((n for n, e in teachers.items() if e.method == "paper"), next(iter(teachers)))
+    if name not in teachers:
+        raise BootsepError(f"the model's teacher '{name}' is not in params_file.spatial.teachers",
+                           path)
+    entry = teachers[name]
+    teacher = Teacher.from_config(name, entry, cfg.spatial.num_components,
+                                  getattr(cfg.spatial, entry.method).as_dict())
+    return {"teacher": teacher, "confidence": cfg.confidence.as_dict(),
             "evaluate": cfg.evaluate.as_dict()}
 
 

@@ -421,7 +421,7 @@ def test_good_model_folder_loads(tmp_path):
     model, meta = load_model(model_folder(tmp_path))
     assert meta["stft"] == STFT and model.config == MODEL
     sep = Separator.from_pretrained(tmp_path, device="cpu", threshold=0.1)
-    assert sep.spatial.tol == RAW["spatial"]["paper"]["tol"]
+    assert sep.spatial.teacher.options["tol"] == RAW["spatial"]["paper"]["tol"]
     assert sep.kmeans_seed == RAW["evaluate"]["kmeans_seed"]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 from click.testing import CliRunner
 
 from bootsep import __version__
@@ -43,20 +44,26 @@ RATE = 8000
 # helpers
 
 
-def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed: int = 0) -> Path:
-    """A model folder as the trainer writes it (model.pt + params.json), tiny and untrained."""
+REPO_SPATIAL = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml")
+                              .read_text())["spatial"]
+
+
+def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed: int = 0,
+                      teacher: str = "paper") -> Path:
+    """A model folder as the trainer writes it (model.pt + params.json), tiny and untrained,
+    trained on the labels of the shipped params.yaml's teacher ``teacher``."""
     cfg = StftConfig(sample_rate=RATE, win_length=256, hop_length=64, window="hann")
     mcfg = ModelConfig(num_freq=cfg.num_freq, hidden=hidden, num_layers=1, embedding_dim=8)
     model = init_model(mcfg, seed=seed)
     folder = root / name
-    meta = {"condition": {"name": name, "labels": "spatial", "alpha": 1.0, "fraction": 1.0},
+    meta = {"condition": {"name": name, "labels": "spatial", "alpha": 1.0, "fraction": 1.0,
+                          "teacher": teacher},
             "model_config": mcfg.to_dict(), "stft": asdict(cfg), "train": {"seed": seed},
             "num_sources": 2, "train_mixtures": None}
     save_checkpoint(folder / "model.pt", {"model_state": model.state_dict(), "epoch": 1,
                                           "valid_loss": 0.5, "bootsep_version": __version__,
                                           **meta})
-    params = {"spatial": {"paper": {"tau_db": -10.0, "max_iter": 100, "tol": 1e-4,
-                                    "reg_covar": 1e-6}},
+    params = {"spatial": REPO_SPATIAL,
               "confidence": {"jsd_samples": 200, "seed": 2},
               "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0}}
     (folder / "params.json").write_text(json.dumps({**meta, "params_file": params}))
@@ -209,6 +216,36 @@ def test_separate_stereo_and_mono(sep):
         sep.separate(mix[0], RATE, approach="spatial")
     three, _ = sep.separate(mix[0], RATE, num_sources=3)
     assert three.shape == (3, mix.shape[1])
+
+
+def test_a_delay_teacher_model_separates_with_every_channel(tmp_path):
+    """A model trained on the all-microphone delay teacher: its spatial approach runs that
+    teacher on every input channel (free delays) and separates a 4-channel mixture."""
+    from bootsep.pipeline.corpus.spatialize import circular_array, free_field_images
+
+    rng = np.random.default_rng(4)
+    sources = [harmonic(RATE, 3.0, 170.0, 2.3, 0.0, rng),
+               0.8 * harmonic(RATE, 3.0, 260.0, 3.1, 1.1, rng)]
+    mics = circular_array(4, 0.05)
+    images = [free_field_images(s, mics, np.array([1.5 * np.cos(a), 1.5 * np.sin(a), 0.0]), RATE,
+                                343.0)
+              for s, a in zip(sources, np.deg2rad([20.0, 140.0]))]
+    mix = sum(images)
+    scale = 0.5 / np.abs(mix).max()
+    mix, refs = (mix * scale).astype(np.float32), np.stack([im[0] for im in images]) * scale
+    sep = Separator.from_pretrained(make_model_folder(tmp_path, "delay_alpha_1", teacher="delay"),
+                                    device="cpu", threshold=0.0)
+    assert sep.spatial.teacher.method == "delay" and sep.channels_used(4) == 4
+    out, info = sep.separate(mix, RATE, approach="spatial")
+    assert info["channels_used"] == [0, 1, 2, 3] and 0.0 < info["mean_spatial_confidence"] <= 1
+    order = best_order(out, refs)
+    gain = np.mean([si_sdr(out[order[k]], refs[k]) - si_sdr(mix[0], refs[k]) for k in range(2)])
+    assert gain > 8.0, gain
+    # the paper's teacher reads channels 0 and 1 only
+    paper = Separator.from_pretrained(make_model_folder(tmp_path, "p"), device="cpu",
+                                      threshold=0.0)
+    assert paper.channels_used(4) == 2
+    assert paper.separate(mix, RATE, approach="spatial")[1]["channels_used"] == [0, 1]
 
 
 def test_ensemble_follows_threshold(model_dir):
