@@ -187,10 +187,23 @@ def train(params_path, condition):
 
 @cli.command()
 @PARAMS_OPTION
+@click.option("--round", "round_name", required=True,
+              help="Self-training round, a key of self_training.rounds in params.yaml.")
+@user_errors
+def relabel(params_path, round_name):
+    """A self-training round: the round's teacher refitted with its student's masks as a
+    per-bin prior, with its confidence, into data/shards/{spatial,confidence}/<round>/."""
+    from bootsep.stages.s6_relabel import main
+
+    main(params_path, round_name)
+
+
+@cli.command()
+@PARAMS_OPTION
 @user_errors
 def labels(params_path):
     """Quality and quantity of each condition's training labels (§3.4) into data/results/labels/."""
-    from bootsep.stages.s6_labels import main
+    from bootsep.stages.s7_labels import main
 
     main(params_path)
 
@@ -200,7 +213,7 @@ def labels(params_path):
 @user_errors
 def evaluate(params_path):
     """Separate the test split with every approach and score it into data/results/eval/."""
-    from bootsep.stages.s7_evaluate import main
+    from bootsep.stages.s8_evaluate import main
 
     main(params_path)
 
@@ -210,7 +223,7 @@ def evaluate(params_path):
 @user_errors
 def report(params_path):
     """Table 1 and Figures 2-3 into data/results/."""
-    from bootsep.stages.s8_report import main
+    from bootsep.stages.s9_report import main
 
     main(params_path)
 

@@ -42,7 +42,8 @@ DEFAULT_PARAMS = "params.yaml"
 
 CORPUS_KINDS = ("tts", "wsj0-2mix-spatialized", "folder")
 SPLITS = ("train", "valid", "test")
-LABEL_KINDS = ("gt", "spatial")
+LABEL_KINDS = ("gt", "spatial", "rounds")   # the groups of train_conditions
+LABELS_OF = {"gt": "gt", "spatial": "spatial", "rounds": "spatial"}   # group -> kind of labels
 # scipy.signal.get_window names that need no parameter (tests/test_config.py checks them)
 WINDOWS = ("hann", "hamming", "blackman", "blackmanharris", "bartlett", "boxcar", "triang",
            "flattop", "parzen", "bohman", "nuttall", "barthann", "cosine", "tukey", "lanczos",
@@ -634,6 +635,24 @@ class SpatialSettings(Section):
 
 
 @section
+class RoundEntry(Section):
+    """One self-training round: spatial teacher ``teacher`` refitted with the masks of model
+    ``student`` (a training condition) as a per-bin prior."""
+
+    teacher: str = _p(Text(NAME.pattern, "the name of an entry of spatial.teachers"))
+    student: str = _p(Text(NAME.pattern, "the name of a training condition"))
+
+
+@section
+class SelfTrainingSettings(Section):
+    """``self_training`` (issue 21): rounds of relabelling with a student's masks as prior."""
+
+    rounds: dict = _p(MapOf(Nested(RoundEntry), "{teacher, student}"))
+    prior_floor: float = _p(Num(0, 1, lo_open=True, hi_open=True))
+    prior_weight: float = _p(Num(0))
+
+
+@section
 class ConfidenceSettings(Section):
     """``confidence`` (paper §2.2, eq. 5's Monte Carlo)."""
 
@@ -710,21 +729,28 @@ class SpatialCondition(Section):
 @section
 class TrainConditions(Section):
     """``train_conditions``: ``{gt: {name: {fraction}}, spatial: {name: {teacher, alpha,
-    fraction}}}``."""
+    fraction}}, rounds: {name: {teacher, alpha, fraction}}}``; ``rounds`` holds the students
+    of self-training rounds (their teacher is an entry of ``self_training.rounds``)."""
 
     gt: dict = _p(MapOf(Nested(GtCondition), "{fraction}"))
     spatial: dict = _p(MapOf(Nested(SpatialCondition), "{teacher, alpha, fraction}"))
+    rounds: dict = _p(MapOf(Nested(SpatialCondition), "{teacher, alpha, fraction}"))
 
     def entries(self) -> list[tuple[str, str, GtCondition | SpatialCondition]]:
-        """``(name, labels, settings)`` of the loaded conditions, ground-truth ones first."""
-        return [(name, labels, entry) for labels in LABEL_KINDS if self.loaded(labels)
-                for name, entry in getattr(self, labels).items()]
+        """``(name, group, settings)`` of the loaded conditions, in Table 1 order (ground
+        truth, spatial teachers' students, self-training rounds' students)."""
+        return [(name, group, entry) for group in LABEL_KINDS if self.loaded(group)
+                for name, entry in getattr(self, group).items()]
 
     def validate(self, where):
-        if self.loaded("gt", "spatial"):
-            for name in self.gt:
-                if name in self.spatial:
-                    where.error(f"train_conditions: '{name}' appears under both gt and spatial")
+        if self.loaded(*LABEL_KINDS):
+            seen: dict[str, str] = {}
+            for group in LABEL_KINDS:
+                for name in getattr(self, group):
+                    if name in seen:
+                        where.error(f"train_conditions: '{name}' appears under both "
+                                    f"{seen[name]} and {group}")
+                    seen[name] = group
 
 
 # evaluate, report ---------------------------------------------------------------------
@@ -762,6 +788,7 @@ class Config(Section):
     dask: DaskSettings = _p(Nested(DaskSettings))
     spatial: SpatialSettings = _p(Nested(SpatialSettings))
     confidence: ConfidenceSettings = _p(Nested(ConfidenceSettings))
+    self_training: SelfTrainingSettings = _p(Nested(SelfTrainingSettings))
     model: ModelSettings = _p(Nested(ModelSettings))
     train: TrainSettings = _p(Nested(TrainSettings))
     train_conditions: TrainConditions = _p(Nested(TrainConditions))
@@ -785,11 +812,23 @@ class Config(Section):
 
     def validate(self, where):
         if self.loaded("evaluate", "train_conditions") and self.evaluate.loaded("ensemble_model") \
-                and self.train_conditions.loaded("gt", "spatial"):
+                and self.train_conditions.loaded(*LABEL_KINDS):
             names = [n for n, _, _ in self.train_conditions.entries()]
             if self.evaluate.ensemble_model not in names:
                 where.fail("evaluate.ensemble_model", self.evaluate.ensemble_model,
                            f"a training condition ({', '.join(names) or 'none defined'})")
+        rounds = None
+        if self.loaded("self_training") and self.self_training.loaded("rounds"):
+            rounds = self.self_training.rounds
+        if self.loaded("spatial") and self.spatial.loaded("teachers") and rounds is not None:
+            teachers = self.spatial.teachers
+            for name, entry in rounds.items():
+                if name in teachers:
+                    where.error(f"self_training.rounds.{name}: a spatial teacher has this name "
+                                "(their shards would share a folder)")
+                if entry.loaded("teacher") and entry.teacher not in teachers:
+                    where.fail(f"self_training.rounds.{name}.teacher", entry.teacher,
+                               f"an entry of spatial.teachers ({', '.join(teachers)})")
         if self.loaded("spatial", "train_conditions") and self.spatial.loaded("teachers") \
                 and self.train_conditions.loaded("spatial"):
             teachers = self.spatial.teachers
@@ -797,6 +836,17 @@ class Config(Section):
                 if entry.loaded("teacher") and entry.teacher not in teachers:
                     where.fail(f"train_conditions.spatial.{name}.teacher", entry.teacher,
                                f"an entry of spatial.teachers ({', '.join(teachers)})")
+        if rounds is not None and self.loaded("train_conditions") \
+                and self.train_conditions.loaded(*LABEL_KINDS):
+            names = [n for n, _, _ in self.train_conditions.entries()]
+            for name, entry in rounds.items():
+                if entry.loaded("student") and entry.student not in names:
+                    where.fail(f"self_training.rounds.{name}.student", entry.student,
+                               f"a training condition ({', '.join(names)})")
+            for name, entry in self.train_conditions.rounds.items():
+                if entry.loaded("teacher") and entry.teacher not in rounds:
+                    where.fail(f"train_conditions.rounds.{name}.teacher", entry.teacher,
+                               f"an entry of self_training.rounds ({', '.join(rounds) or 'none'})")
 
 
 # ------------------------------------------------------------------------------ loading
@@ -821,8 +871,18 @@ def selection(keys: Iterable[str]) -> Any:
     return tree
 
 
+def teacher_entries(cfg: Config) -> dict[str, tuple[str, str]]:
+    """Every teacher whose shards the pipeline writes, ``name -> (method, channels)``: the
+    entries of ``spatial.teachers`` and the self-training rounds (their base teacher's)."""
+    out = {n: (e.method, e.channels) for n, e in cfg.spatial.teachers.items()}
+    for name, entry in cfg.self_training.rounds.items():
+        out[name] = out[entry.teacher]
+    return out
+
+
 def condition_group(data: Any, condition: str, where: _Where) -> str:
-    """``gt`` or ``spatial``: the group of ``train_conditions`` that holds ``condition``."""
+    """``gt``, ``spatial`` or ``rounds``: the group of ``train_conditions`` that holds
+    ``condition``."""
     groups = data.get("train_conditions", _MISSING) if isinstance(data, dict) else _MISSING
     if not isinstance(groups, dict):
         where.fail("train_conditions", groups, Nested(TrainConditions).expected)
@@ -836,7 +896,8 @@ def condition_group(data: Any, condition: str, where: _Where) -> str:
         where.error(f"no training condition '{condition}' in train_conditions "
                     f"(have: {', '.join(names) or 'none'})")
     if len(found) > 1:
-        where.error(f"train_conditions: '{condition}' appears under both gt and spatial")
+        where.error(f"train_conditions: '{condition}' appears under both {found[0]} and "
+                    f"{found[1]}")
     return found[0]
 
 

@@ -42,14 +42,19 @@ def _channels(teachers: dict[str, tuple[str, str]], teacher: str | None) -> str:
 
 
 def approach_label(conditions: dict[str, Condition], ensemble_model: str, approach: str,
-                   teachers: dict[str, tuple[str, str]],
-                   ensemble_teacher: str | None = None) -> tuple[str, str, tuple]:
+                   teachers: dict[str, tuple[str, str]], ensemble_teacher: str | None = None,
+                   rounds: dict[str, tuple[str, str]] | None = None) -> tuple[str, str, tuple]:
     """(channels, human label, paper key) of an approach; ``teachers``: name -> (method,
-    channels). Paper keys only for the paper's own method."""
+    channels); ``rounds``: self-training round -> (base teacher, student). Paper keys only for
+    the paper's own method."""
     teacher = approach_teacher(approach)
     if teacher is not None:
         method, _ = teachers.get(teacher, ("paper", "pair"))
         key = ("2ch", "spatial") if method == "paper" else ("none",)
+        if teacher in (rounds or {}):
+            base, student = rounds[teacher]
+            return (_channels(teachers, teacher),
+                    f"Relabelled teacher {teacher} ({base} + prior of student {student})", key)
         return _channels(teachers, teacher), f"Spatial teacher {teacher} ({method})", key
     if approach in ENSEMBLES:
         kind = approach.split("_", 1)[1]
@@ -69,7 +74,8 @@ def approach_label(conditions: dict[str, Condition], ensemble_model: str, approa
 def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dict], labels: dict,
            level: float, has_refs: bool = True, skipped: dict[str, str] | None = None, *,
            teachers: dict[str, tuple[str, str]] | None = None,
-           label_accuracy: dict | None = None, ensemble_teacher: str | None = None) -> dict:
+           label_accuracy: dict | None = None, ensemble_teacher: str | None = None,
+           rounds: dict[str, tuple[str, str]] | None = None) -> dict:
     """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}`` for
     the training ``conditions`` (by name, in Table 1 order), the spatial algorithm and the
     ensembles with ``ensemble_model``. ``has_refs`` False marks every row
@@ -82,7 +88,7 @@ def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dic
     test = [r for r in rows if r["split"] == "test"]
     order = [*conditions, *(teacher_approach(t) for t in teachers), *ENSEMBLES]
     label = functools.partial(approach_label, teachers=teachers,
-                              ensemble_teacher=ensemble_teacher)
+                              ensemble_teacher=ensemble_teacher, rounds=rounds)
     skipped = skipped or {}
     table = {}
     for approach in order:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from bootsep.atomic import write_text_atomic
-from bootsep.config import Config, load_config
+from bootsep.config import LABEL_KINDS, Config, load_config
 from bootsep.errors import BootsepError
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config
 from bootsep.train.checkpoint import save_checkpoint
@@ -105,10 +105,14 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
 
     teacher_dir = Path(shard_root) / "spatial" / str(condition.teacher)
     if condition.labels == "spatial" and not teacher_dir.is_dir():
-        raise BootsepError(f"train_conditions.spatial.{condition.name}.teacher is "
-                           f"'{condition.teacher}'; expected a spatial teacher whose shards exist "
-                           f"(an entry of spatial.teachers; {teacher_dir} is missing: run "
-                           f"`dvc repro spatial@{condition.teacher}`)", params_path)
+        group = next(g for g in LABEL_KINDS if params.train_conditions.loaded(g)
+                     and condition.name in getattr(params.train_conditions, g))
+        where = "spatial.teachers" if group == "spatial" else "self_training.rounds"
+        stage = "spatial" if group == "spatial" else "relabel"
+        raise BootsepError(f"train_conditions.{group}.{condition.name}.teacher is "
+                           f"'{condition.teacher}'; expected a teacher whose shards exist "
+                           f"(an entry of {where}; {teacher_dir} is missing: run "
+                           f"`dvc repro {stage}@{condition.teacher}`)", params_path)
     train_groups = shard_groups(condition, "train", Path(shard_root))
     valid_groups = shard_groups(condition, "valid", Path(shard_root))
     if condition.labels == "gt" and not references_present(train_groups + valid_groups):

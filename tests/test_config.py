@@ -46,14 +46,16 @@ STAGES = {
     "s3_spatial": ["spatial", "--teacher", "{teacher}"],
     "s4_confidence": ["confidence", "--teacher", "{teacher}"],
     "s5_train": ["train", "--condition", "{condition}"],
-    "s6_labels": ["labels"],
-    "s7_evaluate": ["evaluate"],
-    "s8_report": ["report"],
+    "s6_relabel": ["relabel", "--round", "{round}"],
+    "s7_labels": ["labels"],
+    "s8_evaluate": ["evaluate"],
+    "s9_report": ["report"],
 }
 DECLARED = {name: importlib.import_module(f"bootsep.stages.{name}") for name in STAGES}
 # mappings whose keys the user names (their entries may come and go)
-FREE_MAPS = ("model.sizes", "train_conditions.gt", "train_conditions.spatial", "dask.worker_env",
-             "spatial.teachers")
+FREE_MAPS = ("model.sizes", "train_conditions.gt", "train_conditions.spatial",
+             "train_conditions.rounds", "dask.worker_env", "spatial.teachers",
+             "self_training.rounds")
 
 
 def nodes(node, path=()):
@@ -102,7 +104,9 @@ def stage_for(key: str) -> list[str]:
             fields = covers(declared, key)
             if fields is not None:
                 condition = fields.get("condition", "gt")
-                return [a.format(condition=condition, teacher=teacher_for(fields)) for a in args]
+                first_round = next(iter(RAW["self_training"]["rounds"]))
+                return [a.format(condition=condition, teacher=teacher_for(fields),
+                                 round=fields.get("key", first_round)) for a in args]
     raise AssertionError(f"no stage reads {key}")
 
 
@@ -174,7 +178,8 @@ def test_the_walk_reaches_every_section_and_stage():
     assert sections == set(RAW) and len(NODES) > 100
     used = {stage_for(dotted(p))[0] for p in NODES}
     # the labels stage reads nothing that an earlier stage does not read first
-    assert used == {"corpus", "stft", "spatial", "confidence", "train", "evaluate", "report"}
+    assert used == {"corpus", "stft", "spatial", "confidence", "train", "relabel", "evaluate",
+                    "report"}
 
 
 @pytest.mark.parametrize("path", NODES, ids=lambda p: ".".join(map(str, p)))
@@ -229,7 +234,8 @@ def test_repo_params_load_and_round_trip():
     assert isinstance(cfg.spatial.paper.tol, float) and isinstance(cfg.train.amp, bool)
     assert {e.method for e in cfg.spatial.teachers.values()} == {"paper", "delay"}
     names = [n for n, _, _ in cfg.train_conditions.entries()]
-    assert names == [*RAW["train_conditions"]["gt"], *RAW["train_conditions"]["spatial"]]
+    assert names == [*RAW["train_conditions"]["gt"], *RAW["train_conditions"]["spatial"],
+                     *RAW["train_conditions"]["rounds"]]
 
 
 def test_smoke_overlay_loads():
@@ -342,6 +348,8 @@ def test_bad_yaml_is_one_line(tmp_path):
 def test_a_stage_loads_only_its_keys(stage):
     module = DECLARED[stage]
     keys = module.PARAMS + module.RUN_PARAMS
+    if stage == "s6_relabel":            # the stage fills {key} with its round itself
+        keys = tuple(k.format(key=next(iter(RAW["self_training"]["rounds"]))) for k in keys)
     # every section the stage does not declare is broken: it still loads
     data = {section: value if any(k.split(".")[0] == section for k in keys) else {"bad": True}
             for section, value in RAW.items()}
@@ -355,7 +363,7 @@ def test_a_stage_loads_only_its_keys(stage):
 def test_a_partial_section_refuses_undeclared_keys():
     data = copy.deepcopy(RAW)
     data["train"]["epochs"] = "ten"            # not read by the labels stage
-    cfg = parse_config(data, DECLARED["s6_labels"].PARAMS)
+    cfg = parse_config(data, DECLARED["s7_labels"].PARAMS)
     assert cfg.train.seed == RAW["train"]["seed"]
     with pytest.raises(AttributeError, match="'train.epochs' was not loaded"):
         _ = cfg.train.epochs

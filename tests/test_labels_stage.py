@@ -12,7 +12,7 @@ import yaml
 
 from bootsep.evaluate.quality import mixture_label_stats
 from bootsep.pipeline.storage.shards import Shard, shard_name
-from bootsep.stages.s6_labels import main
+from bootsep.stages.s7_labels import main
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_corpus
 
 N_TRAIN = 40

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from bootsep.errors import BootsepError
-from bootsep.stages import s5_train, s6_labels, s7_evaluate
+from bootsep.stages import s5_train, s7_labels, s8_evaluate
 from bootsep.train.loop import LOG_COLUMNS, LOG_CSV
 from bootsep.train.saved_model import load_model
 from bootsep.train.skipped import NO_REFERENCES, skipped_reason
@@ -98,7 +98,7 @@ def test_spatial_condition_trains_without_references(shards, tmp_path):
 
 
 def _labels(params: Path, root: Path, out: Path) -> tuple[dict, list[dict]]:
-    s6_labels.main(params, shard_root=root, out=out)
+    s7_labels.main(params, shard_root=root, out=out)
     with open(out / "per_mixture.csv", newline="") as f:
         return json.loads((out / "labels.json").read_text()), list(csv.DictReader(f))
 
@@ -132,5 +132,5 @@ def test_ensemble_model_that_was_not_trained_is_a_one_line_error(shards, tmp_pat
     s5_train.main(params, "gt", shard_root=shards[False], model_root=models)
     with pytest.raises(BootsepError, match=r"params.yaml: evaluate.ensemble_model is 'gt', "
                                            r"which was not trained.*name a spatial condition"):
-        s7_evaluate.main(params, corpus_dir=tmp_path / "corpus", shard_root=shards[False],
+        s8_evaluate.main(params, corpus_dir=tmp_path / "corpus", shard_root=shards[False],
                          model_root=models, out=tmp_path / "eval")

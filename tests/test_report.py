@@ -15,7 +15,7 @@ import yaml
 from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.evaluate.scoring import COLUMNS, ENSEMBLES, csv_text
-from bootsep.stages import s8_report as report
+from bootsep.stages import s9_report as report
 from bootsep.train.conditions import condition_names
 from bootsep.train.skipped import NO_REFERENCES
 
@@ -171,6 +171,6 @@ def test_columns_cover_every_metric():
 
 def test_report_stage_does_not_import_torch():
     """The report stage (Table 1, figures) reads results only: importing it loads no torch."""
-    code = ("import sys, bootsep.cli, bootsep.stages.s8_report; "
+    code = ("import sys, bootsep.cli, bootsep.stages.s9_report; "
             "sys.exit(3 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from bootsep.config import TrainConditions
+from bootsep.config import LABELS_OF, TrainConditions
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class Condition:
 def conditions(settings: TrainConditions) -> list[Condition]:
     """The loaded conditions of ``train_conditions`` (validated by :mod:`bootsep.config`),
     ground-truth ones first (the order of Table 1)."""
-    return [Condition(name, labels, entry.alpha, entry.fraction, entry.teacher)
-            if labels == "spatial" else Condition(name, labels, 0.0, entry.fraction)
-            for name, labels, entry in settings.entries()]
+    return [Condition(name, "spatial", entry.alpha, entry.fraction, entry.teacher)
+            if LABELS_OF[group] == "spatial" else Condition(name, "gt", 0.0, entry.fraction)
+            for name, group, entry in settings.entries()]
 
 
 def condition_names(settings: TrainConditions) -> list[str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bootsep.errors import BootsepError
 from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig
@@ -57,20 +58,38 @@ def compute_spatial_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, spl
         logmag = pad_stack(s.all_frames("mix_logmag_db"), fill=-np.inf)[0] \
             if teacher.method == "paper" else None
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
+    frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry)
+    return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, teacher.attrs(), split,
+                               index, ids, lengths, frames, utterances, info)
+
+
+def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, teacher: Teacher,
+                cfg: StftConfig, geometry: tuple, prior: np.ndarray | None = None,
+                prior_weight: float = 1.0) -> tuple[dict, dict, dict]:
+    """The teacher's frame and utterance arrays of a padded batch ``X (B, C, T, F)``;
+    ``prior (B, T, F, K)``: per-bin source probabilities combined with the delay model (a
+    self-training round; the EM starts from them)."""
     if teacher.method == "paper":
-        frames, utterances, info = _paper(X, logmag, lengths, teacher)
-    else:
-        mic_pos = geometry[0] if teacher.channels == "all" else None
-        frames, utterances, info = _delay(X, lengths, teacher, cfg, mic_pos, geometry[1])
-    path = write_shard(
-        Path(out_dir) / Path(stft_path).name, stage="spatial", split=split, index=index, ids=ids,
-        stft=cfg, frames={k: unpad(v, lengths) for k, v in frames.items()},
-        utterances=utterances, attrs=teacher.attrs())
+        if prior is not None:
+            raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
+        return _paper(X, logmag, lengths, teacher)
+    mic_pos = geometry[0] if teacher.channels == "all" else None
+    return _delay(X, lengths, teacher, cfg, mic_pos, geometry[1], prior, prior_weight)
+
+
+def write_spatial_shard(path: Path, cfg: StftConfig, attrs: dict, split: str, index: int,
+                        ids: list[str], lengths: np.ndarray, frames: dict, utterances: dict,
+                        info: dict) -> dict:
+    """Write one spatial shard (padded frame arrays cut to ``lengths``); its summary."""
+    path = write_shard(path, stage="spatial", split=split, index=index, ids=ids, stft=cfg,
+                       frames={k: unpad(v, lengths) for k, v in frames.items()},
+                       utterances=utterances, attrs=attrs)
     degenerate = utterances["degenerate"]
+    F = next(iter(frames.values())).shape[2]
     return {"shard": path.name, "utterances": len(ids), "degenerate": int(degenerate.sum()),
             "not_converged": int((~utterances["converged"]).sum()),
             "fit_bins": int(utterances["fit_bins"].sum()),
-            "bins": int(lengths.sum()) * X.shape[-1], **info}
+            "bins": int(lengths.sum()) * F, **info}
 
 
 def _paper(X, logmag, lengths, teacher: Teacher):
@@ -104,7 +123,8 @@ def delay_options(teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound) ->
     return kw
 
 
-def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound):
+def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound, prior=None,
+           prior_weight: float = 1.0):
     B, C, T, F = X.shape
     K = teacher.num_components
     kw = delay_options(teacher, cfg, mic_pos, speed_of_sound)
@@ -122,7 +142,9 @@ def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_soun
         t = int(lengths[sl].max(initial=1))                  # pad to this batch's longest
         Xb = X[sl, :, :t]
         valid = frames_valid(lengths[sl], t)
-        r = delay_masks(Xb, valid, num_components=K, **kw)
+        extra = {} if prior is None else dict(prior=prior[sl, :t], init_posteriors=prior[sl, :t],
+                                              prior_weight=prior_weight)
+        r = delay_masks(Xb, valid, num_components=K, **kw, **extra)
         r1 = delay_masks(Xb, valid, num_components=1, **kw)  # 1-source model, same bins
         post[sl, :t], labels[sl, :t], fit[sl, :t] = r.posteriors, r.labels, r.fit_mask
         outlier[sl, :t] = r.outlier_posterior

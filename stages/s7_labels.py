@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import load_config
+from bootsep.config import load_config, teacher_entries
 from bootsep.evaluate.quality import (
     band_accuracy,
     label_quantity,
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("stft", "spatial.teachers", "train.seed", "train_conditions")
+PARAMS = ("stft", "spatial.teachers", "self_training.rounds", "train.seed", "train_conditions")
 RUN_PARAMS = ()
 BAND_HZ = 1000.0     # width of the frequency bands of the label-accuracy diagnostic
 
@@ -72,7 +72,7 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
     band, band_edges = frequency_bands(cfg.sample_rate, cfg.num_freq)
     rows: dict[str, dict] = {}
     has_refs, accuracy = True, {}
-    for teacher in params.spatial.teachers:
+    for teacher in teacher_entries(params):
         alphas = {c.name: c.alpha for c in conditions
                   if c.labels == "spatial" and c.teacher == teacher}
         groups = aligned_shard_paths(root / "stft" / "train", root / "spatial" / teacher / "train",

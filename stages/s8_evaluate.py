@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import load_config
+from bootsep.config import load_config, teacher_entries
 from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import confidence_threshold
 from bootsep.evaluate.estimates import teacher_approach
@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("stft", "spatial.teachers", "evaluate", "train.num_sources", "train_conditions")
+PARAMS = ("stft", "spatial.teachers", "self_training.rounds", "evaluate", "train.num_sources",
+          "train_conditions")
 RUN_PARAMS = ("train.device", "train.torch_threads")
 
 
@@ -74,7 +75,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
         if meta["stft"] != cfg:
             raise BootsepError(f"model was trained with {meta['stft']}, the pipeline uses {cfg}",
                                Path(model_root) / name)
-    teachers = list(params.spatial.teachers)
+    teachers = list(teacher_entries(params))
     by_name = {c.name: c for c in conditions(params.train_conditions)}
     # the ensembles switch between evaluate.ensemble_model and its own teacher
     ens_teacher = by_name[ev.ensemble_model].teacher or teachers[0]

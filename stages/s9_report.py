@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import load_config
+from bootsep.config import load_config, teacher_entries
 from bootsep.evaluate.estimates import teacher_approach
 from bootsep.evaluate.figures import (
     example_figure,
@@ -36,7 +36,8 @@ MODEL_ROOT = Path("data/models")
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("report", "spatial.teachers", "evaluate.ensemble_model", "train_conditions")
+PARAMS = ("report", "spatial.teachers", "self_training.rounds", "evaluate.ensemble_model",
+          "train_conditions")
 RUN_PARAMS = ()
 
 
@@ -52,12 +53,14 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     labels = json.loads(labels_path.read_text())["conditions"] if labels_path.is_file() else {}
     has_refs = bool(ensemble.get("has_references", True))
     skipped = {n: r for n in conds if (r := skipped_reason(Path(model_root) / n))}
-    teachers = {n: (e.method, e.channels) for n, e in params.spatial.teachers.items()}
+    teachers = teacher_entries(params)
     accuracy = (json.loads(labels_path.read_text()).get("label_accuracy") or {}) \
         if labels_path.is_file() else {}
     table = table1(conds, params.evaluate.ensemble_model, rows, labels, level, has_refs, skipped,
                    teachers=teachers, label_accuracy=accuracy,
-                   ensemble_teacher=ensemble.get("teacher"))
+                   ensemble_teacher=ensemble.get("teacher"),
+                   rounds={n: (e.teacher, e.student)
+                           for n, e in params.self_training.rounds.items()})
     spatial = teacher_approach(ensemble.get("teacher") or next(iter(teachers)))
     fig2, fig2_all = None, {}
     with atomic_dir(results / "figures") as tmp:
