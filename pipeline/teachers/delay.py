@@ -46,6 +46,19 @@ SI-SDRi of the stereo pair / all 8 microphones): power 0: 10.3 / 12.0 dB, 1: 10.
   first, then every pair's delays are fitted once from pair 1's posteriors (this labels
   every pair's delays consistently with pair 1's sources, with no cross-pair matching),
   then all pairs are fitted jointly.
+- Prior and init (self-training rounds; the idea of Drude et al., ICASSP 2019, "Unsupervised
+  training of neural mask-based beamforming": a neural mask as a per-bin prior of a spatial
+  mixture model). A per-bin prior ``q_k(t, f)`` (a student's posteriors) enters every E-step
+  and the returned posteriors as a product of experts with exponent ``beta``: the log-joint
+  of source k gets ``beta log q_k``, the outlier's ``beta log(1/K)`` (implemented as
+  ``beta log(K q_k)`` and 0, the same posteriors), so a uniform prior or ``beta = 0`` changes
+  nothing and the M-step fits the delays, kappas and priors under the prior. ``q`` is floored
+  at ``MASK_PRIOR_FLOOR`` (1e-6: no log 0; a hard 0 of the student is a factor 1e-6, not a
+  veto) and kept in float64 like the model. Given init posteriors, one M-step from them (all
+  pairs at once, over the azimuth grid with geometry) replaces the PHAT init, so the
+  components start in the init's source order; without them the PHAT peaks are permuted to
+  best agree with the prior (kept if no permutation is strictly better). Either way the
+  result is sorted by descending prior as always: callers cannot rely on the source order.
 
 Everything is batched over mixtures (no loop over mixtures; loops over EM iterations and
 over the K peaks only). A mixture stops updating once converged, and the per-bin arithmetic
@@ -58,6 +71,7 @@ channel, one source) get exactly uniform posteriors, like padding frames.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +86,7 @@ __all__ = ["DelayResult", "delay_masks", "bin_frequencies", "far_field_delays"]
 
 KAPPA_MIN = 1e-3                # von Mises concentrations are clipped to [KAPPA_MIN, kappa_max]
 PRIOR_FLOOR = 1e-6              # no prior reaches 0 (its log would be -inf)
+MASK_PRIOR_FLOOR = 1e-6         # per-bin prior probabilities are floored here before the log
 _TWO_PI = 2.0 * np.pi
 _DT = np.float64
 
@@ -90,7 +105,9 @@ class DelayResult:
     microphone 0; directions: ``(B, K)`` azimuths in degrees [0, 360) when the geometry was
     given, else None; kappa: ``(B, K, P)`` von Mises concentrations; sources are sorted by
     descending prior. log_likelihood: ``(B,)`` weighted mean log-density of the fit bins at
-    the returned parameters; n_iter, converged: ``(B,)`` EM diagnostics (of the joint fit);
+    the returned parameters (with a prior: of the product of experts' normaliser
+    ``sum_k pi_k (K q_k)^beta p(theta | k) + pi_out (2 pi)^-P``); n_iter, converged:
+    ``(B,)`` EM diagnostics (of the joint fit);
     degenerate: ``(B,)`` bool, no usable fit (fewer than 2 fit bins, a pair without spatial
     cue by :func:`bootsep.pipeline.channels.check_channel_pair`, two sources at the same
     delay/direction, or a source with a share of the
@@ -140,7 +157,9 @@ def delay_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
                 min_separation_s: float | None = None, azimuth_step_deg: float = 1.0,
                 min_separation_deg: float = 10.0, outlier_prior: float = 0.1,
                 kappa_init: float = 2.0, kappa_max: float = 1000.0, max_iter: int = 50,
-                tol: float = 1e-4, min_source_share: float = 0.02) -> DelayResult:
+                tol: float = 1e-4, min_source_share: float = 0.02,
+                prior: np.ndarray | None = None, prior_weight: float = 1.0,
+                init_posteriors: np.ndarray | None = None) -> DelayResult:
     """Fit the tied-delay wrapped-phase mixture (module docstring) to a padded batch.
 
     ``X``: complex ``(B, C, T, F)`` STFTs, C >= 2, channel 0 the reference; ``valid``:
@@ -153,6 +172,13 @@ def delay_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
     ``kappa_init`` start EM, which runs at most ``max_iter`` iterations per stage.
     ``num_components = 1`` fits the 1-source model (the reference of the confidence's fit
     term, :mod:`bootsep.pipeline.teachers.delay_jsd`); its posteriors are all 1.
+
+    ``prior``: optional ``(B, T, F, K)`` per-bin source probabilities (a student's masks;
+    rows renormalised, floored at ``MASK_PRIOR_FLOOR``) combined with the spatial model as a
+    product of experts with exponent ``prior_weight`` >= 0 (module docstring); without
+    ``init_posteriors`` the PHAT init's components are first matched to the prior's order.
+    ``init_posteriors``: optional ``(B, T, F, K)`` source responsibilities that replace the PHAT
+    init by one M-step. Zero rows are allowed on padding frames only. Both None: unchanged.
     """
     X = np.asarray(X)
     if X.ndim != 4 or X.shape[1] < 2:
@@ -176,6 +202,16 @@ def delay_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
     if max_iter < 1 or tol < 0 or not 0 < outlier_prior < 1 or not kappa_max > KAPPA_MIN:
         raise BootsepError(f"delay_masks: unusable max_iter={max_iter}, tol={tol}, "
                            f"outlier_prior={outlier_prior} or kappa_max={kappa_max}")
+    beta = float(prior_weight)
+    if not np.isfinite(beta) or beta < 0:
+        raise BootsepError(f"delay_masks: prior_weight must be finite and >= 0, got {prior_weight}")
+    q = None if prior is None else _bin_distribution(prior, "prior", valid, K)
+    r_init = None if init_posteriors is None else \
+        _bin_distribution(init_posteriors, "init_posteriors", valid, K)
+    # product of experts: the log-joint of source k gets beta log(K q_k), the outlier 0 (the
+    # issue's beta log q_k and beta log(1/K), shifted by beta log K: a uniform prior adds 0)
+    lq = None if q is None else beta * np.log(K * np.maximum(q, MASK_PRIOR_FLOOR))
+    del q
     fs = 2.0 * freqs.max()
     geometry = mic_pos is not None
     if geometry:
@@ -227,27 +263,45 @@ def delay_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
     logpri0 = np.log(np.concatenate([np.full((B, K), (1.0 - outlier_prior) / K),
                                      np.full((B, 1), outlier_prior)], axis=1))
     model = _Model(freqs, grid, kappa_max)
-    if geometry:
+    if r_init is not None:
+        # one M-step from the given responsibilities (scaled by 1 - outlier_prior, the outlier's
+        # set to outlier_prior: the delays and kappas are those of outlier responsibility 0,
+        # the priors start as without init); every pair at once (the given posteriors label
+        # the pairs consistently), over the azimuth grid with geometry
+        gidx0 = np.zeros((B, K)) if geometry else None
+        r0 = (1.0 - outlier_prior) * r_init
+        ro0 = np.full((B, F, T), float(outlier_prior))
+        del r_init
+        state = model.mstep(Z, w, r0, ro0, _State(logpri0, np.zeros((B, K, P)), kappa0, gidx0))
+        del r0, ro0
+        state, n_iter, conv, ll = model.em(Z, w, state, max_iter, tol, lq)
+    elif geometry:
         idx = _init_peaks(Z, phat, grid, K, sep)
         state = _State(logpri0, grid.delays_at(idx), kappa0, idx)
-        state, n_iter, conv, ll = model.em(Z, w, state, max_iter, tol)
+        if lq is not None:
+            state = _match_to_prior(model, Z, w, state, lq)
+        state, n_iter, conv, ll = model.em(Z, w, state, max_iter, tol, lq)
     else:
         Z1 = Z if P == 1 else np.ascontiguousarray(Z[..., [0, P]])
         tau1 = grid.delays_at(_init_peaks(Z1, phat, grid, K, sep))          # (B, K, 1)
+        if lq is not None:
+            tau1 = _match_to_prior(model, Z1, w, _State(logpri0, tau1, kappa0[..., :1], None),
+                                   lq).tau
         if P == 1:
             state = _State(logpri0, tau1, kappa0, None)
-            state, n_iter, conv, ll = model.em(Z, w, state, max_iter, tol)
+            state, n_iter, conv, ll = model.em(Z, w, state, max_iter, tol, lq)
         else:
             s1 = _State(logpri0, tau1, kappa0[..., :1], None)
-            s1, _, _, _ = model.em(Z1, w, s1, max_iter, tol)
-            r, ro, _ = model.estep(Z1, w, s1)
+            s1, _, _, _ = model.em(Z1, w, s1, max_iter, tol, lq)
+            r, ro, _ = model.estep(Z1, w, s1, lq)
             del Z1
             state = model.mstep(Z, w, r, ro, _State(s1.logpri, np.zeros((B, K, P)), kappa0,
                                                      None))
-            state, n_iter, conv, ll = model.em(Z, w, state, max_iter, tol)
+            state, n_iter, conv, ll = model.em(Z, w, state, max_iter, tol, lq)
 
     # final posteriors of every bin at the fitted parameters
-    L, lo = model.loglik(Z, state)                                           # (B, F, T, K)
+    L, lo = model.loglik(Z, state, lq)                                       # (B, F, T, K)
+    del lq
     post = _softmax(L)
     m = np.maximum(L.max(axis=-1), lo[:, None, None])
     total = np.exp(L - m[..., None]).sum(axis=-1) + np.exp(lo[:, None, None] - m)
@@ -356,9 +410,10 @@ class _Model:
     def __init__(self, freqs: np.ndarray, grid: _Grid, kappa_max: float):
         self.freqs, self.grid, self.kappa_max = freqs, grid, kappa_max
 
-    def loglik(self, Z: np.ndarray, s: _State) -> tuple[np.ndarray, np.ndarray]:
-        """Joint log-densities ``log pi_k + log p(theta | k)`` ``(B, F, T, K)`` float32 and the
-        outlier's ``(B,)``."""
+    def loglik(self, Z: np.ndarray, s: _State,
+               lq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Joint log-densities ``log pi_k + log p(theta | k)`` ``(B, F, T, K)`` float64 and the
+        outlier's ``(B,)``; plus the per-bin prior term ``lq (B, F, T, K)`` when given."""
         B, K, P = s.tau.shape
         mu = -_TWO_PI * self.freqs[None, :, None, None] * s.tau[:, None]     # (B, F, K, P)
         kap = s.kappa[:, None]                                               # (B, 1, K, P)
@@ -367,12 +422,15 @@ class _Model:
         log_norm = np.log(_TWO_PI * i0e(s.kappa)) + s.kappa                  # log 2 pi I0
         const = s.logpri[:, :K] - log_norm.sum(axis=-1)                      # (B, K)
         L += const[:, None, None, :].astype(_DT)
+        if lq is not None:
+            L += lq
         return L, s.logpri[:, K] - P * np.log(_TWO_PI)
 
-    def estep(self, Z, w, s: _State):
-        """Source responsibilities ``(B, F, T, K)`` and the outlier's ``(B, F, T)`` (float32),
-        and the weighted mean log-likelihood ``(B,)``."""
-        L, lo = self.loglik(Z, s)
+    def estep(self, Z, w, s: _State, lq: np.ndarray | None = None):
+        """Source responsibilities ``(B, F, T, K)`` and the outlier's ``(B, F, T)`` (float64),
+        and the weighted mean log-likelihood ``(B,)`` (with the prior term ``lq`` when given:
+        the weighted mean log normaliser of the product of experts)."""
+        L, lo = self.loglik(Z, s, lq)
         B, F, T, K = L.shape
         lo32 = lo.astype(_DT)[:, None, None]
         m = np.array(np.broadcast_to(lo32, (B, F, T)))      # running max (loops over K: a
@@ -426,8 +484,10 @@ class _Model:
         kappa = np.where(mk > 0, kappa, s.kappa)
         return _State(logpri, tau, kappa, gidx)
 
-    def em(self, Z, w, state: _State, max_iter: int, tol: float):
-        """Batched EM from ``state``; a mixture stops updating once its weighted mean
+    def em(self, Z, w, state: _State, max_iter: int, tol: float,
+           lq: np.ndarray | None = None):
+        """Batched EM from ``state`` (with the per-bin prior term ``lq (B, F, T, K)`` in every
+        E-step when given); a mixture stops updating once its weighted mean
         log-likelihood changes by less than ``tol``. Returns the state, n_iter, converged and
         the log-likelihood at the returned parameters (all ``(B,)``)."""
         B = Z.shape[0]
@@ -437,16 +497,17 @@ class _Model:
         n_iter = np.zeros(B, np.int64)
         conv = np.zeros(B, bool)
         rows = np.arange(B)                   # working set (indices into B)
-        Zw, ww = Z, w
+        Zw, ww, lqw = Z, w, lq
         for it in range(max_iter + 1):
             live = ~conv[rows]
             if not live.any():
                 break
             if live.sum() <= 0.5 * rows.size:  # compact the working set
                 rows, Zw, ww = rows[live], Zw[live], ww[live]
+                lqw = None if lqw is None else lqw[live]
                 live = np.ones(rows.size, bool)
             sw = state.rows(rows)
-            r, ro, ll_new = self.estep(Zw, ww, sw)
+            r, ro, ll_new = self.estep(Zw, ww, sw, lqw)
             upd = rows[live]
             done = np.abs(ll_new[live] - ll[upd]) < tol
             ll[upd] = ll_new[live]
@@ -461,6 +522,48 @@ class _Model:
             new = self.mstep(Zw[step], ww[step], r[step], ro[step], sw.rows(step))
             state.assign(rows[step], new)
         return state, n_iter, conv, ll
+
+
+def _bin_distribution(a, name: str, valid: np.ndarray, K: int) -> np.ndarray:
+    """Validate per-bin source probabilities ``(B, T, F, K)`` (finite, >= 0, a positive sum on
+    every valid frame's bins) and return them renormalised over K as ``(B, F, T, K)`` float64
+    (the model's layout); rows of padding frames that sum to 0 become uniform."""
+    a = np.asarray(a)
+    B, T = valid.shape
+    if a.ndim != 4 or a.shape[:2] != (B, T) or a.shape[3] != K:
+        raise BootsepError(f"delay_masks: {name} must be (B, T, F, K) = ({B}, {T}, F, {K}), "
+                           f"got {a.shape}")
+    a = np.asarray(a, dtype=_DT).transpose(0, 2, 1, 3)                      # (B, F, T, K)
+    if not np.all(np.isfinite(a)):
+        raise BootsepError(f"delay_masks: {name} has non-finite values")
+    if np.any(a < 0):
+        raise BootsepError(f"delay_masks: {name} has negative values")
+    tot = a.sum(axis=-1, keepdims=True)
+    zero = tot[..., 0] <= 0                                                 # (B, F, T)
+    if np.any(zero & valid[:, None, :]):
+        raise BootsepError(f"delay_masks: {name} sums to 0 over the sources in a valid bin")
+    return np.ascontiguousarray(np.where(zero[..., None], 1.0 / K, a / np.where(tot > 0, tot, 1.0)))
+
+
+def _match_to_prior(model: _Model, Z, w, state: _State, lq: np.ndarray) -> _State:
+    """The init ``state`` with its sources permuted to follow the prior's order: the
+    permutation maximising ``sum_bins w r_k log-prior-term`` of the no-prior responsibilities
+    ``r`` at the init (kept unless strictly better than the identity, so a uniform prior keeps
+    the init as it is)."""
+    K = state.tau.shape[1]
+    if K < 2:
+        return state
+    r, _, _ = model.estep(Z, w, state)
+    score = np.einsum("bftk,bftj->bkj", r * w[..., None], lq)              # (B, K, K)
+    perms = np.array(list(itertools.permutations(range(K))))               # (K!, K)
+    tot = score[:, np.arange(K)[None, :], perms].sum(axis=-1)              # (B, K!)
+    best = np.argmax(tot, axis=1)
+    better = tot[np.arange(tot.shape[0]), best] > tot[:, 0] + 1e-9 * np.abs(tot[:, 0])
+    perm = np.where(better[:, None], perms[best], np.arange(K)[None, :])   # (B, K): prior j
+    inv = np.argsort(perm, axis=1)                                         # -> component
+    g = None if state.grid_idx is None else np.take_along_axis(state.grid_idx, inv, axis=1)
+    return _State(state.logpri, np.take_along_axis(state.tau, inv[..., None], axis=1),
+                  np.take_along_axis(state.kappa, inv[..., None], axis=1), g)
 
 
 def _wsum(w: np.ndarray) -> np.ndarray:
