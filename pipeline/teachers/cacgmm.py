@@ -354,8 +354,14 @@ def cacg_jsd(model_k: CacgmmModel, model_1: CacgmmModel, freq_weights: np.ndarra
     zq = _directions(Lq[b, fq, kq], g[..., 1, :])
     z = np.concatenate([zp, zq], axis=1)                                    # (b, 2n, C)
     f = np.concatenate([fp, fq], axis=1)
-    lp = cacg_log_density(z, c1[b, f])                                      # (b, 2n)
-    lk = cacg_log_density(z[:, :, None, :], ck[b, f]) + np.log(np.maximum(pk[b, f], _TINY))
+    const = math.lgamma(C) - _LN2 - C * math.log(math.pi)      # densities at the draws, with
+    A1, d1 = np.linalg.inv(c1), np.linalg.slogdet(c1)[1]        # the inverses and log-dets
+    Ak, dk = np.linalg.inv(ck), np.linalg.slogdet(ck)[1]        # computed once per matrix
+    q1 = np.einsum("bnc,bncd,bnd->bn", z.conj(), A1[b, f], z).real
+    lp = const - d1[b, f] - C * np.log(np.maximum(q1, _TINY))                 # (b, 2n)
+    qk = np.einsum("bnc,bnkcd,bnd->bnk", z.conj(), Ak[b, f], z).real
+    lk = const - dk[b, f] - C * np.log(np.maximum(qk, _TINY)) \
+        + np.log(np.maximum(pk[b, f], _TINY))                                # (b, 2n, K)
     m = lk.max(axis=-1)
     lq = m + np.log(np.exp(lk - m[..., None]).sum(axis=-1))
     tp = np.logaddexp(0.0, lq[:, :n] - lp[:, :n]).mean(axis=-1)
