@@ -9,4 +9,7 @@ configuration stay in the stages and jobs.
 - :mod:`.delay`: per-source propagation delays (or directions, when the array geometry is
   known) shared by all frequencies, wrapped-phase mixture with an outlier component
   (MESSL-like), initialised from GCC-PHAT / SRP-PHAT peaks.
+- :mod:`.cacgmm`: a complex angular central Gaussian mixture per frequency over all channels
+  (Ito et al. 2016), initialised from another teacher's posteriors (the ``delay`` teacher's);
+  :func:`~.cacgmm.cacg_jsd` is its confidence fit term.
 """
