@@ -578,7 +578,7 @@ class DaskSettings(Section):
 # spatial, confidence ------------------------------------------------------------------
 
 
-TEACHER_METHODS = ("paper", "delay")
+TEACHER_METHODS = ("paper", "delay", "cacgmm")
 CHANNEL_SETS = ("pair", "all")
 
 
@@ -624,6 +624,18 @@ class DelayTeacherSettings(Section):
 
 
 @section
+class CacgmmTeacherSettings(Section):
+    """``spatial.cacgmm``: per-frequency complex angular central Gaussian mixture over every
+    channel (pipeline/teachers/cacgmm.py), initialised from the delay model's posteriors
+    (``init``: that model's settings; params.yaml shares them with ``spatial.delay``)."""
+
+    iterations: int = _p(Int(0))
+    priors: str = _p(Choice("frequency", "mixture"))
+    eps: float | None = _p(Maybe(Num(0, lo_open=True)))
+    init: DelayTeacherSettings = _p(Nested(DelayTeacherSettings))
+
+
+@section
 class SpatialSettings(Section):
     """``spatial``: the teachers (``teachers``: name -> method and channels) and each
     method's settings; every teacher is one DVC stage with its own shards."""
@@ -632,6 +644,7 @@ class SpatialSettings(Section):
     num_components: int = _p(Int(2))
     paper: PaperTeacherSettings = _p(Nested(PaperTeacherSettings))
     delay: DelayTeacherSettings = _p(Nested(DelayTeacherSettings))
+    cacgmm: CacgmmTeacherSettings = _p(Nested(CacgmmTeacherSettings))
 
 
 @section

@@ -11,7 +11,7 @@ Approaches (``approach=``):
   for a ground-truth model), its posteriors (eq. 3) as soft masks on channel 0: the paper's
   IPD -> PCA -> GMM (§2.1) on channels 0 and 1, or the ``delay`` teacher on channels 0 and 1
   (``channels: pair``) or on every channel of the input (``channels: all``; free delays, a
-  recording's array geometry being unknown).
+  recording's array geometry being unknown), or the ``cacgmm`` teacher started from it.
 - ``ensemble``: per block, the teacher when its mean confidence
   (C_cl · C_JSD · mean C_post, eqs. 4–6) is above the threshold chosen on the validation
   split by the evaluate stage, otherwise the model. The threshold is found from the model's
@@ -330,6 +330,7 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     from bootsep.pipeline.jobs.confidence_shard import mixture_seeds
     from bootsep.pipeline.jobs.spatial_shard import delay_options
     from bootsep.pipeline.spatial import spatial_masks
+    from bootsep.pipeline.teachers.cacgmm import cacg_jsd, cacgmm_masks
     from bootsep.pipeline.teachers.delay import delay_masks
     from bootsep.pipeline.teachers.delay_jsd import DelayModel, delay_jsd, fit_frequency_weights
 
@@ -346,14 +347,24 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
         conf = confidence_measures(res, valid, settings.jsd_samples, seeds=seeds)
         return (np.moveaxis(np.asarray(res.posteriors[0], dtype=np.float32), -1, 0),
                 float(conf["mean_confidence"][0]), int(res.channels[0]))
-    kw = delay_options(teacher, cfg, None, None)
+    o = teacher.options
+    kw = delay_options(teacher, cfg, None, None, settings=o.get("init"))
     X = spec[None]
     res = delay_masks(X, valid, num_components=num_sources, **kw)
-    one = delay_masks(X, valid, num_components=1, **kw)          # 1-source model, same bins
-    fit = delay_jsd(DelayModel.from_result(res), DelayModel.from_result(one),
-                    fit_frequency_weights(X[:, 0], res.fit_mask, kw["weight_power"]),
-                    kw["freqs"], settings.jsd_samples, seeds,
-                    degenerate=res.degenerate | one.degenerate)     # generalised eq. 5
+    if teacher.method == "cacgmm":         # from the delay model's posteriors
+        res = cacgmm_masks(X, valid, init_posteriors=res.posteriors,
+                           init_degenerate=res.degenerate, iterations=o["iterations"],
+                           threshold_db=kw["threshold_db"], weight_power=kw["weight_power"],
+                           eps=o["eps"], min_source_share=kw["min_source_share"],
+                           priors=o["priors"], single_model=True)
+        fit = cacg_jsd(res.model, res.single_model, res.freq_weights, settings.jsd_samples,
+                       seeds=seeds, degenerate=res.degenerate)       # generalised eq. 5
+    else:
+        one = delay_masks(X, valid, num_components=1, **kw)      # 1-source model, same bins
+        fit = delay_jsd(DelayModel.from_result(res), DelayModel.from_result(one),
+                        fit_frequency_weights(X[:, 0], res.fit_mask, kw["weight_power"]),
+                        kw["freqs"], settings.jsd_samples, seeds,
+                        degenerate=res.degenerate | one.degenerate)  # generalised eq. 5
     conf = measures(res.labels, res.posteriors, fit, res.degenerate, valid, res.fit_mask)
     code = int(check_channel_pair(spec[None, 0], spec[None, 1], valid).reason[0])
     return (np.moveaxis(res.posteriors[0], -1, 0), float(conf["mean_confidence"][0]), code)

@@ -28,10 +28,12 @@ def labels_run(tmp_path_factory):
         "stft": {"sample_rate": TINY_STFT.sample_rate, "window_ms": 4, "hop_ms": 1,
                  "window": "hann", "pair_channels": [1], "seed": 1},
         "spatial": {"teachers": {"paper": {"method": "paper", "channels": "pair"}}},
+        "self_training": {"rounds": {}},
         "train": {"seed": 0},
         "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
                              "spatial": {n: {"teacher": "paper", "alpha": a, "fraction": 1.0}
-                                         for n, a in ALPHAS.items()}},
+                                         for n, a in ALPHAS.items()},
+                             "rounds": {}},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     main(root / "params.yaml", shard_root=root / "shards", out=root / "out")

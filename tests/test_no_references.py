@@ -42,6 +42,7 @@ def write_params(path: Path, **evaluate) -> Path:
                            shuffle_buffer=8, torch_threads=1, device="cpu")
     params["train_conditions"]["gt"]["gt_subset"]["fraction"] = 0.25
     params["spatial"]["teachers"] = {"paper": {"method": "paper", "channels": "pair"}}
+    params["self_training"]["rounds"], params["train_conditions"]["rounds"] = {}, {}
     params["train_conditions"]["spatial"] = {
         n: c for n, c in params["train_conditions"]["spatial"].items() if c["teacher"] == "paper"}
     params["evaluate"].update(evaluate)

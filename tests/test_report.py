@@ -33,6 +33,7 @@ def _rows(rng, split, approach, n, mean_sdr, conf):
 def results(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["spatial"]["teachers"] = {"paper": {"method": "paper", "channels": "pair"}}
+    params["self_training"]["rounds"], params["train_conditions"]["rounds"] = {}, {}
     params["train_conditions"]["spatial"] = {
         n: c for n, c in params["train_conditions"]["spatial"].items() if c["teacher"] == "paper"}
     params_path = tmp_path / "params.yaml"

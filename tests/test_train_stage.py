@@ -48,7 +48,8 @@ def write_params(path: Path, train: dict | None = None, spatial: dict | None = N
         "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
                              "spatial": spatial or {
                                  "alpha_0": {"teacher": "paper", "alpha": 0.0, "fraction": 1.0},
-                                 "alpha_1": {"teacher": "paper", "alpha": 1.0, "fraction": 1.0}}},
+                                 "alpha_1": {"teacher": "paper", "alpha": 1.0, "fraction": 1.0}},
+                             "rounds": {}},
     }
     path.write_text(yaml.safe_dump(params))
     return path

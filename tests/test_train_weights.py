@@ -82,7 +82,7 @@ def test_bad_alpha_in_params_names_the_key(alpha):
     """The α of eq. 7 is checked where params are read and where weights are built."""
     def load(a):
         entry = {"teacher": "paper", "alpha": a, "fraction": 1.0}
-        data = {"train_conditions": {"gt": {}, "spatial": {"a1": entry}}}
+        data = {"train_conditions": {"gt": {}, "spatial": {"a1": entry}, "rounds": {}}}
         return parse_config(data, ["train_conditions"], where="p.yaml")
     with pytest.raises(BootsepError, match=r"^p\.yaml: train_conditions\.spatial\.a1\.alpha is "):
         load(alpha)

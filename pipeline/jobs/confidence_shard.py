@@ -22,6 +22,7 @@ from bootsep.pipeline.jobs import mixture_seed
 from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import Shard, write_shard
+from bootsep.pipeline.teachers.cacgmm import CacgmmModel, cacg_jsd
 from bootsep.pipeline.teachers.delay import bin_frequencies
 from bootsep.pipeline.teachers.delay_jsd import DelayModel, delay_jsd
 
@@ -51,6 +52,12 @@ def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, 
         fit_term = c_jsd(gmm, gmm1, n_samples, seeds=seeds, degenerate=degenerate)     # eq. 5
     elif method == "delay":
         fit_term = delay_fit_term(spatial, n_samples, seeds, degenerate)   # generalised eq. 5
+    elif method == "cacgmm":
+        u = spatial.utterances
+        fit_term = cacg_jsd(CacgmmModel(u("cacg_priors"), u("cacg_covariances")),
+                            CacgmmModel(u("cacg1_priors"), u("cacg1_covariances")),
+                            u("freq_weights"), n_samples, seeds=seeds,
+                            degenerate=degenerate)                         # generalised eq. 5
     else:
         raise BootsepError(f"spatial shard of unknown method {method!r}", spatial.path)
     out = measures(labels, post, fit_term, degenerate, frames_valid(lengths, labels.shape[1]),

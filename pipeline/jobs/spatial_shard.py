@@ -12,6 +12,8 @@ utterances in the same order, with the teacher recorded in the attributes:
   on every microphone (``channels: all``; one direction per source when the stft shard carries
   the array geometry), and the 1-source fit of the same family on the same bins, whose
   parameters the confidence stage compares with the K-source fit (generalised eq. 5).
+- ``cacgmm``: :func:`bootsep.pipeline.teachers.cacgmm.cacgmm_masks` initialised from the
+  delay model's posteriors (no frequency permutation problem), with its 1-component model.
 
 The confidence stage gives degenerate mixtures confidence 0.
 """
@@ -28,6 +30,7 @@ from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.float16 import complex_from_pairs
 from bootsep.pipeline.storage.shards import Shard, write_shard
+from bootsep.pipeline.teachers.cacgmm import cacgmm_masks
 from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks
 from bootsep.pipeline.teachers.delay_jsd import fit_frequency_weights
 from bootsep.pipeline.teachers.spec import Teacher
@@ -74,6 +77,10 @@ def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, t
             raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
         return _paper(X, logmag, lengths, teacher)
     mic_pos = geometry[0] if teacher.channels == "all" else None
+    if teacher.method == "cacgmm":
+        if prior is not None:
+            raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
+        return _cacgmm(X, lengths, teacher, cfg, mic_pos, geometry[1])
     return _delay(X, lengths, teacher, cfg, mic_pos, geometry[1], prior, prior_weight)
 
 
@@ -109,9 +116,11 @@ def _paper(X, logmag, lengths, teacher: Teacher):
     return frames, utterances, {"no_spatial_cue": int(np.count_nonzero(res.channels))}
 
 
-def delay_options(teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound) -> dict:
-    """Keyword arguments of :func:`delay_masks` from the teacher's ``spatial.delay`` settings."""
-    o = teacher.options
+def delay_options(teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound,
+                  settings: dict | None = None) -> dict:
+    """Keyword arguments of :func:`delay_masks` from the teacher's ``spatial.delay`` settings
+    (or ``settings`` in that form: a cacgmm teacher's ``init``)."""
+    o = teacher.options if settings is None else settings
     kw = dict(freqs=bin_frequencies(cfg.sample_rate, cfg.win_length),
               threshold_db=o["threshold_db"], weight_power=o["weight_power"],
               max_delay_s=o["max_delay_ms"] / 1000.0, azimuth_step_deg=o["azimuth_step_deg"],
@@ -171,3 +180,47 @@ def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_soun
                   "fit_bins": u["fit_bins"]}
     frames = {"fit_mask": fit, "posteriors": post, "labels": labels, "outlier_posterior": outlier}
     return frames, utterances, {"outlier_prior_sum": float(u["outlier_prior"].sum())}
+
+
+def _cacgmm(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound):
+    """The cACGMM from the delay model's posteriors, batch by batch like :func:`_delay`."""
+    B, C, T, F = X.shape
+    K = teacher.num_components
+    o = teacher.options
+    kw = delay_options(teacher, cfg, mic_pos, speed_of_sound, settings=o["init"])
+    post = np.empty((B, T, F, K), np.float32)
+    labels = np.empty((B, T, F), np.uint8)
+    fit = np.empty((B, T, F), bool)
+    per = {k: [] for k in ("priors", "cov", "priors1", "cov1", "freq_weights", "n_iter",
+                           "degenerate", "fit_bins", "init_degenerate")}
+    for s in range(0, B, DELAY_BATCH):
+        sl = slice(s, min(s + DELAY_BATCH, B))
+        t = int(lengths[sl].max(initial=1))
+        Xb = X[sl, :, :t]
+        valid = frames_valid(lengths[sl], t)
+        init = delay_masks(Xb, valid, num_components=K, **kw)
+        r = cacgmm_masks(Xb, valid, init_posteriors=init.posteriors,
+                         init_degenerate=init.degenerate, iterations=o["iterations"],
+                         threshold_db=kw["threshold_db"], weight_power=kw["weight_power"],
+                         eps=o["eps"], min_source_share=kw["min_source_share"],
+                         priors=o["priors"], single_model=True)
+        post[sl, :t], labels[sl, :t], fit[sl, :t] = r.posteriors, r.labels, r.fit_mask
+        post[sl, t:], labels[sl, t:], fit[sl, t:] = 1.0 / K, 0, False
+        per["priors"].append(r.model.priors)
+        per["cov"].append(r.model.covariances)
+        per["priors1"].append(r.single_model.priors)
+        per["cov1"].append(r.single_model.covariances)
+        per["freq_weights"].append(r.freq_weights)
+        per["n_iter"].append(r.n_iter)
+        per["degenerate"].append(r.degenerate)
+        per["fit_bins"].append(r.fit_bins)
+        per["init_degenerate"].append(init.degenerate)
+    u = {k: np.concatenate(v) for k, v in per.items()}
+    utterances = {"cacg_priors": u["priors"], "cacg_covariances": u["cov"].astype(np.complex64),
+                  "cacg1_priors": u["priors1"],
+                  "cacg1_covariances": u["cov1"].astype(np.complex64),
+                  "freq_weights": u["freq_weights"], "iterations": u["n_iter"],
+                  "converged": np.ones(B, bool), "degenerate": u["degenerate"],
+                  "fit_bins": u["fit_bins"]}
+    frames = {"fit_mask": fit, "posteriors": post, "labels": labels}
+    return frames, utterances, {"init_degenerate": int(u["init_degenerate"].sum())}

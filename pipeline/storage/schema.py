@@ -94,6 +94,13 @@ FIELDS: dict[str, Field] = {
     "directions1": Field("utterance", np.float64, "deg", "1-source fit: azimuth (U, 1) or NaN"),
     "kappa1": Field("utterance", np.float64, "", "1-source fit: concentrations (U, 1, C-1)"),
     "degenerate1": Field("utterance", np.bool_, "", "1-source fit unusable"),
+    # stage spatial, method cacgmm (pipeline/teachers/cacgmm.py)
+    "cacg_priors": Field("utterance", np.float64, "", "mixture weights per frequency (U, F, K)"),
+    "cacg_covariances": Field("utterance", np.complex64, "",
+                              "cACG matrices B_kf, Hermitian, trace C (U, F, K, C, C)"),
+    "cacg1_priors": Field("utterance", np.float64, "", "1-component fit: weights (U, F, 1)"),
+    "cacg1_covariances": Field("utterance", np.complex64, "",
+                               "1-component fit: matrices (U, F, 1, C, C)"),
     "freq_weights": Field("utterance", np.float64, "",
                           "share of the fit bins' EM weight at each frequency (U, F): the "
                           "frequencies the fit term's Monte Carlo draws"),

@@ -6,6 +6,7 @@ attributes, so a shard says which teacher, method and settings produced it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from bootsep.config import CHANNEL_SETS
@@ -41,8 +42,12 @@ class Teacher:
     def options(self) -> dict:
         return dict(self.settings)
 
+    def __hash__(self) -> int:          # settings may hold a dict (cacgmm's init)
+        return hash((self.name, self.method, self.channels, self.num_components))
+
     def attrs(self) -> dict:
         """Shard attributes recording the teacher."""
         return {"teacher": self.name, "method": self.method, "channels": self.channels,
                 "num_components": self.num_components,
-                **{f"{self.method}.{k}": v for k, v in self.settings}}
+                **{f"{self.method}.{k}": json.dumps(v) if isinstance(v, dict) or v is None else v
+                   for k, v in self.settings}}
