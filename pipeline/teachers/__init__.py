@@ -9,4 +9,7 @@ configuration stay in the stages and jobs.
 - :mod:`.delay`: per-source propagation delays (or directions, when the array geometry is
   known) shared by all frequencies, wrapped-phase mixture with an outlier component
   (MESSL-like), initialised from GCC-PHAT / SRP-PHAT peaks.
+- :mod:`.iva`: independent vector analysis (pyroomacoustics' AuxIVA, after a per-frequency
+  PCA to K channels when there are more microphones), its outputs projected back onto the
+  reference microphone and turned into ratio masks.
 """
