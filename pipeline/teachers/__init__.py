@@ -12,4 +12,7 @@ configuration stay in the stages and jobs.
 - :mod:`.cacgmm`: a complex angular central Gaussian mixture per frequency over all channels
   (Ito et al. 2016), initialised from another teacher's posteriors (the ``delay`` teacher's);
   :func:`~.cacgmm.cacg_jsd` is its confidence fit term.
+- :mod:`.iva`: independent vector analysis (pyroomacoustics' AuxIVA, after a per-frequency
+  PCA to K channels when there are more microphones), its outputs projected back onto the
+  reference microphone and turned into ratio masks.
 """
