@@ -578,7 +578,7 @@ class DaskSettings(Section):
 # spatial, confidence ------------------------------------------------------------------
 
 
-TEACHER_METHODS = ("paper", "delay", "cacgmm")
+TEACHER_METHODS = ("paper", "delay", "cacgmm", "iva")
 CHANNEL_SETS = ("pair", "all")
 
 
@@ -636,6 +636,20 @@ class CacgmmTeacherSettings(Section):
 
 
 @section
+class IvaTeacherSettings(Section):
+    """``spatial.iva``: pyroomacoustics' AuxIVA, its outputs as ratio masks
+    (pipeline/teachers/iva.py); the fit term uses the cACG family (``cacgmm.*`` settings of
+    the fit bins)."""
+
+    n_iter: int = _p(Int(1))
+    model: str = _p(Choice("gauss", "laplace"))
+    mask_power: float = _p(Num(0, lo_open=True))
+    overdetermined: str = _p(Choice("pca", "overiva"))
+    threshold_db: float = _p(Num(hi=0))
+    min_frames: int = _p(Int(1))
+
+
+@section
 class SpatialSettings(Section):
     """``spatial``: the teachers (``teachers``: name -> method and channels) and each
     method's settings; every teacher is one DVC stage with its own shards."""
@@ -645,6 +659,7 @@ class SpatialSettings(Section):
     paper: PaperTeacherSettings = _p(Nested(PaperTeacherSettings))
     delay: DelayTeacherSettings = _p(Nested(DelayTeacherSettings))
     cacgmm: CacgmmTeacherSettings = _p(Nested(CacgmmTeacherSettings))
+    iva: IvaTeacherSettings = _p(Nested(IvaTeacherSettings))
 
 
 @section

@@ -11,7 +11,8 @@ Approaches (``approach=``):
   for a ground-truth model), its posteriors (eq. 3) as soft masks on channel 0: the paper's
   IPD -> PCA -> GMM (§2.1) on channels 0 and 1, or the ``delay`` teacher on channels 0 and 1
   (``channels: pair``) or on every channel of the input (``channels: all``; free delays, a
-  recording's array geometry being unknown), or the ``cacgmm`` teacher started from it.
+  recording's array geometry being unknown), the ``cacgmm`` teacher started from it, or
+  ``iva`` (AuxIVA's ratio masks).
 - ``ensemble``: per block, the teacher when its mean confidence
   (C_cl · C_JSD · mean C_post, eqs. 4–6) is above the threshold chosen on the validation
   split by the evaluate stage, otherwise the model. The threshold is found from the model's
@@ -330,9 +331,10 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     from bootsep.pipeline.jobs.confidence_shard import mixture_seeds
     from bootsep.pipeline.jobs.spatial_shard import delay_options
     from bootsep.pipeline.spatial import spatial_masks
-    from bootsep.pipeline.teachers.cacgmm import cacg_jsd, cacgmm_masks
+    from bootsep.pipeline.teachers.cacgmm import cacg_jsd, cacgmm_masks, fit_model
     from bootsep.pipeline.teachers.delay import delay_masks
     from bootsep.pipeline.teachers.delay_jsd import DelayModel, delay_jsd, fit_frequency_weights
+    from bootsep.pipeline.teachers.iva import iva_masks
 
     teacher = settings.teacher
     spec = np.asarray(spec, np.complex64)
@@ -348,8 +350,20 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
         return (np.moveaxis(np.asarray(res.posteriors[0], dtype=np.float32), -1, 0),
                 float(conf["mean_confidence"][0]), int(res.channels[0]))
     o = teacher.options
-    kw = delay_options(teacher, cfg, None, None, settings=o.get("init"))
     X = spec[None]
+    if teacher.method == "iva":
+        res = iva_masks(X, valid, num_components=num_sources, n_iter=o["n_iter"],
+                        model=o["model"], mask_power=o["mask_power"],
+                        overdetermined=o["overdetermined"], threshold_db=o["threshold_db"],
+                        min_frames=o["min_frames"])
+        mk = fit_model(X, res.posteriors, valid, threshold_db=o["threshold_db"])
+        m1 = fit_model(X, None, valid, threshold_db=o["threshold_db"])
+        fit = cacg_jsd(mk.model, m1.model, mk.freq_weights, settings.jsd_samples, seeds=seeds,
+                       degenerate=res.degenerate)                    # generalised eq. 5
+        conf = measures(res.labels, res.posteriors, fit, res.degenerate, valid, res.fit_mask)
+        code = int(check_channel_pair(spec[None, 0], spec[None, 1], valid).reason[0])
+        return (np.moveaxis(res.posteriors[0], -1, 0), float(conf["mean_confidence"][0]), code)
+    kw = delay_options(teacher, cfg, None, None, settings=o.get("init"))
     res = delay_masks(X, valid, num_components=num_sources, **kw)
     if teacher.method == "cacgmm":         # from the delay model's posteriors
         res = cacgmm_masks(X, valid, init_posteriors=res.posteriors,

@@ -232,7 +232,7 @@ def test_repo_params_load_and_round_trip():
     assert cfg.corpus.wsj0_2mix_spatialized.mode == RAW["corpus"]["wsj0-2mix-spatialized"]["mode"]
     assert cfg.corpus.tts.relative_level_db == (0.0, 5.0)
     assert isinstance(cfg.spatial.paper.tol, float) and isinstance(cfg.train.amp, bool)
-    assert {e.method for e in cfg.spatial.teachers.values()} == {"paper", "delay", "cacgmm"}
+    assert {e.method for e in cfg.spatial.teachers.values()} == {"paper", "delay", "cacgmm", "iva"}
     assert cfg.spatial.cacgmm.init.as_dict() == RAW["spatial"]["delay"]          # a YAML alias
     names = [n for n, _, _ in cfg.train_conditions.entries()]
     assert names == [*RAW["train_conditions"]["gt"], *RAW["train_conditions"]["spatial"],

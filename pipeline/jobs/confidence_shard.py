@@ -52,7 +52,7 @@ def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, 
         fit_term = c_jsd(gmm, gmm1, n_samples, seeds=seeds, degenerate=degenerate)     # eq. 5
     elif method == "delay":
         fit_term = delay_fit_term(spatial, n_samples, seeds, degenerate)   # generalised eq. 5
-    elif method == "cacgmm":
+    elif method in ("cacgmm", "iva"):
         u = spatial.utterances
         fit_term = cacg_jsd(CacgmmModel(u("cacg_priors"), u("cacg_covariances")),
                             CacgmmModel(u("cacg1_priors"), u("cacg1_covariances")),

@@ -14,6 +14,8 @@ utterances in the same order, with the teacher recorded in the attributes:
   parameters the confidence stage compares with the K-source fit (generalised eq. 5).
 - ``cacgmm``: :func:`bootsep.pipeline.teachers.cacgmm.cacgmm_masks` initialised from the
   delay model's posteriors (no frequency permutation problem), with its 1-component model.
+- ``iva``: :func:`bootsep.pipeline.teachers.iva.iva_masks` (pyroomacoustics' AuxIVA, ratio
+  masks); the cACG models of its posteriors and of one component give its fit term.
 
 The confidence stage gives degenerate mixtures confidence 0.
 """
@@ -30,9 +32,10 @@ from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.float16 import complex_from_pairs
 from bootsep.pipeline.storage.shards import Shard, write_shard
-from bootsep.pipeline.teachers.cacgmm import cacgmm_masks
+from bootsep.pipeline.teachers.cacgmm import cacgmm_masks, fit_model
 from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks
 from bootsep.pipeline.teachers.delay_jsd import fit_frequency_weights
+from bootsep.pipeline.teachers.iva import iva_masks
 from bootsep.pipeline.teachers.spec import Teacher
 
 DELAY_BATCH = 16        # mixtures per delay_masks call (bounds the float64 work arrays)
@@ -77,10 +80,12 @@ def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, t
             raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
         return _paper(X, logmag, lengths, teacher)
     mic_pos = geometry[0] if teacher.channels == "all" else None
+    if teacher.method in ("cacgmm", "iva") and prior is not None:
+        raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
     if teacher.method == "cacgmm":
-        if prior is not None:
-            raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
         return _cacgmm(X, lengths, teacher, cfg, mic_pos, geometry[1])
+    if teacher.method == "iva":
+        return _iva(X, lengths, teacher)
     return _delay(X, lengths, teacher, cfg, mic_pos, geometry[1], prior, prior_weight)
 
 
@@ -224,3 +229,41 @@ def _cacgmm(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sou
                   "fit_bins": u["fit_bins"]}
     frames = {"fit_mask": fit, "posteriors": post, "labels": labels}
     return frames, utterances, {"init_degenerate": int(u["init_degenerate"].sum())}
+
+
+def _iva(X, lengths, teacher: Teacher):
+    """IVA's ratio masks, and the cACG models of its posteriors and of one component on the
+    same bins (the confidence's fit term, generalised eq. 5)."""
+    B, C, T, F = X.shape
+    K = teacher.num_components
+    o = teacher.options
+    post = np.empty((B, T, F, K), np.float32)
+    labels = np.empty((B, T, F), np.uint8)
+    fit = np.empty((B, T, F), bool)
+    per = {k: [] for k in ("priors", "cov", "priors1", "cov1", "freq_weights", "n_iter",
+                           "degenerate", "fit_bins")}
+    for s in range(0, B, DELAY_BATCH):
+        sl = slice(s, min(s + DELAY_BATCH, B))
+        t = int(lengths[sl].max(initial=1))
+        Xb = X[sl, :, :t]
+        valid = frames_valid(lengths[sl], t)
+        r = iva_masks(Xb, valid, num_components=K, n_iter=o["n_iter"], model=o["model"],
+                      mask_power=o["mask_power"], overdetermined=o["overdetermined"],
+                      threshold_db=o["threshold_db"], min_frames=o["min_frames"])
+        mk = fit_model(Xb, r.posteriors, valid, threshold_db=o["threshold_db"])
+        m1 = fit_model(Xb, None, valid, threshold_db=o["threshold_db"])
+        post[sl, :t], labels[sl, :t], fit[sl, :t] = r.posteriors, r.labels, r.fit_mask
+        post[sl, t:], labels[sl, t:], fit[sl, t:] = 1.0 / K, 0, False
+        for key, value in (("priors", mk.model.priors), ("cov", mk.model.covariances),
+                           ("priors1", m1.model.priors), ("cov1", m1.model.covariances),
+                           ("freq_weights", mk.freq_weights), ("n_iter", r.n_iter),
+                           ("degenerate", r.degenerate), ("fit_bins", r.fit_bins)):
+            per[key].append(value)
+    u = {k: np.concatenate(v) for k, v in per.items()}
+    utterances = {"cacg_priors": u["priors"], "cacg_covariances": u["cov"].astype(np.complex64),
+                  "cacg1_priors": u["priors1"],
+                  "cacg1_covariances": u["cov1"].astype(np.complex64),
+                  "freq_weights": u["freq_weights"], "iterations": u["n_iter"],
+                  "converged": np.ones(B, bool), "degenerate": u["degenerate"],
+                  "fit_bins": u["fit_bins"]}
+    return {"fit_mask": fit, "posteriors": post, "labels": labels}, utterances, {}
