@@ -8,7 +8,7 @@ import torch
 
 from bootsep.errors import BootsepError
 from bootsep.train.labels import ideal_binary_labels, labels_to_onehot
-from bootsep.train.loss import weighted_dc_loss
+from bootsep.train.loss import batch_weight_scale, normalised_batch_loss, weighted_dc_loss
 
 
 def dc_loss_affinity(V: torch.Tensor, Y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -165,3 +165,79 @@ def test_labels_helpers():
         labels_to_onehot(torch.tensor([0.0]), 3)
     with pytest.raises(BootsepError):
         ideal_binary_labels(np.ones((2, 3)))
+
+
+def _uneven_batch(gen, dtype):
+    """Utterances whose weights sum to very different totals (as eq. 7 at alpha = 1, 2 gives),
+    one of them padded, in the trainer's float32."""
+    V, Y, w = _random_case(gen, 3, 150, 15, 2, [150, 90, 150], dtype=dtype)
+    return V, Y, w * torch.tensor([[0.067], [0.008], [1.0]], dtype=dtype)
+
+
+def test_normalised_batch_loss_value_against_oracle():
+    """Sum of the eq. 9 losses over the batch's sum of (sum_i w_i)^2; not, e.g., the mean of
+    per-utterance normalised losses or a division by the squared batch total."""
+    V, Y, w = _uneven_batch(torch.Generator().manual_seed(7), torch.float64)
+    got = normalised_batch_loss(weighted_dc_loss(V, Y, w), w)
+    want = dc_loss_affinity(V, Y, w).sum() / (w.sum(dim=1) ** 2).sum()
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=0)
+    assert float(batch_weight_scale(w)) == pytest.approx(float((w.sum(dim=1) ** 2).sum()))
+
+
+@pytest.mark.parametrize("factor", [1e-3, 1e3])
+def test_normalised_batch_loss_invariant_to_weight_scale(factor):
+    """The loss and its gradients w.r.t. the embeddings do not change when every weight is
+    multiplied by one factor (float32 as in training; rtol 1e-4 covers the rounding of the
+    scaled weights and of the low-rank form's cancellation)."""
+    V, Y, w = _uneven_batch(torch.Generator().manual_seed(8), torch.float32)
+
+    def loss_and_grad(weights):
+        emb = V.clone().requires_grad_(True)
+        loss = normalised_batch_loss(weighted_dc_loss(emb, Y, weights), weights)
+        loss.backward()
+        return loss.detach(), emb.grad
+
+    loss, grad = loss_and_grad(w)
+    loss_s, grad_s = loss_and_grad(w * factor)
+    assert loss > 0.1    # of order one, not (sum w)^2-small
+    torch.testing.assert_close(loss_s, loss, rtol=1e-4, atol=0)
+    torch.testing.assert_close(grad_s, grad, rtol=1e-4, atol=1e-4 * float(grad.abs().max()))
+    # the raw loss is not invariant: it scales with factor^2
+    raw = weighted_dc_loss(V, Y, w).sum()
+    torch.testing.assert_close(weighted_dc_loss(V, Y, w * factor).sum(), raw * factor**2,
+                               rtol=1e-4, atol=0)
+
+
+def test_normalised_batch_loss_scale_is_detached():
+    """No gradient flows through the normaliser: d/dw equals that of sum_b L_b / constant."""
+    V, Y, w0 = _uneven_batch(torch.Generator().manual_seed(9), torch.float64)
+    w = w0.clone().requires_grad_(True)
+    normalised_batch_loss(weighted_dc_loss(V, Y, w), w).backward()
+    w_const = w0.clone().requires_grad_(True)
+    (weighted_dc_loss(V, Y, w_const).sum() / float((w0.sum(dim=1) ** 2).sum())).backward()
+    torch.testing.assert_close(w.grad, w_const.grad, rtol=1e-10, atol=0)
+    # with the normaliser differentiated the gradient would differ
+    w_live = w0.clone().requires_grad_(True)
+    (weighted_dc_loss(V, Y, w_live).sum() / (w_live.sum(dim=1) ** 2).sum()).backward()
+    assert not torch.allclose(w_live.grad, w.grad, rtol=1e-3)
+    assert not batch_weight_scale(w).requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalised_batch_loss_all_zero_weights(dtype):
+    """A batch of degenerate utterances (every weight 0): loss 0, zero gradient, no NaN."""
+    gen = torch.Generator().manual_seed(10)
+    V, Y, w = _random_case(gen, 2, 40, 15, 2, dtype=dtype)
+    V = V.clone().requires_grad_(True)
+    w = torch.zeros_like(w).requires_grad_(True)
+    loss = normalised_batch_loss(weighted_dc_loss(V, Y, w), w)
+    loss.backward()
+    assert loss.dtype == dtype and float(loss.detach()) == 0.0
+    assert torch.equal(V.grad, torch.zeros_like(V)) and torch.isfinite(w.grad).all()
+
+
+def test_normalised_batch_loss_shape_check():
+    with pytest.raises(BootsepError, match="per-utterance losses"):
+        normalised_batch_loss(torch.ones(3), torch.ones(2, 5))
+    with pytest.raises(BootsepError, match="per-utterance losses"):
+        normalised_batch_loss(torch.ones(3), torch.ones(3))

@@ -371,3 +371,52 @@ def test_max_batches_per_epoch_and_lr_halving(corpus, tmp_path):
     assert [r["examples"] for r in trainer.state.history] == [8, 8, 8]
     lrs = [r["lr"] for r in trainer.state.history]
     assert lrs[-1] < lrs[0]          # a flat validation loss halves the learning rate
+
+
+def _scaled_weights(trainer: Trainer, factor: float) -> Trainer:
+    """Every batch's weights (training and validation) multiplied by ``factor``."""
+    inner = trainer._loss
+    trainer._loss = lambda batch: inner({**batch, "weights": batch["weights"] * factor})
+    return trainer
+
+
+def test_training_does_not_depend_on_the_weights_scale(corpus, tmp_path):
+    """Issue 21: the batch loss is normalised by the detached sum of (sum w)^2, so weights
+    10^4 times smaller (an unnormalised loss 10^8 times smaller, under Adam's epsilon) train the
+    same model and log the same losses."""
+    runs = []
+    for factor in (1.0, 1e-4):
+        out = tmp_path / str(factor)
+        trainer = _scaled_weights(make_trainer(corpus, out, epochs=2, max_batches_per_epoch=4),
+                                  factor)
+        trainer.run()
+        runs.append(trainer)
+    a, b = runs
+    for key in ("train_loss", "valid_loss"):
+        got, want = [r[key] for r in b.state.history], [r[key] for r in a.state.history]
+        assert got == pytest.approx(want, rel=1e-3), key
+    assert a.state.history[-1]["valid_loss"] > 0.01          # of order one, not (Σw)²-small
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_validation_loss_is_the_set_ratio(corpus, tmp_path):
+    """valid_loss is Σ L_b / Σ (Σ_i w_bi)² over the validation set, whatever the batching
+    (computed here one utterance at a time); train_loss is the same ratio over the epoch."""
+    from bootsep.train.labels import labels_to_onehot
+    from bootsep.train.loss import weighted_dc_loss
+
+    trainer = make_trainer(corpus, tmp_path)
+    total, scale = 0.0, 0.0
+    trainer.model.eval()
+    with torch.no_grad():
+        for ex in trainer.valid_stream:
+            feats = torch.as_tensor(ex["features"])[None]
+            emb = trainer.model(feats, torch.tensor([feats.shape[1]]))
+            y = labels_to_onehot(torch.as_tensor(ex["labels"])[None].long(), 2)
+            w = torch.as_tensor(ex["weights"])[None]
+            total += float(weighted_dc_loss(emb, y, w).sum())
+            scale += float(w.sum()) ** 2
+    trainer.model.train()
+    assert trainer.validate() == pytest.approx(total / scale, rel=1e-4)

@@ -13,6 +13,13 @@ and the run starts afresh.
 Reproducible outputs: ``model.pt``, ``checkpoint.pt`` and ``log.csv`` hold no wall-clock
 times, so the same parameters and inputs give the same bytes (the DVC digest of
 ``data/models`` stays put). Seconds and frames/s go to a separate timing file.
+
+The loss: each batch minimises :func:`~bootsep.train.loss.normalised_batch_loss`, the sum of
+the per-utterance weighted DC losses (eq. 8-9) divided by the detached ``Σ_b (Σ_i w_bi)²``, so
+its scale does not depend on the weights' (issue 21: unnormalised, ``α = 2`` training was
+lost under Adam's epsilon). The logged ``train_loss`` and ``valid_loss`` are the same ratio
+taken over the whole epoch / validation set (``Σ L_b / Σ (Σ_i w_bi)²`` over all its
+utterances), which does not depend on how the utterances were batched.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from bootsep.progress import Progress
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
-from bootsep.train.loss import weighted_dc_loss
+from bootsep.train.loss import batch_weight_scale, normalised_batch_loss, weighted_dc_loss
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
@@ -102,6 +109,7 @@ class _EpochSums:
     examples: int = 0
     frames: int = 0
     weight: float = 0.0
+    weight_sq: float = 0.0            # Σ over utterances of (Σ_bins w)²: the loss normaliser
     batches: int = 0
 
 
@@ -267,6 +275,7 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------
     def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-utterance losses ``(B,)`` (eq. 8-9, unnormalised) and the weights ``(B, N)``."""
         feats = batch["features"].to(self.device, non_blocking=True)
         lengths = batch["lengths"]
         weights = batch["weights"].to(self.device, non_blocking=True)
@@ -278,23 +287,24 @@ class Trainer:
         y = labels_to_onehot(labels, self.cfg.num_sources)
         per_utt = weighted_dc_loss(emb.float().reshape(b, t * f, d),
                                    y.reshape(b, t * f, -1), weights.reshape(b, t * f))  # eq. 8-9
-        return per_utt, weights.reshape(b, -1).sum(dim=1)
+        return per_utt, weights.reshape(b, t * f)
 
     def _loader(self, stream: ShardStream, workers: int) -> DataLoader:
         return make_loader(stream, self.cfg.batch_size, workers,
                            pin_memory=self.device.type == "cuda")
 
     def validate(self) -> float:
-        """Mean per-utterance loss over the validation stream (full utterances)."""
+        """The validation stream's loss (full utterances), normalised as in training:
+        ``Σ L_b / Σ (Σ_i w_bi)²`` over all its utterances (0 when all weights are 0)."""
         self.model.eval()
-        total, count = 0.0, 0
+        total, scale = 0.0, 0.0
         with torch.no_grad():
             for batch in self._loader(self.valid_stream, 0):
-                per_utt, _ = self._loss(batch)
+                per_utt, weights = self._loss(batch)
                 total += float(per_utt.sum())
-                count += per_utt.numel()
+                scale += float(batch_weight_scale(weights))
         self.model.train()
-        return total / max(count, 1)
+        return _ratio(total, scale)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainState:
@@ -340,8 +350,8 @@ class Trainer:
                     last = time.perf_counter()
                     continue
                 with self._batch_rng(st.epoch, i):
-                    per_utt, wsum = self._loss(batch)
-                    loss = per_utt.mean()
+                    per_utt, weights = self._loss(batch)
+                    loss = normalised_batch_loss(per_utt, weights)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.grad_clip:
@@ -352,7 +362,8 @@ class Trainer:
                 s.examples += per_utt.numel()
                 frames = int(batch["lengths"].sum())
                 s.frames += frames
-                s.weight += float(wsum.sum())
+                s.weight += float(weights.sum())
+                s.weight_sq += float(batch_weight_scale(weights))
                 s.batches += 1
                 st.position = i + 1
                 now = time.perf_counter()
@@ -360,7 +371,8 @@ class Trainer:
                 clock.frames += frames
                 clock.batches += 1
                 last = now
-                bar.update(1, loss=s.loss / s.examples, fps=clock.frames / max(clock.seconds, 1e-9))
+                bar.update(1, loss=_ratio(s.loss, s.weight_sq),
+                           fps=clock.frames / max(clock.seconds, 1e-9))
                 if self._signal is not None:
                     self._save()
                     raise TrainingInterrupted(self._signal, self.out_dir / CHECKPOINT)
@@ -370,7 +382,7 @@ class Trainer:
         start = time.perf_counter()
         valid = self.validate()
         self.scheduler.step(valid)
-        row = {"epoch": st.epoch + 1, "train_loss": s.loss / max(s.examples, 1),
+        row = {"epoch": st.epoch + 1, "train_loss": _ratio(s.loss, s.weight_sq),
                "valid_loss": valid, "lr": self.optimizer.param_groups[0]["lr"],
                "quantity": s.weight / max(s.examples, 1), "examples": s.examples,
                "frames": s.frames}
@@ -410,6 +422,11 @@ class Trainer:
         save_checkpoint(self.out_dir / name, {
             "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "epoch": epoch, "valid_loss": valid, "bootsep_version": __version__, **self.meta})
+
+
+def _ratio(loss: float, scale: float) -> float:
+    """Summed loss over summed normaliser; 0 when every weight was 0 (then the loss is 0)."""
+    return loss / scale if scale > 0 else 0.0
 
 
 def history_csv(history: list[dict]) -> str:

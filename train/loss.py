@@ -27,7 +27,8 @@ def weighted_dc_loss(
                                  = \|V^T W V\|_F^2 - 2\|V^T W Y\|_F^2 + \|Y^T W Y\|_F^2,
 
     the last line being what is computed (the ``N x N`` affinity is never formed).  No
-    normalisation is applied: with the intended weights the scale is already set by ``w``.
+    normalisation is applied here, so the value scales with :math:`(\sum w)^2`; training
+    divides a batch by that (:func:`normalised_batch_loss`).
 
     The weights are meant to be the paper's
     :math:`w_{t,f}(\alpha) = C_{t,f}(\alpha)\,|X_{t,f}| / \sum_{t,f}|X_{t,f}|`
@@ -90,3 +91,37 @@ def _flatten_bins(
     Y = targets.flatten(1, -2).to(dtype)
     w = weights.flatten(1).to(dtype)
     return V, Y, w
+
+
+def normalised_batch_loss(per_utt: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    r"""One batch's training loss: :math:`\sum_b L_b / \sum_b (\sum_i w_{b,i})^2`.
+
+    :func:`weighted_dc_loss` scales with :math:`(\sum w)^2` (eq. 8 is quadratic in ``w``), and
+    with the eq. 7 weights :math:`\sum w` per utterance is small (0.067 at ``alpha = 1``,
+    0.008 at ``alpha = 2``), so the raw loss and its gradients are tiny and Adam's epsilon
+    dominates its steps.  Dividing by the batch's :math:`\sum_b (\sum_i w_{b,i})^2`, held
+    constant (detached, as in the authors' lab code of the time), makes the loss and its
+    gradients invariant to a global scale of the weights while keeping the relative weight of
+    bins and utterances within the batch.  A batch whose weights are all zero (every
+    utterance degenerate) has ``L_b = 0`` and gives a loss of 0 with zero gradient.
+
+    Args:
+        per_utt: ``(B,)`` per-utterance losses from :func:`weighted_dc_loss`.
+        weights: the ``(B, ...)`` per-bin weights they were computed with.
+
+    Returns:
+        A scalar tensor.
+    """
+    if per_utt.dim() != 1 or weights.dim() < 2 or weights.shape[0] != per_utt.shape[0]:
+        raise BootsepError(f"expected per-utterance losses (B,) and weights (B, ...), got "
+                           f"{tuple(per_utt.shape)} and {tuple(weights.shape)}")
+    scale = batch_weight_scale(weights).to(per_utt.device)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))   # all-zero weights: L = 0
+    return (per_utt.sum().to(torch.float64) / safe).to(per_utt.dtype)
+
+
+def batch_weight_scale(weights: torch.Tensor) -> torch.Tensor:
+    r"""The detached normaliser :math:`\sum_b (\sum_i w_{b,i})^2` of a ``(B, ...)`` batch of
+    weights (a 0-d tensor, float64 so that small weights do not underflow when squared)."""
+    w = weights.detach().to(torch.float64).flatten(1)
+    return w.sum(dim=1).pow(2).sum()
