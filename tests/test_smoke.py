@@ -180,6 +180,7 @@ def test_folder_without_references_runs_every_stage(folder_smoke):
     per_split = {f"stft@{split}" for split in ("train", "valid", "test")}
     per_split |= {f"{stage}@{t}" for stage in ("spatial", "confidence")
                   for t in params["spatial"]["teachers"]}
+    per_split |= {f"relabel@{r}" for r in params["self_training"]["rounds"]}
     lock = yaml.safe_load((folder_smoke / "dvc.lock").read_text())["stages"]
     assert {"corpus", "labels", "evaluate", "report", *per_split, *conditions} <= set(lock)
     assert json.loads(_dvc(folder_smoke, "status", "--json").stdout or "{}") == {}
@@ -206,9 +207,9 @@ def test_folder_without_references_runs_every_stage(folder_smoke):
     ensemble_model = params["evaluate"]["ensemble_model"]
     rows = list(csv.DictReader((folder_smoke / "data/results/eval/per_mixture.csv").open()))
     test = [r for r in rows if r["split"] == "test"]
-    teachers = params["spatial"]["teachers"]
+    teachers = [*params["spatial"]["teachers"], *params["self_training"]["rounds"]]
     approaches = {*(f"spatial_{t}" for t in teachers), "ensemble_confidence",
-                  *params["train_conditions"]["spatial"]}
+                  *params["train_conditions"]["spatial"], *params["train_conditions"]["rounds"]}
     assert {r["approach"] for r in test} == approaches
     test_ids = sorted(r["id"] for r in manifests["test"])
     for approach in approaches:
