@@ -5,6 +5,7 @@ Run from the repository root::
     python bench/train_throughput.py            # full (several minutes on 2 CPU cores)
     python bench/train_throughput.py --quick    # a rough version in well under a minute
     python bench/train_throughput.py --device cuda [--amp] --batch 40   # models on a GPU
+    python bench/train_throughput.py --contend [--threads 2] [--steps 8]  # beside a busy process
 
 It writes synthetic shard sets (the real schema and STFT: 8 kHz, 32 ms / 8 ms, F = 129) into a
 temporary folder and reports, in the last stdout line, one JSON object:
@@ -20,12 +21,20 @@ temporary folder and reports, in the last stdout line, one JSON object:
   loss's forward + backward time for 40 sequences of 400 frames x 129 bins;
 - ``loader_peak_rss_mb`` (unless ``--no-rss``): peak resident memory of a process streaming one
   epoch at two corpus sizes, to show memory stays flat as the corpus grows.
+
+``--contend`` measures only the ``small`` model's training frames/s (batch 4 unless
+``--batch``) alone and beside one busy single-threaded process (a pure-Python loop, stopped at
+the end): ``contend_frames_per_s`` {alone, contended}, ``contend_slowdown`` (alone /
+contended; issue 21 asks for at most about 2) and the 1-minute load average before it ran
+(other work on the machine shows there). Set ``OMP_WAIT_POLICY`` in the environment to compare
+wait policies; ``bootsep``'s command line makes ``PASSIVE`` the default for its own runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -42,7 +51,7 @@ from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.inputs import shard_groups
 from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loop import resolve_device
-from bootsep.train.loss import weighted_dc_loss
+from bootsep.train.loss import normalised_batch_loss, weighted_dc_loss
 from bootsep.train.model import ModelConfig, init_model, paper_config
 from bootsep.train.synthetic import write_synthetic_split
 
@@ -76,7 +85,7 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             emb = model(feats, lengths)
-        loss = weighted_dc_loss(emb.float(), y, w).mean()
+        loss = normalised_batch_loss(weighted_dc_loss(emb.float(), y, w), w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -202,6 +211,35 @@ def peak_rss(tmp: Path, sizes: list[int], workers: int) -> dict:
     return out
 
 
+def _busy(stop) -> None:
+    """One single-threaded busy process (pure Python: no OpenMP threads of its own)."""
+    x = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            x += 1
+
+
+def contention(batch: int, steps: int) -> dict:
+    """The small model's training frames/s alone and beside one busy process."""
+    load = os.getloadavg()[0]
+    alone = model_frames_per_s(SMALL, batch, 400, steps)
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    proc = ctx.Process(target=_busy, args=(stop,), daemon=True)
+    proc.start()
+    try:
+        time.sleep(0.5)                                   # let it start spinning
+        contended = model_frames_per_s(SMALL, batch, 400, steps)
+    finally:
+        stop.set()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+    return {"contend_frames_per_s": {"alone": round(alone, 1), "contended": round(contended, 1)},
+            "contend_slowdown": round(alone / contended, 2), "load_1min_before": load,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps, smaller corpus")
@@ -214,6 +252,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None,
                     help="timed model steps (default 3, quick 1)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement")
+    ap.add_argument("--contend", action="store_true",
+                    help="only: small model alone vs beside one busy process")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -226,6 +266,11 @@ def main() -> None:
     machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)}"
+    if args.contend:
+        print(json.dumps({"machine": machine, "torch_threads": args.threads,
+                          "model_batch": f"{args.batch or 4} x 400 frames x {F} bins",
+                          **contention(args.batch or 4, args.steps or 8)}))
+        return
     result: dict = {"machine": machine, "torch_threads": args.threads, "quick": quick,
                     "model_device": str(device), "amp": bool(args.amp and device.type == "cuda")}
 
