@@ -11,11 +11,14 @@ For every mixture of the split (first ``--n``), STFT as the stft stage does (par
 ``stft`` section), then four masks for the reference channel 0:
 
 - ``paper``: :func:`bootsep.pipeline.spatial.spatial_masks` (eqs. 1–3, params.yaml's
-  ``spatial`` section) on the stereo pair: channel 0 and the pair channel the stft stage
-  draws (:func:`bootsep.pipeline.jobs.stft_shard.pair_channel` with ``stft.seed``);
+  ``spatial.paper`` and ``spatial.num_components``) on the stereo pair: channel 0 and the
+  pair channel the stft stage draws (:func:`bootsep.pipeline.jobs.stft_shard.pair_channel`
+  with ``stft.seed``);
 - ``delay_pair``: :func:`bootsep.pipeline.teachers.delay.delay_masks` on the same pair,
-  geometry unknown;
-- ``delay_all``: ``delay_masks`` on all channels with the ``corpus.tts.array`` geometry;
+  geometry unknown (params.yaml's ``spatial.delay`` settings, as the spatial stage passes
+  them; ``--threshold-db`` etc. override them);
+- ``delay_all``: ``delay_masks`` on all channels with the split's array geometry
+  (``<split>/array.json``; free delays per pair when the corpus records none);
 - ``ibm``: the ideal binary mask of the source images at channel 0 (the upper bound).
 
 Each teacher's soft posteriors multiply channel 0's STFT (the paper's spatial row); the
@@ -99,13 +102,18 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None, help="first N mixtures (default all)")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threshold-db", type=float, default=-40.0)
-    ap.add_argument("--weight-power", type=float, default=1.0)
-    ap.add_argument("--max-iter", type=int, default=50)
+    ap.add_argument("--threshold-db", type=float, default=None,
+                    help="default: params.yaml spatial.delay.threshold_db")
+    ap.add_argument("--weight-power", type=float, default=None,
+                    help="default: params.yaml spatial.delay.weight_power")
+    ap.add_argument("--max-iter", type=int, default=None,
+                    help="default: params.yaml spatial.delay.max_iter")
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS threads (1: as the stage workers run)")
-    ap.add_argument("--kappa-init", type=float, default=None, help="default: delay_masks'")
-    ap.add_argument("--kappa-max", type=float, default=None, help="default: delay_masks'")
+    ap.add_argument("--kappa-init", type=float, default=None,
+                    help="default: params.yaml spatial.delay.kappa_init")
+    ap.add_argument("--kappa-max", type=float, default=None,
+                    help="default: params.yaml spatial.delay.kappa_max")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(args.threads):
@@ -114,31 +122,34 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     from bootsep.config import load_config
+    from bootsep.pipeline.corpus.geometry import read_geometry
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
-    from bootsep.pipeline.corpus.spatialize import array_geometry
     from bootsep.pipeline.features import log_magnitude_db
+    from bootsep.pipeline.jobs.spatial_shard import delay_options
     from bootsep.pipeline.spatial import spatial_masks
     from bootsep.pipeline.stft import stft
     from bootsep.pipeline.storage.layout import stft_config
     from bootsep.pipeline.teachers.delay import delay_masks
+    from bootsep.pipeline.teachers.spec import Teacher
 
-
-    params = load_config(args.params, ["stft", "spatial", "corpus.tts"])
+    params = load_config(args.params, ["stft", "spatial"])
     cfg = stft_config(params.stft)
-    sp, tts = params.spatial, params.corpus.tts
-    mics = array_geometry(tts.array)
-    c_sound = tts.speed_of_sound
+    sp, K = params.spatial.paper, params.spatial.num_components
+    geometry = read_geometry(args.corpus / args.split)
     mixtures = read_manifest(args.corpus / args.split / MANIFEST_NAME)[: args.n]
-    if not mixtures or not all(m.has_references for m in mixtures):
-        print("error: the split needs mixtures with source images", file=sys.stderr)
+    if not mixtures or not all(len(m.source_images) == K for m in mixtures):
+        print(f"error: the split needs mixtures with {K} source images "
+              "(spatial.num_components)", file=sys.stderr)
         return 1
-    K = len(mixtures[0].source_images)
-    freqs = np.fft.rfftfreq(cfg.win_length, 1.0 / cfg.sample_rate)
-    dkw = dict(freqs=freqs, num_components=K, threshold_db=args.threshold_db,
-               weight_power=args.weight_power, max_iter=args.max_iter)
-    for key in ("kappa_init", "kappa_max"):
+    settings = params.spatial.delay.as_dict()        # the spatial stage's, CLI overrides
+    for key in ("threshold_db", "weight_power", "max_iter", "kappa_init", "kappa_max"):
         if getattr(args, key) is not None:
-            dkw[key] = getattr(args, key)
+            settings[key] = getattr(args, key)
+    teacher = Teacher("delay", "delay", "all", K, tuple(sorted(settings.items())))
+    dkw = dict(delay_options(teacher, cfg, None, None), num_components=K)
+    dkw_all = dict(delay_options(teacher, cfg, *((geometry.mic_pos, geometry.speed_of_sound)
+                                                 if geometry else (None, None))),
+                   num_components=K)
 
     res = {m: {"sdri": [], "acc": [], "degenerate": 0, "seconds": 0.0} for m in METHODS}
     iters = {"delay_pair": [], "delay_all": []}
@@ -165,7 +176,7 @@ def run(args) -> int:
         out["delay_pair"] = (r.posteriors, r.labels, r.degenerate)
         iters["delay_pair"] += r.n_iter.tolist()
         t0 = time.perf_counter()
-        r = delay_masks(X, valid, mic_pos=mics, speed_of_sound=c_sound, **dkw)
+        r = delay_masks(X, valid, **dkw_all)
         res["delay_all"]["seconds"] += time.perf_counter() - t0
         out["delay_all"] = (r.posteriors, r.labels, r.degenerate)
         iters["delay_all"] += r.n_iter.tolist()
@@ -181,8 +192,7 @@ def run(args) -> int:
 
     n = len(mixtures)
     summary = {"n": n, "split": args.split, "threads": args.threads,
-               "threshold_db": args.threshold_db,
-               "weight_power": args.weight_power, "methods": {}}
+               "delay_settings": settings, "geometry": geometry is not None, "methods": {}}
     print(f"\n{args.split} split, {n} mixtures, K = {K}; SI-SDRi of soft masks on channel 0")
     print(f"{'teacher':<12}{'SI-SDRi dB':>11}{'+-se':>7}{'median':>8}{'label acc':>11}"
           f"{'degen':>7}{'ms/mix':>8}")
