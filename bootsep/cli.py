@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import traceback
 
-# Before torch (imported inside the commands) starts OpenMP: idle OpenMP threads sleep instead
-# of spinning, so training (train.torch_threads = 2) beside one busy process on 2 cores slows
-# about 1.7-2x instead of 4-20x (issue 21; bench/train_throughput.py --contend). An
-# OMP_WAIT_POLICY already in the environment is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import click
 
-import click  # noqa: E402
-
-from bootsep import __version__  # noqa: E402
-from bootsep.errors import BootsepError  # noqa: E402
+from bootsep import __version__
+from bootsep.errors import BootsepError
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 70        # EX_SOFTWARE of sysexits.h: a bug, not the user's input

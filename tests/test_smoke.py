@@ -137,7 +137,25 @@ def test_param_change_invalidates_only_dependent_stages(smoke):
         params_path.write_text(original)
 
 
-
+def test_a_new_round_reruns_only_its_own_stages(smoke):
+    """Raising the number of self-training rounds (issue 21): a second round, relabelled with
+    round 1's student and trained, is two new stages; no teacher or earlier student reruns
+    (labels, evaluate and report read every round, so they rerun too)."""
+    params_path = smoke / "params.yaml"
+    original = params_path.read_text()
+    try:
+        params = yaml.safe_load(original)
+        first = next(iter(params["self_training"]["rounds"].values()))
+        params["self_training"]["rounds"]["round_2"] = {"teacher": first["teacher"],
+                                                        "student": "round_1_alpha_1"}
+        params["train_conditions"]["rounds"]["round_2_alpha_1"] = {
+            "teacher": "round_2", "alpha": 1.0, "fraction": 1.0}
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = set(json.loads(_dvc(smoke, "status", "--json").stdout or "{}"))
+        assert changed == {"relabel@round_2", "train_rounds@round_2_alpha_1", "labels",
+                           "evaluate", "report"}, changed
+    finally:
+        params_path.write_text(original)
 
 
 def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):

@@ -394,19 +394,3 @@ def test_code_digest_sees_every_file_of_the_packages(tmp_path, monkeypatch):
     assert code_digest(("fakepkg",)) != first                     # a nested file counts
     assert code_digest() == code_digest()
 
-
-@pytest.mark.parametrize("given,want", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_cli_makes_openmp_wait_passive_before_torch(given, want):
-    """Issue 21: the bootsep command sets OMP_WAIT_POLICY=PASSIVE (unless already set) before
-    torch loads OpenMP, so spinning threads do not stall training on a busy machine."""
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
-    code = ("import sys, os, bootsep.cli; "
-            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == [want, "False"]
