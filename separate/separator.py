@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -322,66 +322,32 @@ class Separator:
 def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
                        settings: SpatialSettings, cfg: StftConfig) -> tuple[np.ndarray, float, int]:
     """A teacher's masks ``(K, T, F)`` of one multichannel STFT ``spec (C, T, F)`` (the paper's
-    teacher: channels 0 and 1; the delay teacher: every channel given, free delays since a
-    recording's array is unknown), its mean confidence as the confidence stage computes it
-    (eqs. 4–6, generalised eq. 5), and the channel check of channels 0 and 1
-    (:mod:`bootsep.pipeline.channels`; not 0: uniform masks, confidence 0)."""
+    teacher: channels 0 and 1; the others: the channels given, free delays since a recording's
+    array is unknown), its mean confidence computed as the spatial and confidence stages do
+    (:func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher`,
+    :func:`~bootsep.pipeline.jobs.confidence_shard.fit_term`; eqs. 4–6, generalised eq. 5),
+    and the channel check of channels 0 and 1 (:mod:`bootsep.pipeline.channels`; not 0:
+    uniform masks, confidence 0)."""
     from bootsep.pipeline.channels import check_channel_pair
-    from bootsep.pipeline.confidence import confidence_measures, measures
-    from bootsep.pipeline.jobs.confidence_shard import mixture_seeds
-    from bootsep.pipeline.jobs.spatial_shard import delay_options
-    from bootsep.pipeline.spatial import spatial_masks
-    from bootsep.pipeline.teachers.cacgmm import cacg_jsd, cacgmm_masks, fit_model
-    from bootsep.pipeline.teachers.delay import delay_masks
-    from bootsep.pipeline.teachers.delay_jsd import DelayModel, delay_jsd, fit_frequency_weights
-    from bootsep.pipeline.teachers.iva import iva_masks
+    from bootsep.pipeline.confidence import measures
+    from bootsep.pipeline.jobs.confidence_shard import fit_term, mixture_seeds
+    from bootsep.pipeline.jobs.spatial_shard import fit_teacher
 
-    teacher = settings.teacher
-    spec = np.asarray(spec, np.complex64)
-    valid = np.ones((1, spec.shape[1]), dtype=bool)
-    seeds = mixture_seeds([CONFIDENCE_ID], settings.jsd_seed)
-    if teacher.method == "paper":
-        o = teacher.options
-        res = spatial_masks(spec[None, 0], spec[None, 1], np.asarray(logmag, np.float32)[None],
-                            valid, tau_db=o["tau_db"], num_components=num_sources,
-                            max_iter=o["max_iter"], tol=o["tol"], reg_covar=o["reg_covar"])
-        # as the confidence stage: C_post over the fitted bins, Monte Carlo seeded per mixture
-        conf = confidence_measures(res, valid, settings.jsd_samples, seeds=seeds)
-        return (np.moveaxis(np.asarray(res.posteriors[0], dtype=np.float32), -1, 0),
-                float(conf["mean_confidence"][0]), int(res.channels[0]))
-    o = teacher.options
-    X = spec[None]
-    if teacher.method == "iva":
-        res = iva_masks(X, valid, num_components=num_sources, n_iter=o["n_iter"],
-                        model=o["model"], mask_power=o["mask_power"],
-                        overdetermined=o["overdetermined"], threshold_db=o["threshold_db"],
-                        min_frames=o["min_frames"])
-        mk = fit_model(X, res.posteriors, valid, threshold_db=o["threshold_db"])
-        m1 = fit_model(X, None, valid, threshold_db=o["threshold_db"])
-        fit = cacg_jsd(mk.model, m1.model, mk.freq_weights, settings.jsd_samples, seeds=seeds,
-                       degenerate=res.degenerate)                    # generalised eq. 5
-        conf = measures(res.labels, res.posteriors, fit, res.degenerate, valid, res.fit_mask)
-        code = int(check_channel_pair(spec[None, 0], spec[None, 1], valid).reason[0])
-        return (np.moveaxis(res.posteriors[0], -1, 0), float(conf["mean_confidence"][0]), code)
-    kw = delay_options(teacher, cfg, None, None, settings=o.get("init"))
-    res = delay_masks(X, valid, num_components=num_sources, **kw)
-    if teacher.method == "cacgmm":         # from the delay model's posteriors
-        res = cacgmm_masks(X, valid, init_posteriors=res.posteriors,
-                           init_degenerate=res.degenerate, iterations=o["iterations"],
-                           threshold_db=kw["threshold_db"], weight_power=kw["weight_power"],
-                           eps=o["eps"], min_source_share=kw["min_source_share"],
-                           priors=o["priors"], single_model=True)
-        fit = cacg_jsd(res.model, res.single_model, res.freq_weights, settings.jsd_samples,
-                       seeds=seeds, degenerate=res.degenerate)       # generalised eq. 5
-    else:
-        one = delay_masks(X, valid, num_components=1, **kw)      # 1-source model, same bins
-        fit = delay_jsd(DelayModel.from_result(res), DelayModel.from_result(one),
-                        fit_frequency_weights(X[:, 0], res.fit_mask, kw["weight_power"]),
-                        kw["freqs"], settings.jsd_samples, seeds,
-                        degenerate=res.degenerate | one.degenerate)  # generalised eq. 5
-    conf = measures(res.labels, res.posteriors, fit, res.degenerate, valid, res.fit_mask)
-    code = int(check_channel_pair(spec[None, 0], spec[None, 1], valid).reason[0])
-    return (np.moveaxis(res.posteriors[0], -1, 0), float(conf["mean_confidence"][0]), code)
+    teacher = replace(settings.teacher, num_components=num_sources)
+    X = np.asarray(spec, np.complex64)[None]
+    lengths = np.array([X.shape[2]])
+    valid = np.ones((1, X.shape[2]), dtype=bool)
+    frames, utterances, _ = fit_teacher(X, np.asarray(logmag, np.float32)[None], lengths,
+                                        teacher, cfg, (None, None))
+    degenerate = utterances["degenerate"].astype(bool)
+    fit = fit_term(teacher.method, utterances.__getitem__, cfg, settings.jsd_samples,
+                   mixture_seeds([CONFIDENCE_ID], settings.jsd_seed), degenerate)
+    conf = measures(frames["labels"], frames["posteriors"], fit, degenerate, valid,
+                    frames["fit_mask"])              # as the confidence stage: eqs. 4, 6
+    code = utterances["channel_check"][0] if "channel_check" in utterances \
+        else check_channel_pair(X[:, 0], X[:, 1], valid).reason[0]
+    return (np.moveaxis(np.asarray(frames["posteriors"][0], np.float32), -1, 0),
+            float(conf["mean_confidence"][0]), int(code))
 
 
 def channel_warning(blocks: list[dict], approach: str) -> str | None:

@@ -11,10 +11,12 @@ so a mixture's C_JSD does not depend on which shard it lands in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from bootsep.config import TEACHER_METHODS
 from bootsep.errors import BootsepError
 from bootsep.pipeline.confidence import c_jsd, measures
 from bootsep.pipeline.gmm import GMMParams
@@ -42,39 +44,38 @@ def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, 
     degenerate = spatial.utterances("degenerate").astype(bool)
     seeds = mixture_seeds(spatial.ids, seed)
     method = spatial.attrs.get("method")
-    if method == "paper":
-        gmm = GMMParams(weights=spatial.utterances("gmm_weights"),
-                        means=spatial.utterances("gmm_means"),
-                        covariances=spatial.utterances("gmm_covariances"))
-        gmm1 = GMMParams(weights=np.ones((len(spatial), 1)),
-                         means=spatial.utterances("gmm1_means"),
-                         covariances=spatial.utterances("gmm1_covariances"))
-        fit_term = c_jsd(gmm, gmm1, n_samples, seeds=seeds, degenerate=degenerate)     # eq. 5
-    elif method == "delay":
-        fit_term = delay_fit_term(spatial, n_samples, seeds, degenerate)   # generalised eq. 5
-    elif method in ("cacgmm", "iva"):
-        u = spatial.utterances
-        fit_term = cacg_jsd(CacgmmModel(u("cacg_priors"), u("cacg_covariances")),
-                            CacgmmModel(u("cacg1_priors"), u("cacg1_covariances")),
-                            u("freq_weights"), n_samples, seeds=seeds,
-                            degenerate=degenerate)                         # generalised eq. 5
-    else:
+    if method not in TEACHER_METHODS:
         raise BootsepError(f"spatial shard of unknown method {method!r}", spatial.path)
-    out = measures(labels, post, fit_term, degenerate, frames_valid(lengths, labels.shape[1]),
+    fit = fit_term(method, spatial.utterances, spatial.stft, n_samples, seeds, degenerate)
+    out = measures(labels, post, fit, degenerate, frames_valid(lengths, labels.shape[1]),
                    fit_mask)                                                      # eqs. 4, 6
     out["c_post"] = unpad(out["c_post"], lengths)
     return out
 
 
-def delay_fit_term(spatial: Shard, n_samples: int, seeds, degenerate) -> np.ndarray:
-    """JSD (base 2) between the delay teacher's K-source and 1-source fits (generalised eq. 5)."""
-    u = spatial.utterances
-    model_k = DelayModel(u("priors"), u("outlier_prior"), u("delays"), u("kappa"))
-    model_1 = DelayModel(u("priors1"), u("outlier_prior1"), u("delays1"), u("kappa1"))
-    cfg = spatial.stft
-    freqs = bin_frequencies(cfg.sample_rate, cfg.win_length)
-    return delay_jsd(model_k, model_1, u("freq_weights"), freqs, n_samples, seeds,
-                     degenerate=degenerate | u("degenerate1").astype(bool))
+def fit_term(method: str, get: Callable[[str], np.ndarray], cfg: StftConfig, n_samples: int,
+             seeds, degenerate: np.ndarray) -> np.ndarray:
+    """The fit term ``(B,)`` of a teacher's fits, from the per-utterance parameters its spatial
+    shard stores (``get(name)``, e.g. :meth:`Shard.utterances`): eq. 5's C_JSD between the
+    paper teacher's K- and 1-component GMMs, or its generalisation, the JSD (base 2) between
+    the K-source and 1-source models of the teacher's family (delay; cACG for cacgmm and iva).
+    Monte Carlo with ``n_samples`` draws, one seed per mixture."""
+    if method == "paper":
+        gmm = GMMParams(weights=get("gmm_weights"), means=get("gmm_means"),
+                        covariances=get("gmm_covariances"))
+        gmm1 = GMMParams(weights=np.ones((len(degenerate), 1)), means=get("gmm1_means"),
+                         covariances=get("gmm1_covariances"))
+        return c_jsd(gmm, gmm1, n_samples, seeds=seeds, degenerate=degenerate)         # eq. 5
+    if method == "delay":                                                  # generalised eq. 5
+        model_k = DelayModel(get("priors"), get("outlier_prior"), get("delays"), get("kappa"))
+        model_1 = DelayModel(get("priors1"), get("outlier_prior1"), get("delays1"),
+                             get("kappa1"))
+        return delay_jsd(model_k, model_1, get("freq_weights"),
+                         bin_frequencies(cfg.sample_rate, cfg.win_length), n_samples, seeds,
+                         degenerate=degenerate | get("degenerate1").astype(bool))
+    return cacg_jsd(CacgmmModel(get("cacg_priors"), get("cacg_covariances")),       # cacgmm, iva
+                    CacgmmModel(get("cacg1_priors"), get("cacg1_covariances")),
+                    get("freq_weights"), n_samples, seeds=seeds, degenerate=degenerate)
 
 
 def compute_confidence_shard(spatial_path: str, cfg: StftConfig, n_samples: int, seed: int,
