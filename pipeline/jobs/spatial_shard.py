@@ -151,11 +151,7 @@ def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_soun
     per = {k: [] for k in keys + tuple(f"{k}1" for k in ("priors", "outlier_prior", "delays",
                                                          "kappa", "degenerate"))}
     per["directions"], per["directions1"], per["freq_weights"] = [], [], []
-    for s in range(0, B, DELAY_BATCH):
-        sl = slice(s, min(s + DELAY_BATCH, B))
-        t = int(lengths[sl].max(initial=1))                  # pad to this batch's longest
-        Xb = X[sl, :, :t]
-        valid = frames_valid(lengths[sl], t)
+    for sl, t, Xb, valid in _batches(X, lengths):
         extra = {} if prior is None else dict(prior=prior[sl, :t], init_posteriors=prior[sl, :t],
                                               prior_weight=prior_weight)
         r = delay_masks(Xb, valid, num_components=K, **kw, **extra)
@@ -167,7 +163,7 @@ def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_soun
             per[k].append(getattr(r, k))
         for k in ("priors", "outlier_prior", "delays", "kappa", "degenerate"):
             per[f"{k}1"].append(getattr(r1, k))
-        nb = sl.stop - s
+        nb = sl.stop - sl.start
         per["directions"].append(np.full((nb, K), np.nan) if r.directions is None
                                  else r.directions)
         per["directions1"].append(np.full((nb, 1), np.nan) if r1.directions is None
@@ -196,13 +192,8 @@ def _cacgmm(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sou
     post = np.empty((B, T, F, K), np.float32)
     labels = np.empty((B, T, F), np.uint8)
     fit = np.empty((B, T, F), bool)
-    per = {k: [] for k in ("priors", "cov", "priors1", "cov1", "freq_weights", "n_iter",
-                           "degenerate", "fit_bins", "init_degenerate")}
-    for s in range(0, B, DELAY_BATCH):
-        sl = slice(s, min(s + DELAY_BATCH, B))
-        t = int(lengths[sl].max(initial=1))
-        Xb = X[sl, :, :t]
-        valid = frames_valid(lengths[sl], t)
+    per, init_degenerate = [], 0
+    for sl, t, Xb, valid in _batches(X, lengths):
         init = delay_masks(Xb, valid, num_components=K, **kw)
         r = cacgmm_masks(Xb, valid, init_posteriors=init.posteriors,
                          init_degenerate=init.degenerate, iterations=o["iterations"],
@@ -211,24 +202,11 @@ def _cacgmm(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sou
                          priors=o["priors"], single_model=True)
         post[sl, :t], labels[sl, :t], fit[sl, :t] = r.posteriors, r.labels, r.fit_mask
         post[sl, t:], labels[sl, t:], fit[sl, t:] = 1.0 / K, 0, False
-        per["priors"].append(r.model.priors)
-        per["cov"].append(r.model.covariances)
-        per["priors1"].append(r.single_model.priors)
-        per["cov1"].append(r.single_model.covariances)
-        per["freq_weights"].append(r.freq_weights)
-        per["n_iter"].append(r.n_iter)
-        per["degenerate"].append(r.degenerate)
-        per["fit_bins"].append(r.fit_bins)
-        per["init_degenerate"].append(init.degenerate)
-    u = {k: np.concatenate(v) for k, v in per.items()}
-    utterances = {"cacg_priors": u["priors"], "cacg_covariances": u["cov"].astype(np.complex64),
-                  "cacg1_priors": u["priors1"],
-                  "cacg1_covariances": u["cov1"].astype(np.complex64),
-                  "freq_weights": u["freq_weights"], "iterations": u["n_iter"],
-                  "converged": np.ones(B, bool), "degenerate": u["degenerate"],
-                  "fit_bins": u["fit_bins"]}
+        per.append(_cacg_fields(r.model, r.single_model, r.freq_weights, r.n_iter,
+                                r.degenerate, r.fit_bins))
+        init_degenerate += int(init.degenerate.sum())
     frames = {"fit_mask": fit, "posteriors": post, "labels": labels}
-    return frames, utterances, {"init_degenerate": int(u["init_degenerate"].sum())}
+    return frames, _concat(per), {"init_degenerate": init_degenerate}
 
 
 def _iva(X, lengths, teacher: Teacher):
@@ -240,13 +218,8 @@ def _iva(X, lengths, teacher: Teacher):
     post = np.empty((B, T, F, K), np.float32)
     labels = np.empty((B, T, F), np.uint8)
     fit = np.empty((B, T, F), bool)
-    per = {k: [] for k in ("priors", "cov", "priors1", "cov1", "freq_weights", "n_iter",
-                           "degenerate", "fit_bins")}
-    for s in range(0, B, DELAY_BATCH):
-        sl = slice(s, min(s + DELAY_BATCH, B))
-        t = int(lengths[sl].max(initial=1))
-        Xb = X[sl, :, :t]
-        valid = frames_valid(lengths[sl], t)
+    per = []
+    for sl, t, Xb, valid in _batches(X, lengths):
         r = iva_masks(Xb, valid, num_components=K, n_iter=o["n_iter"], model=o["model"],
                       mask_power=o["mask_power"], overdetermined=o["overdetermined"],
                       threshold_db=o["threshold_db"], min_frames=o["min_frames"])
@@ -254,16 +227,32 @@ def _iva(X, lengths, teacher: Teacher):
         m1 = fit_model(Xb, None, valid, threshold_db=o["threshold_db"])
         post[sl, :t], labels[sl, :t], fit[sl, :t] = r.posteriors, r.labels, r.fit_mask
         post[sl, t:], labels[sl, t:], fit[sl, t:] = 1.0 / K, 0, False
-        for key, value in (("priors", mk.model.priors), ("cov", mk.model.covariances),
-                           ("priors1", m1.model.priors), ("cov1", m1.model.covariances),
-                           ("freq_weights", mk.freq_weights), ("n_iter", r.n_iter),
-                           ("degenerate", r.degenerate), ("fit_bins", r.fit_bins)):
-            per[key].append(value)
-    u = {k: np.concatenate(v) for k, v in per.items()}
-    utterances = {"cacg_priors": u["priors"], "cacg_covariances": u["cov"].astype(np.complex64),
-                  "cacg1_priors": u["priors1"],
-                  "cacg1_covariances": u["cov1"].astype(np.complex64),
-                  "freq_weights": u["freq_weights"], "iterations": u["n_iter"],
-                  "converged": np.ones(B, bool), "degenerate": u["degenerate"],
-                  "fit_bins": u["fit_bins"]}
-    return {"fit_mask": fit, "posteriors": post, "labels": labels}, utterances, {}
+        per.append(_cacg_fields(mk.model, m1.model, mk.freq_weights, r.n_iter, r.degenerate,
+                                r.fit_bins))
+    return {"fit_mask": fit, "posteriors": post, "labels": labels}, _concat(per), {}
+
+
+def _batches(X: np.ndarray, lengths: np.ndarray):
+    """``(rows, t, X[rows, :, :t], valid (n, t))`` per batch of :data:`DELAY_BATCH` mixtures,
+    each cut to its own longest mixture (``t`` frames)."""
+    B = X.shape[0]
+    for s in range(0, B, DELAY_BATCH):
+        sl = slice(s, min(s + DELAY_BATCH, B))
+        t = int(lengths[sl].max(initial=1))
+        yield sl, t, X[sl, :, :t], frames_valid(lengths[sl], t)
+
+
+def _cacg_fields(model, single, freq_weights, n_iter, degenerate, fit_bins) -> dict:
+    """The utterance arrays of a batch fitted in the cACG family (cacgmm, iva): the K- and
+    1-component models the confidence's fit term compares, and the fit diagnostics."""
+    return {"cacg_priors": model.priors, "cacg_covariances": model.covariances.astype(np.complex64),
+            "cacg1_priors": single.priors,
+            "cacg1_covariances": single.covariances.astype(np.complex64),
+            "freq_weights": freq_weights, "iterations": n_iter,
+            "converged": np.ones(len(degenerate), bool), "degenerate": degenerate,
+            "fit_bins": fit_bins}
+
+
+def _concat(batches: list[dict]) -> dict:
+    """Per-batch utterance arrays -> the shard's, batches in order."""
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
