@@ -31,3 +31,4 @@ class MixtureEstimates:
     estimates: dict[str, np.ndarray] = field(default_factory=dict)   # approach -> (K, L)
     logmag_db: np.ndarray | None = None     # (T, F), kept for example figures
     masks: dict[str, np.ndarray] = field(default_factory=dict)       # approach -> (K, T, F)
+    subset: str = ""                        # the manifest's ``subset`` (e.g. heldout_engine)

@@ -25,7 +25,8 @@ from bootsep.pipeline.audio import write_audio
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/eval")
 METRICS = ("si_sdr", "si_sir", "si_sar", "si_sdri")
-COLUMNS = ("split", "id", "approach", *METRICS, "mean_confidence", "choice", "permutation",
+COLUMNS = ("split", "id", "subset", "approach", *METRICS, "mean_confidence", "choice",
+           "permutation",
            *(f"{m}_s{k}" for m in ("si_sdr", "si_sir", "si_sar") for k in (1, 2)))
 ENSEMBLES = ("ensemble_oracle", "ensemble_random", "ensemble_confidence")
 
@@ -33,7 +34,7 @@ ENSEMBLES = ("ensemble_oracle", "ensemble_random", "ensemble_confidence")
 def score(est: MixtureEstimates, split: str, approach: str, teacher: str) -> dict:
     """One per_mixture.csv row (metrics NaN when the corpus has no references); its
     ``mean_confidence`` is spatial teacher ``teacher``'s (the approach's own, for a teacher)."""
-    row = {"split": split, "id": est.id, "approach": approach,
+    row = {"split": split, "id": est.id, "subset": est.subset, "approach": approach,
            "mean_confidence": est.confidence[teacher], "choice": "", "permutation": ""}
     if est.references is None:
         return {**row, **{m: float("nan") for m in METRICS}}

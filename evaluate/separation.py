@@ -77,7 +77,8 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                                                          -1, 0) for t in teachers},
                      **{name: learned[name][u] for name in models}}
             out = MixtureEstimates(uid, mix, references(manifest[uid], cfg, length),
-                                   {t: float(confidence[t][u]) for t in teachers})
+                                   {t: float(confidence[t][u]) for t in teachers},
+                                   subset=manifest[uid].meta.get("subset", ""))
             out.estimates = {name: apply_masks(specs[u], m, cfg, length)
                              for name, m in masks.items()}
             if seen < keep_masks:

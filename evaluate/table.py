@@ -37,6 +37,28 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+SUBSET_METRICS = ("si_sdr", "si_sdri")
+
+
+def test_subsets(rows: list[dict]) -> list[str]:
+    """The test split's subsets (the manifest's ``subset`` column, e.g. ``in_domain`` and
+    ``heldout_engine``) in order of appearance; empty when it has one subset or none."""
+    names = list(dict.fromkeys(r.get("subset") or "" for r in rows if r["split"] == "test"))
+    return names if len(names) > 1 and "" not in names else []
+
+
+def subset_metrics(sel: list[dict], subsets: list[str], level: float) -> dict:
+    """``{subset: {mixtures, si_sdr, si_sdr_ci, si_sdri, si_sdri_ci}}`` of one approach's rows."""
+    out = {}
+    for name in subsets:
+        part = [r for r in sel if r.get("subset") == name]
+        entry = {"mixtures": len(part)}
+        for m in SUBSET_METRICS:
+            entry[m], entry[f"{m}_ci"] = mean_ci(np.array([r[m] for r in part]), level)
+        out[name] = entry
+    return out
+
+
 def _channels(teachers: dict[str, tuple[str, str]], teacher: str | None) -> str:
     return "2ch" if teacher not in teachers or teachers[teacher][1] == "pair" else "all mics"
 
@@ -86,6 +108,7 @@ def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dic
     teachers = teachers or {"paper": ("paper", "pair")}
     label_accuracy = label_accuracy or {}
     test = [r for r in rows if r["split"] == "test"]
+    subsets = test_subsets(rows)
     order = [*conditions, *(teacher_approach(t) for t in teachers), *ENSEMBLES]
     label = functools.partial(approach_label, teachers=teachers,
                               ensemble_teacher=ensemble_teacher, rounds=rounds)
@@ -109,6 +132,8 @@ def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dic
         for m in METRICS:
             mean, half = mean_ci(np.array([r[m] for r in sel]), level)
             entry[m], entry[f"{m}_ci"] = mean, half
+        if subsets and has_refs:
+            entry["by_subset"] = subset_metrics(sel, subsets, level)
         lab = labels.get(approach)
         entry["quality"] = lab["quality"] if lab else None
         entry["quantity"] = lab["quantity"] if lab else None
@@ -136,6 +161,9 @@ def table1_json_rows(table: dict) -> dict:
                 row["quality"] = None
         if e.get("skipped"):
             row.update(quality=None, quantity=None, skipped=e["skipped"])
+        if "by_subset" in e:
+            row["by_subset"] = {name: {k: (v if np.isfinite(v) else None) for k, v in m.items()}
+                                for name, m in e["by_subset"].items()}
         out[approach] = row
     return out
 
@@ -164,13 +192,19 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
                   "examples) and confidences (per_mixture.csv) are written, and ground-truth "
                   "conditions are not trained." + share, ""]
     mixtures = max((e["mixtures"] for e in table.values()), default=0)
+    subsets = next((list(e["by_subset"]) for e in table.values() if "by_subset" in e), [])
+    counts = next((e["by_subset"] for e in table.values() if "by_subset" in e), {})
+    sub_head = "".join(f" SI-SDRi {name} |" for name in subsets)
+    sub_note = "" if not subsets else (
+        " The last columns: SI-SDRi of each test subset ("
+        + ", ".join(f"{name}: {counts[name]['mixtures']} mixtures" for name in subsets) + ").")
     lines += [f"Means over {mixtures} test mixtures, "
               f"± half-width of the {level:.0%} confidence interval of the mean. Confidence "
               f"ensemble threshold: {ensemble['threshold']:.4f} (the "
               f"{ensemble['percentile']:g}th percentile of {ensemble['valid_mixtures']} validation "
-              "mixtures' mean confidence).", "",
-              "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |",
-              "|---|---|---|---|---|---|---|---|"]
+              "mixtures' mean confidence)." + sub_note, "",
+              "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |" + sub_head,
+              "|---|---|---|---|---|---|---|---|" + "---|" * len(subsets)]
     for e in table.values():
         p = e["paper"] or {}
         if e.get("needs_references"):
@@ -182,6 +216,7 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
             cells += [_cell(None, "", p.get(m), "{:.1f}", NEEDS_REFS)
                       for m in ("si_sdr", "si_sir", "si_sar")]
             cells.append(NEEDS_REFS)
+            cells += [NEEDS_REFS] * len(subsets)
             label = e["label"] + (" (not trained)" if e.get("skipped") else "")
             lines.append(f"| {e['channels']} | {label} | " + " | ".join(cells) + " |")
             continue
@@ -191,6 +226,10 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
             cells.append(f"{_num(e[m], '{:.1f}')} ± {_num(e[m + '_ci'], '{:.1f}')} "
                          f"({_num(p.get(m), '{:.1f}')})")
         cells.append(f"{_num(e['si_sdri'], '{:.1f}')} ± {_num(e['si_sdri_ci'], '{:.1f}')}")
+        for name in subsets:
+            m = e.get("by_subset", {}).get(name, {})
+            cells.append(f"{_num(m.get('si_sdri'), '{:.1f}')} ± "
+                         f"{_num(m.get('si_sdri_ci'), '{:.1f}')}")
         text = e["label"] + (f", label accuracy {e['label_accuracy']:.3f}"
                              if e.get("label_accuracy") is not None else "")
         lines.append(f"| {e['channels']} | {text} | " + " | ".join(cells) + " |")

@@ -100,6 +100,42 @@ def test_table1_and_figures(results):
         assert (res / "figures" / name).stat().st_size > 5000
 
 
+def test_table1_by_test_subset(results):
+    """Each test subset (the manifest's ``subset``) gets its own SI-SDR/SI-SDRi, the mean of its
+    own rows; the overall column stays the mean over every test mixture."""
+    params_path, res, models, rows = results
+    subset_of = {f"test_{i:03d}": ("heldout_engine" if i % 3 == 0 else "in_domain")
+                 for i in range(12)}
+    for r in rows:
+        r["subset"] = subset_of[r["id"]] if r["split"] == "test" else "in_domain"
+    (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
+    report.main(params_path, res, models)
+    table = json.loads((res / "table1.json").read_text())["rows"]
+    for approach in ("gt", "spatial_paper", "ensemble_confidence"):
+        sel = [r for r in rows if r["split"] == "test" and r["approach"] == approach]
+        by = table[approach]["by_subset"]
+        assert list(by) == ["heldout_engine", "in_domain"]   # order of appearance
+        for name, n in (("heldout_engine", 4), ("in_domain", 8)):
+            part = [r["si_sdr"] for r in sel if r["subset"] == name]
+            assert by[name]["mixtures"] == n
+            assert by[name]["si_sdr"] == pytest.approx(np.mean(part), rel=1e-5)
+        assert table[approach]["si_sdr"] == pytest.approx(np.mean([r["si_sdr"] for r in sel]),
+                                                          rel=1e-5)
+    md = (res / "table1.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| |"))
+    assert header.endswith("SI-SDRi heldout_engine | SI-SDRi in_domain |")
+    body = [line for line in md.splitlines() if line.startswith(("| 1ch", "| 2ch"))]
+    assert all(line.count("|") == header.count("|") for line in body)
+
+
+def test_table1_without_subsets_has_no_subset_columns(results):
+    params_path, res, models, _ = results
+    report.main(params_path, res, models)
+    table = json.loads((res / "table1.json").read_text())["rows"]
+    assert not any("by_subset" in row for row in table.values())
+    assert "SI-SDRi in_domain" not in (res / "table1.md").read_text()
+
+
 def test_table1_without_references(results):
     """A folder corpus without references: NaN metrics, only the confidence ensemble, the
     ground-truth models skipped markers, labels with quantity and no quality."""
