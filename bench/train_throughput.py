@@ -5,7 +5,7 @@ Run from the repository root::
     python bench/train_throughput.py            # full (several minutes on 2 CPU cores)
     python bench/train_throughput.py --quick    # a rough version in well under a minute
     python bench/train_throughput.py --device cuda [--amp] --batch 40   # models on a GPU
-    python bench/train_throughput.py --contend [--threads 2] [--steps 8]  # beside a busy process
+    python bench/train_throughput.py --contend [--threads auto] [--steps 8]  # beside a busy process
 
 It writes synthetic shard sets (the real schema and STFT: 8 kHz, 32 ms / 8 ms, F = 129) into a
 temporary folder and reports, in the last stdout line, one JSON object:
@@ -27,7 +27,9 @@ temporary folder and reports, in the last stdout line, one JSON object:
 the end): ``contend_frames_per_s`` {alone, contended}, ``contend_slowdown`` (alone /
 contended; issue 21 asks for at most about 2) and the 1-minute load average before it ran
 (other work on the machine shows there). Set ``OMP_WAIT_POLICY`` in the environment to compare
-wait policies; ``bootsep``'s command line makes ``PASSIVE`` the default for its own runs.
+wait policies (not set by bootsep: PASSIVE made the model 4x slower alone). ``--threads auto``
+(train.torch_threads' default) runs the trainer's thread governor (train/threads.py, checking
+every 0.5 s here), which drops to fewer threads while the busy process runs.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from bootsep.train.loop import resolve_device
 from bootsep.train.loss import normalised_batch_loss, weighted_dc_loss
 from bootsep.train.model import ModelConfig, init_model, paper_config
 from bootsep.train.synthetic import write_synthetic_split
+from bootsep.train.threads import ThreadGovernor
 
 STFT = StftConfig()                                   # paper §3.2
 F = STFT.num_freq
@@ -63,7 +66,8 @@ CPU = torch.device("cpu")
 
 
 def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
-                       device: torch.device = CPU, amp: bool = False) -> float:
+                       device: torch.device = CPU, amp: bool = False,
+                       threads: int | str | None = None) -> float:
     """Training steps on random padded batches; frames/s counts valid frames only. On CUDA the
     model runs packed sequences (cuDNN), optionally under bf16 autocast, as in training."""
     torch.manual_seed(0)
@@ -91,10 +95,15 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
 
+    governor = None if threads is None else (
+        ThreadGovernor(len(os.sched_getaffinity(0)), interval_s=0.5) if threads == "auto"
+        else ThreadGovernor(int(threads), adaptive=False))
     step()                                                # warm-up
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
+        if governor is not None:
+            governor.step()
         step()
     _sync(device)
     return steps * int(lengths.sum()) / (time.perf_counter() - start)
@@ -219,17 +228,17 @@ def _busy(stop) -> None:
             x += 1
 
 
-def contention(batch: int, steps: int) -> dict:
+def contention(batch: int, steps: int, threads: int | str) -> dict:
     """The small model's training frames/s alone and beside one busy process."""
     load = os.getloadavg()[0]
-    alone = model_frames_per_s(SMALL, batch, 400, steps)
+    alone = model_frames_per_s(SMALL, batch, 400, steps, threads=threads)
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     proc = ctx.Process(target=_busy, args=(stop,), daemon=True)
     proc.start()
     try:
         time.sleep(0.5)                                   # let it start spinning
-        contended = model_frames_per_s(SMALL, batch, 400, steps)
+        contended = model_frames_per_s(SMALL, batch, 400, steps, threads=threads)
     finally:
         stop.set()
         proc.join(5)
@@ -245,7 +254,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer steps, smaller corpus")
     ap.add_argument("--batch", type=int, default=None, help="model batch (default 16, quick 4)")
     ap.add_argument("--workers", type=int, default=1, help="loader workers (params.yaml default 1)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (params.yaml default 2)")
+    ap.add_argument("--threads", default="2",
+                    help="torch threads: a number or auto (params.yaml train.torch_threads)")
     ap.add_argument("--device", default="cpu",
                     help="where the models run: cpu (default), cuda, auto")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast for the models on CUDA")
@@ -259,7 +269,8 @@ def main() -> None:
     if args.rss_child:
         _rss_child(args.rss_child[0], int(args.rss_child[1]))
         return
-    torch.set_num_threads(args.threads)
+    if args.threads != "auto":
+        torch.set_num_threads(int(args.threads))
     quick = args.quick
     batch = args.batch or (4 if quick else 16)
     device = resolve_device(args.device)
@@ -269,7 +280,7 @@ def main() -> None:
     if args.contend:
         print(json.dumps({"machine": machine, "torch_threads": args.threads,
                           "model_batch": f"{args.batch or 4} x 400 frames x {F} bins",
-                          **contention(args.batch or 4, args.steps or 8)}))
+                          **contention(args.batch or 4, args.steps or 8, args.threads)}))
         return
     result: dict = {"machine": machine, "torch_threads": args.threads, "quick": quick,
                     "model_device": str(device), "amp": bool(args.amp and device.type == "cuda")}

@@ -232,6 +232,23 @@ class Maybe(Scalar):
         return None if value is None else self.inner.convert(value)
 
 
+class Either(Scalar):
+    """The first of ``options`` that accepts the value."""
+
+    def __init__(self, *options: Scalar):
+        self.options = options
+        self.expected = " or ".join(o.expected for o in options)
+        self.plural = " or ".join(o.plural for o in options)
+
+    def convert(self, value):
+        for option in self.options:
+            try:
+                return option.convert(value)
+            except _Reject:
+                continue
+        raise _Reject
+
+
 class EnvValue(Scalar):
     """An environment variable's value: a string or a number (``null`` is handled by Maybe)."""
 
@@ -730,7 +747,7 @@ class TrainSettings(Section):
     grad_clip: float = _p(Num(0))
     loader_workers: int = _p(Int(0))
     shuffle_buffer: int = _p(Int(1))
-    torch_threads: int = _p(Int(1))
+    torch_threads: int | str = _p(Either(Int(1), Choice("auto")))
     device: str = _p(Text(r"auto|cpu|cuda(:[0-9]+)?", "one of auto, cpu, cuda, cuda:N"))
     amp: bool = _p(Flag())
     max_batches_per_epoch: int | None = _p(Maybe(Int(1)))

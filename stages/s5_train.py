@@ -24,8 +24,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from bootsep.atomic import write_text_atomic
 from bootsep.config import LABEL_KINDS, Config, load_config
 from bootsep.errors import BootsepError
@@ -99,7 +97,6 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     cfg = TrainConfig(**params.train.as_dict())
     stft = stft_config(params.stft)
     mcfg = model_config(params, stft.num_freq)
-    torch.set_num_threads(cfg.torch_threads)
     out = Path(model_root) / condition.name
     out.mkdir(parents=True, exist_ok=True)
 

@@ -26,7 +26,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config, teacher_entries
@@ -41,6 +40,7 @@ from bootsep.train.conditions import condition_names, conditions
 from bootsep.train.loop import resolve_device
 from bootsep.train.saved_model import load_model
 from bootsep.train.skipped import skipped_reason
+from bootsep.train.threads import thread_governor
 
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/eval")
@@ -61,7 +61,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     cfg, ev = stft_config(params.stft), params.evaluate
     corpus_dir, shard_root, out = Path(corpus_dir), Path(shard_root), Path(out)
     device = resolve_device(params.train.device)
-    torch.set_num_threads(params.train.torch_threads)
+    thread_governor(params.train.torch_threads)   # evaluation: a fixed count (auto: every core)
     models, num_sources = {}, params.train.num_sources
     for name in condition_names(params.train_conditions):
         reason = skipped_reason(Path(model_root) / name)

@@ -49,6 +49,7 @@ from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loss import batch_weight_scale, normalised_batch_loss, weighted_dc_loss
+from bootsep.train.threads import thread_governor
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
@@ -83,7 +84,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     loader_workers: int = 1
     shuffle_buffer: int = 64
-    torch_threads: int = 2
+    torch_threads: int | str = "auto"   # auto: every core, fewer while others are busy
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     amp: bool = False                 # bfloat16 autocast on CUDA
     max_batches_per_epoch: int | None = None   # cap for smoke runs; null = whole epoch
@@ -147,6 +148,7 @@ class Trainer:
         self.timing: list[dict] = []
         self._clock = _Clock()
         self.device = resolve_device(cfg.device)
+        self.threads = thread_governor(cfg.torch_threads)
         self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -349,6 +351,7 @@ class Trainer:
                 if i < st.position:            # resuming: these batches were used already
                     last = time.perf_counter()
                     continue
+                self.threads.step()
                 with self._batch_rng(st.epoch, i):
                     per_utt, weights = self._loss(batch)
                     loss = normalised_batch_loss(per_utt, weights)
@@ -390,7 +393,7 @@ class Trainer:
         fps = clock.frames / max(clock.seconds, 1e-9)
         self.timing.append({"epoch": row["epoch"], "batches": clock.batches,
                             "frames": clock.frames, "seconds": round(clock.seconds, 3),
-                            "frames_per_s": round(fps, 1),
+                            "frames_per_s": round(fps, 1), "torch_threads": self.threads.threads,
                             "valid_seconds": round(time.perf_counter() - start, 3)})
         log.info(f"epoch {row['epoch']}: train {row['train_loss']:.4g} valid {valid:.4g} "
                  f"lr {row['lr']:.2g} {fps:.0f} frames/s")
