@@ -460,6 +460,24 @@ class ArraySettings(Section):
 
 
 @section
+class NoiseSettings(Section):
+    """``corpus.tts.augment.noise``: diffuse background noise (pipeline/corpus/augment.py)."""
+
+    kind: str = _p(Choice("none", "white", "pink"))
+    field: str = _p(Choice("spherical", "cylindrical"))
+    snr_db: tuple = _p(Pair(Num(-20, 80)))
+
+
+@section
+class AugmentSettings(Section):
+    """``corpus.tts.augment``: per-mixture speed, level and noise draws."""
+
+    speed: tuple = _p(Pair(Num(0.5, 2.0)))
+    level_db: tuple = _p(Pair(Num(-40, 0)))
+    noise: NoiseSettings = _p(Nested(NoiseSettings))
+
+
+@section
 class TtsSettings(Section):
     """``corpus.tts``: the synthesized corpus (pipeline/corpus/tts_corpus.py)."""
 
@@ -477,6 +495,7 @@ class TtsSettings(Section):
     speed_of_sound: float = _p(Num(0, lo_open=True))
     peak: float = _p(Num(0, 1, lo_open=True, hi_open=True))
     array: ArraySettings = _p(Nested(ArraySettings))
+    augment: AugmentSettings = _p(Nested(AugmentSettings))
 
     def validate(self, where):
         if self.loaded("min_seconds", "max_seconds") and self.min_seconds > self.max_seconds:

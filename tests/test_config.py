@@ -274,6 +274,17 @@ def test_smoke_overlay_loads():
     ("corpus.tts.mixtures", {"train": 5}, "corpus.tts.mixtures.valid is missing"),
     ("corpus.tts.speaker_fractions", {"train": 1, "valid": 0, "test": 0.5},
      "corpus.tts.speaker_fractions.valid is 0.0; expected a number > 0"),
+    ("corpus.tts.augment.speed", [1.1, 0.9], "corpus.tts.augment.speed is [1.1, 0.9]; expected "
+     "a list [low, high] of two numbers in [0.5, 2] with low <= high"),
+    ("corpus.tts.augment.speed", [0.0, 1.1], "corpus.tts.augment.speed is [0.0, 1.1]"),
+    ("corpus.tts.augment.level_db", [-6, 3], "corpus.tts.augment.level_db is [-6, 3]; expected "
+     "a list [low, high] of two numbers in [-40, 0]"),
+    ("corpus.tts.augment.noise.kind", "brown", "corpus.tts.augment.noise.kind is 'brown'; "
+     "expected one of none, white, pink"),
+    ("corpus.tts.augment.noise.field", "planar", "expected one of spherical, cylindrical"),
+    ("corpus.tts.augment.noise.snr_db", 20, "corpus.tts.augment.noise.snr_db is 20; expected a "
+     "list [low, high]"),
+    ("corpus.tts.augment.noise", {"kind": "pink"}, "corpus.tts.augment.noise.field is missing"),
     ("corpus.wsj0-2mix-spatialized.sample_rate", 8000, "expected one of 8k, 16k"),
     ("corpus.folder.test_fraction", 0.95, "corpus.folder.test_fraction is 0.95; expected a "
      "number below 1 - corpus.folder.valid_fraction"),

@@ -64,6 +64,8 @@ TINY = {
     "speed_of_sound": C,
     "peak": 0.9,
     "array": ARRAY,
+    "augment": {"speed": [0.9, 1.1], "level_db": [-10.0, 0.0],
+                "noise": {"kind": "none", "field": "spherical", "snr_db": [15.0, 30.0]}},
 }
 
 
@@ -134,9 +136,10 @@ def test_splits_are_speaker_and_text_disjoint(corpus):
 
 
 def test_manifest_columns_values_and_files(corpus):
-    extra = ["relative_level_db", "duration_s"] + [
+    extra = ["relative_level_db", "duration_s", "mixture_level_db", "noise_kind",
+             "noise_snr_db", "noise_image"] + [
         f"s{k}_{c}" for k in (1, 2) for c in ("speaker", "engine", "voice", "descriptor", "text",
-                                               "azimuth_deg", "distance_m", "level_db")]
+                                               "azimuth_deg", "distance_m", "level_db", "speed")]
     for split in SPLITS:
         rows = manifest_rows(corpus, split)
         for col in (*REQUIRED_COLUMNS, "s1_image", "s2_image", *extra):
@@ -146,7 +149,8 @@ def test_manifest_columns_values_and_files(corpus):
         for m, row in zip(mixtures, rows):
             assert m.split == split and m.sample_rate == FS and m.num_channels == 8
             assert len(m.source_images) == 2
-            assert FS * TINY["min_seconds"] - 1 <= m.num_samples <= FS * TINY["max_seconds"]
+            # a sped-up utterance (factor <= 1.1) can be shorter than min_seconds
+            assert FS * TINY["min_seconds"] / 1.1 - 1 <= m.num_samples <= FS * TINY["max_seconds"]
             for path in (m.mixture, *m.source_images):
                 assert path.parent.parent == corpus / split and path.suffix == ".wav"
                 info = sf.info(str(path))
@@ -161,6 +165,11 @@ def test_manifest_columns_values_and_files(corpus):
             assert all(0.0 <= a < 360.0 for a in az)
             assert all(1.0 <= float(row[f"s{k}_distance_m"]) <= 2.0 for k in (1, 2))
             assert all(keep_sentence(row[f"s{k}_text"], 6, 14) for k in (1, 2))
+            speeds = [float(row[f"s{k}_speed"]) for k in (1, 2)]
+            assert all(0.9 <= f <= 1.1 and f == round(f, 2) for f in speeds)
+            assert -10.0 <= float(row["mixture_level_db"]) <= 0.0
+            assert (row["noise_kind"], row["noise_snr_db"], row["noise_image"]) == ("none", "", "")
+            assert not (corpus / split / "noise").exists()
 
 
 def test_mixture_is_the_sum_of_the_saved_images(corpus):
@@ -174,7 +183,9 @@ def test_mixture_is_the_sum_of_the_saved_images(corpus):
             s1, _ = read_audio(m.source_images[0])
             s2, _ = read_audio(m.source_images[1])
             np.testing.assert_allclose(mix, s1 + s2, rtol=0, atol=1e-7)
-            assert 0.85 <= np.abs(mix).max() <= 0.9 + 1e-4  # scaled to corpus.tts.peak
+            # scaled to corpus.tts.peak x the drawn level
+            peak = 0.9 * 10 ** (float(m.meta["mixture_level_db"]) / 20)
+            assert 0.95 * peak <= np.abs(mix).max() <= peak + 1e-4
 
 
 def test_image_tdoas_match_the_recorded_azimuth_and_geometry(corpus):

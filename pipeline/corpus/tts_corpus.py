@@ -13,12 +13,21 @@ Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
    speakers of the split, one utterance each, relative level L ~ U(relative_level_db)
    (first source +L/2 dB, second -L/2 dB after equal active-RMS normalisation, as in
    wsj0-2mix), azimuths at least ``min_azimuth_separation_deg`` apart, distances
-   ~ U(distance_m); 'min' mode (both cut to the shorter, and to ``max_seconds``);
-   free-field images on the array (:mod:`.spatialize`), scaled so the mixture peak is
-   ``peak``, quantised to 16 bits; the mixture is the exact sum of the quantised images.
+   ~ U(distance_m); then the augmentation (``augment``, :mod:`.augment`), drawn after the
+   rest so that it changes none of the draws above: a speed factor per utterance
+   ~ U(speed), rounded to 0.01 (tempo and pitch, as Kaldi's speed perturbation), a mixture
+   level ~ U(level_db) and a noise SNR ~ U(noise.snr_db); 'min' mode (both sped-up
+   utterances cut to the shorter, and to ``max_seconds``: a sped-up utterance can make the
+   mixture up to a factor ``speed[1]`` shorter than ``min_seconds``); free-field images on
+   the array (:mod:`.spatialize`), plus diffuse background noise at the drawn SNR when
+   ``noise.kind`` is not ``none``, scaled so the mixture peak is ``peak`` times the drawn
+   level, quantised to 16 bits; the mixture is the exact sum of the quantised images (and
+   noise). The level is drawn here rather than as a gain because the scaling to a fixed
+   peak would undo any gain applied before it.
 
 Outputs ``<split>/{mix,s1,s2}/<id>.wav`` (PCM_16, one channel per microphone; WAV like the
 spatialized wsj0-2mix, and about 50 times faster to read than FLAC, which saves only a third),
+with noise also ``<split>/noise/<id>.wav`` (mix - s1 - s2; manifest column ``noise_image``),
 ``<split>/manifest.csv`` and ``speakers.csv``. Same seed and params -> identical bytes,
 whatever the number of workers.
 """
@@ -39,6 +48,12 @@ from bootsep.atomic import write_text_atomic
 from bootsep.config import TtsSettings
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import PCM16_SCALE, pcm16_levels, write_audio
+from bootsep.pipeline.corpus.augment import (
+    add_noise_at_snr,
+    diffuse_noise,
+    speed_length,
+    speed_perturb,
+)
 from bootsep.pipeline.corpus.geometry import ArrayGeometry, write_geometry
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, write_manifest
 from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
@@ -81,6 +96,10 @@ class MixturePlan:
     azimuths_deg: tuple[float, float]
     distances_m: tuple[float, float]
     num_samples: int
+    speeds: tuple[float, float] = (1.0, 1.0)    # speed perturbation factor per utterance
+    level_db: float = 0.0                       # mixture peak: corpus.tts.peak x this gain
+    noise_snr_db: float = 0.0                   # used when corpus.tts.augment.noise.kind != none
+    noise_seed: int = 0                         # the noise's generator
 
 
 def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int | None = None,
@@ -212,16 +231,25 @@ def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, 
     offset = round(float(rng.uniform(sep, 360.0 - sep)), 2)
     az2 = round((az1 + offset) % 360.0, 2) % 360.0
     d1, d2 = (round(float(rng.uniform(*p.distance_m)), 3) for _ in range(2))
-    n = min(len(u1.audio), len(u2.audio))
-    return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n)
+    # augmentation: drawn after the rest (and always, so that one setting does not move
+    # another's draws)
+    aug = p.augment
+    speeds = tuple(round(float(rng.uniform(*aug.speed)), 2) for _ in range(2))
+    gain_db = round(float(rng.uniform(*aug.level_db)), 2)
+    snr_db = round(float(rng.uniform(*aug.noise.snr_db)), 2)
+    noise_seed = int(rng.integers(2 ** 63))
+    keep = int(round(p.max_seconds * p.sample_rate))
+    n = min(min(speed_length(len(u.audio), f), keep) for u, f in zip((u1, u2), speeds))
+    return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n,
+                       speeds, gain_db, snr_db, noise_seed)
 
 
 def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str
                  ) -> tuple[list[np.ndarray], np.ndarray, float]:
-    """Source images scaled so that the largest of the mixture and image peaks is ``peak``, as
-    16-bit PCM levels, and the mixture as their integer sum (so mix == s1 + s2 exactly after
-    reading back). Returns ``(images, mixture, scale)`` (int32 levels); an error when a level
-    would not fit in 16 bits."""
+    """Source images (and noise, if any) scaled so that the largest of the mixture and image
+    peaks is ``peak``, as 16-bit PCM levels, and the mixture as their integer sum (so
+    mix == s1 + s2 (+ noise) exactly after reading back). Returns ``(images, mixture,
+    scale)`` (int32 levels); an error when a level would not fit in 16 bits."""
     total = sum(images)
     scale = peak / max(np.abs(total).max(), *(np.abs(img).max() for img in images))
     q = [pcm16_levels(img * scale) for img in images]
@@ -234,15 +262,17 @@ def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str
 def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_dir: Path) -> dict:
     """Spatialize, scale, quantise and write one mixture; returns its manifest row.
 
-    Sources ``(n,)`` are set to equal active RMS then to +L/2 and -L/2 dB; their images
-    ``(M, n)`` are scaled so that the largest of the mixture and image peaks is ``peak``
+    Sources ``(n,)`` are speed-perturbed, set to equal active RMS then to +L/2 and -L/2 dB;
+    their images ``(M, n)`` (and the diffuse noise at the drawn SNR, with noise) are scaled
+    so that the largest of the mixture and image peaks is ``peak`` x the drawn level
     (normally the mixture's), rounded to 16-bit integers, and the mixture written is the
-    integer sum of the rounded images, so mix == s1 + s2 exactly after reading back.
+    integer sum of the rounded images, so mix == s1 + s2 (+ noise) exactly after reading back.
     """
     fs, n = p.sample_rate, plan.num_samples
+    noise_cfg = p.augment.noise
     images = []
     for k, (utt, az, dist) in enumerate(zip(plan.utterances, plan.azimuths_deg, plan.distances_m)):
-        x = utt.audio[:n].astype(np.float64)
+        x = speed_perturb(utt.audio, plan.speeds[k])[:n]    # float64; the audio at factor 1
         level = active_rms(x, fs)
         if level <= 0:
             raise BootsepError(f"utterance {utt.id} is silent in its first {n} samples")
@@ -250,15 +280,24 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
         x *= TARGET_ACTIVE_RMS / level * 10 ** (sign * plan.relative_level_db / 40)
         images.append(free_field_images(x, mics, source_position(az, dist), fs,
                                         p.speed_of_sound))
-    q, mix, scale = pcm16_images(images, p.peak, plan.id)
-    rel = {name: f"{name}/{plan.id}.wav" for name in ("mix", "s1", "s2")}
-    for name, data in (("mix", mix), ("s1", q[0]), ("s2", q[1])):
+    if noise_cfg.kind != "none":
+        noise = diffuse_noise(n, mics, fs, p.speed_of_sound,
+                              np.random.default_rng(plan.noise_seed), noise_cfg.kind,
+                              noise_cfg.field)
+        images.append(add_noise_at_snr(sum(images), noise, plan.noise_snr_db)[1])
+    q, mix, scale = pcm16_images(images, p.peak * 10 ** (plan.level_db / 20), plan.id)
+    names = ("mix", "s1", "s2") + (("noise",) if len(q) > 2 else ())
+    rel = {name: f"{name}/{plan.id}.wav" for name in names}
+    for name, data in zip(names, (mix, *q)):
         write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
     row = {"id": plan.id, "split": plan.split, "mixture": rel["mix"], "sample_rate": fs,
            "num_channels": mics.shape[0], "num_samples": n, "num_sources": 2,
            "s1_image": rel["s1"], "s2_image": rel["s2"],
            "relative_level_db": plan.relative_level_db, "duration_s": round(n / fs, 4),
-           "mixture_gain": float(scale), "mixture_peak": float(np.abs(mix).max() / PCM16_SCALE)}
+           "mixture_gain": float(scale), "mixture_peak": float(np.abs(mix).max() / PCM16_SCALE),
+           "mixture_level_db": plan.level_db, "noise_kind": noise_cfg.kind,
+           "noise_snr_db": plan.noise_snr_db if "noise" in rel else None,
+           "noise_image": rel.get("noise")}
     sources = zip(plan.utterances, plan.azimuths_deg, plan.distances_m)
     for k, (utt, az, dist) in enumerate(sources, 1):
         s = utt.speaker
@@ -266,7 +305,8 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
                     f"s{k}_gender": s.gender, f"s{k}_descriptor": s.descriptor,
                     f"s{k}_utterance": utt.id, f"s{k}_text": utt.text,
                     f"s{k}_azimuth_deg": az, f"s{k}_distance_m": dist,
-                    f"s{k}_level_db": (1 if k == 1 else -1) * plan.relative_level_db / 2})
+                    f"s{k}_level_db": (1 if k == 1 else -1) * plan.relative_level_db / 2,
+                    f"s{k}_speed": plan.speeds[k - 1]})
     return row
 
 
