@@ -5,8 +5,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Debian packages the embedded text-to-speech corpus needs.
-APT_PACKAGES := flite espeak-ng fortunes fortunes-min
+# Debian packages the embedded text-to-speech corpus needs, and the real recordings the
+# realcheck stage mixes (pocketsphinx-testdata: realcheck.root).
+APT_PACKAGES := flite espeak-ng fortunes fortunes-min pocketsphinx-testdata
 SMOKE_DIR ?=
 PYTEST_ARGS ?=
 
@@ -26,6 +27,7 @@ system-deps:
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	[ -f /usr/share/games/fortunes/fortunes ] || missing="$$missing fortunes"; \
 	[ -f /usr/share/games/fortunes/literature ] || [ -f /usr/share/games/fortunes/wisdom ] || missing="$$missing fortunes-min"; \
+	[ -d /usr/share/pocketsphinx/test/data/librivox ] || missing="$$missing pocketsphinx-testdata"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$missing"; \

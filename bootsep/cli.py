@@ -221,6 +221,16 @@ def evaluate(params_path):
 @cli.command()
 @PARAMS_OPTION
 @user_errors
+def realcheck(params_path):
+    """Real recordings mixed as the corpus mixes, scored by trained models (a check)."""
+    from bootsep.stages.s10_realcheck import main
+
+    main(params_path)
+
+
+@cli.command()
+@PARAMS_OPTION
+@user_errors
 def report(params_path):
     """Table 1 and Figures 2-3 into data/results/."""
     from bootsep.stages.s9_report import main

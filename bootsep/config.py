@@ -15,11 +15,11 @@ A stage loads only the keys it declares (``PARAMS + RUN_PARAMS``, e.g. ``"stft"`
 declare raises ``AttributeError``.
 
 Free strings (any non-empty text is accepted, nothing to check it against):
-``corpus.wsj0-2mix-spatialized.root`` and ``corpus.folder.root`` (folder paths, checked when
-the corpus is built) and the values of ``dask.worker_env`` (environment variables). Every
-other string is one of a fixed set (``stft.window``, ``corpus.kind``, ...), a name defined
-elsewhere in the file (``model.size``, ``evaluate.ensemble_model``) or a pattern
-(``train.device``, ``dask.address``).
+``corpus.wsj0-2mix-spatialized.root``, ``corpus.folder.root`` and ``realcheck.root`` (folder
+paths, checked when the corpus is built or the recordings read) and the values of
+``dask.worker_env`` (environment variables). Every other string is one of a fixed set
+(``stft.window``, ``corpus.kind``, ...), a name defined elsewhere in the file (``model.size``,
+``evaluate.ensemble_model``) or a pattern (``train.device``, ``dask.address``).
 
 Imports only the standard library and PyYAML (the package core).
 """
@@ -49,7 +49,8 @@ WINDOWS = ("hann", "hamming", "blackman", "blackmanharris", "bartlett", "boxcar"
            "flattop", "parzen", "bohman", "nuttall", "barthann", "cosine", "tukey", "lanczos",
            "taylor")
 SCHEDULERS = ("processes", "local", "synchronous")
-FREE_STRINGS = ("corpus.wsj0-2mix-spatialized.root", "corpus.folder.root", "dask.worker_env.*")
+FREE_STRINGS = ("corpus.wsj0-2mix-spatialized.root", "corpus.folder.root", "dask.worker_env.*",
+                "realcheck.root")
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")            # condition and model size names
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -838,6 +839,21 @@ class ReportSettings(Section):
     ci_level: float = _p(Num(0, 1, lo_open=True, hi_open=True))
 
 
+@section
+class RealcheckSettings(Section):
+    """``realcheck``: real recordings mixed two at a time as the corpus mixes, scored by trained
+    models (a check only, never trained on: stages/s10_realcheck.py)."""
+
+    root: str = _p(Text(expected="a folder path"))
+    raw_sample_rate: int = _p(Int(1))
+    models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))
+    teachers: tuple = _p(ListOf(Text(NAME.pattern, "the name of an entry of spatial.teachers"),
+                                min_len=0))
+    seed: int = _p(Int(0))
+    pairs: int | None = _p(Maybe(Int(1)))
+    min_seconds: float = _p(Num(0))
+
+
 # the file -----------------------------------------------------------------------------
 
 
@@ -858,6 +874,7 @@ class Config(Section):
     train_conditions: TrainConditions = _p(Nested(TrainConditions))
     evaluate: EvaluateSettings = _p(Nested(EvaluateSettings))
     report: ReportSettings = _p(Nested(ReportSettings))
+    realcheck: RealcheckSettings = _p(Nested(RealcheckSettings))
     path: str = ""
     raw: dict = field(default_factory=dict)
 
@@ -881,6 +898,18 @@ class Config(Section):
             if self.evaluate.ensemble_model not in names:
                 where.fail("evaluate.ensemble_model", self.evaluate.ensemble_model,
                            f"a training condition ({', '.join(names) or 'none defined'})")
+        if self.loaded("realcheck", "train_conditions") \
+                and self.train_conditions.loaded(*LABEL_KINDS):
+            names = [n for n, _, _ in self.train_conditions.entries()]
+            for i, name in enumerate(self.realcheck.models):
+                if name not in names:
+                    where.fail(f"realcheck.models[{i}]", name,
+                               f"a training condition ({', '.join(names) or 'none defined'})")
+        if self.loaded("realcheck", "spatial") and self.spatial.loaded("teachers"):
+            for i, name in enumerate(self.realcheck.teachers):
+                if name not in self.spatial.teachers:
+                    where.fail(f"realcheck.teachers[{i}]", name,
+                               f"an entry of spatial.teachers ({', '.join(self.spatial.teachers)})")
         rounds = None
         if self.loaded("self_training") and self.self_training.loaded("rounds"):
             rounds = self.self_training.rounds

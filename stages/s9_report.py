@@ -27,6 +27,7 @@ from bootsep.evaluate.figures import (
     fig3_spatial_vs_model,
     training_curves,
 )
+from bootsep.evaluate.realcheck_table import read_realcheck, realcheck_markdown, summarize
 from bootsep.evaluate.table import read_rows, table1, table1_json_rows, table1_markdown
 from bootsep.train.conditions import conditions
 from bootsep.train.skipped import skipped_reason
@@ -79,11 +80,24 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
         for example in sorted((results / "eval" / "examples").glob("*/masks.npz")):
             example_figure(example, spatial, ensemble["model"],
                            tmp / f"example_{example.parent.name}.png")
+    real_md, real_json = realcheck_section(results, level)
     write_text_atomic(results / "table1.json", json.dumps(
         {"ensemble_threshold": ensemble["threshold"], "has_references": has_refs,
          "fig2_confidence_vs_sdr": fig2, "confidence_vs_sdr_by_teacher": fig2_all,
-         "rows": table1_json_rows(table)},
+         "rows": table1_json_rows(table), **real_json},
         indent=2, default=float) + "\n")
-    md = table1_markdown(table, ensemble, level, has_refs)
+    md = table1_markdown(table, ensemble, level, has_refs) + real_md
     write_text_atomic(results / "table1.md", md)
     print(md)
+
+
+def realcheck_section(results: Path, level: float) -> tuple[str, dict]:
+    """The real-recordings table (markdown, after Table 1) and its table1.json entry, from
+    ``realcheck/realcheck.json`` when the realcheck stage wrote it (issue 22)."""
+    path = results / "realcheck" / "realcheck.json"
+    if not path.is_file():
+        return "", {}
+    data = read_realcheck(path)
+    return ("\n" + realcheck_markdown(data, level),
+            {"realcheck": {"mixtures": len(data["mixtures"]),
+                           "approaches": summarize(data["mixtures"], level)}})

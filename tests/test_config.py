@@ -50,6 +50,7 @@ STAGES = {
     "s7_labels": ["labels"],
     "s8_evaluate": ["evaluate"],
     "s9_report": ["report"],
+    "s10_realcheck": ["realcheck"],
 }
 DECLARED = {name: importlib.import_module(f"bootsep.stages.{name}") for name in STAGES}
 # mappings whose keys the user names (their entries may come and go)
@@ -179,7 +180,7 @@ def test_the_walk_reaches_every_section_and_stage():
     used = {stage_for(dotted(p))[0] for p in NODES}
     # the labels stage reads nothing that an earlier stage does not read first
     assert used == {"corpus", "stft", "spatial", "confidence", "train", "relabel", "evaluate",
-                    "report"}
+                    "report", "realcheck"}
 
 
 @pytest.mark.parametrize("path", NODES, ids=lambda p: ".".join(map(str, p)))
@@ -215,7 +216,8 @@ def test_free_strings_are_exactly_the_documented_ones():
         except BootsepError:
             continue
         accepted.add(".".join(map(str, path)))
-    assert accepted == {"corpus.wsj0-2mix-spatialized.root", "corpus.folder.root"}
+    assert accepted == {"corpus.wsj0-2mix-spatialized.root", "corpus.folder.root",
+                        "realcheck.root"}
     assert all(free(k) for k in accepted)
 
 

@@ -1,0 +1,120 @@
+"""DVC stage ``realcheck``: real recordings mixed as the corpus mixes, scored by trained models.
+
+A check of what the corpus's voices teach (issue 22): the recordings under ``realcheck.root``
+(Debian's ``pocketsphinx-testdata`` by default) are mixed two at a time, only across groups
+(:mod:`bootsep.evaluate.realcheck`), with the corpus's level, geometry and scaling draws
+(``corpus.tts``); each model of ``realcheck.models`` separates channel 0 and each teacher of
+``realcheck.teachers`` its stereo pair. Never trained on.
+
+Writes ``data/results/realcheck/realcheck.json``: the recordings, per mixture its draws and
+every approach's SI-SDR/SIR/SAR and SI-SDRi, and per approach the means with their 95%
+confidence intervals. A model folder that is a "skipped" marker (:mod:`bootsep.train.skipped`)
+is left out with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from bootsep.atomic import atomic_dir, write_text_atomic
+from bootsep.config import load_config
+from bootsep.errors import BootsepError
+from bootsep.evaluate.realcheck import (
+    MixSettings,
+    choose_pairs,
+    cross_group_pairs,
+    load_recordings,
+    mix_pair,
+    score_mixture,
+)
+from bootsep.evaluate.realcheck_table import summarize
+from bootsep.pipeline.corpus.spatialize import array_geometry
+from bootsep.pipeline.storage.layout import stft_config
+from bootsep.pipeline.teachers.spec import Teacher
+from bootsep.progress import Progress
+from bootsep.train.loop import resolve_device
+from bootsep.train.saved_model import load_model
+from bootsep.train.skipped import skipped_reason
+
+MODEL_ROOT = Path("data/models")
+OUT = Path("data/results/realcheck")
+CI_LEVEL = 0.95
+INSTALL_HINT = "apt-get install pocketsphinx-testdata"
+
+log = logging.getLogger(__name__)
+
+# The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
+# (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
+# (realcheck.models is checked against the model folders, not train_conditions: a new training
+# condition does not rerun this stage.)
+PARAMS = ("realcheck", "stft", "spatial", "evaluate.kmeans_threshold_db",
+          "evaluate.kmeans_seed", "corpus.tts.relative_level_db",
+          "corpus.tts.min_azimuth_separation_deg", "corpus.tts.distance_m",
+          "corpus.tts.speed_of_sound", "corpus.tts.peak", "corpus.tts.max_seconds",
+          "corpus.tts.array")
+RUN_PARAMS = ("train.device", "train.torch_threads")
+
+
+def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_ROOT,
+         out: str | os.PathLike = OUT) -> None:
+    params = load_config(params_path, PARAMS + RUN_PARAMS)
+    rc, tts, cfg = params.realcheck, params.corpus.tts, stft_config(params.stft)
+    if not Path(rc.root).is_dir():
+        raise BootsepError(f"realcheck.root: {rc.root} is not a folder; install the real "
+                           f"recordings with `{INSTALL_HINT}` or point realcheck.root at a "
+                           "folder of speech recordings", params.path)
+    device = resolve_device(params.train.device)
+    torch.set_num_threads(params.train.torch_threads)
+    models, notes = {}, []
+    for i, name in enumerate(rc.models):
+        if not (Path(model_root) / name).is_dir():
+            raise BootsepError(f"realcheck.models[{i}] is '{name}'; expected a training "
+                               f"condition with a model folder (no {Path(model_root) / name})",
+                               params.path)
+        reason = skipped_reason(Path(model_root) / name)
+        if reason:
+            notes.append(f"{name} left out: {reason}")
+            log.info(f"realcheck: leaving out {name}, {reason}")
+            continue
+        models[name], meta = load_model(Path(model_root) / name, device)
+        if meta["stft"] != cfg:
+            raise BootsepError(f"model was trained with {meta['stft']}, the pipeline uses {cfg}",
+                               Path(model_root) / name)
+    sp = params.spatial
+    teachers = [Teacher.from_config(t, sp.teachers[t], sp.num_components,
+                                    getattr(sp, sp.teachers[t].method).as_dict())
+                for t in rc.teachers]
+    recordings, short = load_recordings(rc.root, cfg.sample_rate, rc.raw_sample_rate,
+                                        rc.min_seconds)
+    pairs = choose_pairs(cross_group_pairs(recordings), rc.pairs, rc.seed)
+    if not pairs:
+        raise BootsepError(f"realcheck.root: {rc.root} holds no two recordings of different "
+                           f"groups of at least {rc.min_seconds} s", params.path)
+    mics = array_geometry(tts.array)
+    mixing = MixSettings(tuple(tts.relative_level_db), tts.min_azimuth_separation_deg,
+                         tuple(tts.distance_m), tts.speed_of_sound, tts.peak, tts.max_seconds,
+                         tuple(params.stft.pair_channels))
+    mixtures = []
+    with Progress(len(pairs), "realcheck", "mix") as bar:
+        for i, j in pairs:
+            mix = mix_pair(recordings, i, j, mics, cfg.sample_rate, mixing, rc.seed)
+            scores = score_mixture(mix, models, teachers, cfg, mics, tts.speed_of_sound,
+                                   threshold_db=params.evaluate.kmeans_threshold_db,
+                                   seed=params.evaluate.kmeans_seed, device=device)
+            mixtures.append({**mix.record(), "scores": scores})
+            bar.update(1)
+    summary = summarize(mixtures, CI_LEVEL)
+    result = {"root": rc.root, "sample_rate": cfg.sample_rate, "ci_level": CI_LEVEL,
+              "notes": notes,
+              "recordings": [{"id": r.id, "group": r.group,
+                              "seconds": round(r.num_samples / cfg.sample_rate, 3)}
+                             for r in recordings],
+              "too_short": short, "summary": summary, "mixtures": mixtures}
+    with atomic_dir(out) as tmp:
+        write_text_atomic(tmp / "realcheck.json", json.dumps(result, indent=1) + "\n")
+    log.info(f"realcheck: {len(mixtures)} mixtures of {len(recordings)} recordings -> {out}")
