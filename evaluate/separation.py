@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from bootsep.errors import BootsepError
-from bootsep.evaluate.ensemble import align_masks, perbin_masks
 from bootsep.evaluate.estimates import MixtureEstimates, teacher_approach
 from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.pipeline.audio import load_at_rate, load_references
 from bootsep.pipeline.confidence import combined_confidence
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
@@ -46,7 +46,7 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
     A teacher's estimate applies its posteriors (eq. 3, soft masks) to channel 0, as the paper
     does (§3.3). A per-bin ensemble aligns the model's masks to the teacher's posteriors and
     mixes them per bin by the teacher's confidence ``C_cl C_JSD C_post`` (eq. 7, α = 1) of its
-    confidence shard (:func:`~bootsep.evaluate.ensemble.perbin_masks`). The first
+    confidence shard (:func:`~bootsep.evaluate.perbin.perbin_masks`). The first
     ``keep_masks`` mixtures keep their masks and log-magnitude.
     """
     perbin = dict(perbin or {})

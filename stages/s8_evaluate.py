@@ -6,7 +6,7 @@ four ensembles with M's own teacher T: *confidence* (T when the mixture's mean c
 above the ``confidence_percentile``-th percentile of the validation mixtures' confidences by
 T), *random* (a seeded coin), *oracle* (the better by true SI-SDR) and *perbin* (per bin, T's
 posterior weighted by its confidence C_cl C_JSD C_post and M's aligned mask by the rest:
-:func:`~bootsep.evaluate.ensemble.perbin_masks`). They are named ``ensemble_<kind>`` for the
+:func:`~bootsep.evaluate.perbin.perbin_masks`). They are named ``ensemble_<kind>`` for the
 first model, ``ensemble_<kind>@<model>`` for the others
 (:func:`~bootsep.evaluate.estimates.ensemble_approach`). The validation split is separated by
 every teacher too (the thresholds, and Fig. 2).

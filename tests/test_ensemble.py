@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from bootsep.evaluate.ensemble import (
-    align_masks,
     choose_confidence,
     choose_oracle,
     choose_random,
     confidence_threshold,
-    perbin_masks,
 )
 from bootsep.evaluate.estimates import approach_ensemble, ensemble_approach
+from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.evaluate.scoring import ENSEMBLES, best_ensemble, ensemble_rows
 
 
