@@ -19,7 +19,7 @@ Free strings (any non-empty text is accepted, nothing to check it against):
 paths, checked when the corpus is built or the recordings read) and the values of
 ``dask.worker_env`` (environment variables). Every other string is one of a fixed set
 (``stft.window``, ``corpus.kind``, ...), a name defined elsewhere in the file (``model.size``,
-``evaluate.ensemble_model``) or a pattern (``train.device``, ``dask.address``).
+``evaluate.ensemble_models``) or a pattern (``train.device``, ``dask.address``).
 
 Imports only the standard library and PyYAML (the package core).
 """
@@ -828,7 +828,8 @@ class EvaluateSettings(Section):
     kmeans_threshold_db: float = _p(Num())
     kmeans_seed: int = _p(Int(0))
     batch_size: int = _p(Int(1))
-    ensemble_model: str = _p(Text(NAME.pattern, "the name of a training condition"))
+    # the bootstrapped models whose ensembles with their own teachers are measured (§3.3)
+    ensemble_models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))
     confidence_percentile: float = _p(Num(0, 100))
     random_seed: int = _p(Int(0))
     examples: int = _p(Int(0))
@@ -892,12 +893,22 @@ class Config(Section):
         return super().parse(value, key, where, select)
 
     def validate(self, where):
-        if self.loaded("evaluate", "train_conditions") and self.evaluate.loaded("ensemble_model") \
+        if self.loaded("evaluate", "train_conditions") \
+                and self.evaluate.loaded("ensemble_models") \
                 and self.train_conditions.loaded(*LABEL_KINDS):
-            names = [n for n, _, _ in self.train_conditions.entries()]
-            if self.evaluate.ensemble_model not in names:
-                where.fail("evaluate.ensemble_model", self.evaluate.ensemble_model,
-                           f"a training condition ({', '.join(names) or 'none defined'})")
+            groups = {n: g for n, g, _ in self.train_conditions.entries()}
+            usable = [n for n, g in groups.items() if g != "gt"]
+            models = self.evaluate.ensemble_models
+            for i, name in enumerate(models):
+                key = f"evaluate.ensemble_models[{i}]"
+                if groups.get(name) == "gt":
+                    where.error(f"{key} is '{name}', a ground-truth condition (no teacher to "
+                                "ensemble with); expected a spatial or rounds condition")
+                if name not in groups:
+                    where.fail(key, name, "a spatial or rounds training condition "
+                               f"({', '.join(usable) or 'none defined'})")
+                if name in models[:i]:
+                    where.error(f"{key}: '{name}' is listed twice")
         if self.loaded("realcheck", "train_conditions") \
                 and self.train_conditions.loaded(*LABEL_KINDS):
             names = [n for n, _, _ in self.train_conditions.entries()]

@@ -1,9 +1,16 @@
-"""The three ensembles of the spatial algorithm and a bootstrapped model (paper §3.3);
-True = spatial."""
+"""Ensembles of the spatial algorithm and a bootstrapped model (paper §3.3).
+
+The three per-mixture switches of the paper (``choose_*``; True = spatial); the per-bin
+combination of the two masks is :mod:`bootsep.evaluate.perbin` (kept apart: the report
+imports this module and must not depend on the confidence code).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+KINDS = ("confidence", "random", "oracle", "perbin")    # the ensembles of one model
+USABLE = ("confidence", "perbin")     # usable on new audio (random: a coin; oracle: references)
 
 
 def confidence_threshold(valid_mean_conf, q: float = 25.0) -> float:
@@ -45,5 +52,6 @@ def choose_oracle(sdr_spatial, sdr_model) -> np.ndarray:
     s = np.nan_to_num(np.asarray(sdr_spatial, dtype=np.float64), nan=-np.inf)
     m = np.nan_to_num(np.asarray(sdr_model, dtype=np.float64), nan=-np.inf)
     return s >= m
+
 
 

@@ -22,6 +22,25 @@ def approach_teacher(approach: str) -> str | None:
     return approach[len(SPATIAL_PREFIX):] if approach.startswith(SPATIAL_PREFIX) else None
 
 
+ENSEMBLE_PREFIX = "ensemble_"
+
+
+def ensemble_approach(kind: str, model: str, models) -> str:
+    """The approach name of ``model``'s ensemble ``kind`` (confidence, random, oracle, perbin)
+    with its teacher: ``ensemble_<kind>`` for the first of ``models`` (``evaluate.
+    ensemble_models``; the paper's Table 1 names), ``ensemble_<kind>@<model>`` for the others."""
+    return f"{ENSEMBLE_PREFIX}{kind}" + ("" if model == models[0] else f"@{model}")
+
+
+def approach_ensemble(approach: str, models) -> tuple[str, str] | None:
+    """``(kind, model)`` of an ensemble approach name (:func:`ensemble_approach`), None for any
+    other approach."""
+    if not approach.startswith(ENSEMBLE_PREFIX) or not models:
+        return None
+    kind, _, model = approach[len(ENSEMBLE_PREFIX):].partition("@")
+    return kind, (model or models[0])
+
+
 @dataclass
 class MixtureEstimates:
     id: str

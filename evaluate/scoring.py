@@ -2,7 +2,8 @@
 
 One row of ``per_mixture.csv`` per mixture and approach (:func:`score`), the three ensembles
 between the spatial algorithm and a model (:func:`ensemble_rows`: confidence, random,
-oracle), and the listening examples. Numpy only.
+oracle), the best measured one (:func:`best_ensemble`), and the listening examples. Numpy
+only.
 """
 
 from __future__ import annotations
@@ -48,19 +49,34 @@ def score(est: MixtureEstimates, split: str, approach: str, teacher: str) -> dic
 
 
 def ensemble_rows(rows: dict[str, list[dict]], spatial_approach: str, model: str,
-                  threshold: float, seed: int) -> dict[str, list[dict]]:
+                  threshold: float, seed: int, suffix: str = "") -> dict[str, list[dict]]:
     """The three ensembles' rows between a spatial teacher's approach and a model, each a copy
-    of the chosen approach's row (paper §3.3)."""
+    of the chosen approach's row (paper §3.3); named ``ensemble_<kind><suffix>``."""
     spatial, learned = rows[spatial_approach], rows[model]
     conf = np.array([r["mean_confidence"] for r in spatial])
     picks = {"ensemble_confidence": choose_confidence(conf, threshold),
              "ensemble_random": choose_random(len(spatial), seed),
              "ensemble_oracle": choose_oracle(np.array([r["si_sdr"] for r in spatial]),
                                               np.array([r["si_sdr"] for r in learned]))}
-    return {name: [{**(s if use_spatial else m), "approach": name,
-                    "choice": spatial_approach if use_spatial else model}
-                   for s, m, use_spatial in zip(spatial, learned, pick)]
+    return {name + suffix: [{**(s if use_spatial else m), "approach": name + suffix,
+                             "choice": spatial_approach if use_spatial else model}
+                            for s, m, use_spatial in zip(spatial, learned, pick)]
             for name, pick in picks.items()}
+
+
+def best_ensemble(rows: dict[str, list[dict]], candidates: dict[tuple[str, str], str]
+                  ) -> dict | None:
+    """The candidate ``(model, kind) -> approach`` with the highest mean SI-SDRi over its
+    rows (the first on a tie); None when no candidate has a finite mean (no references)."""
+    best = None
+    for (model, kind), approach in candidates.items():
+        values = np.array([r["si_sdri"] for r in rows.get(approach, [])], dtype=np.float64)
+        if values.size == 0 or not np.isfinite(values).all():
+            continue
+        mean = float(values.mean())
+        if best is None or mean > best["si_sdri"]:
+            best = {"model": model, "kind": kind, "approach": approach, "si_sdri": mean}
+    return best
 
 
 def csv_text(rows: list[dict]) -> str:

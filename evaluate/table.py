@@ -17,13 +17,19 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.errors import BootsepError
-from bootsep.evaluate.estimates import approach_teacher, teacher_approach
+from bootsep.evaluate.estimates import (
+    approach_ensemble,
+    approach_teacher,
+    ensemble_approach,
+    teacher_approach,
+)
 from bootsep.evaluate.paper import paper_key, paper_row
 from bootsep.evaluate.scoring import ENSEMBLES, METRICS
 from bootsep.evaluate.stats import mean_ci
 from bootsep.train.conditions import Condition
 
 RESULTS = Path("data/results")
+TABLE_KINDS = ("oracle", "random", "confidence", "perbin")   # ensemble rows, per model
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -63,12 +69,13 @@ def _channels(teachers: dict[str, tuple[str, str]], teacher: str | None) -> str:
     return "2ch" if teacher not in teachers or teachers[teacher][1] == "pair" else "all mics"
 
 
-def approach_label(conditions: dict[str, Condition], ensemble_model: str, approach: str,
-                   teachers: dict[str, tuple[str, str]], ensemble_teacher: str | None = None,
+def approach_label(conditions: dict[str, Condition], ensembles: dict[str, str], approach: str,
+                   teachers: dict[str, tuple[str, str]],
                    rounds: dict[str, tuple[str, str]] | None = None) -> tuple[str, str, tuple]:
-    """(channels, human label, paper key) of an approach; ``teachers``: name -> (method,
+    """(channels, human label, paper key) of an approach; ``ensembles``: the ensembled models
+    (``evaluate.ensemble_models``, in order) -> their teachers; ``teachers``: name -> (method,
     channels); ``rounds``: self-training round -> (base teacher, student). Paper keys only for
-    the paper's own method."""
+    the paper's own method (and for ensembles, the first model's per-mixture switches)."""
     teacher = approach_teacher(approach)
     if teacher is not None:
         method, _ = teachers.get(teacher, ("paper", "pair"))
@@ -78,11 +85,14 @@ def approach_label(conditions: dict[str, Condition], ensemble_model: str, approa
             return (_channels(teachers, teacher),
                     f"Relabelled teacher {teacher} ({base} + prior of student {student})", key)
         return _channels(teachers, teacher), f"Spatial teacher {teacher} ({method})", key
-    if approach in ENSEMBLES:
-        kind = approach.split("_", 1)[1]
-        paper = teachers.get(ensemble_teacher, ("paper",))[0] == "paper"
-        return (_channels(teachers, ensemble_teacher),
-                f"Ensemble ({kind}, {ensemble_teacher} + {ensemble_model})",
+    ens = approach_ensemble(approach, list(ensembles)) if approach not in conditions else None
+    if ens is not None and ens[1] in ensembles:
+        kind, model = ens
+        ens_teacher = ensembles[model]
+        paper = (teachers.get(ens_teacher, ("paper",))[0] == "paper"
+                 and approach in ENSEMBLES)           # the first model's switches: the paper's rows
+        return (_channels(teachers, ens_teacher),
+                f"Ensemble ({kind}) of teacher {ens_teacher} + model {model}",
                 ("2ch", approach) if paper else ("none",))
     c = conditions[approach]
     if c.labels == "gt":
@@ -93,14 +103,16 @@ def approach_label(conditions: dict[str, Condition], ensemble_model: str, approa
             paper_key("spatial", alpha=c.alpha) if paper else ("none",))
 
 
-def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dict], labels: dict,
-           level: float, has_refs: bool = True, skipped: dict[str, str] | None = None, *,
+def table1(conditions: dict[str, Condition], ensembles: dict[str, str], rows: list[dict],
+           labels: dict, level: float, has_refs: bool = True,
+           skipped: dict[str, str] | None = None, *,
            teachers: dict[str, tuple[str, str]] | None = None,
-           label_accuracy: dict | None = None, ensemble_teacher: str | None = None,
+           label_accuracy: dict | None = None,
            rounds: dict[str, tuple[str, str]] | None = None) -> dict:
     """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}`` for
     the training ``conditions`` (by name, in Table 1 order), the spatial algorithm and the
-    ensembles with ``ensemble_model``. ``has_refs`` False marks every row
+    ensembles of each model of ``ensembles`` (model -> its teacher, in the order of
+    ``evaluate.ensemble_models``). ``has_refs`` False marks every row
     ``needs_references``; ``skipped`` (condition -> reason) gives the conditions that were not
     trained a row with ``skipped`` and no numbers. ``teachers``: name -> (method, channels),
     one row each (default: a paper teacher ``paper``); ``label_accuracy``: the labels stage's
@@ -109,15 +121,17 @@ def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dic
     label_accuracy = label_accuracy or {}
     test = [r for r in rows if r["split"] == "test"]
     subsets = test_subsets(rows)
-    order = [*conditions, *(teacher_approach(t) for t in teachers), *ENSEMBLES]
-    label = functools.partial(approach_label, teachers=teachers,
-                              ensemble_teacher=ensemble_teacher, rounds=rounds)
+    models = list(ensembles)
+    order = [*conditions, *(teacher_approach(t) for t in teachers),
+             *(ensemble_approach(k, m, models) for m in models for k in TABLE_KINDS)]
+    switches = {ensemble_approach(k, m, models) for m in models for k in TABLE_KINDS[:3]}
+    label = functools.partial(approach_label, teachers=teachers, rounds=rounds)
     skipped = skipped or {}
     table = {}
     for approach in order:
         sel = [r for r in test if r["approach"] == approach]
         if approach in skipped:
-            channels, text, key = label(conditions, ensemble_model, approach)
+            channels, text, key = label(conditions, ensembles, approach)
             table[approach] = {"label": text, "channels": channels, "mixtures": 0,
                                **{k: None for m in METRICS for k in (m, f"{m}_ci")},
                                "quality": None, "quantity": None, "skipped": skipped[approach],
@@ -125,7 +139,7 @@ def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dic
             continue
         if not sel:
             continue
-        channels, text, key = label(conditions, ensemble_model, approach)
+        channels, text, key = label(conditions, ensembles, approach)
         entry = {"label": text, "channels": channels, "mixtures": len(sel)}
         if not has_refs:
             entry["needs_references"] = True
@@ -137,7 +151,7 @@ def table1(conditions: dict[str, Condition], ensemble_model: str, rows: list[dic
         lab = labels.get(approach)
         entry["quality"] = lab["quality"] if lab else None
         entry["quantity"] = lab["quantity"] if lab else None
-        if approach in ENSEMBLES:
+        if approach in switches:     # a per-mixture switch: how often it chose the teacher
             entry["spatial_share"] = float(np.mean([approach_teacher(r["choice"]) is not None
                                                     for r in sel]))
         teacher = approach_teacher(approach)
@@ -180,6 +194,25 @@ def _cell(v, fmt: str, paper, paper_fmt: str, missing: str = "–") -> str:
     return f"{ours} ({_num(paper, paper_fmt)})"
 
 
+def ensemble_note(ensemble: dict) -> str:
+    """The sentence on the confidence ensembles' thresholds (per model of ``ensemble.json``'s
+    ``models``, or its one ``threshold``) and the best measured ensemble."""
+    models = ensemble.get("models") or {ensemble.get("model"): ensemble}
+    first = next(iter(models.values()))
+    text = ("Confidence ensemble thresholds: " if len(models) > 1
+            else "Confidence ensemble threshold: ")
+    text += "; ".join(f"{e['threshold']:.4f}" + (f" ({m}, teacher {e['teacher']})"
+                                                  if len(models) > 1 else "")
+                      for m, e in models.items())
+    text += (f" (the {first['percentile']:g}th percentile of {first['valid_mixtures']} "
+             "validation mixtures' mean confidence by the model's teacher).")
+    best = ensemble.get("best")
+    if best:
+        text += (f" Best ensemble usable on new audio (used by `bootsep separate`): {best['kind']} "
+                 f"of {best['model']} ({best['si_sdri']:.2f} dB SI-SDRi).")
+    return text
+
+
 def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -> str:
     lines = ["# Table 1: SI-SDR (dB) for each approach, ours (paper)", ""]
     if not has_refs:
@@ -199,10 +232,8 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
         " The last columns: SI-SDRi of each test subset ("
         + ", ".join(f"{name}: {counts[name]['mixtures']} mixtures" for name in subsets) + ").")
     lines += [f"Means over {mixtures} test mixtures, "
-              f"± half-width of the {level:.0%} confidence interval of the mean. Confidence "
-              f"ensemble threshold: {ensemble['threshold']:.4f} (the "
-              f"{ensemble['percentile']:g}th percentile of {ensemble['valid_mixtures']} validation "
-              "mixtures' mean confidence)." + sub_note, "",
+              f"± half-width of the {level:.0%} confidence interval of the mean. "
+              + ensemble_note(ensemble) + sub_note, "",
               "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |" + sub_head,
               "|---|---|---|---|---|---|---|---|" + "---|" * len(subsets)]
     for e in table.values():

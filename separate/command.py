@@ -126,7 +126,8 @@ def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
         if info.get("channel_warning"):
             log.warning(f"{path}: {info['channel_warning']}")
         conf = info["mean_spatial_confidence"]
-        chosen = ", used " + "/".join(info["choices"]) if info["approach"] == "ensemble" else ""
+        chosen = (f", {info['ensemble_used']}, used " + "/".join(info["choices"])
+                  if info["approach"] == "ensemble" else "")
         log.info(f"{path} -> {out_dir}/{path.stem}_s1..s{k}.wav ({info['approach']}"
                  f"{'' if conf is None else f', mean spatial confidence {conf:.3f}'}{chosen})")
     if failed:

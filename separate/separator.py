@@ -13,12 +13,18 @@ Approaches (``approach=``):
   (``channels: pair``) or on every channel of the input (``channels: all``; free delays, a
   recording's array geometry being unknown), the ``cacgmm`` teacher started from it, or
   ``iva`` (AuxIVA's ratio masks).
-- ``ensemble``: per block, the teacher when its mean confidence
-  (C_cl · C_JSD · mean C_post, eqs. 4–6) is above the threshold chosen on the validation
-  split by the evaluate stage, otherwise the model. The threshold is found from the model's
-  path, not the working folder: ``<model>/../../results/eval/ensemble.json`` (the pipeline's
-  ``data/models/<name>`` -> ``data/results/eval/ensemble.json``); a threshold computed for
-  another model is used with a warning.
+- ``ensemble``: the best measured ensemble of the model with its teacher, from the evaluate
+  stage's ``ensemble.json``, found from the model's path, not the working folder:
+  ``<model>/../../results/eval/ensemble.json`` (the pipeline's ``data/models/<name>`` ->
+  ``data/results/eval/ensemble.json``). When the file's ``best`` is this model's, its kind:
+  ``confidence`` (per block, the teacher when its mean confidence C_cl · C_JSD · mean C_post,
+  eqs. 4–6, is above the model's threshold from validation, otherwise the model) or
+  ``perbin`` (per bin, the teacher's posterior weighted by its confidence C_cl C_JSD C_post
+  and the model's aligned mask by the rest: :func:`~bootsep.evaluate.perbin.perbin_masks`);
+  otherwise the confidence switch with the model's own entry of ``models``. A file without an
+  entry for the model (or an older one with a single ``threshold``) gives the confidence
+  switch with that threshold, with a warning when it was computed for another model;
+  ``--threshold`` forces the confidence switch with the given threshold.
 - ``auto``: ``model`` for mono input, ``ensemble`` for two or more channels.
 
 A block whose channels 0 and 1 carry no independent information (a silent channel, or a copy
@@ -44,8 +50,9 @@ import torch
 
 from bootsep.config import parse_config
 from bootsep.errors import BootsepError, exception_text
-from bootsep.evaluate.ensemble import choose_confidence
+from bootsep.evaluate.ensemble import USABLE, choose_confidence
 from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.pipeline.audio import pcm_to_float, resample
 from bootsep.pipeline.channels import INDEPENDENT, describe
 from bootsep.pipeline.features import log_magnitude_db
@@ -65,6 +72,7 @@ from bootsep.train.model import DeepClusteringBLSTM
 from bootsep.train.saved_model import load_model
 
 APPROACHES = ("auto", "spatial", "model", "ensemble")
+ENSEMBLE_KINDS = USABLE          # the ensembles usable on new audio: confidence, perbin
 ENSEMBLE_FROM_MODEL = Path("..", "..", "results", "eval", "ensemble.json")   # from <model>/
 PARAMS_JSON = "params.json"
 MAX_SOURCES = 8
@@ -107,13 +115,18 @@ class Separator:
     def __init__(self, model: DeepClusteringBLSTM, meta: dict, *, path: Path, device: torch.device,
                  spatial: SpatialSettings, kmeans_threshold_db: float, kmeans_seed: int,
                  threshold: float | None = None, threshold_source: str | None = None,
-                 threshold_warning: str | None = None):
+                 threshold_warning: str | None = None, ensemble_kind: str = "confidence",
+                 ensemble_used: str | None = None):
         self.model, self.meta, self.path, self.device = model, meta, Path(path), device
         self.stft_config: StftConfig = meta["stft"]
         self.spatial = spatial
         self.kmeans_threshold_db, self.kmeans_seed = float(kmeans_threshold_db), int(kmeans_seed)
         self.threshold, self.threshold_source = threshold, threshold_source
         self.threshold_warning = threshold_warning
+        if ensemble_kind not in ENSEMBLE_KINDS:
+            raise BootsepError(f"ensemble kind must be one of {', '.join(ENSEMBLE_KINDS)}, "
+                               f"got {ensemble_kind!r}")
+        self.ensemble_kind, self.ensemble_used = ensemble_kind, ensemble_used
         self.default_num_sources = int(meta.get("num_sources") or 2)
 
     # ------------------------------------------------------------------ construction
@@ -138,20 +151,26 @@ class Separator:
         spatial = SpatialSettings(settings["teacher"], jsd_samples=int(conf["jsd_samples"]),
                                   jsd_seed=int(conf["seed"]))
         source = warning = None
+        kind, used = "confidence", None
         if threshold is not None:
             threshold, source = _check_threshold(threshold, "--threshold"), "given"
+            used = "confidence switch with the given --threshold"
         else:
             explicit = ensemble_file is not None
-            threshold, source, computed_for = read_ensemble_threshold(
-                ensemble_file if explicit else ensemble_file_of(path), required=explicit)
             name = model_name(meta, path)
+            choice = read_ensemble_choice(ensemble_file if explicit else ensemble_file_of(path),
+                                          name, required=explicit)
+            threshold, source, kind, used = (choice.threshold, choice.source, choice.kind,
+                                             choice.used)
+            computed_for = choice.computed_for
             if threshold is not None and computed_for is not None and computed_for != name:
                 warning = (f"{source}: the ensemble threshold was computed for model "
                            f"'{computed_for}', not '{name}' ({path}); pass --threshold to override")
         return cls(model, meta, path=path, device=dev, spatial=spatial,
                    kmeans_threshold_db=float(ev["kmeans_threshold_db"]),
                    kmeans_seed=int(ev["kmeans_seed"]),
-                   threshold=threshold, threshold_source=source, threshold_warning=warning)
+                   threshold=threshold, threshold_source=source, threshold_warning=warning,
+                   ensemble_kind=kind, ensemble_used=used)
 
     @property
     def sample_rate(self) -> int:
@@ -249,14 +268,22 @@ class Separator:
         y = resample(chans, rate, cfg.sample_rate)
         spec = stft(y, cfg)                                           # (C', T, F)
         logmag = log_magnitude_db(spec[0])                            # eq. 2
-        confidence = channels = None
+        confidence = channels = weight = None
         spatial_masks_ = None
-        if stereo:
+        perbin = approach == "ensemble" and self.ensemble_kind == "perbin"
+        if stereo and perbin:
+            spatial_masks_, confidence, channels, weight = spatial_separation_weighted(
+                spec, logmag, num_sources, self.spatial, self.stft_config)
+        elif stereo:
             spatial_masks_, confidence, channels = self.spatial_masks(spec, logmag, num_sources)
         cue = channels == INDEPENDENT
-        if approach == "spatial" or (approach == "ensemble" and cue
+        if approach == "spatial" or (approach == "ensemble" and not perbin and cue
                                      and self.use_spatial(confidence)):
             masks, choice = spatial_masks_, "spatial"
+        elif perbin and cue:
+            learned = self.model_masks(logmag, num_sources)
+            perm = align_masks(spatial_masks_, learned, np.abs(spec[0]))
+            masks, choice = perbin_masks(spatial_masks_, learned[perm], weight), "perbin"
         else:
             masks, choice = self.model_masks(logmag, num_sources), "model"
         out = apply_masks(spec[0], masks, cfg, y.shape[-1])
@@ -300,6 +327,8 @@ class Separator:
             "choices": choices,
             "mean_spatial_confidence": mean_conf,
             "ensemble_threshold": self.threshold if used == "ensemble" else None,
+            "ensemble_kind": self.ensemble_kind if used == "ensemble" else None,
+            "ensemble_used": self.ensemble_used if used == "ensemble" else None,
             "threshold_source": self.threshold_source if used == "ensemble" else None,
             "threshold_warning": self.threshold_warning if used == "ensemble" else None,
             "channel_warning": channel_warning(blocks, used),
@@ -321,15 +350,23 @@ class Separator:
 
 def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
                        settings: SpatialSettings, cfg: StftConfig) -> tuple[np.ndarray, float, int]:
+    """The masks, mean confidence and channel check of :func:`spatial_separation_weighted`."""
+    return spatial_separation_weighted(spec, logmag, num_sources, settings, cfg)[:3]
+
+
+def spatial_separation_weighted(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
+                                settings: SpatialSettings, cfg: StftConfig
+                                ) -> tuple[np.ndarray, float, int, np.ndarray]:
     """A teacher's masks ``(K, T, F)`` of one multichannel STFT ``spec (C, T, F)`` (the paper's
     teacher: channels 0 and 1; the others: the channels given, free delays since a recording's
     array is unknown), its mean confidence computed as the spatial and confidence stages do
     (:func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher`,
     :func:`~bootsep.pipeline.jobs.confidence_shard.fit_term`; eqs. 4–6, generalised eq. 5),
-    and the channel check of channels 0 and 1 (:mod:`bootsep.pipeline.channels`; not 0:
-    uniform masks, confidence 0)."""
+    the channel check of channels 0 and 1 (:mod:`bootsep.pipeline.channels`; not 0:
+    uniform masks, confidence 0) and the per-bin confidence ``C_cl C_JSD C_post (T, F)``
+    (eq. 7, α = 1) that weights the teacher in the per-bin ensemble."""
     from bootsep.pipeline.channels import check_channel_pair
-    from bootsep.pipeline.confidence import measures
+    from bootsep.pipeline.confidence import combined_confidence, measures
     from bootsep.pipeline.jobs.confidence_shard import fit_term, mixture_seeds
     from bootsep.pipeline.jobs.spatial_shard import fit_teacher
 
@@ -346,8 +383,10 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
                     frames["fit_mask"])              # as the confidence stage: eqs. 4, 6
     code = utterances["channel_check"][0] if "channel_check" in utterances \
         else check_channel_pair(X[:, 0], X[:, 1], valid).reason[0]
+    weight = np.clip(combined_confidence(conf["c_cl"][0], conf["c_jsd"][0],          # eq. 7
+                                         conf["c_post"][0], 1.0), 0.0, 1.0)
     return (np.moveaxis(np.asarray(frames["posteriors"][0], np.float32), -1, 0),
-            float(conf["mean_confidence"][0]), int(code))
+            float(conf["mean_confidence"][0]), int(code), weight.astype(np.float32))
 
 
 def channel_warning(blocks: list[dict], approach: str) -> str | None:
@@ -452,6 +491,55 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
     model = data.get("model")
     return (_check_threshold(data["threshold"], str(path)), str(path),
             None if model is None else str(model))
+
+
+@dataclass(frozen=True)
+class EnsembleChoice:
+    """What ``ensemble.json`` gives a model: the confidence threshold (None: no file), the
+    file, the model the threshold was computed for (None if unsaid), the ensemble kind
+    (``confidence`` or ``perbin``) and one line saying which entry was used."""
+
+    threshold: float | None
+    source: str | None
+    computed_for: str | None
+    kind: str = "confidence"
+    used: str | None = None
+
+
+def read_ensemble_choice(path: str | os.PathLike, name: str,
+                         required: bool = True) -> EnsembleChoice:
+    """The ensemble of model ``name`` in the evaluate stage's ``ensemble.json``: the best
+    measured one (``best``) when it is this model's, else the confidence switch of the model's
+    own entry of ``models``, else (no entry: an older file, or a model not in
+    ``evaluate.ensemble_models``) the confidence switch with the file's ``threshold``.
+    A missing file that is not ``required`` gives no threshold."""
+    threshold, source, computed_for = read_ensemble_threshold(path, required)
+    if threshold is None:
+        return EnsembleChoice(None, None, None)
+    data = json.loads(Path(path).read_text())
+    models, best = data.get("models"), data.get("best")
+    if not isinstance(models, dict) or name not in models:
+        of = computed_for or "the file"
+        return EnsembleChoice(threshold, source, computed_for, "confidence",
+                              f"confidence switch with the threshold of {of}")
+    entry = models[name]
+    if not isinstance(entry, dict) or "threshold" not in entry:
+        raise BootsepError(f"ensemble file's models.{name} has no 'threshold'", path)
+    own = _check_threshold(entry["threshold"], f"{path}: models.{name}")
+    if isinstance(best, dict) and best.get("model") == name:
+        kind = best.get("kind")
+        if kind not in ENSEMBLE_KINDS:
+            raise BootsepError(f"ensemble file's best.kind is {kind!r}; expected one of "
+                               f"{', '.join(ENSEMBLE_KINDS)}", path)
+        gain = best.get("si_sdri")
+        gain = f" ({gain:.2f} dB SI-SDRi on the test split)" if isinstance(gain, (int, float)) \
+            else ""
+        return EnsembleChoice(own, source, name, kind, f"best measured ensemble: {kind} of "
+                              f"{name} with teacher {entry.get('teacher')}{gain}")
+    other = (f"; the best measured is {best.get('kind')} of {best.get('model')}"
+             if isinstance(best, dict) else "")
+    return EnsembleChoice(own, source, name, "confidence",
+                          f"confidence switch of {name}'s own entry{other}")
 
 
 def _training_settings(folder: Path, meta: dict) -> dict:

@@ -1,19 +1,28 @@
 """DVC stage ``evaluate``: separate the test split with every approach and score it (§3.3–3.4).
 
 Approaches: every spatial teacher (``spatial_<teacher>``: its posteriors on channel 0), every
-trained model (DC embeddings + K-means), and three ensembles between
-``evaluate.ensemble_model`` and its teacher: *confidence* (the teacher when the mixture's
-mean confidence is above the ``confidence_percentile``-th percentile of the validation
-mixtures' confidences), *random* (a seeded coin) and *oracle* (the better by true SI-SDR).
-The validation split is separated by every teacher too (the threshold, and Fig. 2).
+trained model (DC embeddings + K-means), and for each model M of ``evaluate.ensemble_models``
+four ensembles with M's own teacher T: *confidence* (T when the mixture's mean confidence is
+above the ``confidence_percentile``-th percentile of the validation mixtures' confidences by
+T), *random* (a seeded coin), *oracle* (the better by true SI-SDR) and *perbin* (per bin, T's
+posterior weighted by its confidence C_cl C_JSD C_post and M's aligned mask by the rest:
+:func:`~bootsep.evaluate.perbin.perbin_masks`). They are named ``ensemble_<kind>`` for the
+first model, ``ensemble_<kind>@<model>`` for the others
+(:func:`~bootsep.evaluate.estimates.ensemble_approach`). The validation split is separated by
+every teacher too (the thresholds, and Fig. 2).
 
 Writes ``data/results/eval/``: ``per_mixture.csv`` (one row per mixture x approach, every
-metric), ``ensemble.json`` (the threshold) and ``examples/`` (wavs to listen to, masks for
-the report's figures).
+metric), ``ensemble.json`` and ``examples/`` (wavs to listen to, masks for the report's
+figures). ``ensemble.json``: ``models`` (per model: teacher, threshold, percentile,
+valid_mixtures, approach names, mean test SI-SDRi of the confidence and perbin ensembles),
+``best`` (the model and kind, confidence or perbin, of the highest mean test SI-SDRi; random
+and oracle cannot run on new audio; null without references) and, for readers of one model,
+the first model's ``model``, ``teacher``, ``threshold``, ``percentile``, ``valid_mixtures``.
 
 Without references (a folder of recordings) the metrics are NaN, but every approach still
 separates the test split: per_mixture.csv keeps each mixture's mean confidence, the confidence
-ensemble still chooses (the random and oracle ensembles only serve metrics and are left out),
+and per-bin ensembles still separate (the random and oracle ones only serve metrics and are
+left out),
 and the examples are written. A condition whose model folder is a "skipped" marker (a ground-truth
 condition without references, :mod:`bootsep.train.skipped`) is left out with a note.
 """
@@ -30,9 +39,15 @@ import numpy as np
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config, teacher_entries
 from bootsep.errors import BootsepError
-from bootsep.evaluate.ensemble import confidence_threshold
-from bootsep.evaluate.estimates import teacher_approach
-from bootsep.evaluate.scoring import csv_text, ensemble_rows, score, write_example
+from bootsep.evaluate.ensemble import KINDS, USABLE, confidence_threshold
+from bootsep.evaluate.estimates import ensemble_approach, teacher_approach
+from bootsep.evaluate.scoring import (
+    best_ensemble,
+    csv_text,
+    ensemble_rows,
+    score,
+    write_example,
+)
 from bootsep.evaluate.separation import split_estimates
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
 from bootsep.progress import Progress
@@ -63,12 +78,13 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     device = resolve_device(params.train.device)
     thread_governor(params.train.torch_threads)   # evaluation: a fixed count (auto: every core)
     models, num_sources = {}, params.train.num_sources
+    ens_models = list(ev.ensemble_models)
     for name in condition_names(params.train_conditions):
         reason = skipped_reason(Path(model_root) / name)
         if reason:
-            if name == ev.ensemble_model:
-                raise BootsepError(f"evaluate.ensemble_model is '{name}', which was {reason}; "
-                                   "name a spatial condition", params.path)
+            if name in ens_models:
+                raise BootsepError(f"evaluate.ensemble_models names '{name}', which was "
+                                   f"{reason}; name a spatial condition", params.path)
             log.info(f"evaluate: leaving out {name}, {reason}")
             continue
         models[name], meta = load_model(Path(model_root) / name, device)
@@ -77,11 +93,14 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
                                Path(model_root) / name)
     teachers = list(teacher_entries(params))
     by_name = {c.name: c for c in conditions(params.train_conditions)}
-    # the ensembles switch between evaluate.ensemble_model and its own teacher
-    ens_teacher = by_name[ev.ensemble_model].teacher or teachers[0]
-    ens_spatial = teacher_approach(ens_teacher)
+    # each listed model's ensembles switch (or mix) between it and its own teacher
+    ens_teacher = {m: by_name[m].teacher for m in ens_models}
+    first_teacher = ens_teacher[ens_models[0]]
+    name_of = {(m, k): ensemble_approach(k, m, ens_models) for m in ens_models for k in KINDS}
+    perbin = {name_of[m, "perbin"]: (m, ens_teacher[m]) for m in ens_models}
     teacher_of = {**{teacher_approach(t): t for t in teachers},
-                  **{n: by_name[n].teacher or ens_teacher for n in models}}
+                  **{n: by_name[n].teacher or first_teacher for n in models},
+                  **{a: t for a, (_, t) in perbin.items()}}
     common = dict(cfg=cfg, teachers=teachers, num_sources=num_sources, corpus_dir=corpus_dir,
                   shard_root=shard_root, threshold_db=ev.kmeans_threshold_db,
                   seed=ev.kmeans_seed, batch_size=ev.batch_size, device=device)
@@ -92,34 +111,52 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
         for est in split_estimates("valid", models={}, **common):
             valid_rows += [score(est, "valid", teacher_approach(t), t) for t in teachers]
             bar.update(1)
-    threshold = confidence_threshold(np.array([r["mean_confidence"] for r in valid_rows
-                                               if r["approach"] == ens_spatial]),
-                                     ev.confidence_percentile)
+    thresholds = {m: confidence_threshold(np.array([r["mean_confidence"] for r in valid_rows
+                                                    if r["approach"] == teacher_approach(t)]),
+                                          ev.confidence_percentile)
+                  for m, t in ens_teacher.items()}
 
     test_rows: dict[str, list[dict]] = {a: [] for a in teacher_of}
     with atomic_dir(out) as tmp:
         with Progress(summary_count(shard_root / "stft" / "test"), "evaluate test", "mix") as bar:
-            estimates = split_estimates("test", models=models, keep_masks=ev.examples, **common)
+            estimates = split_estimates("test", models=models, keep_masks=ev.examples,
+                                        perbin=perbin, **common)
             for i, est in enumerate(estimates):
                 for approach in test_rows:
                     test_rows[approach].append(score(est, "test", approach, teacher_of[approach]))
                 if i < ev.examples:
                     write_example(tmp / "examples" / est.id, est, cfg.sample_rate)
                 bar.update(1)
-        has_refs = all(np.isfinite(r["si_sdr"]) for r in test_rows[ens_spatial])
-        if has_refs:
-            test_rows.update(ensemble_rows(test_rows, ens_spatial, ev.ensemble_model, threshold,
-                                           ev.random_seed))
-        else:  # no references: the confidence ensemble still picks, the others need metrics
-            test_rows["ensemble_confidence"] = ensemble_rows(
-                test_rows, ens_spatial, ev.ensemble_model, threshold,
-                ev.random_seed)["ensemble_confidence"]
+        first_spatial = teacher_approach(first_teacher)
+        has_refs = all(np.isfinite(r["si_sdr"]) for r in test_rows[first_spatial])
+        for m, t in ens_teacher.items():
+            suffix = name_of[m, "confidence"][len("ensemble_confidence"):]
+            rows = ensemble_rows(test_rows, teacher_approach(t), m, thresholds[m],
+                                 ev.random_seed, suffix)
+            # without references only the confidence ensemble can choose (the others need metrics)
+            test_rows.update(rows if has_refs else {k: v for k, v in rows.items()
+                                                    if k == name_of[m, "confidence"]})
+        best = best_ensemble(test_rows, {(m, k): name_of[m, k] for m in ens_models
+                                         for k in USABLE}) if has_refs else None
         all_rows = valid_rows + [r for rows in test_rows.values() for r in rows]
         write_text_atomic(tmp / "per_mixture.csv", csv_text(all_rows))
+        valid_mixtures = len(valid_rows) // len(teachers)
+        entries = {m: {"teacher": t, "threshold": float(thresholds[m]),
+                       "percentile": ev.confidence_percentile, "valid_mixtures": valid_mixtures,
+                       "approaches": {k: name_of[m, k] for k in KINDS
+                                      if name_of[m, k] in test_rows},
+                       "test_si_sdri": {k: (float(np.mean([r["si_sdri"]
+                                                           for r in test_rows[name_of[m, k]]]))
+                                            if has_refs else None) for k in USABLE}}
+                   for m, t in ens_teacher.items()}
+        first = entries[ens_models[0]]
         write_text_atomic(tmp / "ensemble.json", json.dumps(
-            {"model": ev.ensemble_model, "teacher": ens_teacher,
-             "percentile": ev.confidence_percentile,
-             "threshold": float(threshold), "valid_mixtures": len(valid_rows) // len(teachers),
-             "has_references": bool(has_refs)}, indent=2) + "\n")
-    log.info(f"evaluate: {len(test_rows[ens_spatial])} test mixtures x {len(test_rows)} "
-             f"approaches, confidence threshold {threshold:.4f} -> {out}")
+            {"model": ens_models[0], "teacher": first["teacher"],
+             "percentile": ev.confidence_percentile, "threshold": first["threshold"],
+             "valid_mixtures": valid_mixtures, "has_references": bool(has_refs),
+             "models": entries, "best": best}, indent=2) + "\n")
+    log.info(f"evaluate: {len(test_rows[first_spatial])} test mixtures x {len(test_rows)} "
+             "approaches, confidence thresholds "
+             + ", ".join(f"{m} {v:.4f}" for m, v in thresholds.items())
+             + (f"; best ensemble {best['approach']} ({best['si_sdri']:.2f} dB SI-SDRi)"
+                if best else "") + f" -> {out}")

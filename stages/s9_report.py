@@ -37,8 +37,8 @@ MODEL_ROOT = Path("data/models")
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("report", "spatial.teachers", "self_training.rounds", "evaluate.ensemble_model",
-          "train_conditions")
+PARAMS = ("report", "spatial.teachers", "self_training.rounds",
+          "evaluate.ensemble_models", "train_conditions")
 RUN_PARAMS = ()
 
 
@@ -57,9 +57,9 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     teachers = teacher_entries(params)
     accuracy = (json.loads(labels_path.read_text()).get("label_accuracy") or {}) \
         if labels_path.is_file() else {}
-    table = table1(conds, params.evaluate.ensemble_model, rows, labels, level, has_refs, skipped,
+    ensembles = {m: conds[m].teacher for m in params.evaluate.ensemble_models}
+    table = table1(conds, ensembles, rows, labels, level, has_refs, skipped,
                    teachers=teachers, label_accuracy=accuracy,
-                   ensemble_teacher=ensemble.get("teacher"),
                    rounds={n: (e.teacher, e.student)
                            for n, e in params.self_training.rounds.items()})
     spatial = teacher_approach(ensemble.get("teacher") or next(iter(teachers)))
@@ -82,7 +82,8 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
                            tmp / f"example_{example.parent.name}.png")
     real_md, real_json = realcheck_section(results, level)
     write_text_atomic(results / "table1.json", json.dumps(
-        {"ensemble_threshold": ensemble["threshold"], "has_references": has_refs,
+        {"ensemble_threshold": ensemble["threshold"], "best_ensemble": ensemble.get("best"),
+         "has_references": has_refs,
          "fig2_confidence_vs_sdr": fig2, "confidence_vs_sdr_by_teacher": fig2_all,
          "rows": table1_json_rows(table), **real_json},
         indent=2, default=float) + "\n")

@@ -241,6 +241,13 @@ def test_repo_params_load_and_round_trip():
                      *RAW["train_conditions"]["rounds"]]
 
 
+def test_ensemble_models_accept_spatial_and_rounds_conditions():
+    data = copy.deepcopy(RAW)
+    data["evaluate"]["ensemble_models"] = ["round_1_alpha_1", "delay_pair_alpha_1"]
+    assert parse_config(data).evaluate.ensemble_models == ("round_1_alpha_1", "delay_pair_alpha_1")
+    assert parse_config(RAW).evaluate.ensemble_models == ("alpha_1", "delay_pair_alpha_1")
+
+
 def test_smoke_overlay_loads():
     overlay = yaml.safe_load((REPO / "tests" / "smoke-params.yaml").read_text())
     cfg = parse_config(deep_merge(copy.deepcopy(RAW), overlay))   # what `make smoke` runs
@@ -264,8 +271,15 @@ def test_smoke_overlay_loads():
     ("spatial.num_components", 1, "spatial.num_components is 1; expected an integer >= 2"),
     ("report.ci_level", 1.0, "report.ci_level is 1.0; expected a number in (0, 1)"),
     ("evaluate.confidence_percentile", 101, "expected a number in [0, 100]"),
-    ("evaluate.ensemble_model", "alpha_7", "evaluate.ensemble_model is 'alpha_7'; expected a "
-     "training condition (gt, gt_subset, alpha_0"),
+    ("evaluate.ensemble_models", ["alpha_7"], "evaluate.ensemble_models[0] is 'alpha_7'; "
+     "expected a spatial or rounds training condition (alpha_0, alpha_0_5"),
+    ("evaluate.ensemble_models", ["alpha_1", "gt_subset"], "evaluate.ensemble_models[1] is "
+     "'gt_subset', a ground-truth condition (no teacher to ensemble with); expected a spatial"),
+    ("evaluate.ensemble_models", ["alpha_1", "round_1_alpha_1", "alpha_1"],
+     "evaluate.ensemble_models[2]: 'alpha_1' is listed twice"),
+    ("evaluate.ensemble_models", [], "evaluate.ensemble_models is []; expected a non-empty list"),
+    ("evaluate.ensemble_models", "alpha_1", "evaluate.ensemble_models is 'alpha_1'; expected a "
+     "non-empty list of strings"),
     ("model.size", "huge", "model.size is 'huge'; expected one of model.sizes: small, paper"),
     ("model.dropout", 1.0, "model.dropout is 1.0; expected a number in [0, 1)"),
     ("corpus.kind", "wsj", "corpus.kind is 'wsj'; expected one of tts, wsj0-2mix-spatialized, "

@@ -1,4 +1,6 @@
-"""Ensemble choices of paper §3.3 (True = spatial)."""
+"""Ensemble choices of paper §3.3 (True = spatial) and the per-bin ensemble."""
+
+import itertools
 
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ from bootsep.evaluate.ensemble import (
     choose_random,
     confidence_threshold,
 )
-from bootsep.evaluate.scoring import ENSEMBLES, ensemble_rows
+from bootsep.evaluate.estimates import approach_ensemble, ensemble_approach
+from bootsep.evaluate.perbin import align_masks, perbin_masks
+from bootsep.evaluate.scoring import ENSEMBLES, best_ensemble, ensemble_rows
 
 
 def test_threshold_is_validation_25th_percentile():
@@ -113,3 +117,108 @@ def test_ensemble_rows_random_is_seeded_and_picks_both():
     assert [r["choice"] for r in c] == picks
     d = ensemble_rows(rows, "spatial", "alpha_1", threshold=0.2, seed=8)["ensemble_random"]
     assert [r["choice"] for r in d] != picks
+
+
+def test_ensemble_rows_suffix_names_every_row():
+    _, rows = _ensemble_case()
+    out = ensemble_rows(rows, "spatial", "alpha_1", threshold=0.2, seed=1, suffix="@alpha_1")
+    assert set(out) == {name + "@alpha_1" for name in ENSEMBLES}
+    plain = ensemble_rows(rows, "spatial", "alpha_1", threshold=0.2, seed=1)
+    for name in ENSEMBLES:
+        assert [r["approach"] for r in out[name + "@alpha_1"]] == [name + "@alpha_1"] * 40
+        assert [r["choice"] for r in out[name + "@alpha_1"]] == [r["choice"] for r in plain[name]]
+
+
+def test_ensemble_names_round_trip():
+    models = ["alpha_1", "delay_pair_alpha_1"]
+    assert ensemble_approach("oracle", "alpha_1", models) == "ensemble_oracle"
+    assert ensemble_approach("perbin", "delay_pair_alpha_1", models) == \
+        "ensemble_perbin@delay_pair_alpha_1"
+    for kind, model in itertools.product(("confidence", "perbin"), models):
+        assert approach_ensemble(ensemble_approach(kind, model, models), models) == (kind, model)
+    assert approach_ensemble("spatial_paper", models) is None
+    assert approach_ensemble("alpha_1", models) is None
+
+
+def test_best_ensemble_is_the_highest_mean_si_sdri():
+    def rows(values):
+        return [{"si_sdri": float(v)} for v in values]
+    table = {"a": rows([1, 2, 3]), "b": rows([4, 0, 0]), "c": rows([1, 1, 5.5]),
+             "d": rows([9, np.nan, 9])}
+    cands = {("m1", "confidence"): "a", ("m1", "perbin"): "b", ("m2", "perbin"): "c",
+             ("m2", "confidence"): "d"}
+    # c's mean (2.5) beats a (2.0) and b (1.33); d has a NaN (no references): not measured
+    assert best_ensemble(table, cands) == {"model": "m2", "kind": "perbin", "approach": "c",
+                                           "si_sdri": 2.5}
+    assert best_ensemble(table, {("m1", "confidence"): "a", ("m1", "perbin"): "a"})["kind"] \
+        == "confidence"                                              # a tie: the first
+    assert best_ensemble(table, {("m2", "confidence"): "d"}) is None
+
+
+# ---------------------------------------------------------------------------------------
+# the per-bin ensemble
+
+
+def _masks(rng, k=2, t=7, f=5, hard=False):
+    if hard:
+        labels = rng.integers(0, k, size=(t, f))
+        return (labels[None] == np.arange(k)[:, None, None]).astype(np.float32)
+    g = rng.gamma(1.0, size=(k, t, f)).astype(np.float32)
+    return g / g.sum(0, keepdims=True)
+
+
+def test_perbin_equals_the_spatial_output_when_the_model_is_uninformative():
+    # the issue's requirement: a model mask of 0.5 everywhere changes nothing, whatever the
+    # teacher's confidence (a plain w·T + (1 − w)·M would pull every bin towards 0.5)
+    rng = np.random.default_rng(0)
+    teacher = _masks(rng)
+    weight = rng.uniform(0, 1, teacher.shape[1:])
+    weight[0] = 0.0                                                    # even where w = 0
+    out = perbin_masks(teacher, np.full_like(teacher, 0.5), weight)
+    np.testing.assert_allclose(out, teacher, atol=1e-6)
+    uniform3 = np.full((3, 4, 6), 1 / 3, np.float32)
+    teacher3 = _masks(rng, k=3, t=4, f=6)
+    np.testing.assert_allclose(perbin_masks(teacher3, uniform3, rng.uniform(size=(4, 6))),
+                               teacher3, atol=1e-6)
+
+
+def test_perbin_reduces_to_each_member_at_the_weight_ends():
+    rng = np.random.default_rng(1)
+    teacher, model = _masks(rng), _masks(rng, hard=True)
+    ones, zeros = np.ones(teacher.shape[1:]), np.zeros(teacher.shape[1:])
+    np.testing.assert_allclose(perbin_masks(teacher, model, ones), teacher, atol=1e-6)
+    np.testing.assert_allclose(perbin_masks(teacher, model, zeros), model, atol=1e-6)
+
+
+def test_perbin_with_a_binary_model_is_the_weighted_average_per_bin():
+    # an independent oracle: with K-means (binary) masks the model's weight is exactly 1 − w
+    rng = np.random.default_rng(2)
+    teacher, model = _masks(rng, k=3), _masks(rng, k=3, hard=True)
+    w = rng.uniform(0, 1, teacher.shape[1:]).astype(np.float32)
+    out = perbin_masks(teacher, model, w)
+    for t, f in itertools.product(range(w.shape[0]), range(w.shape[1])):
+        want = w[t, f] * teacher[:, t, f] + (1 - w[t, f]) * model[:, t, f]
+        np.testing.assert_allclose(out[:, t, f], want, atol=1e-6)
+    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-6)
+    assert out.dtype == np.float32 and out.shape == teacher.shape
+
+
+def test_align_masks_resolves_a_swapped_permutation():
+    rng = np.random.default_rng(3)
+    mag = rng.uniform(0.1, 2.0, (9, 6))
+    for k in (2, 3):
+        teacher = _masks(rng, k=k, t=9, f=6)
+        hard = (teacher.argmax(0)[None] == np.arange(k)[:, None, None]).astype(np.float32)
+        for perm in itertools.permutations(range(k)):
+            shuffled = hard[list(perm)]
+            got = align_masks(teacher, shuffled, mag)
+            np.testing.assert_array_equal(shuffled[got], hard)
+    # the magnitude decides: two components that agree on different bins
+    teacher = np.zeros((2, 1, 4), np.float32)
+    teacher[0, 0, :2], teacher[1, 0, 2:] = 1, 1                      # T0: bins 0,1; T1: bins 2,3
+    model = np.zeros((2, 1, 4), np.float32)
+    model[0, 0, [0, 2]], model[1, 0, [1, 3]] = 1, 1                  # M0: bins 0,2; M1: bins 1,3
+    loud_0_3 = np.array([[5.0, 1.0, 1.0, 5.0]])
+    np.testing.assert_array_equal(align_masks(teacher, model, loud_0_3), [0, 1])
+    loud_1_2 = np.array([[1.0, 5.0, 5.0, 1.0]])
+    np.testing.assert_array_equal(align_masks(teacher, model, loud_1_2), [1, 0])

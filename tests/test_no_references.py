@@ -45,6 +45,7 @@ def write_params(path: Path, **evaluate) -> Path:
     params["self_training"]["rounds"], params["train_conditions"]["rounds"] = {}, {}
     params["train_conditions"]["spatial"] = {
         n: c for n, c in params["train_conditions"]["spatial"].items() if c["teacher"] == "paper"}
+    params["evaluate"]["ensemble_models"] = ["alpha_1"]      # delay_pair_alpha_1 is left out
     params["evaluate"].update(evaluate)
     path.write_text(yaml.safe_dump(params))
     return path
@@ -128,10 +129,20 @@ def test_labels_without_references_keep_the_quantity(shards, tmp_path):
 
 
 def test_ensemble_model_that_was_not_trained_is_a_one_line_error(shards, tmp_path):
-    params = write_params(tmp_path / "params.yaml", ensemble_model="gt")
+    # a ground-truth condition has no teacher to ensemble with: refused when the file loads
+    params = write_params(tmp_path / "params.yaml", ensemble_models=["alpha_1", "gt"])
+    with pytest.raises(BootsepError, match=r"params.yaml: evaluate.ensemble_models\[1\] is "
+                                           r"'gt', a ground-truth condition"):
+        s8_evaluate.main(params, corpus_dir=tmp_path / "corpus", shard_root=shards[False],
+                         model_root=tmp_path / "models", out=tmp_path / "eval")
+    # a listed model whose folder is a "not trained" marker: refused before anything is scored
+    params = write_params(tmp_path / "params.yaml")
     models = tmp_path / "models"
-    s5_train.main(params, "gt", shard_root=shards[False], model_root=models)
-    with pytest.raises(BootsepError, match=r"params.yaml: evaluate.ensemble_model is 'gt', "
-                                           r"which was not trained.*name a spatial condition"):
+    for name in ("gt", "gt_subset", "alpha_0", "alpha_0_5", "alpha_1"):
+        (models / name).mkdir(parents=True, exist_ok=True)
+        (models / name / "params.json").write_text(json.dumps({"skipped": NO_REFERENCES}))
+    with pytest.raises(BootsepError, match=r"params.yaml: evaluate.ensemble_models names "
+                                           r"'alpha_1', which was not trained.*name a spatial"):
         s8_evaluate.main(params, corpus_dir=tmp_path / "corpus", shard_root=shards[False],
                          model_root=models, out=tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()

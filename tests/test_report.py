@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def results(tmp_path):
     params["self_training"]["rounds"], params["train_conditions"]["rounds"] = {}, {}
     params["train_conditions"]["spatial"] = {
         n: c for n, c in params["train_conditions"]["spatial"].items() if c["teacher"] == "paper"}
+    params["evaluate"]["ensemble_models"] = ["alpha_1"]
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     rng = np.random.default_rng(0)
@@ -48,6 +50,7 @@ def results(tmp_path):
     for name in ENSEMBLES:
         rows += [{**r, "choice": "spatial_paper"}
                  for r in _rows(rng, "test", name, 12, 5.0, conf_test)]
+    rows += _rows(rng, "test", "ensemble_perbin", 12, 5.5, conf_test)
     res = tmp_path / "results"
     (res / "eval" / "examples" / "test_000").mkdir(parents=True)
     (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
@@ -137,8 +140,8 @@ def test_table1_without_subsets_has_no_subset_columns(results):
 
 
 def test_table1_without_references(results):
-    """A folder corpus without references: NaN metrics, only the confidence ensemble, the
-    ground-truth models skipped markers, labels with quantity and no quality."""
+    """A folder corpus without references: NaN metrics, only the confidence and per-bin
+    ensembles, the ground-truth models skipped markers, labels with quantity and no quality."""
     params_path, res, models, rows = results
     metrics = ("si_sdr", "si_sir", "si_sar", "si_sdri")
     rows = [{**r, **{m: float("nan") for m in metrics}, "permutation": ""} for r in rows
@@ -162,7 +165,7 @@ def test_table1_without_references(results):
     result = json.loads((res / "table1.json").read_text())
     table = result["rows"]
     assert result["has_references"] is False
-    assert set(table) == {*names, "spatial_paper", "ensemble_confidence"}
+    assert set(table) == {*names, "spatial_paper", "ensemble_confidence", "ensemble_perbin"}
     for name, row in table.items():
         assert row["needs_references"] is True
         assert all(row[m] is None and row[f"{m}_ci"] is None for m in metrics), name
@@ -211,3 +214,50 @@ def test_report_stage_does_not_import_torch():
     code = ("import sys, bootsep.cli, bootsep.stages.s9_report; "
             "sys.exit(3 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_table1_rows_per_ensembled_model(results):
+    """Every model of evaluate.ensemble_models gets its four ensemble rows, labelled with its
+    teacher and itself; the paper's numbers sit only beside the first model's switches."""
+    params_path, res, models, rows = results
+    params = yaml.safe_load(params_path.read_text())
+    params["evaluate"]["ensemble_models"] = ["alpha_1", "alpha_2"]
+    params_path.write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0, 0.3, 12)
+    second = {f"{name}@alpha_2": 7.0 + k for k, name in enumerate((*ENSEMBLES, "ensemble_perbin"))}
+    for name, mean in second.items():
+        rows += [{**r, "choice": "" if "perbin" in name else "alpha_2"}
+                 for r in _rows(rng, "test", name, 12, mean, conf)]
+    (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
+    ensemble = json.loads((res / "eval" / "ensemble.json").read_text())
+    entry = {"teacher": "paper", "percentile": 25, "valid_mixtures": 20}
+    (res / "eval" / "ensemble.json").write_text(json.dumps({
+        **ensemble, "models": {"alpha_1": {**entry, "threshold": 0.07},
+                               "alpha_2": {**entry, "threshold": 0.11}},
+        "best": {"model": "alpha_2", "kind": "perbin", "approach": "ensemble_perbin@alpha_2",
+                 "si_sdri": 11.0}}))
+    report.main(params_path, res, models)
+    result = json.loads((res / "table1.json").read_text())
+    table = result["rows"]
+    kinds = ("oracle", "random", "confidence", "perbin")
+    want = [f"ensemble_{k}" for k in kinds] + [f"ensemble_{k}@alpha_2" for k in kinds]
+    assert [a for a in table if a.startswith("ensemble_")] == want
+    for name in second:
+        sel = [r["si_sdr"] for r in rows if r["approach"] == name]
+        assert table[name]["si_sdr"] == pytest.approx(np.mean(sel), rel=1e-5)
+        assert ("spatial_share" in table[name]) == ("perbin" not in name)
+    assert table["ensemble_oracle@alpha_2"]["spatial_share"] == 0.0   # every row chose alpha_2
+    assert result["best_ensemble"]["approach"] == "ensemble_perbin@alpha_2"
+    md = (res / "table1.md").read_text()
+    line = {row.split(" | ")[1]: row for row in md.splitlines() if row.startswith("| 2ch")}
+    assert len(line) == 1 + 8                                          # the teacher, 2 x 4
+    # the paper's SI-SDR only beside the first model's per-mixture switches
+    assert "(5.0) |" in line["Ensemble (confidence) of teacher paper + model alpha_1"]
+    assert "(6.2) |" in line["Ensemble (oracle) of teacher paper + model alpha_1"]
+    for model, kind in itertools.product(("alpha_1", "alpha_2"), kinds):
+        cells = line[f"Ensemble ({kind}) of teacher paper + model {model}"].split(" | ")[4:7]
+        in_paper = model == "alpha_1" and kind != "perbin"
+        assert all(c.endswith("(–)") != in_paper for c in cells), (model, kind, cells)
+    assert "0.0700 (alpha_1, teacher paper); 0.1100 (alpha_2, teacher paper)" in md
+    assert "perbin of alpha_2 (11.00 dB SI-SDRi)" in md

@@ -586,3 +586,76 @@ def test_threshold_of_another_model_warns(tmp_path, monkeypatch):
     assert res.exit_code == 0 and res.stderr.count("warning:") == 1    # once, not per file
     res = run_cli("mono.wav", "--model", str(model), "--out", "out4")  # the threshold unused
     assert res.exit_code == 0 and "warning" not in res.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# the best measured ensemble (issue 21): per model entries and ``best`` in ensemble.json
+
+
+def multi_model_layout(root: Path, best: dict | None) -> dict[str, Path]:
+    """Two models of the pipeline and an ensemble.json with an entry each and ``best``."""
+    models = {n: make_model_folder(root / "data" / "models", n) for n in ("alpha_1", "alpha_2")}
+    ens = root / "data" / "results" / "eval" / "ensemble.json"
+    ens.parent.mkdir(parents=True)
+    entry = {"teacher": "paper", "percentile": 25, "valid_mixtures": 8}
+    ens.write_text(json.dumps({
+        "model": "alpha_1", "teacher": "paper", "percentile": 25, "threshold": 0.3,
+        "models": {"alpha_1": {**entry, "threshold": 0.3}, "alpha_2": {**entry, "threshold": -1.0}},
+        "best": best}))
+    return models
+
+
+def test_separate_uses_the_best_measured_ensemble(tmp_path, monkeypatch):
+    best = {"model": "alpha_2", "kind": "perbin", "approach": "ensemble_perbin@alpha_2",
+            "si_sdri": 4.25}
+    models = multi_model_layout(tmp_path / "project", best)
+    sep = Separator.from_pretrained(models["alpha_2"], device="cpu")
+    assert sep.ensemble_kind == "perbin" and sep.threshold == -1.0
+    assert "best measured ensemble: perbin of alpha_2" in sep.ensemble_used
+    assert sep.threshold_warning is None
+    # another model of the file: its own entry's threshold, the confidence switch, no warning
+    other = Separator.from_pretrained(models["alpha_1"], device="cpu")
+    assert other.ensemble_kind == "confidence" and other.threshold == 0.3
+    assert "alpha_1's own entry" in other.ensemble_used
+    assert "the best measured is perbin of alpha_2" in other.ensemble_used
+    assert other.threshold_warning is None
+    # --threshold forces the confidence switch
+    forced = Separator.from_pretrained(models["alpha_2"], device="cpu", threshold=0.2)
+    assert forced.ensemble_kind == "confidence" and forced.threshold == 0.2
+
+    mix, _ = mixture(seconds=2.0)
+    sf.write(tmp_path / "in.wav", mix.T, RATE)
+    monkeypatch.chdir(tmp_path)
+    res = run_cli("in.wav", "--model", str(models["alpha_2"]), "--out", "out")
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "out" / "in.json").read_text())
+    assert info["approach"] == "ensemble" and info["choices"] == ["perbin"]
+    assert info["ensemble_kind"] == "perbin" and "4.25 dB" in info["ensemble_used"]
+    _, info = sep.separate(mix[0], RATE)                               # mono: the model only
+    assert info["approach"] == "model" and info["ensemble_kind"] is None
+
+
+def test_perbin_block_is_the_weighted_mix_of_the_aligned_masks(tmp_path):
+    # the block's masks are perbin_masks of the teacher's posteriors and the model's masks
+    # aligned to them, with the teacher's per-bin confidence as weight (an independent rebuild)
+    from bootsep.evaluate.inference import apply_masks
+    from bootsep.evaluate.perbin import align_masks, perbin_masks
+    from bootsep.pipeline.features import log_magnitude_db
+    from bootsep.pipeline.stft import stft
+    from bootsep.separate.separator import spatial_separation_weighted
+
+    best = {"model": "alpha_1", "kind": "perbin", "approach": "ensemble_perbin", "si_sdri": 1.0}
+    sep = Separator.from_pretrained(multi_model_layout(tmp_path, best)["alpha_1"], device="cpu")
+    mix, _ = mixture(seconds=1.5)
+    got = sep.separate_block(mix, RATE, "ensemble", 2)
+    spec = stft(mix, sep.stft_config)
+    logmag = log_magnitude_db(spec[0])
+    teacher, _, _, weight = spatial_separation_weighted(spec, logmag, 2, sep.spatial,
+                                                        sep.stft_config)
+    assert weight.shape == logmag.shape and 0 <= weight.min() and weight.max() <= 1
+    assert 0 < weight.mean() < 1
+    learned = sep.model_masks(logmag, 2)
+    masks = perbin_masks(teacher, learned[align_masks(teacher, learned, np.abs(spec[0]))], weight)
+    want = apply_masks(spec[0], masks, sep.stft_config, mix.shape[1])
+    assert got.info["choice"] == "perbin"
+    np.testing.assert_allclose(got.sources, want, atol=1e-5)

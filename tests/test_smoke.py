@@ -75,6 +75,28 @@ def test_pipeline_produces_table1_and_figures(smoke):
             "ensemble_oracle", "gt", "delay_alpha_1"} <= set(table)
     for row in table.values():
         assert all(np.isfinite(row[m]) for m in ("si_sdr", "si_sir", "si_sar", "si_sdri"))
+    # the ensembles of every listed model, each with its own teacher and threshold (issue 21)
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    ens_models = params["evaluate"]["ensemble_models"]
+    assert len(ens_models) >= 2
+    for i, model in enumerate(ens_models):
+        suffix = "" if i == 0 else f"@{model}"
+        assert {f"ensemble_{k}{suffix}" for k in ("confidence", "random", "oracle", "perbin")} \
+            <= set(table), model
+    ensemble = json.loads((smoke / "data/results/eval/ensemble.json").read_text())
+    assert list(ensemble["models"]) == ens_models
+    for model, entry in ensemble["models"].items():
+        group = "rounds" if model in params["train_conditions"]["rounds"] else "spatial"
+        assert entry["teacher"] == params["train_conditions"][group][model]["teacher"]
+        assert np.isfinite(entry["threshold"]) and entry["valid_mixtures"] > 0
+        for kind in ("confidence", "perbin"):
+            approach = entry["approaches"][kind]
+            assert entry["test_si_sdri"][kind] == pytest.approx(table[approach]["si_sdri"],
+                                                                abs=1e-4)
+    best = ensemble["best"]
+    assert best["kind"] in ("confidence", "perbin") and best["model"] in ens_models
+    assert best["si_sdri"] == max(e["test_si_sdri"][k] for e in ensemble["models"].values()
+                                  for k in ("confidence", "perbin"))
     figures = smoke / "data/results/figures"
     for name in ("fig2_confidence_vs_sdr.png", "fig3_spatial_vs_model.png", "training_curves.png"):
         assert (figures / name).stat().st_size > 5000
@@ -177,6 +199,16 @@ def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
             est, est_rate = sf.read(out / f"{name}_s{k}.wav")
             assert est_rate == rate and est.shape == (audio.shape[0],) and np.isfinite(est).all()
         assert json.loads((out / f"{name}.json").read_text())
+    # the best measured ensemble's model uses it on stereo input (issue 21)
+    best = json.loads((smoke / "data/results/eval/ensemble.json").read_text())["best"]
+    proc = subprocess.run(["bootsep", "separate", str(tmp_path / "stereo.wav"), "--model",
+                           str(smoke / "data/models" / best["model"]), "--out", str(out / "best")],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((out / "best" / "stereo.json").read_text())
+    assert info["ensemble_kind"] == best["kind"]
+    assert info["ensemble_used"].startswith(f"best measured ensemble: {best['kind']} of "
+                                            f"{best['model']}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,11 +254,14 @@ def test_folder_without_references_runs_every_stage(folder_smoke):
             assert entry["quantity"] is None and "no references" in entry["skipped"]
 
     # evaluate: every test mixture separated by the spatial algorithm and each trained model
-    ensemble_model = params["evaluate"]["ensemble_model"]
+    ensemble_model = params["evaluate"]["ensemble_models"][0]
     rows = list(csv.DictReader((folder_smoke / "data/results/eval/per_mixture.csv").open()))
     test = [r for r in rows if r["split"] == "test"]
     teachers = [*params["spatial"]["teachers"], *params["self_training"]["rounds"]]
-    approaches = {*(f"spatial_{t}" for t in teachers), "ensemble_confidence",
+    ensembles = {f"ensemble_{k}" + ("" if i == 0 else f"@{m}")
+                 for i, m in enumerate(params["evaluate"]["ensemble_models"])
+                 for k in ("confidence", "perbin")}    # the ensembles that need no references
+    approaches = {*(f"spatial_{t}" for t in teachers), *ensembles,
                   *params["train_conditions"]["spatial"], *params["train_conditions"]["rounds"]}
     assert {r["approach"] for r in test} == approaches
     test_ids = sorted(r["id"] for r in manifests["test"])
