@@ -19,8 +19,6 @@ import logging
 import os
 from pathlib import Path
 
-import torch
-
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config
 from bootsep.errors import BootsepError
@@ -40,6 +38,7 @@ from bootsep.progress import Progress
 from bootsep.train.loop import resolve_device
 from bootsep.train.saved_model import load_model
 from bootsep.train.skipped import skipped_reason
+from bootsep.train.threads import thread_governor
 
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/realcheck")
@@ -69,7 +68,7 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
                            f"recordings with `{INSTALL_HINT}` or point realcheck.root at a "
                            "folder of speech recordings", params.path)
     device = resolve_device(params.train.device)
-    torch.set_num_threads(params.train.torch_threads)
+    thread_governor(params.train.torch_threads)   # a fixed count (auto: every core)
     models, notes = {}, []
     for i, name in enumerate(rc.models):
         if not (Path(model_root) / name).is_dir():
