@@ -41,6 +41,7 @@ from bootsep.errors import BootsepError
 DEFAULT_PARAMS = "params.yaml"
 
 CORPUS_KINDS = ("tts", "wsj0-2mix-spatialized", "folder")
+TTS_ENGINES = ("kokoro", "espeak-ng", "flite")   # corpus.tts.speakers keys
 SPLITS = ("train", "valid", "test")
 LABEL_KINDS = ("gt", "spatial", "rounds")   # the groups of train_conditions
 LABELS_OF = {"gt": "gt", "spatial": "spatial", "rounds": "spatial"}   # group -> kind of labels
@@ -486,7 +487,9 @@ class TtsSettings(Section):
     mixtures: dict = _p(Splits(Int(0)))
     speaker_fractions: dict = _p(Splits(Num(0)))
     utterances_per_speaker: int = _p(Int(1))
-    min_speakers: int = _p(Int(2))
+    speakers: dict = _p(MapOf(Int(0), "speaker counts", min_len=1))
+    test_engines: tuple = _p(ListOf(Choice(*TTS_ENGINES), min_len=0))
+    heldout_mixtures: int = _p(Int(0))
     sentence_words: tuple = _p(Pair(Int(1)))
     max_seconds: float = _p(Num(0, lo_open=True))
     min_seconds: float = _p(Num(0, lo_open=True))
@@ -499,6 +502,19 @@ class TtsSettings(Section):
     augment: AugmentSettings = _p(Nested(AugmentSettings))
 
     def validate(self, where):
+        if self.loaded("speakers"):
+            for name, count in self.speakers.items():
+                if name not in TTS_ENGINES:
+                    _unknown(where, self.key("speakers"), name, count, TTS_ENGINES)
+        if self.loaded("speakers", "test_engines"):
+            held = sum(self.speakers.get(e, 0) for e in self.test_engines)
+            if sum(self.speakers.values()) - held < 2:
+                where.fail(self.key("speakers"), self.speakers,
+                           f"at least 2 speakers of engines not in {self.key('test_engines')}")
+            if self.loaded("heldout_mixtures") and self.heldout_mixtures and held < 2:
+                where.fail(self.key("speakers"), self.speakers,
+                           f"at least 2 speakers of {self.key('test_engines')} "
+                           f"({self.key('heldout_mixtures')} is {self.heldout_mixtures})")
         if self.loaded("min_seconds", "max_seconds") and self.min_seconds > self.max_seconds:
             where.fail(self.key("min_seconds"), self.min_seconds,
                        f"a number at most {self.key('max_seconds')} ({self.max_seconds:g})")

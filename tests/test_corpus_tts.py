@@ -1,9 +1,11 @@
 """The embedded ``tts`` corpus: text, speakers, free-field spatialization and the build.
 
-One tiny corpus (6 mixtures per split, 12 speakers) is built once per module and checked
-for determinism, speaker-disjoint splits, manifest contents, physics (TDOA at the
-recorded azimuth) and mixture = sum of the saved images. Needs the system packages the
-README's test command installs (flite, espeak-ng, fortunes, fortunes-min).
+One tiny corpus (6 mixtures per split plus 3 held-out-engine test mixtures; 4 kokoro,
+6 espeak-ng and 4 held-out flite speakers) is built once per module and checked for
+determinism, the synthesis cache, speaker-disjoint splits, manifest contents, physics (TDOA
+at the recorded azimuth) and mixture = sum of the saved images. Needs the system packages
+the README's test command installs (flite, espeak-ng, fortunes, fortunes-min). The kokoro
+voices themselves: tests/test_corpus_kokoro.py.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bootsep.pipeline.corpus.text import (
     split_sentences,
 )
 from bootsep.pipeline.corpus.tts import check_engines, make_speakers, synthesize
+from bootsep.pipeline.corpus.tts_cache import ENV_VAR
 from bootsep.pipeline.corpus.tts_corpus import build_tts_corpus
 from bootsep.stages import s1_corpus as stage
 
@@ -54,7 +57,9 @@ TINY = {
     "mixtures": {"train": 6, "valid": 6, "test": 6},
     "speaker_fractions": {"train": 0.5, "valid": 0.25, "test": 0.25},
     "utterances_per_speaker": 3,
-    "min_speakers": 12,
+    "speakers": {"kokoro": 4, "espeak-ng": 6, "flite": 4},
+    "test_engines": ["flite"],
+    "heldout_mixtures": 3,
     "sentence_words": [6, 14],
     "max_seconds": 2.0,
     "min_seconds": 0.8,
@@ -74,11 +79,19 @@ def tiny(**overrides) -> TtsSettings:
     return parse_section("corpus.tts", {**TINY, **overrides})
 
 
+@pytest.fixture(autouse=True)
+def _tts_cache(tmp_path, monkeypatch):
+    """No test writes the repository's synthesis cache (.cache/tts)."""
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "tts-cache"))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
+    """The tiny corpus, built with an empty cache at ``<corpus>/../cache``."""
     out = tmp_path_factory.mktemp("tts") / "corpus"
-    counts = build_tts_corpus(tiny(), SEED, out, workers=2, show_progress=False)
-    assert counts == TINY["mixtures"]
+    counts = build_tts_corpus(tiny(), SEED, out, workers=2, show_progress=False,
+                              cache_dir=out.parent / "cache")
+    assert counts == {**TINY["mixtures"], "test": TINY["mixtures"]["test"] + 3}
     return out
 
 
@@ -109,7 +122,8 @@ def gcc_phat_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 8, up: int = 32) -
 
 def test_build_is_deterministic_for_a_seed_whatever_the_workers(corpus, tmp_path):
     again = tmp_path / "again"
-    build_tts_corpus(tiny(), SEED, again, workers=1, show_progress=False)
+    build_tts_corpus(tiny(), SEED, again, workers=1, show_progress=False,
+                     cache_dir=tmp_path / "empty-cache")
     assert tree_digest(again) == tree_digest(corpus)
     other = tmp_path / "other-seed"
     build_tts_corpus(tiny(), SEED + 1, other, workers=2, show_progress=False)
@@ -130,9 +144,50 @@ def test_splits_are_speaker_and_text_disjoint(corpus):
             assert not texts[a] & texts[b], (a, b)
     with open(corpus / "speakers.csv", newline="") as fh:
         table = {r["id"]: r for r in csv.DictReader(fh)}
-    assert len(table) == TINY["min_speakers"]
+    assert len(table) == sum(TINY["speakers"].values())
     for split in SPLITS:
         assert all(table[s]["split"] == split for s in speakers[split])
+
+
+def test_cached_synthesis_gives_the_identical_corpus(corpus, tmp_path):
+    cache = corpus.parent / "cache"
+    entries = sorted(cache.rglob("*.npy"))
+    assert len(entries) == sum(TINY["speakers"].values()) * TINY["utterances_per_speaker"]
+    stamps = [p.stat().st_mtime_ns for p in entries]
+    hit = tmp_path / "hit"
+    build_tts_corpus(tiny(), SEED, hit, workers=2, show_progress=False, cache_dir=cache)
+    assert tree_digest(hit) == tree_digest(corpus)
+    assert sorted(cache.rglob("*.npy")) == entries                 # nothing synthesized again
+    assert [p.stat().st_mtime_ns for p in entries] == stamps       # nor rewritten
+    # changed entries are used as they are: the corpus really comes from the cache
+    altered = tmp_path / "altered-cache"
+    shutil.copytree(cache, altered)
+    for path in altered.rglob("*.npy"):
+        np.save(path, np.load(path)[::-1].copy())        # each utterance time-reversed
+    changed = tmp_path / "changed"
+    build_tts_corpus(tiny(), SEED, changed, workers=2, show_progress=False, cache_dir=altered)
+    assert tree_digest(changed)["train/s1/train_00000.wav"] != \
+        tree_digest(corpus)["train/s1/train_00000.wav"]
+
+
+def test_held_out_engine_speakers_are_only_in_the_heldout_test_mixtures(corpus):
+    with open(corpus / "speakers.csv", newline="") as fh:
+        table = {r["id"]: r for r in csv.DictReader(fh)}
+    held = {sid for sid, r in table.items() if r["engine"] == "flite"}
+    assert len(held) == 4 and all(table[s]["subset"] == "heldout_engine" for s in held)
+    assert all(r["subset"] == "in_domain" for s, r in table.items() if s not in held)
+    for split in SPLITS:
+        for row in manifest_rows(corpus, split):
+            engines = {row[f"s{k}_engine"] for k in (1, 2)}
+            index = int(row["id"].rsplit("_", 1)[1])
+            if split == "test" and index >= TINY["mixtures"]["test"]:
+                assert row["subset"] == "heldout_engine" and engines == {"flite"}
+                assert row["s1_speaker"] != row["s2_speaker"]
+            else:
+                assert row["subset"] == "in_domain" and "flite" not in engines
+    used = {r[f"s{k}_engine"] for split in SPLITS for r in manifest_rows(corpus, split)
+            for k in (1, 2)}
+    assert used == {"kokoro", "espeak-ng", "flite"}
 
 
 def test_manifest_columns_values_and_files(corpus):
@@ -145,7 +200,8 @@ def test_manifest_columns_values_and_files(corpus):
         for col in (*REQUIRED_COLUMNS, "s1_image", "s2_image", *extra):
             assert col in rows[0], col
         mixtures = read_manifest(corpus / split / "manifest.csv")
-        assert [m.id for m in mixtures] == [f"{split}_{i:05d}" for i in range(6)]
+        count = 6 + (3 if split == "test" else 0)
+        assert [m.id for m in mixtures] == [f"{split}_{i:05d}" for i in range(count)]
         for m, row in zip(mixtures, rows):
             assert m.split == split and m.sample_rate == FS and m.num_channels == 8
             assert len(m.source_images) == 2
@@ -275,7 +331,7 @@ def test_free_field_images_agree_with_pyroomacoustics():
 
 
 def test_installed_engines_give_at_least_40_distinct_speakers(tmp_path):
-    speakers = make_speakers(40, np.random.default_rng(0))
+    speakers = make_speakers({"espeak-ng": 36, "flite": 4}, np.random.default_rng(0))
     check_engines(speakers)  # every voice and variant exists (engines fall back silently)
     assert len({s.descriptor for s in speakers}) == 40
     assert len({(s.engine, s.voice, s.variant) for s in speakers}) == 40
@@ -292,7 +348,8 @@ def test_installed_engines_give_at_least_40_distinct_speakers(tmp_path):
 
 def test_default_params_are_valid_and_ask_for_40_speakers():
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["corpus"]["tts"]
-    assert cfg["min_speakers"] >= 40
+    in_domain = {e: n for e, n in cfg["speakers"].items() if e not in cfg["test_engines"]}
+    assert sum(in_domain.values()) >= 40 and in_domain["kokoro"] > sum(in_domain.values()) / 2
     p = parse_section("corpus.tts", cfg)
     assert p.sample_rate == 8000 and array_geometry(p.array).shape == (8, 3)
 
@@ -379,12 +436,17 @@ def test_installed_fortunes_give_thousands_of_clean_sentences():
     ({"peak": 1.5}, "corpus.tts.peak"),
     ({"sample_rate": "fast"}, "corpus.tts.sample_rate"),
     ({"min_seconds": 3.0}, "corpus.tts.min_seconds"),
-    ({"min_speakers": 1}, "corpus.tts.min_speakers"),
-    ({"min_speakers": 500}, "corpus.tts.min_speakers"),
+    ({"speakers": {"kokoro": 1, "flite": 4}}, "at least 2 speakers of engines not in"),
+    ({"speakers": {"espeak-ng": 500}, "heldout_mixtures": 0}, "corpus.tts.speakers.espeak-ng"),
+    ({"speakers": {"festival": 4, "flite": 2}}, r"corpus.tts.speakers.festival \(= 4\) is not"),
+    ({"speakers": {"espeak-ng": 6, "flite": 1}}, "at least 2 speakers of corpus.tts.test_eng"),
+    ({"speakers": {}}, "corpus.tts.speakers"),
+    ({"test_engines": ["festival"]}, "corpus.tts.test_engines"),
     ({"array": {"kind": "linear", "num_mics": 8, "radius_m": 0.05}}, "corpus.tts.array.kind"),
     ({"array": {"kind": "circular", "num_mics": 1, "radius_m": 0.05}}, "corpus.tts.array"),
     ({"utterances_per_speaker": 100000}, "utterances_per_speaker"),
-    ({"min_speakers": 3}, "raise corpus.tts.min_speakers"),  # one speaker per split
+    ({"speakers": {"espeak-ng": 3}, "heldout_mixtures": 0},
+     "raise corpus.tts.speakers"),  # one speaker per split
 ])
 def test_bad_config_is_a_one_line_error(tmp_path, overrides, match):
     with pytest.raises(BootsepError, match=match) as err:
@@ -425,7 +487,8 @@ def write_params(path: Path, **tts) -> Path:
 
 @pytest.mark.parametrize("overrides, match", [
     ({"peak": 2.0}, "corpus.tts.peak is 2.0"),                # refused by the config: no work
-    ({"min_speakers": 3}, "raise corpus.tts.min_speakers"),   # fails while building
+    ({"speakers": {"espeak-ng": 3}, "heldout_mixtures": 0},
+     "raise corpus.tts.speakers"),                            # fails while building
 ])
 def test_failed_stage_leaves_no_corpus_folder(tmp_path, overrides, match):
     path = write_params(tmp_path / "params.yaml", **overrides)
@@ -451,7 +514,7 @@ def test_failing_synthesizer_is_a_one_line_error(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho 'first line' >&2\necho 'voice exploded' >&2\nexit 3\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    speaker = make_speakers(1, np.random.default_rng(0))[0]
+    speaker = make_speakers({"flite": 1}, np.random.default_rng(0))[0]
     assert speaker.engine == "flite"
     with pytest.raises(BootsepError, match=r"^flite voice \w+ failed \(exit 3\): voice exploded$"):
         synthesize(speaker, "Tell me who it is.", FS, tmp_path, "x")

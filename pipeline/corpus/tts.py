@@ -1,10 +1,11 @@
-"""Synthetic speakers for the embedded corpus: flite and espeak-ng voices.
+"""Synthetic speakers for the embedded corpus: Kokoro neural voices, espeak-ng and flite.
 
-The paper (§3.2) mixes WSJ0 speakers; here a *speaker* is a fixed synthesizer setting
-``(engine, voice, variant, pitch, rate)``: flite's kal/awb/rms/slt voices, or an English
-espeak-ng voice combined with a voice variant (``+m3``, ``+f2``, ...), each with its own
-pitch and speaking rate drawn from a seeded generator. Every (engine, voice, variant) is
-used by at most one speaker, so speakers differ in voice quality, not only in pitch.
+The paper (§3.2) mixes WSJ0 speakers; here a *speaker* is a fixed synthesizer setting.
+Kokoro speakers (:mod:`.kokoro`) are blends of the model's five voice styles with their own
+speed, vocal-tract warp and spectral tilt; espeak-ng speakers combine an English voice with a
+variant (``+m3``, ``+f2``, ...), each (voice, variant) used once; flite speakers use its
+kal/awb/rms/slt voices, several speakers per voice when asked for more than four. Pitch and
+rate are drawn from a seeded generator. ``make_speakers`` takes a count per engine.
 
 Synthesized utterances are trimmed of leading/trailing silence, resampled to the corpus
 rate and normalised to a fixed active-speech RMS (``TARGET_ACTIVE_RMS``).
@@ -23,8 +24,11 @@ import soundfile as sf
 
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import resample
+from bootsep.pipeline.corpus import kokoro
+from bootsep.pipeline.corpus.kokoro import KokoroVoice
 
 INSTALL_HINT = "apt-get install flite espeak-ng"
+ENGINES = ("kokoro", "espeak-ng", "flite")   # speaker ids are numbered in this order
 
 # flite voices: gender and default mean F0 (Hz, measured). rms ignores int_f0_target_mean,
 # so its pitch is not drawn (None).
@@ -48,7 +52,9 @@ TRIM_MARGIN_SECONDS = 0.02
 @dataclass(frozen=True)
 class Speaker:
     """One synthetic speaker. ``pitch``: flite mean F0 in Hz, espeak ``-p`` (0..99), or
-    None (no pitch control); ``rate``: flite duration_stretch or espeak words/minute."""
+    None (no pitch control; kokoro); ``rate``: flite duration_stretch, espeak words/minute
+    or kokoro speed; ``kokoro``: the blend, warp and tilt of a kokoro speaker (its
+    ``voice`` is the blend's dominant style)."""
 
     id: str
     engine: str
@@ -57,6 +63,7 @@ class Speaker:
     pitch: float | None
     rate: float
     gender: str
+    kokoro: KokoroVoice | None = None
 
     @property
     def voice_name(self) -> str:
@@ -66,6 +73,8 @@ class Speaker:
     @property
     def descriptor(self) -> str:
         """Human-readable complete setting, e.g. ``espeak-ng:en-gb+m3:p=55:s=160``."""
+        if self.kokoro is not None:
+            return self.kokoro.descriptor
         if self.engine == "flite":
             pitch = "" if self.pitch is None else f":f0={self.pitch:g}"
             return f"flite:{self.voice}{pitch}:stretch={self.rate:g}"
@@ -83,54 +92,81 @@ class Speaker:
                 "-s", f"{self.rate:g}", "-w", os.fspath(wav_path), text]
 
 
-def _candidates() -> list[tuple[str, str, str, str]]:
-    """All (engine, voice, variant, gender) settings, flite first, in a fixed order."""
-    out = [("flite", v, "", g) for v, (g, _) in FLITE_VOICES.items()]
-    out += [("espeak-ng", v, var, g) for v in ESPEAK_VOICES for var, g in ESPEAK_VARIANTS.items()]
-    return out
-
-
-def make_speakers(n: int, rng: np.random.Generator) -> list[Speaker]:
-    """``n`` distinct speakers, ids ``spk00..``, balanced between genders where possible.
-
-    The four flite voices come first (the most natural-sounding), then espeak-ng
-    voice+variant combinations in an order shuffled by ``rng``; speakers are taken
-    alternately female and male. Pitch and rate are drawn uniformly from the module's
-    ranges (flite F0 rounded to 1 Hz, stretch to 0.01; espeak values to integers).
-    """
-    pool = _candidates()
-    if n > len(pool):
-        raise BootsepError(f"parameter 'corpus.tts.min_speakers' is {n}; at most {len(pool)} "
-                           "distinct synthetic speakers are available")
-    flite = [c for c in pool if c[0] == "flite"]
-    espeak = [pool[i] for i in rng.permutation(len(pool))
-              if pool[i][0] != "flite"]
-    queues = {g: [c for c in flite + espeak if c[3] == g] for g in ("f", "m")}
-    chosen: list[tuple[str, str, str, str]] = []
-    turn = "f"
+def _alternating(pool: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """``n`` (voice, gender) items of ``pool`` (in its order within a gender), taken
+    alternately female and male while both remain."""
+    queues = {g: [c for c in pool if c[1] == g] for g in ("f", "m")}
+    chosen, turn = [], "f"
     while len(chosen) < n:
         if not queues[turn]:
             turn = "m" if turn == "f" else "f"
         chosen.append(queues[turn].pop(0))
         turn = "m" if turn == "f" else "f"
-    speakers = []
-    for i, (engine, voice, variant, gender) in enumerate(chosen):
-        if engine == "flite":
-            f0 = FLITE_VOICES[voice][1]
-            pitch = None if f0 is None else float(round(f0 * rng.uniform(*FLITE_F0_FACTOR)))
-            rate = round(float(rng.uniform(*FLITE_STRETCH)), 2)
-        else:
-            pitch = float(rng.integers(ESPEAK_PITCH[0], ESPEAK_PITCH[1] + 1))
-            rate = float(rng.integers(ESPEAK_WPM[0], ESPEAK_WPM[1] + 1))
-        speakers.append(Speaker(f"spk{i:02d}", engine, voice, variant, pitch, rate, gender))
-    return speakers
+    return chosen
+
+
+def _kokoro_speakers(n: int, rng: np.random.Generator) -> list[tuple]:
+    out = []
+    for k in range(n):
+        gender = "f" if k % 2 == 0 else "m"
+        v = kokoro.draw_voice(gender, rng)
+        out.append(("kokoro", v.dominant, "", None, v.speed, gender, v))
+    return out
+
+
+def _espeak_speakers(n: int, rng: np.random.Generator) -> list[tuple]:
+    pool = [(f"{v}+{var}", g) for v in ESPEAK_VOICES for var, g in ESPEAK_VARIANTS.items()]
+    if n > len(pool):
+        raise BootsepError(f"parameter 'corpus.tts.speakers.espeak-ng' is {n}; at most "
+                           f"{len(pool)} distinct espeak-ng speakers are available")
+    out = []
+    for name, gender in _alternating([pool[i] for i in rng.permutation(len(pool))], n):
+        voice, variant = name.split("+")
+        pitch = float(rng.integers(ESPEAK_PITCH[0], ESPEAK_PITCH[1] + 1))
+        rate = float(rng.integers(ESPEAK_WPM[0], ESPEAK_WPM[1] + 1))
+        out.append(("espeak-ng", voice, variant, pitch, rate, gender, None))
+    return out
+
+
+def _flite_speakers(n: int, rng: np.random.Generator) -> list[tuple]:
+    """The four voices in turn (female first), then again with new pitch and rate draws."""
+    pool = _alternating([(v, g) for v, (g, _) in FLITE_VOICES.items()], len(FLITE_VOICES))
+    out = []
+    for k in range(n):
+        voice, gender = pool[k % len(pool)]
+        f0 = FLITE_VOICES[voice][1]
+        pitch = None if f0 is None else float(round(f0 * rng.uniform(*FLITE_F0_FACTOR)))
+        rate = round(float(rng.uniform(*FLITE_STRETCH)), 2)
+        out.append(("flite", voice, "", pitch, rate, gender, None))
+    return out
+
+
+_MAKERS = {"kokoro": _kokoro_speakers, "espeak-ng": _espeak_speakers, "flite": _flite_speakers}
+
+
+def make_speakers(counts: dict[str, int], rng: np.random.Generator) -> list[Speaker]:
+    """``counts[engine]`` speakers of each engine, ids ``spk00..`` in ``ENGINES`` order.
+
+    Each engine draws from its own child of ``rng`` (``rng.spawn``), so changing one
+    engine's count leaves the other engines' speakers as they were. Kokoro speakers
+    alternate female/male blends; espeak-ng takes distinct voice+variant pairs in a
+    shuffled order, alternately female and male; flite cycles through its four voices.
+    """
+    children = dict(zip(ENGINES, rng.spawn(len(ENGINES))))
+    rows = [row for engine in ENGINES if counts.get(engine, 0)
+            for row in _MAKERS[engine](counts[engine], children[engine])]
+    width = max(2, len(str(len(rows) - 1)))
+    return [Speaker(f"spk{i:0{width}d}", *row) for i, row in enumerate(rows)]
 
 
 def check_engines(speakers: list[Speaker]) -> None:
     """Raise :class:`BootsepError` unless every engine, voice and variant used exists
     (both engines silently fall back to a default voice for unknown names)."""
     engines = sorted({s.engine for s in speakers})
-    for engine in engines:
+    if "kokoro" in engines:
+        kokoro.engine()     # a BootsepError naming the packages when missing
+    programs = sorted({"espeak-ng" if e == "kokoro" else e for e in engines})  # kokoro: IPA
+    for engine in programs:
         if shutil.which(engine) is None:
             raise BootsepError(f"speech synthesizer '{engine}' not found (install: {INSTALL_HINT})")
     if "flite" in engines:
@@ -231,11 +267,14 @@ def synthesize(speaker: Speaker, text: str, sample_rate: int, tmp_dir: str | os.
     """One utterance ``(N,)`` float64 at ``sample_rate``: synthesized, resampled,
     trimmed, at ``TARGET_ACTIVE_RMS``. ``name`` makes the temporary wav unique in
     ``tmp_dir`` (callers running in parallel pass distinct names)."""
-    wav = Path(tmp_dir) / f"{name}.wav"
-    try:
-        x, rate = run_synthesizer(speaker, text, wav)
-    finally:
-        wav.unlink(missing_ok=True)
+    if speaker.kokoro is not None:
+        x, rate = kokoro.render(speaker.kokoro, text)
+    else:
+        wav = Path(tmp_dir) / f"{name}.wav"
+        try:
+            x, rate = run_synthesizer(speaker, text, wav)
+        finally:
+            wav.unlink(missing_ok=True)
     x = trim_silence(resample(x, rate, sample_rate, np.float64), sample_rate)
     level = active_rms(x, sample_rate)
     if level <= 0:

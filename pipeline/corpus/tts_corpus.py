@@ -3,12 +3,17 @@
 
 Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
 
-1. speakers (:mod:`.tts`), split speaker-disjointly (and gender-stratified) into
-   train/valid/test by ``speaker_fractions``; the fortunes sentences (:mod:`.text`) are
-   split the same way, so no sentence is read in two splits;
-2. ``utterances_per_speaker`` sentences per speaker, synthesized in parallel, trimmed,
-   resampled to ``sample_rate``, at a fixed active-speech level; utterances shorter than
-   ``min_seconds`` are not used;
+1. ``speakers[engine]`` speakers per engine (:mod:`.tts`; Kokoro neural voices,
+   :mod:`.kokoro`, espeak-ng and flite). Speakers of ``test_engines`` are *held out*: they
+   read only test sentences and appear only in the ``heldout_mixtures`` extra test mixtures
+   (ids after the in-domain ones), which mix two of them. The other speakers are split
+   speaker-disjointly (stratified by engine and gender) into train/valid/test by
+   ``speaker_fractions``; the fortunes sentences (:mod:`.text`) are split the same way, so
+   no sentence is read in two splits. Manifest column ``subset``: ``in_domain`` or
+   ``heldout_engine``;
+2. ``utterances_per_speaker`` sentences per speaker, synthesized in parallel (each once:
+   :mod:`.tts_cache`), trimmed, resampled to ``sample_rate``, at a fixed active-speech level;
+   utterances shorter than ``min_seconds`` are not used;
 3. per mixture, from its own generator ``default_rng([seed, 3, split, index])``: two
    speakers of the split, one utterance each, relative level L ~ U(relative_level_db)
    (first source +L/2 dB, second -L/2 dB after equal active-RMS normalisation, as in
@@ -66,11 +71,13 @@ from bootsep.pipeline.corpus.tts import (
     make_speakers,
     synthesize,
 )
+from bootsep.pipeline.corpus.tts_cache import TtsCache, cache_key, default_root
 from bootsep.progress import Progress
 
 # Independent random streams: default_rng([seed, STREAM, ...]).
 STREAM_SPEAKERS, STREAM_SPLITS, STREAM_TEXT, STREAM_MIXTURES = 0, 1, 2, 3
 SPLIT_CODES = {split: i for i, split in enumerate(SPLITS)}
+IN_DOMAIN, HELDOUT = "in_domain", "heldout_engine"   # manifest column `subset`
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,7 @@ class MixturePlan:
     azimuths_deg: tuple[float, float]
     distances_m: tuple[float, float]
     num_samples: int
+    subset: str = IN_DOMAIN
     speeds: tuple[float, float] = (1.0, 1.0)    # speed perturbation factor per utterance
     level_db: float = 0.0                       # mixture peak: corpus.tts.peak x this gain
     noise_snr_db: float = 0.0                   # used when corpus.tts.augment.noise.kind != none
@@ -104,39 +112,45 @@ class MixturePlan:
 
 def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int | None = None,
                      show_progress: bool = True,
-                     fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR) -> dict[str, int]:
+                     fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR,
+                     cache_dir: str | os.PathLike | None = None) -> dict[str, int]:
     """Build the corpus into ``out_dir``; returns the number of mixtures per split.
 
     ``p`` is the validated ``corpus.tts`` params section; ``fortunes_dir`` is where the
     fortune databases are read from. ``workers`` (default: the CPUs this process may use)
-    only changes speed, never the output.
+    and ``cache_dir`` (the synthesis cache; default :func:`.tts_cache.default_root`) only
+    change speed, never the output.
     """
     out_dir = Path(out_dir)
     workers = workers or _cpu_count()
     fs = p.sample_rate
     sentences = load_sentences(p.sentence_words, fortunes_dir)
-    speakers = make_speakers(p.min_speakers, np.random.default_rng([seed, STREAM_SPEAKERS]))
+    speakers = make_speakers(p.speakers, np.random.default_rng([seed, STREAM_SPEAKERS]))
     check_engines(speakers)
-    split_of = split_speakers(speakers, p.speaker_fractions,
+    held = {s.id for s in speakers if s.engine in p.test_engines}
+    split_of = split_speakers([s for s in speakers if s.id not in held], p.speaker_fractions,
                               np.random.default_rng([seed, STREAM_SPLITS]))
+    split_of.update({sid: "test" for sid in held})
     texts = assign_sentences(speakers, split_of, sentences, p.speaker_fractions,
                              p.utterances_per_speaker, seed)
-    utterances = synthesize_all(speakers, texts, fs, p.max_seconds, workers, show_progress)
+    cache = TtsCache(default_root() if cache_dir is None else cache_dir)
+    utterances = synthesize_all(speakers, texts, fs, p.max_seconds, workers, show_progress,
+                                cache)
     usable = {s.id: [u for u in utterances[s.id] if u.seconds >= p.min_seconds]
               for s in speakers}
     mics = array_geometry(p.array)
 
     plans = []
     for split in SPLITS:
-        pool = [s for s in speakers if split_of[s.id] == split and usable[s.id]]
-        n_mix = p.mixtures[split]
-        if n_mix and len(pool) < 2:
-            raise BootsepError(f"split '{split}' has {len(pool)} speaker(s) with utterances of at "
-                               f"least {p.min_seconds} s; raise corpus.tts.min_speakers or "
-                               "lower corpus.tts.min_seconds")
-        plans += [plan_mixture(split, i, pool, usable, p, seed) for i in range(n_mix)]
+        pool = [s for s in speakers
+                if split_of[s.id] == split and s.id not in held and usable[s.id]]
+        plans += _plans(split, 0, p.mixtures[split], pool, usable, p, seed, IN_DOMAIN)
+    pool = [s for s in speakers if s.id in held and usable[s.id]]
+    plans += _plans("test", p.mixtures["test"], p.heldout_mixtures, pool, usable, p, seed,
+                    HELDOUT)
 
     rows: dict[str, list] = {split: [None] * p.mixtures[split] for split in SPLITS}
+    rows["test"] += [None] * p.heldout_mixtures
     with Progress(len(plans), "tts mixtures", unit="mix", enabled=show_progress) as bar, \
             ThreadPoolExecutor(max_workers=workers) as pool_ex:
         futures = {pool_ex.submit(render_mixture, plan, mics, p, out_dir / plan.split): plan
@@ -148,18 +162,32 @@ def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int |
     for split in SPLITS:
         write_manifest(out_dir / split / MANIFEST_NAME, rows[split], num_sources=2)
         write_geometry(out_dir / split, ArrayGeometry(mics, p.speed_of_sound))
-    _write_speakers(out_dir / "speakers.csv", speakers, split_of, usable)
+    _write_speakers(out_dir / "speakers.csv", speakers, split_of, usable, held)
     return {split: len(rows[split]) for split in SPLITS}
+
+
+def _plans(split: str, first: int, count: int, pool: list[Speaker],
+           usable: dict[str, list[Utterance]], p: TtsSettings, seed: int,
+           subset: str) -> list[MixturePlan]:
+    """Mixtures ``first .. first + count - 1`` of ``split`` drawn from ``pool``."""
+    if count and len(pool) < 2:
+        what = "held-out" if subset == HELDOUT else f"split '{split}'"
+        raise BootsepError(f"{what} has {len(pool)} speaker(s) with utterances of at least "
+                           f"{p.min_seconds} s; raise corpus.tts.speakers or lower "
+                           "corpus.tts.min_seconds")
+    return [plan_mixture(split, i, pool, usable, p, seed, subset)
+            for i in range(first, first + count)]
 
 
 def split_speakers(speakers: list[Speaker], fractions: dict[str, float],
                    rng: np.random.Generator) -> dict[str, str]:
-    """Speaker id -> split. Within each gender the speakers are shuffled and cut into
-    ``fractions`` (largest-remainder rounding, ties to the earlier split), so every split
-    gets both genders when there are enough speakers; splits never share a speaker."""
+    """Speaker id -> split. Within each (engine, gender) group the speakers are shuffled
+    and cut into ``fractions`` (largest-remainder rounding, ties to the earlier split), so
+    every split gets both genders and every engine when there are enough speakers; splits
+    never share a speaker."""
     out = {}
-    for gender in sorted({s.gender for s in speakers}):
-        group = [s for s in speakers if s.gender == gender]
+    for engine, gender in sorted({(s.engine, s.gender) for s in speakers}):
+        group = [s for s in speakers if s.engine == engine and s.gender == gender]
         group = [group[i] for i in rng.permutation(len(group))]
         counts = _largest_remainder(len(group), [fractions[s] for s in SPLITS])
         start = 0
@@ -194,29 +222,42 @@ def assign_sentences(speakers: list[Speaker], split_of: dict[str, str], sentence
 
 
 def synthesize_all(speakers: list[Speaker], texts: dict[str, list[str]], sample_rate: int,
-                   max_seconds: float, workers: int, show_progress: bool = True
-                   ) -> dict[str, list[Utterance]]:
+                   max_seconds: float, workers: int, show_progress: bool = True,
+                   cache: TtsCache | None = None) -> dict[str, list[Utterance]]:
     """Synthesize every speaker's sentences in a thread pool (the work is in the
-    synthesizer subprocesses). Returns speaker id -> utterances in sentence order."""
+    synthesizer subprocesses and onnxruntime, both outside the GIL), each at most once
+    with ``cache``. Returns speaker id -> utterances in sentence order."""
     jobs = [(s, k, text) for s in speakers for k, text in enumerate(texts[s.id])]
     keep = int(round(max_seconds * sample_rate))
     out: dict[str, list] = {s.id: [None] * len(texts[s.id]) for s in speakers}
     with tempfile.TemporaryDirectory(prefix="bootsep-tts-") as tmp, \
             Progress(len(jobs), "tts synthesis", unit="utt", enabled=show_progress) as bar, \
             ThreadPoolExecutor(max_workers=workers) as ex:
-        futures = {ex.submit(synthesize, s, text, sample_rate, tmp, f"{s.id}_{k:03d}"): (s, k, text)
-                   for s, k, text in jobs}
+        futures = {ex.submit(_utterance, s, text, sample_rate, tmp, f"{s.id}_{k:03d}", cache):
+                   (s, k, text) for s, k, text in jobs}
         for fut in as_completed(futures):
             s, k, text = futures[fut]
             audio = fut.result()
-            out[s.id][k] = Utterance(f"{s.id}_u{k:03d}", s, text,
-                                     audio[:keep].astype(np.float32), len(audio) / sample_rate)
+            out[s.id][k] = Utterance(f"{s.id}_u{k:03d}", s, text, audio[:keep],
+                                     len(audio) / sample_rate)
             bar.update()
     return out
 
 
+def _utterance(speaker: Speaker, text: str, sample_rate: int, tmp: str, name: str,
+               cache: TtsCache | None) -> np.ndarray:
+    """One whole utterance as float32, from ``cache`` when there (stored there when not)."""
+    key = cache_key(speaker, text, sample_rate) if cache is not None else ""
+    audio = cache.load(key) if cache is not None else None
+    if audio is None:
+        audio = synthesize(speaker, text, sample_rate, tmp, name).astype(np.float32)
+        if cache is not None:
+            cache.store(key, audio)
+    return audio
+
+
 def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, list[Utterance]],
-                 p: TtsSettings, seed: int) -> MixturePlan:
+                 p: TtsSettings, seed: int, subset: str = IN_DOMAIN) -> MixturePlan:
     """Draw one mixture's speakers, utterances, level and geometry from
     ``default_rng([seed, STREAM_MIXTURES, split code, index])`` (so a row does not depend
     on any other row)."""
@@ -241,7 +282,7 @@ def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, 
     keep = int(round(p.max_seconds * p.sample_rate))
     n = min(min(speed_length(len(u.audio), f), keep) for u, f in zip((u1, u2), speeds))
     return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n,
-                       speeds, gain_db, snr_db, noise_seed)
+                       subset, speeds, gain_db, snr_db, noise_seed)
 
 
 def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str
@@ -290,7 +331,8 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
     rel = {name: f"{name}/{plan.id}.wav" for name in names}
     for name, data in zip(names, (mix, *q)):
         write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
-    row = {"id": plan.id, "split": plan.split, "mixture": rel["mix"], "sample_rate": fs,
+    row = {"id": plan.id, "split": plan.split, "subset": plan.subset, "mixture": rel["mix"],
+           "sample_rate": fs,
            "num_channels": mics.shape[0], "num_samples": n, "num_sources": 2,
            "s1_image": rel["s1"], "s2_image": rel["s2"],
            "relative_level_db": plan.relative_level_db, "duration_s": round(n / fs, 4),
@@ -311,13 +353,14 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
 
 
 def _write_speakers(path: Path, speakers: list[Speaker], split_of: dict[str, str],
-                    usable: dict[str, list[Utterance]]) -> None:
+                    usable: dict[str, list[Utterance]], held: set[str]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "split", "engine", "voice", "variant", "gender", "pitch", "rate",
-                     "descriptor", "usable_utterances"])
+    writer.writerow(["id", "split", "subset", "engine", "voice", "variant", "gender", "pitch",
+                     "rate", "descriptor", "usable_utterances"])
     for s in speakers:
-        writer.writerow([s.id, split_of[s.id], s.engine, s.voice, s.variant, s.gender,
+        subset = HELDOUT if s.id in held else IN_DOMAIN
+        writer.writerow([s.id, split_of[s.id], subset, s.engine, s.voice, s.variant, s.gender,
                          "" if s.pitch is None else f"{s.pitch:g}", f"{s.rate:g}", s.descriptor,
                          len(usable[s.id])])
     write_text_atomic(path, buf.getvalue())
