@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import subprocess
@@ -220,30 +219,22 @@ def peak_rss(tmp: Path, sizes: list[int], workers: int) -> dict:
     return out
 
 
-def _busy(stop) -> None:
-    """One single-threaded busy process (pure Python: no OpenMP threads of its own)."""
-    x = 0
-    while not stop.is_set():
-        for _ in range(100_000):
-            x += 1
+BUSY_LOOP = "while True:\n    pass\n"   # one single-threaded busy process, no OpenMP of its own
 
 
 def contention(batch: int, steps: int, threads: int | str) -> dict:
     """The small model's training frames/s alone and beside one busy process."""
     load = os.getloadavg()[0]
     alone = model_frames_per_s(SMALL, batch, 400, steps, threads=threads)
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    proc = ctx.Process(target=_busy, args=(stop,), daemon=True)
-    proc.start()
+    # a separate program, not a multiprocessing child: the thread governor counts this
+    # process's children (its loader workers) as its own load
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
     try:
         time.sleep(0.5)                                   # let it start spinning
         contended = model_frames_per_s(SMALL, batch, 400, steps, threads=threads)
     finally:
-        stop.set()
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
+        proc.kill()
+        proc.wait(5)
     return {"contend_frames_per_s": {"alone": round(alone, 1), "contended": round(contended, 1)},
             "contend_slowdown": round(alone / contended, 2), "load_1min_before": load,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
