@@ -36,9 +36,8 @@ from bootsep.evaluate.estimates import teacher_approach
 from bootsep.evaluate.inference import apply_masks, model_masks
 from bootsep.evaluate.metrics import separation_metrics
 from bootsep.pipeline.audio import PCM16_SCALE, read_audio, resample
-from bootsep.pipeline.corpus.spatialize import free_field_images, source_position
 from bootsep.pipeline.corpus.tts import TARGET_ACTIVE_RMS, active_rms, trim_silence
-from bootsep.pipeline.corpus.tts_corpus import pcm16_images
+from bootsep.pipeline.corpus.tts_corpus import draw_geometry, pcm16_images, source_images
 from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.jobs.spatial_shard import fit_teacher
 from bootsep.pipeline.stft import StftConfig, stft
@@ -185,23 +184,13 @@ def mix_pair(recordings: Sequence[Recording], i: int, j: int, mics: np.ndarray, 
     rng = np.random.default_rng([seed, STREAM_MIX, i, j])
     first, second = (recordings[i], recordings[j]) if rng.random() < 0.5 \
         else (recordings[j], recordings[i])
-    level = round(float(rng.uniform(*s.relative_level_db)), 2)
-    sep = s.min_azimuth_separation_deg
-    az1 = round(float(rng.uniform(0.0, 360.0)), 2) % 360.0
-    az2 = round((az1 + round(float(rng.uniform(sep, 360.0 - sep)), 2)) % 360.0, 2) % 360.0
-    d1, d2 = (round(float(rng.uniform(*s.distance_m)), 3) for _ in range(2))
+    level, (az1, az2), (d1, d2) = draw_geometry(rng, s)
     pair_channel = int(rng.choice(s.pair_channels))
     n = min(first.num_samples, second.num_samples, int(round(s.max_seconds * rate)))
     mid = f"{first.id}+{second.id}"
-    images = []
-    for k, (rec, az, dist) in enumerate(((first, az1, d1), (second, az2, d2))):
-        x = rec.audio[:n]
-        cut = active_rms(x, rate)
-        if cut <= 0:
-            raise BootsepError(f"recording {rec.id} is silent in its first {n} samples")
-        x = x * (TARGET_ACTIVE_RMS / cut * 10 ** ((1 if k == 0 else -1) * level / 40))
-        images.append(free_field_images(x, mics, source_position(az, dist), rate,
-                                        s.speed_of_sound))
+    images = source_images([first.audio[:n], second.audio[:n]],
+                           [f"recording {first.id}", f"recording {second.id}"], level,
+                           (az1, az2), (d1, d2), mics, rate, s.speed_of_sound)
     q, _, _ = pcm16_images(images, s.peak, mid)
     return RealMixture(mid, (first.id, second.id), (first.group, second.group), level,
                        (az1, az2), (d1, d2), pair_channel,

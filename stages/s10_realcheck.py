@@ -80,10 +80,7 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
             notes.append(f"{name} left out: {reason}")
             log.info(f"realcheck: leaving out {name}, {reason}")
             continue
-        models[name], meta = load_model(Path(model_root) / name, device)
-        if meta["stft"] != cfg:
-            raise BootsepError(f"model was trained with {meta['stft']}, the pipeline uses {cfg}",
-                               Path(model_root) / name)
+        models[name], _ = load_model(Path(model_root) / name, device, expect_stft=cfg)
     sp = params.spatial
     teachers = [Teacher.from_config(t, sp.teachers[t], sp.num_components,
                                     getattr(sp, sp.teachers[t].method).as_dict())

@@ -87,10 +87,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
                                    f"{reason}; name a spatial condition", params.path)
             log.info(f"evaluate: leaving out {name}, {reason}")
             continue
-        models[name], meta = load_model(Path(model_root) / name, device)
-        if meta["stft"] != cfg:
-            raise BootsepError(f"model was trained with {meta['stft']}, the pipeline uses {cfg}",
-                               Path(model_root) / name)
+        models[name], _ = load_model(Path(model_root) / name, device, expect_stft=cfg)
     teachers = list(teacher_entries(params))
     by_name = {c.name: c for c in conditions(params.train_conditions)}
     # each listed model's ensembles switch (or mix) between it and its own teacher

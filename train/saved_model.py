@@ -22,12 +22,13 @@ STFT = {"sample_rate": Int(1), "win_length": Int(1), "hop_length": Int(1),
         "window": Choice(*WINDOWS)}
 
 
-def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu"
-               ) -> tuple[DeepClusteringBLSTM, dict]:
+def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu", *,
+               expect_stft: StftConfig | None = None) -> tuple[DeepClusteringBLSTM, dict]:
     """The best-validation model of a training run and its metadata (condition, stft, ...).
 
     A file that is not what the trainer writes (missing or unknown keys, wrong types) is a
-    one-line :class:`BootsepError` naming it.
+    one-line :class:`BootsepError` naming it; so is a model trained with another STFT than
+    ``expect_stft`` (the pipeline's, when given).
     """
     folder = Path(folder)
     path = folder / BEST_MODEL
@@ -53,6 +54,9 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu"
     if not stft.hop_length <= stft.win_length:
         raise BootsepError(f"stft.hop_length is {stft.hop_length}; expected at most "
                            f"stft.win_length ({stft.win_length})", path)
+    if expect_stft is not None and stft != expect_stft:
+        raise BootsepError(f"model was trained with {stft}, the pipeline uses {expect_stft}",
+                           folder)
     if stft.num_freq != mcfg.num_freq:
         raise BootsepError(f"model_config.num_freq is {mcfg.num_freq}; expected {stft.num_freq} "
                            f"(the bins of its stft, window {stft.win_length})", path)

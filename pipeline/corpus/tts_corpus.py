@@ -266,12 +266,7 @@ def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, 
     u1 = usable[pool[a].id][rng.integers(len(usable[pool[a].id]))]
     cands = [u for u in usable[pool[b].id] if u.text != u1.text] or usable[pool[b].id]
     u2 = cands[rng.integers(len(cands))]
-    level = round(float(rng.uniform(*p.relative_level_db)), 2)
-    sep = p.min_azimuth_separation_deg
-    az1 = round(float(rng.uniform(0.0, 360.0)), 2) % 360.0
-    offset = round(float(rng.uniform(sep, 360.0 - sep)), 2)
-    az2 = round((az1 + offset) % 360.0, 2) % 360.0
-    d1, d2 = (round(float(rng.uniform(*p.distance_m)), 3) for _ in range(2))
+    level, (az1, az2), (d1, d2) = draw_geometry(rng, p)
     # augmentation: drawn after the rest (and always, so that one setting does not move
     # another's draws)
     aug = p.augment
@@ -283,6 +278,37 @@ def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, 
     n = min(min(speed_length(len(u.audio), f), keep) for u, f in zip((u1, u2), speeds))
     return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n,
                        subset, speeds, gain_db, snr_db, noise_seed)
+
+
+def draw_geometry(rng: np.random.Generator, p) -> tuple[float, tuple[float, float],
+                                                        tuple[float, float]]:
+    """A two-source mixture's relative level L ~ U(relative_level_db) (dB, 0.01), azimuths
+    at least ``min_azimuth_separation_deg`` apart (degrees, 0.01) and distances
+    ~ U(distance_m) (m, 0.001), drawn in this order from ``rng``; ``p``: the ``corpus.tts``
+    settings (or any object with those three fields)."""
+    level = round(float(rng.uniform(*p.relative_level_db)), 2)
+    sep = p.min_azimuth_separation_deg
+    az1 = round(float(rng.uniform(0.0, 360.0)), 2) % 360.0
+    offset = round(float(rng.uniform(sep, 360.0 - sep)), 2)
+    az2 = round((az1 + offset) % 360.0, 2) % 360.0
+    d1, d2 = (round(float(rng.uniform(*p.distance_m)), 3) for _ in range(2))
+    return level, (az1, az2), (d1, d2)
+
+
+def source_images(sources: list[np.ndarray], names: list[str], relative_level_db: float,
+                  azimuths_deg, distances_m, mics: np.ndarray, fs: int,
+                  speed_of_sound: float) -> list[np.ndarray]:
+    """Free-field images ``(M, n)`` of two sources ``(n,)``, set to equal active RMS then to
+    +L/2 and -L/2 dB (as wsj0-2mix); a silent source is an error naming it (``names``)."""
+    images = []
+    for k, (x, name, az, dist) in enumerate(zip(sources, names, azimuths_deg, distances_m)):
+        level = active_rms(x, fs)
+        if level <= 0:
+            raise BootsepError(f"{name} is silent in its first {len(x)} samples")
+        sign = 1.0 if k == 0 else -1.0
+        x = x * (TARGET_ACTIVE_RMS / level * 10 ** (sign * relative_level_db / 40))
+        images.append(free_field_images(x, mics, source_position(az, dist), fs, speed_of_sound))
+    return images
 
 
 def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str
@@ -311,16 +337,11 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
     """
     fs, n = p.sample_rate, plan.num_samples
     noise_cfg = p.augment.noise
-    images = []
-    for k, (utt, az, dist) in enumerate(zip(plan.utterances, plan.azimuths_deg, plan.distances_m)):
-        x = speed_perturb(utt.audio, plan.speeds[k])[:n]    # float64; the audio at factor 1
-        level = active_rms(x, fs)
-        if level <= 0:
-            raise BootsepError(f"utterance {utt.id} is silent in its first {n} samples")
-        sign = 1.0 if k == 0 else -1.0
-        x *= TARGET_ACTIVE_RMS / level * 10 ** (sign * plan.relative_level_db / 40)
-        images.append(free_field_images(x, mics, source_position(az, dist), fs,
-                                        p.speed_of_sound))
+    sources = [speed_perturb(utt.audio, f)[:n]           # float64; the audio at factor 1
+               for utt, f in zip(plan.utterances, plan.speeds)]
+    images = source_images(sources, [f"utterance {u.id}" for u in plan.utterances],
+                           plan.relative_level_db, plan.azimuths_deg, plan.distances_m, mics, fs,
+                           p.speed_of_sound)
     if noise_cfg.kind != "none":
         noise = diffuse_noise(n, mics, fs, p.speed_of_sound,
                               np.random.default_rng(plan.noise_seed), noise_cfg.kind,
