@@ -1,15 +1,14 @@
 """The per-bin ensemble of a spatial teacher and a bootstrapped model (a per-bin form of the
 per-mixture switch of paper §3.3): align the model's masks to the teacher's components
 (:func:`align_masks`), then mix them per bin by how much each can be trusted there
-(:func:`perbin_masks`). Shapes: ``K`` sources, ``T`` frames, ``F`` bins.
+(:func:`perbin_masks`: a product of experts, the model's mask read as a label that is right
+with probability ``evaluate.perbin_trust``). Shapes: ``K`` sources, ``T`` frames, ``F`` bins.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-
-from bootsep.pipeline.confidence import c_post
 
 
 def align_masks(reference, candidate, magnitude) -> np.ndarray:
@@ -27,24 +26,28 @@ def align_masks(reference, candidate, magnitude) -> np.ndarray:
     return cols[np.argsort(rows)]
 
 
-def perbin_masks(teacher, model, weight) -> np.ndarray:
-    """Per-bin ensemble (a per-bin form of §3.3's switch): each bin mixes the teacher's
-    posterior and the model's mask by how much each can be trusted there.
+def perbin_masks(teacher, model, trust) -> np.ndarray:
+    """Per-bin ensemble (a per-bin form of §3.3's switch): a product of experts of the
+    teacher's posterior and the model's mask, read as a noisy label.
 
-    ``teacher``: posteriors ``(K, T, F)``; ``model``: masks ``(K, T, F)`` already aligned to
-    the teacher (:func:`align_masks`); ``weight``: the teacher's per-bin confidence
-    ``w (T, F)`` in [0, 1] (eq. 7, ``C_cl C_JSD C_post``). The teacher gets weight ``w``, the
-    model ``(1 − w) · C_post(model)`` (eq. 6 of its own mask: 1 for the K-means binary masks,
-    so the result is ``w·teacher + (1 − w)·model`` there; 0 for an uninformative mask, which
-    then leaves the teacher's posterior unchanged). Normalised by the weights' sum; a bin where
-    both weights are 0 keeps the teacher's posterior. Returns float32 ``(K, T, F)``, a convex
-    combination (sums to 1 over K where both inputs do).
+    ``teacher``: posteriors ``(K, T, F)``; ``model``: masks ``(K, T, F)`` in [0, 1] summing to 1
+    over K, already aligned to the teacher (:func:`align_masks`); ``trust``: the probability
+    ``q`` that the model's label of a bin is right, a number or ``(T, F)``, in [1/K, 1]. The
+    model's mask becomes the likelihood ``L_k = q m_k + (1 − q)(1 − m_k)/(K − 1)`` (for K-means'
+    binary masks: ``q`` on its source, ``(1 − q)/(K − 1)`` on each other) and the result is
+    ``teacher_k L_k / Σ_j teacher_j L_j``. ``q = 1/K`` or an uninformative mask (``1/K``
+    everywhere) leaves the teacher's posterior unchanged; ``q → 1`` follows the model wherever
+    the teacher gives its source any probability. A bin whose product is 0 for every source
+    keeps the teacher's posterior. Returns float32 ``(K, T, F)`` summing to 1 over K.
     """
-    t = np.asarray(teacher, dtype=np.float32)
-    m = np.asarray(model, dtype=np.float32)
-    w_t = np.clip(np.asarray(weight, dtype=np.float32), 0.0, 1.0)
-    w_m = (1.0 - w_t) * c_post(np.moveaxis(m, 0, -1))                                 # eq. 6
-    total = w_t + w_m
-    safe = np.where(total > 0, total, 1.0)
-    mixed = (w_t[None] * t + w_m[None] * m) / safe[None]
-    return np.where(total[None] > 0, mixed, t).astype(np.float32)
+    t = np.asarray(teacher, dtype=np.float64)
+    m = np.asarray(model, dtype=np.float64)
+    k = t.shape[0]
+    q = np.asarray(trust, dtype=np.float64)
+    if np.any(q < 1.0 / k - 1e-9) or np.any(q > 1.0):
+        raise ValueError(f"trust must lie in [1/K, 1] = [{1 / k:.3f}, 1]")
+    like = q * m + (1.0 - q) * (1.0 - m) / max(k - 1, 1)
+    prod = t * like
+    total = prod.sum(axis=0, keepdims=True)
+    mixed = prod / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, mixed, t).astype(np.float32)

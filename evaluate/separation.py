@@ -20,7 +20,6 @@ from bootsep.evaluate.estimates import MixtureEstimates, teacher_approach
 from bootsep.evaluate.inference import apply_masks, model_masks
 from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.pipeline.audio import load_at_rate, load_references
-from bootsep.pipeline.confidence import combined_confidence
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
@@ -38,18 +37,21 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                     teachers: Sequence[str], *, num_sources: int, corpus_dir: Path,
                     shard_root: Path, threshold_db: float, seed: int, batch_size: int,
                     device: torch.device, keep_masks: int = 0,
-                    perbin: Mapping[str, tuple[str, str]] | None = None
-                    ) -> Iterator[MixtureEstimates]:
+                    perbin: Mapping[str, tuple[str, str]] | None = None,
+                    perbin_trust: float | None = None) -> Iterator[MixtureEstimates]:
     """Estimates of every mixture of ``split`` by each spatial teacher in ``teachers``, each
     model in ``models`` and each per-bin ensemble in ``perbin`` (approach -> (model, teacher)).
 
     A teacher's estimate applies its posteriors (eq. 3, soft masks) to channel 0, as the paper
     does (§3.3). A per-bin ensemble aligns the model's masks to the teacher's posteriors and
-    mixes them per bin by the teacher's confidence ``C_cl C_JSD C_post`` (eq. 7, α = 1) of its
-    confidence shard (:func:`~bootsep.evaluate.perbin.perbin_masks`). The first
+    combines them per bin, the model's label right with probability ``perbin_trust``
+    (``evaluate.perbin_trust``, required with ``perbin``;
+    :func:`~bootsep.evaluate.perbin.perbin_masks`). The first
     ``keep_masks`` mixtures keep their masks and log-magnitude.
     """
     perbin = dict(perbin or {})
+    if perbin and perbin_trust is None:
+        raise ValueError("per-bin ensembles need perbin_trust")
     manifest = {m.id: m for m in read_manifest(corpus_dir / split / MANIFEST_NAME)}
     stages = ("stft",) + ("spatial", "confidence") * len(teachers)
     folders = [shard_root / "stft" / split] + [shard_root / stage / t / split for t in teachers
@@ -63,9 +65,6 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
             posteriors = {t: sp.all_frames("posteriors") for t, sp in zip(teachers, others[::2])}
             confidence = {t: cf.utterances("mean_confidence")
                           for t, cf in zip(teachers, others[1::2])}
-            bin_conf = {t: (cf.utterances("c_cl"), cf.utterances("c_jsd"), cf.all_frames("c_post"))
-                        for t, cf in zip(teachers, others[1::2])
-                        if t in {teacher for _, teacher in perbin.values()}}
         for t, (post, path) in zip(teachers, zip(posteriors.values(), paths[1::2])):
             if post and post[0].shape[-1] != num_sources:
                 raise BootsepError(f"spatial masks of teacher {t} have {post[0].shape[-1]} "
@@ -88,12 +87,9 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                                                          -1, 0) for t in teachers},
                      **{name: learned[name][u] for name in models}}
             for name, (model, t) in perbin.items():
-                c_cl, c_jsd, c_post = bin_conf[t]
-                weight = np.clip(combined_confidence(c_cl[u], c_jsd[u],                # eq. 7
-                                                     c_post[u].astype(np.float32), 1.0), 0, 1)
                 spatial = masks[teacher_approach(t)]
                 perm = align_masks(spatial, masks[model], np.abs(specs[u]))
-                masks[name] = perbin_masks(spatial, masks[model][perm], weight)
+                masks[name] = perbin_masks(spatial, masks[model][perm], perbin_trust)
             out = MixtureEstimates(uid, mix, references(manifest[uid], cfg, length),
                                    {t: float(confidence[t][u]) for t in teachers},
                                    subset=manifest[uid].meta.get("subset", ""))

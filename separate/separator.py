@@ -19,8 +19,9 @@ Approaches (``approach=``):
   ``data/results/eval/ensemble.json``). When the file's ``best`` is this model's, its kind:
   ``confidence`` (per block, the teacher when its mean confidence C_cl · C_JSD · mean C_post,
   eqs. 4–6, is above the model's threshold from validation, otherwise the model) or
-  ``perbin`` (per bin, the teacher's posterior weighted by its confidence C_cl C_JSD C_post
-  and the model's aligned mask by the rest: :func:`~bootsep.evaluate.perbin.perbin_masks`);
+  ``perbin`` (per bin, the teacher's posterior times the likelihood of the model's aligned
+  mask read as a label right with the file's ``perbin_trust``:
+  :func:`~bootsep.evaluate.perbin.perbin_masks`);
   otherwise the confidence switch with the model's own entry of ``models``. A file without an
   entry for the model (or an older one with a single ``threshold``) gives the confidence
   switch with that threshold, with a warning when it was computed for another model;
@@ -116,7 +117,7 @@ class Separator:
                  spatial: SpatialSettings, kmeans_threshold_db: float, kmeans_seed: int,
                  threshold: float | None = None, threshold_source: str | None = None,
                  threshold_warning: str | None = None, ensemble_kind: str = "confidence",
-                 ensemble_used: str | None = None):
+                 ensemble_used: str | None = None, perbin_trust: float | None = None):
         self.model, self.meta, self.path, self.device = model, meta, Path(path), device
         self.stft_config: StftConfig = meta["stft"]
         self.spatial = spatial
@@ -126,7 +127,10 @@ class Separator:
         if ensemble_kind not in ENSEMBLE_KINDS:
             raise BootsepError(f"ensemble kind must be one of {', '.join(ENSEMBLE_KINDS)}, "
                                f"got {ensemble_kind!r}")
+        if ensemble_kind == "perbin" and perbin_trust is None:
+            raise BootsepError("the per-bin ensemble needs perbin_trust (ensemble.json)")
         self.ensemble_kind, self.ensemble_used = ensemble_kind, ensemble_used
+        self.perbin_trust = perbin_trust
         self.default_num_sources = int(meta.get("num_sources") or 2)
 
     # ------------------------------------------------------------------ construction
@@ -151,7 +155,7 @@ class Separator:
         spatial = SpatialSettings(settings["teacher"], jsd_samples=int(conf["jsd_samples"]),
                                   jsd_seed=int(conf["seed"]))
         source = warning = None
-        kind, used = "confidence", None
+        kind, used, trust = "confidence", None, None
         if threshold is not None:
             threshold, source = _check_threshold(threshold, "--threshold"), "given"
             used = "confidence switch with the given --threshold"
@@ -160,8 +164,8 @@ class Separator:
             name = model_name(meta, path)
             choice = read_ensemble_choice(ensemble_file if explicit else ensemble_file_of(path),
                                           name, required=explicit)
-            threshold, source, kind, used = (choice.threshold, choice.source, choice.kind,
-                                             choice.used)
+            threshold, source, kind, used, trust = (choice.threshold, choice.source, choice.kind,
+                                                    choice.used, choice.perbin_trust)
             computed_for = choice.computed_for
             if threshold is not None and computed_for is not None and computed_for != name:
                 warning = (f"{source}: the ensemble threshold was computed for model "
@@ -170,7 +174,7 @@ class Separator:
                    kmeans_threshold_db=float(ev["kmeans_threshold_db"]),
                    kmeans_seed=int(ev["kmeans_seed"]),
                    threshold=threshold, threshold_source=source, threshold_warning=warning,
-                   ensemble_kind=kind, ensemble_used=used)
+                   ensemble_kind=kind, ensemble_used=used, perbin_trust=trust)
 
     @property
     def sample_rate(self) -> int:
@@ -268,13 +272,10 @@ class Separator:
         y = resample(chans, rate, cfg.sample_rate)
         spec = stft(y, cfg)                                           # (C', T, F)
         logmag = log_magnitude_db(spec[0])                            # eq. 2
-        confidence = channels = weight = None
+        confidence = channels = None
         spatial_masks_ = None
         perbin = approach == "ensemble" and self.ensemble_kind == "perbin"
-        if stereo and perbin:
-            spatial_masks_, confidence, channels, weight = spatial_separation_weighted(
-                spec, logmag, num_sources, self.spatial, self.stft_config)
-        elif stereo:
+        if stereo:
             spatial_masks_, confidence, channels = self.spatial_masks(spec, logmag, num_sources)
         cue = channels == INDEPENDENT
         if approach == "spatial" or (approach == "ensemble" and not perbin and cue
@@ -283,7 +284,8 @@ class Separator:
         elif perbin and cue:
             learned = self.model_masks(logmag, num_sources)
             perm = align_masks(spatial_masks_, learned, np.abs(spec[0]))
-            masks, choice = perbin_masks(spatial_masks_, learned[perm], weight), "perbin"
+            masks = perbin_masks(spatial_masks_, learned[perm], self.perbin_trust)
+            choice = "perbin"
         else:
             masks, choice = self.model_masks(logmag, num_sources), "model"
         out = apply_masks(spec[0], masks, cfg, y.shape[-1])
@@ -350,23 +352,15 @@ class Separator:
 
 def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
                        settings: SpatialSettings, cfg: StftConfig) -> tuple[np.ndarray, float, int]:
-    """The masks, mean confidence and channel check of :func:`spatial_separation_weighted`."""
-    return spatial_separation_weighted(spec, logmag, num_sources, settings, cfg)[:3]
-
-
-def spatial_separation_weighted(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
-                                settings: SpatialSettings, cfg: StftConfig
-                                ) -> tuple[np.ndarray, float, int, np.ndarray]:
     """A teacher's masks ``(K, T, F)`` of one multichannel STFT ``spec (C, T, F)`` (the paper's
     teacher: channels 0 and 1; the others: the channels given, free delays since a recording's
     array is unknown), its mean confidence computed as the spatial and confidence stages do
     (:func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher`,
     :func:`~bootsep.pipeline.jobs.confidence_shard.fit_term`; eqs. 4–6, generalised eq. 5),
-    the channel check of channels 0 and 1 (:mod:`bootsep.pipeline.channels`; not 0:
-    uniform masks, confidence 0) and the per-bin confidence ``C_cl C_JSD C_post (T, F)``
-    (eq. 7, α = 1) that weights the teacher in the per-bin ensemble."""
+    and the channel check of channels 0 and 1 (:mod:`bootsep.pipeline.channels`; not 0:
+    uniform masks, confidence 0)."""
     from bootsep.pipeline.channels import check_channel_pair
-    from bootsep.pipeline.confidence import combined_confidence, measures
+    from bootsep.pipeline.confidence import measures
     from bootsep.pipeline.jobs.confidence_shard import fit_term, mixture_seeds
     from bootsep.pipeline.jobs.spatial_shard import fit_teacher
 
@@ -383,10 +377,8 @@ def spatial_separation_weighted(spec: np.ndarray, logmag: np.ndarray, num_source
                     frames["fit_mask"])              # as the confidence stage: eqs. 4, 6
     code = utterances["channel_check"][0] if "channel_check" in utterances \
         else check_channel_pair(X[:, 0], X[:, 1], valid).reason[0]
-    weight = np.clip(combined_confidence(conf["c_cl"][0], conf["c_jsd"][0],          # eq. 7
-                                         conf["c_post"][0], 1.0), 0.0, 1.0)
     return (np.moveaxis(np.asarray(frames["posteriors"][0], np.float32), -1, 0),
-            float(conf["mean_confidence"][0]), int(code), weight.astype(np.float32))
+            float(conf["mean_confidence"][0]), int(code))
 
 
 def channel_warning(blocks: list[dict], approach: str) -> str | None:
@@ -497,13 +489,15 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
 class EnsembleChoice:
     """What ``ensemble.json`` gives a model: the confidence threshold (None: no file), the
     file, the model the threshold was computed for (None if unsaid), the ensemble kind
-    (``confidence`` or ``perbin``) and one line saying which entry was used."""
+    (``confidence`` or ``perbin``), one line saying which entry was used and, for ``perbin``,
+    the entry's ``perbin_trust``."""
 
     threshold: float | None
     source: str | None
     computed_for: str | None
     kind: str = "confidence"
     used: str | None = None
+    perbin_trust: float | None = None
 
 
 def read_ensemble_choice(path: str | os.PathLike, name: str,
@@ -534,8 +528,15 @@ def read_ensemble_choice(path: str | os.PathLike, name: str,
         gain = best.get("si_sdri")
         gain = f" ({gain:.2f} dB SI-SDRi on the test split)" if isinstance(gain, (int, float)) \
             else ""
+        trust = None
+        if kind == "perbin":
+            trust = entry.get("perbin_trust")
+            if not isinstance(trust, (int, float)) or not 0 <= trust <= 1:
+                raise BootsepError(f"ensemble file's models.{name}.perbin_trust is {trust!r}; "
+                                   "expected a number in [0, 1] (rerun the evaluate stage)", path)
         return EnsembleChoice(own, source, name, kind, f"best measured ensemble: {kind} of "
-                              f"{name} with teacher {entry.get('teacher')}{gain}")
+                              f"{name} with teacher {entry.get('teacher')}{gain}",
+                              None if trust is None else float(trust))
     other = (f"; the best measured is {best.get('kind')} of {best.get('model')}"
              if isinstance(best, dict) else "")
     return EnsembleChoice(own, source, name, "confidence",

@@ -5,9 +5,9 @@ trained model (DC embeddings + K-means), and for each model M of ``evaluate.ense
 four ensembles with M's own teacher T: *confidence* (T when the mixture's mean confidence is
 above the ``confidence_percentile``-th percentile of the validation mixtures' confidences by
 T), *random* (a seeded coin), *oracle* (the better by true SI-SDR) and *perbin* (per bin, T's
-posterior weighted by its confidence C_cl C_JSD C_post and M's aligned mask by the rest:
-:func:`~bootsep.evaluate.perbin.perbin_masks`). They are named ``ensemble_<kind>`` for the
-first model, ``ensemble_<kind>@<model>`` for the others
+posterior times the likelihood of M's aligned mask read as a label right with probability
+``evaluate.perbin_trust``: :func:`~bootsep.evaluate.perbin.perbin_masks`). They are named
+``ensemble_<kind>`` for the first model, ``ensemble_<kind>@<model>`` for the others
 (:func:`~bootsep.evaluate.estimates.ensemble_approach`). The validation split is separated by
 every teacher too (the thresholds, and Fig. 2).
 
@@ -79,6 +79,9 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     thread_governor(params.train.torch_threads)   # evaluation: a fixed count (auto: every core)
     models, num_sources = {}, params.train.num_sources
     ens_models = list(ev.ensemble_models)
+    if ev.perbin_trust < 1.0 / num_sources:
+        raise BootsepError(f"evaluate.perbin_trust is {ev.perbin_trust}; it must be at least "
+                           f"1/K = {1 / num_sources:.3f} (K = train.num_sources)", params.path)
     for name in condition_names(params.train_conditions):
         reason = skipped_reason(Path(model_root) / name)
         if reason:
@@ -117,7 +120,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     with atomic_dir(out) as tmp:
         with Progress(summary_count(shard_root / "stft" / "test"), "evaluate test", "mix") as bar:
             estimates = split_estimates("test", models=models, keep_masks=ev.examples,
-                                        perbin=perbin, **common)
+                                        perbin=perbin, perbin_trust=ev.perbin_trust, **common)
             for i, est in enumerate(estimates):
                 for approach in test_rows:
                     test_rows[approach].append(score(est, "test", approach, teacher_of[approach]))
@@ -139,6 +142,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
         write_text_atomic(tmp / "per_mixture.csv", csv_text(all_rows))
         valid_mixtures = len(valid_rows) // len(teachers)
         entries = {m: {"teacher": t, "threshold": float(thresholds[m]),
+                       "perbin_trust": ev.perbin_trust,
                        "percentile": ev.confidence_percentile, "valid_mixtures": valid_mixtures,
                        "approaches": {k: name_of[m, k] for k in KINDS
                                       if name_of[m, k] in test_rows},

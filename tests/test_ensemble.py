@@ -168,39 +168,43 @@ def _masks(rng, k=2, t=7, f=5, hard=False):
 
 
 def test_perbin_equals_the_spatial_output_when_the_model_is_uninformative():
-    # the requirement: a model mask of 0.5 everywhere changes nothing, whatever the
-    # teacher's confidence (a plain w·T + (1 − w)·M would pull every bin towards 0.5)
+    # the requirement: a model mask of 1/K everywhere changes nothing, whatever the trust
     rng = np.random.default_rng(0)
     teacher = _masks(rng)
-    weight = rng.uniform(0, 1, teacher.shape[1:])
-    weight[0] = 0.0                                                    # even where w = 0
-    out = perbin_masks(teacher, np.full_like(teacher, 0.5), weight)
-    np.testing.assert_allclose(out, teacher, atol=1e-6)
+    for trust in (0.5, 0.8, 1.0, rng.uniform(0.5, 1.0, teacher.shape[1:])):
+        out = perbin_masks(teacher, np.full_like(teacher, 0.5), trust)
+        np.testing.assert_allclose(out, teacher, atol=1e-6)
     uniform3 = np.full((3, 4, 6), 1 / 3, np.float32)
     teacher3 = _masks(rng, k=3, t=4, f=6)
-    np.testing.assert_allclose(perbin_masks(teacher3, uniform3, rng.uniform(size=(4, 6))),
-                               teacher3, atol=1e-6)
+    np.testing.assert_allclose(perbin_masks(teacher3, uniform3, 0.9), teacher3, atol=1e-6)
 
 
-def test_perbin_reduces_to_each_member_at_the_weight_ends():
+def test_perbin_reduces_to_each_member_at_the_trust_ends():
+    # trust 1/K: the teacher; trust 1: the model wherever the teacher allows its source
     rng = np.random.default_rng(1)
     teacher, model = _masks(rng), _masks(rng, hard=True)
-    ones, zeros = np.ones(teacher.shape[1:]), np.zeros(teacher.shape[1:])
-    np.testing.assert_allclose(perbin_masks(teacher, model, ones), teacher, atol=1e-6)
-    np.testing.assert_allclose(perbin_masks(teacher, model, zeros), model, atol=1e-6)
+    np.testing.assert_allclose(perbin_masks(teacher, model, 0.5), teacher, atol=1e-6)
+    np.testing.assert_allclose(perbin_masks(teacher, model, 1.0), model, atol=1e-6)
+    t3, m3 = _masks(rng, k=3), _masks(rng, k=3, hard=True)
+    np.testing.assert_allclose(perbin_masks(t3, m3, 1 / 3), t3, atol=1e-6)
 
 
-def test_perbin_with_a_binary_model_is_the_weighted_average_per_bin():
-    # an independent oracle: with K-means (binary) masks the model's weight is exactly 1 − w
+def test_perbin_is_bayes_rule_with_a_noisy_label():
+    # an independent oracle: P(source k | teacher, label) with P(label = k | k) = q and the
+    # other labels equally likely, by enumeration per bin
     rng = np.random.default_rng(2)
     teacher, model = _masks(rng, k=3), _masks(rng, k=3, hard=True)
-    w = rng.uniform(0, 1, teacher.shape[1:]).astype(np.float32)
-    out = perbin_masks(teacher, model, w)
-    for t, f in itertools.product(range(w.shape[0]), range(w.shape[1])):
-        want = w[t, f] * teacher[:, t, f] + (1 - w[t, f]) * model[:, t, f]
-        np.testing.assert_allclose(out[:, t, f], want, atol=1e-6)
+    q = rng.uniform(1 / 3, 1, teacher.shape[1:]).astype(np.float32)
+    out = perbin_masks(teacher, model, q)
+    for t, f in itertools.product(range(q.shape[0]), range(q.shape[1])):
+        label = int(np.argmax(model[:, t, f]))
+        like = [q[t, f] if k == label else (1 - q[t, f]) / 2 for k in range(3)]
+        joint = [teacher[k, t, f] * like[k] for k in range(3)]
+        np.testing.assert_allclose(out[:, t, f], np.array(joint) / sum(joint), atol=1e-6)
     np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-6)
     assert out.dtype == np.float32 and out.shape == teacher.shape
+    with pytest.raises(ValueError, match="trust"):
+        perbin_masks(teacher, model, 0.2)
 
 
 def test_align_masks_resolves_a_swapped_permutation():

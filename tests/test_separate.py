@@ -600,7 +600,8 @@ def multi_model_layout(root: Path, best: dict | None) -> dict[str, Path]:
     entry = {"teacher": "paper", "percentile": 25, "valid_mixtures": 8}
     ens.write_text(json.dumps({
         "model": "alpha_1", "teacher": "paper", "percentile": 25, "threshold": 0.3,
-        "models": {"alpha_1": {**entry, "threshold": 0.3}, "alpha_2": {**entry, "threshold": -1.0}},
+        "models": {"alpha_1": {**entry, "threshold": 0.3, "perbin_trust": 0.7},
+                   "alpha_2": {**entry, "threshold": -1.0, "perbin_trust": 0.6}},
         "best": best}))
     return models
 
@@ -635,27 +636,36 @@ def test_separate_uses_the_best_measured_ensemble(tmp_path, monkeypatch):
     assert info["approach"] == "model" and info["ensemble_kind"] is None
 
 
-def test_perbin_block_is_the_weighted_mix_of_the_aligned_masks(tmp_path):
+def test_perbin_block_is_the_product_of_the_aligned_masks(tmp_path):
     # the block's masks are perbin_masks of the teacher's posteriors and the model's masks
-    # aligned to them, with the teacher's per-bin confidence as weight (an independent rebuild)
+    # aligned to them, with the file's perbin_trust (an independent rebuild)
     from bootsep.evaluate.inference import apply_masks
     from bootsep.evaluate.perbin import align_masks, perbin_masks
     from bootsep.pipeline.features import log_magnitude_db
     from bootsep.pipeline.stft import stft
-    from bootsep.separate.separator import spatial_separation_weighted
+    from bootsep.separate.separator import spatial_separation
 
     best = {"model": "alpha_1", "kind": "perbin", "approach": "ensemble_perbin", "si_sdri": 1.0}
     sep = Separator.from_pretrained(multi_model_layout(tmp_path, best)["alpha_1"], device="cpu")
+    assert sep.perbin_trust == 0.7
     mix, _ = mixture(seconds=1.5)
     got = sep.separate_block(mix, RATE, "ensemble", 2)
     spec = stft(mix, sep.stft_config)
     logmag = log_magnitude_db(spec[0])
-    teacher, _, _, weight = spatial_separation_weighted(spec, logmag, 2, sep.spatial,
-                                                        sep.stft_config)
-    assert weight.shape == logmag.shape and 0 <= weight.min() and weight.max() <= 1
-    assert 0 < weight.mean() < 1
+    teacher, _, _ = spatial_separation(spec, logmag, 2, sep.spatial, sep.stft_config)
     learned = sep.model_masks(logmag, 2)
-    masks = perbin_masks(teacher, learned[align_masks(teacher, learned, np.abs(spec[0]))], weight)
+    masks = perbin_masks(teacher, learned[align_masks(teacher, learned, np.abs(spec[0]))], 0.7)
     want = apply_masks(spec[0], masks, sep.stft_config, mix.shape[1])
     assert got.info["choice"] == "perbin"
     np.testing.assert_allclose(got.sources, want, atol=1e-5)
+
+
+def test_perbin_without_trust_in_the_file_is_a_one_line_error(tmp_path):
+    best = {"model": "alpha_1", "kind": "perbin", "approach": "ensemble_perbin", "si_sdri": 1.0}
+    models = multi_model_layout(tmp_path, best)
+    ens = tmp_path / "data" / "results" / "eval" / "ensemble.json"
+    data = json.loads(ens.read_text())
+    del data["models"]["alpha_1"]["perbin_trust"]
+    ens.write_text(json.dumps(data))
+    with pytest.raises(BootsepError, match="perbin_trust is None.*rerun the evaluate stage"):
+        Separator.from_pretrained(models["alpha_1"], device="cpu")
