@@ -46,7 +46,7 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], spatial: str, path: Path,
     r, p = pearson(raw, sdr)
     r_log, p_log = pearson(conf, sdr)
     condition = np.array([r.get("condition") or "" for r in rows], dtype=object)
-    names = list(dict.fromkeys(condition))
+    names = sorted(set(condition))            # sorted: a condition keeps its colour
     by_condition = {}
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     if len(names) > 1:
@@ -57,7 +57,7 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], spatial: str, path: Path,
                                                "mixtures": int(sel.sum())}
             ax.scatter(conf[sel], sdr[sel], s=10, alpha=0.6,
                        label=f"{name or 'unnamed'} ({int(sel.sum())}, r = {r_c:.3f})")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     else:
         ax.scatter(conf, sdr, s=10, alpha=0.6)
     ax.set_xlabel(f"log mean confidence (floored at {floor:g})")
