@@ -51,3 +51,6 @@ class MixtureEstimates:
     logmag_db: np.ndarray | None = None     # (T, F), kept for example figures
     masks: dict[str, np.ndarray] = field(default_factory=dict)       # approach -> (K, T, F)
     subset: str = ""                        # the manifest's ``subset`` (e.g. heldout_engine)
+    condition: str = ""                     # the manifest's ``condition`` (anechoic, reverb)
+    rt60_s: str = ""                        # the manifest's ``rt60_s`` (empty when anechoic)
+    direct: np.ndarray | None = None        # (K, L) direct-path images at channel 0, if any

@@ -1,8 +1,9 @@
 """The report's figures (PNG, static, readable without a browser or network).
 
 Fig. 2: log mean confidence vs SI-SDR of the spatial algorithm on validation mixtures,
-with Pearson's r and p. Fig. 3: spatial vs bootstrapped model SI-SDR per test mixture,
-with the y = x line. Training curves per model, and example spectrograms with masks.
+with Pearson's r and p (coloured by condition, anechoic or reverb, when there are several).
+Fig. 3: spatial vs bootstrapped model SI-SDR per test mixture, with the y = x line.
+Training curves per model, and example spectrograms with masks.
 """
 
 from __future__ import annotations
@@ -35,15 +36,30 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], spatial: str, path: Path,
     As in the paper, the x axis is the log confidence (to show the low end) but the Pearson r
     is the one between the confidence itself, "not its log", and SI-SDR (§2.2; the paper's
     0.36); the r of the log is returned too. Returns ``{pearson_r, p, pearson_r_log, p_log,
-    mixtures}``."""
+    mixtures}``. With several conditions (the rows' ``condition``: anechoic, reverb) each is
+    drawn in its own colour, with its r in the legend, and the result has ``by_condition``
+    (``{condition: {pearson_r, p, mixtures}}``)."""
     rows = [r for r in valid_rows if r["approach"] == spatial and np.isfinite(r["si_sdr"])]
     raw = np.array([r["mean_confidence"] for r in rows], dtype=np.float64)
     conf = np.log(np.maximum(raw, floor))
     sdr = np.array([r["si_sdr"] for r in rows])
     r, p = pearson(raw, sdr)
     r_log, p_log = pearson(conf, sdr)
+    condition = np.array([r.get("condition") or "" for r in rows], dtype=object)
+    names = sorted(set(condition))            # sorted: a condition keeps its colour
+    by_condition = {}
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    ax.scatter(conf, sdr, s=10, alpha=0.6)
+    if len(names) > 1:
+        for name in names:
+            sel = condition == name
+            r_c, p_c = pearson(raw[sel], sdr[sel])
+            by_condition[name or "unnamed"] = {"pearson_r": float(r_c), "p": float(p_c),
+                                               "mixtures": int(sel.sum())}
+            ax.scatter(conf[sel], sdr[sel], s=10, alpha=0.6,
+                       label=f"{name or 'unnamed'} ({int(sel.sum())}, r = {r_c:.3f})")
+        ax.legend(loc="best", fontsize=8)
+    else:
+        ax.scatter(conf, sdr, s=10, alpha=0.6)
     ax.set_xlabel(f"log mean confidence (floored at {floor:g})")
     ax.set_ylabel(f"SI-SDR of {spatial} (dB)")
     ax.set_title(f"Fig. 2: confidence vs separation quality\n({len(rows)} validation mixtures)",
@@ -53,8 +69,9 @@ def fig2_confidence_vs_sdr(valid_rows: list[dict], spatial: str, path: Path,
             bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     ax.grid(alpha=0.3)
     _save(fig, path)
-    return {"pearson_r": float(r), "p": float(p), "pearson_r_log": float(r_log),
-            "p_log": float(p_log), "mixtures": len(rows)}
+    out = {"pearson_r": float(r), "p": float(p), "pearson_r_log": float(r_log),
+           "p_log": float(p_log), "mixtures": len(rows)}
+    return {**out, "by_condition": by_condition} if by_condition else out
 
 
 def fig3_spatial_vs_model(test_rows: list[dict], spatial: str, model: str, path: Path) -> None:

@@ -20,28 +20,41 @@ from bootsep.evaluate.ensemble import (
     choose_random,
 )
 from bootsep.evaluate.estimates import MixtureEstimates
-from bootsep.evaluate.metrics import separation_metrics
+from bootsep.evaluate.metrics import separation_metrics, si_sdr
 from bootsep.pipeline.audio import write_audio
 
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/eval")
 METRICS = ("si_sdr", "si_sir", "si_sar", "si_sdri")
-COLUMNS = ("split", "id", "subset", "approach", *METRICS, "mean_confidence", "choice",
-           "permutation",
+DIRECT_METRICS = ("si_sdr_direct", "si_sdri_direct")   # against the direct path (WHAMR!)
+GROUP_COLUMNS = ("subset", "condition")   # the manifest's groups of mixtures, one column each
+COLUMNS = ("split", "id", *GROUP_COLUMNS, "rt60_s", "approach", *METRICS, *DIRECT_METRICS,
+           "mean_confidence", "choice", "permutation",
            *(f"{m}_s{k}" for m in ("si_sdr", "si_sir", "si_sar") for k in (1, 2)))
 ENSEMBLES = ("ensemble_oracle", "ensemble_random", "ensemble_confidence")
 
 
 def score(est: MixtureEstimates, split: str, approach: str, teacher: str) -> dict:
     """One per_mixture.csv row (metrics NaN when the corpus has no references); its
-    ``mean_confidence`` is spatial teacher ``teacher``'s (the approach's own, for a teacher)."""
-    row = {"split": split, "id": est.id, "subset": est.subset, "approach": approach,
+    ``mean_confidence`` is spatial teacher ``teacher``'s (the approach's own, for a teacher).
+
+    The reference is the source images at channel 0 (reverberant in a room: the spatialized
+    wsj0-2mix convention). When the mixture has direct-path images (``est.direct``), the row
+    also has ``si_sdr_direct`` and ``si_sdri_direct`` against them (the WHAMR! convention),
+    under the permutation chosen against the images; without them those cells stay empty."""
+    row = {"split": split, "id": est.id, "subset": est.subset, "condition": est.condition,
+           "rt60_s": est.rt60_s, "approach": approach,
            "mean_confidence": est.confidence[teacher], "choice": "", "permutation": ""}
     if est.references is None:
         return {**row, **{m: float("nan") for m in METRICS}}
-    m = separation_metrics(est.estimates[approach], est.references, est.mixture)
+    estimates = est.estimates[approach]
+    m = separation_metrics(estimates, est.references, est.mixture)
     row.update({k: float(np.mean(m[k])) for k in METRICS})
     row["permutation"] = " ".join(str(int(p)) for p in m["permutation"])
+    if est.direct is not None:
+        direct = si_sdr(estimates[m["permutation"]], est.direct)   # estimate perm[j] vs source j
+        row["si_sdr_direct"] = float(np.mean(direct))
+        row["si_sdri_direct"] = float(np.mean(direct - si_sdr(est.mixture[None], est.direct)))
     for k in ("si_sdr", "si_sir", "si_sar"):
         for s, v in enumerate(m[k][:2], start=1):
             row[f"{k}_s{s}"] = float(v)

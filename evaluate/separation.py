@@ -3,8 +3,10 @@
 Reads a split's aligned stft shards and every teacher's spatial/confidence shards one shard
 at a time (bounded memory), the time-domain references from the corpus manifest, and yields
 one :class:`MixtureEstimates` per mixture: channel 0 of the mixture, its references (source
-images at channel 0, or ``None`` for corpora without them), each teacher's mean confidence
-and the estimates ``(K, L)`` of every approach asked for.
+images at channel 0, or ``None`` for corpora without them), the direct-path images of the
+manifest's ``s{k}_direct`` columns where it has them, its ``subset``, ``condition`` and
+``rt60_s``, each teacher's mean confidence and the estimates ``(K, L)`` of every approach
+asked for.
 """
 
 from __future__ import annotations
@@ -31,6 +33,22 @@ def references(mix: Mixture, cfg: StftConfig, length: int) -> np.ndarray | None:
     if not mix.has_references:
         return None
     return load_references(mix.source_images, cfg.sample_rate, length)
+
+
+def direct_references(mix: Mixture, split_dir: Path, cfg: StftConfig,
+                      length: int) -> np.ndarray | None:
+    """Direct-path images ``(K, length)`` at the STFT rate from the manifest's ``s{k}_direct``
+    columns (paths relative to ``split_dir``; channel 0 of a file with more channels), or None
+    when the mixture has none (or no references). A missing or unreadable file is an error
+    naming it; so is a mixture that names some direct paths but not all."""
+    paths = [mix.meta.get(f"s{k}_direct") or "" for k in range(1, len(mix.source_images) + 1)]
+    if not any(paths):
+        return None
+    if not all(paths):
+        k = paths.index("") + 1
+        raise BootsepError(f"mixture '{mix.id}' has no s{k}_direct but other direct paths",
+                           split_dir / MANIFEST_NAME)
+    return load_references([split_dir / p for p in paths], cfg.sample_rate, length)
 
 
 def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepClusteringBLSTM],
@@ -90,9 +108,14 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                 spatial = masks[teacher_approach(t)]
                 perm = align_masks(spatial, masks[model], np.abs(specs[u]))
                 masks[name] = perbin_masks(spatial, masks[model][perm], perbin_trust)
+            meta = manifest[uid].meta
             out = MixtureEstimates(uid, mix, references(manifest[uid], cfg, length),
                                    {t: float(confidence[t][u]) for t in teachers},
-                                   subset=manifest[uid].meta.get("subset", ""))
+                                   subset=meta.get("subset") or "",
+                                   condition=meta.get("condition") or "",
+                                   rt60_s=meta.get("rt60_s") or "",
+                                   direct=direct_references(manifest[uid], corpus_dir / split,
+                                                            cfg, length))
             out.estimates = {name: apply_masks(specs[u], m, cfg, length)
                              for name, m in masks.items()}
             if seen < keep_masks:

@@ -3,6 +3,10 @@
 Every number is a mean over the test mixtures with the half-width of its confidence
 interval (``report.ci_level``, Student t); the paper's published value sits beside it.
 
+Each test subset and condition (anechoic, reverb) of the manifest also gets its own SI-SDRi
+columns when there are several (:data:`GROUPS`); SI-SDR against the direct path (where the
+corpus has it) is in table1.json only.
+
 Without references the metrics (and the label quality) cannot be computed: those cells say
 "needs references" and table1.json holds ``null`` with ``"needs_references": true``; a
 condition that was not trained (``skipped``, :mod:`bootsep.train.skipped`) keeps its row.
@@ -24,7 +28,7 @@ from bootsep.evaluate.estimates import (
     teacher_approach,
 )
 from bootsep.evaluate.paper import paper_key, paper_row
-from bootsep.evaluate.scoring import ENSEMBLES, METRICS
+from bootsep.evaluate.scoring import DIRECT_METRICS, ENSEMBLES, METRICS
 from bootsep.evaluate.stats import mean_ci
 from bootsep.train.conditions import Condition
 
@@ -38,28 +42,48 @@ def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        for k in (*METRICS, "mean_confidence"):
+        for k in (*METRICS, *DIRECT_METRICS, "mean_confidence"):
             r[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
     return rows
 
 
-SUBSET_METRICS = ("si_sdr", "si_sdri")
+# The groups of test mixtures reported apart: the per_mixture.csv column (from the manifest)
+# -> its table1.json key and the word for one group.
+GROUPS = {"subset": ("by_subset", "subset"), "condition": ("by_condition", "condition")}
+GROUP_METRICS = ("si_sdr", "si_sdri")
 
 
-def test_subsets(rows: list[dict]) -> list[str]:
-    """The test split's subsets (the manifest's ``subset`` column, e.g. ``in_domain`` and
-    ``heldout_engine``) in order of appearance; empty when it has one subset or none."""
-    names = list(dict.fromkeys(r.get("subset") or "" for r in rows if r["split"] == "test"))
+def test_groups(rows: list[dict], column: str) -> list[str]:
+    """The test split's groups in ``column`` (``subset``: e.g. ``in_domain`` and
+    ``heldout_engine``; ``condition``: ``anechoic`` and ``reverb``) in order of appearance;
+    empty when it has one group or none (an older corpus without the column: one group)."""
+    names = list(dict.fromkeys(r.get(column) or "" for r in rows if r["split"] == "test"))
     return names if len(names) > 1 and "" not in names else []
 
 
-def subset_metrics(sel: list[dict], subsets: list[str], level: float) -> dict:
-    """``{subset: {mixtures, si_sdr, si_sdr_ci, si_sdri, si_sdri_ci}}`` of one approach's rows."""
+def has_direct(sel: list[dict]) -> bool:
+    """Whether every row of ``sel`` has its SI-SDR against the direct path."""
+    return bool(sel) and all(np.isfinite(r.get("si_sdr_direct", np.nan)) for r in sel)
+
+
+def direct_metrics(sel: list[dict], level: float) -> dict:
+    """``{si_sdr, si_sdr_ci, si_sdri, si_sdri_ci}`` against the direct path over ``sel``."""
     out = {}
-    for name in subsets:
-        part = [r for r in sel if r.get("subset") == name]
+    for m in DIRECT_METRICS:
+        key = m[:-len("_direct")]
+        out[key], out[f"{key}_ci"] = mean_ci(np.array([r[m] for r in sel]), level)
+    return out
+
+
+def group_metrics(sel: list[dict], column: str, names: list[str], level: float) -> dict:
+    """``{group: {mixtures, si_sdr, si_sdr_ci, si_sdri, si_sdri_ci}}`` of one approach's rows
+    per group of ``column``, plus ``si_sdri_direct(_ci)`` when the rows have the direct path."""
+    metrics = GROUP_METRICS + (("si_sdri_direct",) if has_direct(sel) else ())
+    out = {}
+    for name in names:
+        part = [r for r in sel if r.get(column) == name]
         entry = {"mixtures": len(part)}
-        for m in SUBSET_METRICS:
+        for m in metrics:
             entry[m], entry[f"{m}_ci"] = mean_ci(np.array([r[m] for r in part]), level)
         out[name] = entry
     return out
@@ -116,11 +140,14 @@ def table1(conditions: dict[str, Condition], ensembles: dict[str, str], rows: li
     ``needs_references``; ``skipped`` (condition -> reason) gives the conditions that were not
     trained a row with ``skipped`` and no numbers. ``teachers``: name -> (method, channels),
     one row each (default: a paper teacher ``paper``); ``label_accuracy``: the labels stage's
-    accuracy per teacher, shown in the teacher's row."""
+    accuracy per teacher, shown in the teacher's row. With references, a row also has
+    ``by_subset`` / ``by_condition`` (:func:`group_metrics`) when the test split has more than
+    one subset / condition, and ``direct`` (:func:`direct_metrics`) when its rows were scored
+    against the direct path."""
     teachers = teachers or {"paper": ("paper", "pair")}
     label_accuracy = label_accuracy or {}
     test = [r for r in rows if r["split"] == "test"]
-    subsets = test_subsets(rows)
+    groups = {column: test_groups(rows, column) for column in GROUPS}
     models = list(ensembles)
     order = [*conditions, *(teacher_approach(t) for t in teachers),
              *(ensemble_approach(k, m, models) for m in models for k in TABLE_KINDS)]
@@ -146,8 +173,12 @@ def table1(conditions: dict[str, Condition], ensembles: dict[str, str], rows: li
         for m in METRICS:
             mean, half = mean_ci(np.array([r[m] for r in sel]), level)
             entry[m], entry[f"{m}_ci"] = mean, half
-        if subsets and has_refs:
-            entry["by_subset"] = subset_metrics(sel, subsets, level)
+        if has_refs:
+            for column, names in groups.items():
+                if names:
+                    entry[GROUPS[column][0]] = group_metrics(sel, column, names, level)
+            if has_direct(sel):
+                entry["direct"] = direct_metrics(sel, level)
         lab = labels.get(approach)
         entry["quality"] = lab["quality"] if lab else None
         entry["quantity"] = lab["quantity"] if lab else None
@@ -175,11 +206,17 @@ def table1_json_rows(table: dict) -> dict:
                 row["quality"] = None
         if e.get("skipped"):
             row.update(quality=None, quantity=None, skipped=e["skipped"])
-        if "by_subset" in e:
-            row["by_subset"] = {name: {k: (v if np.isfinite(v) else None) for k, v in m.items()}
-                                for name, m in e["by_subset"].items()}
+        for key, _ in GROUPS.values():
+            if key in e:
+                row[key] = {name: _finite(m) for name, m in e[key].items()}
+        if "direct" in e:
+            row["direct"] = _finite(e["direct"])
         out[approach] = row
     return out
+
+
+def _finite(numbers: dict) -> dict:
+    return {k: (v if np.isfinite(v) else None) for k, v in numbers.items()}
 
 
 NEEDS_REFS = "needs references"
@@ -225,17 +262,23 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
                   "examples) and confidences (per_mixture.csv) are written, and ground-truth "
                   "conditions are not trained." + share, ""]
     mixtures = max((e["mixtures"] for e in table.values()), default=0)
-    subsets = next((list(e["by_subset"]) for e in table.values() if "by_subset" in e), [])
-    counts = next((e["by_subset"] for e in table.values() if "by_subset" in e), {})
-    sub_head = "".join(f" SI-SDRi {name} |" for name in subsets)
-    sub_note = "" if not subsets else (
-        " The last columns: SI-SDRi of each test subset ("
-        + ", ".join(f"{name}: {counts[name]['mixtures']} mixtures" for name in subsets) + ").")
+    # the group columns: (table key, group name) per group of each grouping column
+    counts = {key: next((e[key] for e in table.values() if key in e), {})
+              for key, _ in GROUPS.values()}
+    columns = [(key, name) for key, _ in GROUPS.values() for name in counts[key]]
+    sub_head = "".join(f" SI-SDRi {name} |" for _, name in columns)
+    parts = [f"of each test {word} ("
+             + ", ".join(f"{name}: {m['mixtures']} mixtures" for name, m in counts[key].items())
+             + ")" for key, word in GROUPS.values() if counts[key]]
+    sub_note = "" if not parts else " The last columns: SI-SDRi " + " and ".join(parts) + "."
+    if any("direct" in e for e in table.values()):
+        sub_note += (" References: the source images at the reference microphone (reverberant "
+                     "in a room); table1.json also scores against the direct path (`direct`).")
     lines += [f"Means over {mixtures} test mixtures, "
               f"± half-width of the {level:.0%} confidence interval of the mean. "
               + ensemble_note(ensemble) + sub_note, "",
               "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |" + sub_head,
-              "|---|---|---|---|---|---|---|---|" + "---|" * len(subsets)]
+              "|---|---|---|---|---|---|---|---|" + "---|" * len(columns)]
     for e in table.values():
         p = e["paper"] or {}
         if e.get("needs_references"):
@@ -247,7 +290,7 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
             cells += [_cell(None, "", p.get(m), "{:.1f}", NEEDS_REFS)
                       for m in ("si_sdr", "si_sir", "si_sar")]
             cells.append(NEEDS_REFS)
-            cells += [NEEDS_REFS] * len(subsets)
+            cells += [NEEDS_REFS] * len(columns)
             label = e["label"] + (" (not trained)" if e.get("skipped") else "")
             lines.append(f"| {e['channels']} | {label} | " + " | ".join(cells) + " |")
             continue
@@ -257,8 +300,8 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
             cells.append(f"{_num(e[m], '{:.1f}')} ± {_num(e[m + '_ci'], '{:.1f}')} "
                          f"({_num(p.get(m), '{:.1f}')})")
         cells.append(f"{_num(e['si_sdri'], '{:.1f}')} ± {_num(e['si_sdri_ci'], '{:.1f}')}")
-        for name in subsets:
-            m = e.get("by_subset", {}).get(name, {})
+        for key, name in columns:
+            m = e.get(key, {}).get(name, {})
             cells.append(f"{_num(m.get('si_sdri'), '{:.1f}')} ± "
                          f"{_num(m.get('si_sdri_ci'), '{:.1f}')}")
         text = e["label"] + (f", label accuracy {e['label_accuracy']:.3f}"

@@ -12,7 +12,9 @@ posterior times the likelihood of M's aligned mask read as a label right with pr
 every teacher too (the thresholds, and Fig. 2).
 
 Writes ``data/results/eval/``: ``per_mixture.csv`` (one row per mixture x approach, every
-metric), ``ensemble.json`` and ``examples/`` (wavs to listen to, masks for the report's
+metric, the manifest's ``subset``, ``condition`` and ``rt60_s``, and ``si_sdr_direct`` /
+``si_sdri_direct`` against the direct path where the manifest has ``s{k}_direct``),
+``ensemble.json`` and ``examples/`` (wavs to listen to, masks for the report's
 figures). ``ensemble.json``: ``models`` (per model: teacher, threshold, percentile,
 valid_mixtures, approach names, mean test SI-SDRi of the confidence and perbin ensembles),
 ``best`` (the model and kind, confidence or perbin, of the highest mean test SI-SDRi; random

@@ -5,6 +5,10 @@ Reads ``data/results/eval/`` (per-mixture metrics, the ensemble threshold, examp
 writes ``data/results/table1.json`` (DVC metrics), ``table1.md`` and ``figures/``
 (:mod:`bootsep.evaluate.table`, :mod:`bootsep.evaluate.figures`). Imports no torch.
 
+Table 1 reports each test subset and condition (anechoic, reverb) apart when there are
+several, and table1.json the SI-SDR against the direct path where the corpus has it; Fig. 2
+is coloured by condition.
+
 Without references (``has_references`` false in ensemble.json) Table 1 says which numbers
 need them and Figures 2–3 (metrics against confidence) are not drawn; a condition whose model
 folder is a "skipped" marker (:mod:`bootsep.train.skipped`) keeps its row, marked not trained,
@@ -71,7 +75,7 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
                 name = "fig2_confidence_vs_sdr" + ("" if teacher_approach(t) == spatial
                                                    else f"_{t}")
                 got = fig2_confidence_vs_sdr(valid, teacher_approach(t), tmp / f"{name}.png")
-                fig2_all[t] = {k: (v if math.isfinite(v) else None) for k, v in got.items()}
+                fig2_all[t] = _finite(got)
             fig2 = fig2_all.get(spatial[len("spatial_"):])
             fig3_spatial_vs_model([r for r in rows if r["split"] == "test"], spatial,
                                   ensemble["model"], tmp / "fig3_spatial_vs_model.png")
@@ -90,6 +94,12 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     md = table1_markdown(table, ensemble, level, has_refs) + real_md
     write_text_atomic(results / "table1.md", md)
     print(md)
+
+
+def _finite(result: dict) -> dict:
+    """``result`` with NaN as None (JSON), nested dicts too."""
+    return {k: (_finite(v) if isinstance(v, dict) else v if math.isfinite(v) else None)
+            for k, v in result.items()}
 
 
 def realcheck_section(results: Path, level: float) -> tuple[str, dict]:

@@ -13,3 +13,12 @@ def tdoa_seconds(mic_pos: np.ndarray, src_pos: np.ndarray, i: int, j: int,
     positive when the sound reaches i later."""
     r = mic_distances(mic_pos, src_pos)
     return float((r[i] - r[j]) / speed_of_sound)
+
+
+def si_sdr_db(est: np.ndarray, ref: np.ndarray) -> float:
+    """Textbook SI-SDR (Le Roux et al. 2019, eq. 6) of one estimate against one reference, in
+    float64, without mean removal: the scaled projection on the reference over the rest."""
+    est, ref = np.asarray(est, np.float64), np.asarray(ref, np.float64)
+    target = (est @ ref) / (ref @ ref) * ref
+    err = est - target
+    return float(10 * np.log10((target @ target) / (err @ err)))

@@ -512,3 +512,75 @@ def test_cli_corpus_shows_warnings_and_its_summary_on_stderr(tmp_path, flags):
     else:
         assert len(lines) == 3 and lines[2].startswith("corpus (folder): train=")
         assert lines[2].endswith(f"mixtures -> {out}")
+
+
+# --- wsj0-2mix-spatialized reverb: the direct path from the anechoic twin (issue 23) ----
+
+
+def test_wsj0_reverb_direct_path_from_the_anechoic_twin(tmp_path):
+    """``condition: reverb`` with MERL's anechoic twin beside it: ``s{k}_direct`` names the
+    anechoic s_k file of the same name, and evaluation reads its channel 0."""
+    from bootsep.evaluate.separation import direct_references
+    from bootsep.pipeline.stft import StftConfig
+
+    reverb = make_wsj0(tmp_path / "wsj", condition="reverb")
+    twin = make_wsj0(tmp_path / "wsj", condition="anechoic")
+    noise(twin / "tt" / "s2" / TT, seed=7)                 # differs from the reverberant image
+    out = tmp_path / "out"
+    index_wsj0_spatialized(wsj0_cfg(tmp_path / "wsj", condition="reverb"), out)
+    for split, split_dir in (("train", "tr"), ("valid", "cv"), ("test", "tt")):
+        for m in read_manifest(out / split / "manifest.csv"):
+            assert m.meta["condition"] == "reverb" and m.meta["rt60_s"] == ""
+            assert m.source_images[0] == reverb / split_dir / "s1" / f"{m.id}.wav"
+            for k in (1, 2):
+                assert Path(m.meta[f"s{k}_direct"]) == twin / split_dir / f"s{k}" / f"{m.id}.wav"
+    mix = next(m for m in read_manifest(out / "test" / "manifest.csv") if f"{m.id}.wav" == TT)
+    direct = direct_references(mix, out / "test", StftConfig(sample_rate=RATE), SAMPLES)
+    want = [sf.read(twin / "tt" / f"s{k}" / TT, dtype="float32")[0][:, 0] for k in (1, 2)]
+    np.testing.assert_array_equal(direct, np.stack(want))
+    image = sf.read(reverb / "tt" / "s2" / TT, dtype="float32")[0][:, 0]
+    assert not np.allclose(direct[1], image)
+
+
+def test_wsj0_no_direct_path_without_twin_or_when_anechoic(tmp_path):
+    make_wsj0(tmp_path / "wsj", condition="reverb")
+    index_wsj0_spatialized(wsj0_cfg(tmp_path / "wsj", condition="reverb"), tmp_path / "r")
+    make_wsj0(tmp_path / "wsj", condition="anechoic")
+    index_wsj0_spatialized(wsj0_cfg(tmp_path / "wsj", condition="anechoic"), tmp_path / "a")
+    for folder, condition in (("r", "reverb"), ("a", "anechoic")):
+        for m in read_manifest(tmp_path / folder / "test" / "manifest.csv"):
+            assert m.meta["condition"] == condition
+            assert "s1_direct" not in m.meta and "s2_direct" not in m.meta
+
+
+def test_wsj0_twin_without_a_file_is_an_error_naming_it(tmp_path):
+    make_wsj0(tmp_path / "wsj", condition="reverb")
+    twin = make_wsj0(tmp_path / "wsj", condition="anechoic")
+    (twin / "cv" / "s2" / WSJ_NAMES["cv"][0]).unlink()
+    with pytest.raises(BootsepError) as exc:
+        index_wsj0_spatialized(wsj0_cfg(tmp_path / "wsj", condition="reverb"), tmp_path / "out")
+    msg = str(exc.value)
+    assert f"2speakers_anechoic/wav8k/min/cv/s2/{WSJ_NAMES['cv'][0]}" in msg
+    assert "s2_direct" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("damage", ["missing", "unreadable", "partial"])
+def test_direct_path_read_errors_name_the_file(tmp_path, damage):
+    from bootsep.evaluate.separation import direct_references
+    from bootsep.pipeline.corpus.manifest import Mixture
+    from bootsep.pipeline.stft import StftConfig
+
+    split = tmp_path / "test"
+    good = noise(split / "direct" / "a.wav", channels=1)
+    bad = split / "direct" / "b.wav"
+    if damage == "unreadable":
+        bad.write_bytes(b"not audio")
+    meta = {"s1_direct": "direct/a.wav", "s2_direct": "" if damage == "partial" else "direct/b.wav"}
+    mix = Mixture("m0", "test", split / "mix.wav", RATE, CHANNELS, SAMPLES,
+                  (good, good), meta=meta)
+    with pytest.raises(BootsepError) as exc:
+        direct_references(mix, split, StftConfig(sample_rate=RATE), SAMPLES)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert ("manifest.csv" in msg and "s2_direct" in msg) if damage == "partial" \
+        else str(bad) in msg

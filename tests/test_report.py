@@ -261,3 +261,171 @@ def test_table1_rows_per_ensembled_model(results):
         assert all(c.endswith("(–)") != in_paper for c in cells), (model, kind, cells)
     assert "0.0700 (alpha_1, teacher paper); 0.1100 (alpha_2, teacher paper)" in md
     assert "perbin of alpha_2 (11.00 dB SI-SDRi)" in md
+
+
+# --- conditions (anechoic, reverb) and the direct path (issue 23) --------------------------
+
+
+def _with_conditions(rows, seed=3, subsets=False):
+    """The rows with a ``condition`` per mixture (every third test mixture anechoic, the rest
+    reverberant; validation alternating), varying SI-SDRi, and the metrics against the direct
+    path (lower, as in a room); ``subsets`` adds a subset column crossing the conditions."""
+    rng = np.random.default_rng(seed)
+    for r in rows:
+        i = int(r["id"].rsplit("_", 1)[1])
+        r["condition"] = ("anechoic" if i % 3 == 0 else "reverb") if r["split"] == "test" \
+            else ("anechoic" if i % 2 else "reverb")
+        r["rt60_s"] = "" if r["condition"] == "anechoic" else f"{rng.uniform(0.2, 0.6):.3f}"
+        if subsets:
+            r["subset"] = "heldout_engine" if i % 2 else "in_domain"
+        r["si_sdri"] = float(r["si_sdr"] + rng.normal(1.0, 2.0))
+        r["si_sdr_direct"] = float(r["si_sdr"] - rng.uniform(0.5, 3.0))
+        r["si_sdri_direct"] = float(r["si_sdri"] - rng.uniform(0.5, 3.0))
+    return rows
+
+
+def test_table1_by_condition_adds_up_to_the_overall_row(results):
+    """Each condition gets its own SI-SDR/SI-SDRi (and SI-SDRi against the direct path), the
+    mean of its own rows; weighted by their mixture counts the conditions give the overall
+    means (for every metric reported per condition); the markdown gets a column per condition
+    after the subsets'; Fig. 2 is drawn per condition, each with its own r."""
+    params_path, res, models, rows = results
+    rows = _with_conditions(rows, subsets=True)
+    (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
+    report.main(params_path, res, models)
+    result = json.loads((res / "table1.json").read_text())
+    table = result["rows"]
+    overall_key = {"si_sdr": ("si_sdr",), "si_sdri": ("si_sdri",),
+                   "si_sdri_direct": ("direct", "si_sdri")}
+    for approach in ("gt", "alpha_1", "spatial_paper", "ensemble_confidence", "ensemble_perbin"):
+        sel = [r for r in rows if r["split"] == "test" and r["approach"] == approach]
+        row, by = table[approach], table[approach]["by_condition"]
+        assert list(by) == ["anechoic", "reverb"]                     # order of appearance
+        assert [by[c]["mixtures"] for c in by] == [4, 8]
+        for metric, path in overall_key.items():
+            for name in by:
+                part = [r[metric] for r in sel if r["condition"] == name]
+                assert by[name][metric] == pytest.approx(np.mean(part), rel=1e-5)
+                assert by[name][f"{metric}_ci"] > 0
+            overall = row[path[0]] if len(path) == 1 else row[path[0]][path[1]]
+            weighted = sum(by[c]["mixtures"] * by[c][metric] for c in by) / len(sel)
+            assert weighted == pytest.approx(overall, rel=1e-6), (approach, metric)
+            assert overall == pytest.approx(np.mean([r[metric] for r in sel]), rel=1e-5)
+        assert row["direct"]["si_sdr"] == pytest.approx(
+            np.mean([r["si_sdr_direct"] for r in sel]), rel=1e-5)
+        assert row["direct"]["si_sdr"] < row["si_sdr"]
+        assert set(table[approach]["by_subset"]) == {"in_domain", "heldout_engine"}
+    md = (res / "table1.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| |"))
+    assert header.endswith("| SI-SDRi | SI-SDRi in_domain | SI-SDRi heldout_engine | "
+                           "SI-SDRi anechoic | SI-SDRi reverb |")
+    body = [line for line in md.splitlines() if line.startswith(("| 1ch", "| 2ch"))]
+    assert len(body) == len(table) and all(line.count("|") == header.count("|") for line in body)
+    reverb = table["spatial_paper"]["by_condition"]["reverb"]
+    spatial = next(line for line in body if "Spatial teacher paper" in line)
+    assert spatial.endswith(f"| {reverb['si_sdri']:.1f} ± {reverb['si_sdri_ci']:.1f} |")
+    assert "anechoic: 4 mixtures, reverb: 8 mixtures" in md and "direct path" in md
+    fig2 = result["fig2_confidence_vs_sdr"]
+    valid = [r for r in rows if r["split"] == "valid" and r["approach"] == "spatial_paper"]
+    for name in ("anechoic", "reverb"):
+        part = [r for r in valid if r["condition"] == name]
+        got = fig2["by_condition"][name]
+        assert got["mixtures"] == len(part) == 10
+        assert got["pearson_r"] == pytest.approx(scipy.stats.pearsonr(
+            [r["mean_confidence"] for r in part], [r["si_sdr"] for r in part])[0], rel=1e-4)
+    assert fig2["mixtures"] == 20 and (res / "figures" / "fig2_confidence_vs_sdr.png").is_file()
+
+
+def test_older_results_without_conditions_give_todays_table(results):
+    """per_mixture.csv written before conditions (no condition, rt60_s or direct columns) and
+    the same rows with those columns empty give the same report, without any new column."""
+    params_path, res, models, rows = results
+    old_columns = [c for c in COLUMNS if c not in ("condition", "rt60_s", "si_sdr_direct",
+                                                   "si_sdri_direct")]
+    new_text = csv_text(rows)
+    old_text = "\n".join(",".join(line[c] for c in old_columns) for line in [
+        dict(zip(COLUMNS, row.split(","))) for row in new_text.splitlines()]) + "\n"
+    assert "condition" in new_text.splitlines()[0] and "condition" not in old_text
+    outputs = []
+    for text in (old_text, new_text):
+        (res / "eval" / "per_mixture.csv").write_text(text)
+        report.main(params_path, res, models)
+        outputs.append(((res / "table1.md").read_text(),
+                        json.loads((res / "table1.json").read_text())))
+    assert outputs[0] == outputs[1]
+    md, result = outputs[0]
+    header = next(line for line in md.splitlines() if line.startswith("| |"))
+    assert header == "| | Approach | Quality | Quantity | SI-SDR | SI-SIR | SI-SAR | SI-SDRi |"
+    assert "direct" not in md
+    for row in result["rows"].values():
+        assert not {"by_condition", "by_subset", "direct"} & set(row)
+    assert "by_condition" not in result["fig2_confidence_vs_sdr"]
+
+
+def test_one_condition_gives_no_condition_columns(results):
+    """A corpus of reverberant mixtures only: no per-condition split, but the direct path."""
+    params_path, res, models, rows = results
+    rows = _with_conditions(rows)
+    for r in rows:
+        r["condition"] = "reverb"
+    (res / "eval" / "per_mixture.csv").write_text(csv_text(rows))
+    report.main(params_path, res, models)
+    table = json.loads((res / "table1.json").read_text())["rows"]
+    assert not any("by_condition" in row for row in table.values())
+    assert all("direct" in row for row in table.values())
+    header = next(line for line in (res / "table1.md").read_text().splitlines()
+                  if line.startswith("| |"))
+    assert header.endswith("| SI-SAR | SI-SDRi |")
+
+
+def _room_case(seed=0, length=4000):
+    """Two dry sources, their reverberant images at the reference mic (a direct impulse and a
+    decaying tail) and estimates in swapped order that leak the other source."""
+    rng = np.random.default_rng(seed)
+    dry = rng.standard_normal((2, length))
+    images = []
+    for s in dry:
+        rir = np.zeros(1200)
+        rir[0] = 1.0
+        rir[30:] = 0.3 * rng.standard_normal(1170) * np.exp(-np.arange(1170) / 250)
+        images.append(np.convolve(s, rir)[:length])
+    images = np.stack(images)
+    est = np.stack([images[1] + 0.3 * images[0], images[0] + 0.2 * images[1]])
+    est += 0.05 * rng.standard_normal(est.shape)
+    return dry, images, est
+
+
+def _estimates(images, est, direct):
+    from bootsep.evaluate.estimates import MixtureEstimates
+    out = MixtureEstimates("m0", images.sum(0), images, {"paper": 0.1}, condition="reverb",
+                           rt60_s="0.4", direct=direct)
+    out.estimates = {"spatial_paper": est}
+    return out
+
+
+def test_direct_path_si_sdr_against_an_oracle():
+    """With the image itself as the direct path the direct metrics equal the image ones; with
+    the dry source of a reverberant image they are lower, and match the textbook SI-SDR of the
+    estimate chosen for each source against the image (not the one in the same position)."""
+    from oracles import si_sdr_db
+
+    from bootsep.evaluate.scoring import score
+    dry, images, est = _room_case()
+    same = score(_estimates(images, est, images.copy()), "test", "spatial_paper", "paper")
+    assert same["permutation"] == "1 0"
+    assert same["si_sdr_direct"] == pytest.approx(same["si_sdr"], abs=1e-9)
+    assert same["si_sdri_direct"] == pytest.approx(same["si_sdri"], abs=1e-9)
+    assert (same["condition"], same["rt60_s"]) == ("reverb", "0.4")
+    row = score(_estimates(images, est, dry), "test", "spatial_paper", "paper")
+    assert row["si_sdr"] == pytest.approx(same["si_sdr"])   # the image stays the reference
+    mix = images.sum(0)
+    oracle = np.mean([si_sdr_db(est[1 - j], dry[j]) for j in range(2)])
+    oracle_i = np.mean([si_sdr_db(est[1 - j], dry[j]) - si_sdr_db(mix, dry[j])
+                        for j in range(2)])
+    assert row["si_sdr_direct"] == pytest.approx(oracle, abs=1e-6)
+    assert row["si_sdri_direct"] == pytest.approx(oracle_i, abs=1e-6)
+    assert row["si_sdr_direct"] < row["si_sdr"] - 1.0
+    no_direct = score(_estimates(images, est, None), "test", "spatial_paper", "paper")
+    assert "si_sdr_direct" not in no_direct
+    lines = csv_text([no_direct]).splitlines()
+    assert dict(zip(COLUMNS, lines[1].split(",")))["si_sdr_direct"] == ""

@@ -11,6 +11,14 @@ copied; the manifests hold absolute paths. The layout written by ``spatialize_ws
 ``s2`` the per-source spatial images (same name, length and channel count). ``tr``, ``cv``,
 ``tt`` become the splits train, valid, test. Other folders (e.g. ``s1_direct``) are ignored.
 
+Every row carries ``condition`` (and an empty ``rt60_s``: MERL's names do not give it). With
+``condition: reverb``, when MERL's anechoic twin of the split
+(``<root>/2speakers_anechoic/wav<rate>/<mode>/<split>/s1``, ``s2``) sits next to it, the
+column ``s{k}_direct`` names the anechoic ``s{k}`` file of the same name: the direct path of
+source k, of which evaluation reads channel 0 (the reference microphone) to score against it
+as WHAMR! does, beside the reverberant image. A twin folder that lacks one of the split's
+files is an error naming it.
+
 wsj0-2mix names are ``<utt1>_<snr1>_<utt2>_<snr2>.wav``; the first three characters of an
 utterance id are its speaker, and the numbers are the sources' relative levels in dB. They
 become the extra manifest columns ``utterance1/2``, ``speaker1/2`` and ``snr1_db``/``snr2_db``
@@ -55,20 +63,31 @@ def index_wsj0_spatialized(cfg: Wsj0Settings, out_dir: Path) -> dict[str, int]:
     rate = RateCheck()
     channels = ChannelReport()
     counts = {}
+    twin = root / "2speakers_anechoic" / f"wav{rate_name}" / mode
     for split, split_dir in split_dirs.items():
-        rows = index_split(split_dir, split, SAMPLE_RATES[rate_name], rate, channels)
+        direct = anechoic_twin(twin / SPLIT_DIRS[split]) if condition == "reverb" else None
+        rows = index_split(split_dir, split, SAMPLE_RATES[rate_name], rate, channels, direct)
         for row in rows:
-            row.update(condition=condition, mode=mode)
+            row.update(condition=condition, rt60_s="", mode=mode)
         write_manifest(Path(out_dir) / split / MANIFEST_NAME, rows, NUM_SOURCES)
         counts[split] = len(rows)
     channels.summary()
     return counts
 
 
+def anechoic_twin(twin_split_dir: Path) -> list[Path] | None:
+    """The ``s1``, ``s2`` folders of the anechoic twin of a reverberant split folder, or None
+    when they are not all there."""
+    dirs = [twin_split_dir / f"s{k}" for k in range(1, NUM_SOURCES + 1)]
+    return dirs if all(d.is_dir() for d in dirs) else None
+
+
 def index_split(split_dir: Path, split: str, expected_rate: int, rate: RateCheck,
-                channels: ChannelReport | None = None) -> list[dict]:
+                channels: ChannelReport | None = None,
+                direct_dirs: list[Path] | None = None) -> list[dict]:
     """Manifest rows for one ``<tr|cv|tt>`` folder (``mix``, ``s1``, ``s2`` inside); each
-    mixture's channels go through ``channels`` when given."""
+    mixture's channels go through ``channels`` when given. With ``direct_dirs`` (the anechoic
+    twin's ``s1``, ``s2``), ``s{k}_direct`` names the file of the same name there."""
     mix_dir = _require_dir(split_dir / "mix", split_dir)
     image_dirs = [_require_dir(split_dir / f"s{k}", split_dir) for k in range(1, NUM_SOURCES + 1)]
     names = sorted(e.name for e in os.scandir(mix_dir)
@@ -89,6 +108,9 @@ def index_split(split_dir: Path, split: str, expected_rate: int, rate: RateCheck
         for k, image_dir in enumerate(image_dirs, start=1):
             check_image(image_dir / name, mixture, info, f"s{k}")
             row[image_column(k)] = image_dir / name
+        for k, direct_dir in enumerate(direct_dirs or (), start=1):
+            check_image(direct_dir / name, mixture, info, f"s{k}_direct")
+            row[f"s{k}_direct"] = direct_dir / name
         rows.append(row)
     return rows
 
