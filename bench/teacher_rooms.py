@@ -107,16 +107,21 @@ def score(post, X0, images0, mix0, num_samples, cfg, threshold_db=-40.0):
 @click.option("--wpe-taps-ms", type=float, default=None, help="default: params.yaml spatial.wpe")
 @click.option("--wpe-delay-ms", type=float, default=None)
 @click.option("--wpe-iterations", type=int, default=None)
+@click.option("--set", "overrides", multiple=True,
+              help="METHOD.KEY=VALUE (YAML value) over params.yaml's spatial.METHOD (or "
+                   "spatial.wpe), e.g. cacgmm.iterations=10, wpe.ridge=0.1")
 def main(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_taps_ms,
-         wpe_delay_ms, wpe_iterations):
+         wpe_delay_ms, wpe_iterations, overrides):
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):
         run(corpus, n, split, seed, grids, teachers, dereverb, params, batch,
-            wpe_taps_ms, wpe_delay_ms, wpe_iterations)
+            wpe_taps_ms, wpe_delay_ms, wpe_iterations, overrides)
 
 
 def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_taps_ms,
-        wpe_delay_ms, wpe_iterations):
+        wpe_delay_ms, wpe_iterations, overrides=()):
+    import yaml
+
     from bootsep.config import load_config
     from bootsep.pipeline.audio import load_at_rate
     from bootsep.pipeline.corpus.geometry import read_geometry
@@ -134,6 +139,10 @@ def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_ta
                    ("iterations", wpe_iterations)):
         if v is not None:
             wpe[key] = v
+    for o in overrides:
+        k, _, v = o.partition("=")
+        if k.startswith("wpe."):
+            wpe[k[4:]] = yaml.safe_load(v)
     geometry = read_geometry(corpus / split)
     mixtures = read_manifest(corpus / split / MANIFEST_NAME)
     rng = np.random.default_rng(seed)
@@ -171,6 +180,11 @@ def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_ta
         for name in teachers.split(","):
             method, channels = TEACHERS[name]
             settings = getattr(p.spatial, method).as_dict()
+            for o in overrides:
+                k, _, v = o.partition("=")
+                where, _, k = k.partition(".")
+                if where == method:
+                    settings[k] = yaml.safe_load(v)
             chans = audio if channels == "all" else audio[:, :2]
             geo = (geometry.mic_pos, geometry.speed_of_sound)
             for grid, dr in itertools.product(grid_list, dereverb.split(",")):
@@ -195,7 +209,7 @@ def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_ta
 
     N = len(images)
     out = {"n": N, "seed": seed, "split": split, "rt60_mean": float(np.mean(rt60s)),
-           "wpe": wpe, "ibm": {"sdri": float(np.mean(ibm_sdri)), "acc": float(np.mean(ibm_acc))},
+           "wpe": wpe, "overrides": list(overrides), "ibm": {"sdri": float(np.mean(ibm_sdri)), "acc": float(np.mean(ibm_acc))},
            "rows": []}
     print(f"\n{N} reverberant mixtures (RT60 {np.min(rt60s):.2f}-{np.max(rt60s):.2f} s, "
           f"mean {np.mean(rt60s):.2f}); student grid {cfg.win_length}/{cfg.hop_length} samples")

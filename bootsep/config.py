@@ -705,6 +705,8 @@ class WpeSettings(Section):
     delay_ms: float = _p(Num(0, lo_open=True))
     iterations: int = _p(Int(1))
     psd_context: int = _p(Int(0))
+    power_floor_db: float = _p(Num(hi=0))
+    ridge: float = _p(Num(0))
 
 
 @section

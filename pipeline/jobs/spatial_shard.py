@@ -164,7 +164,8 @@ def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, t
         taps, delay = wpe_frames(w["taps_ms"], w["delay_ms"],
                                  1000.0 * cfg.hop_length / cfg.sample_rate)
         X = dereverberate(X, lengths, taps=taps, delay=delay, iterations=w["iterations"],
-                          psd_context=w["psd_context"])
+                          psd_context=w["psd_context"], power_floor_db=w["power_floor_db"],
+                          ridge=w["ridge"])
     mic_pos = geometry[0] if teacher.channels == "all" else None
     if teacher.method in ("cacgmm", "iva") and prior is not None:
         raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
