@@ -103,6 +103,8 @@ def score(post, X0, images0, mix0, num_samples, cfg, threshold_db=-40.0):
 @click.option("--teachers", default=",".join(TEACHERS), show_default=True)
 @click.option("--dereverb", default="none,wpe", show_default=True)
 @click.option("--params", type=click.Path(path_type=Path), default=REPO / "params.yaml")
+@click.option("--anechoic", is_flag=True,
+              help="the corpus's own (anechoic) 8-channel images instead of rooms: WPE's cost")
 @click.option("--batch", default=6, show_default=True, help="mixtures per teacher call")
 @click.option("--wpe-taps-ms", type=float, default=None, help="default: params.yaml spatial.wpe")
 @click.option("--wpe-delay-ms", type=float, default=None)
@@ -110,16 +112,16 @@ def score(post, X0, images0, mix0, num_samples, cfg, threshold_db=-40.0):
 @click.option("--set", "overrides", multiple=True,
               help="METHOD.KEY=VALUE (YAML value) over params.yaml's spatial.METHOD (or "
                    "spatial.wpe), e.g. cacgmm.iterations=10, wpe.ridge=0.1")
-def main(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_taps_ms,
-         wpe_delay_ms, wpe_iterations, overrides):
+def main(corpus, n, split, seed, grids, teachers, dereverb, params, anechoic, batch,
+         wpe_taps_ms, wpe_delay_ms, wpe_iterations, overrides):
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):
         run(corpus, n, split, seed, grids, teachers, dereverb, params, batch,
-            wpe_taps_ms, wpe_delay_ms, wpe_iterations, overrides)
+            wpe_taps_ms, wpe_delay_ms, wpe_iterations, overrides, anechoic)
 
 
 def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_taps_ms,
-        wpe_delay_ms, wpe_iterations, overrides=()):
+        wpe_delay_ms, wpe_iterations, overrides=(), anechoic=False):
     import yaml
 
     from bootsep.config import load_config
@@ -152,6 +154,11 @@ def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_ta
     images, rt60s = [], []
     for i in chosen:
         m = mixtures[int(i)]
+        if anechoic:
+            images.append(np.stack([load_at_rate(s, cfg.sample_rate) for s in
+                                    m.source_images[:K]]))
+            rt60s.append(0.0)
+            continue
         dry = np.stack([load_at_rate(s, cfg.sample_rate, channels=[0])[0]
                         for s in m.source_images[:K]])
         img, rt60 = simulate_room(rng, dry, geometry.mic_pos, cfg.sample_rate)
@@ -208,7 +215,7 @@ def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_ta
               file=sys.stderr)
 
     N = len(images)
-    out = {"n": N, "seed": seed, "split": split, "rt60_mean": float(np.mean(rt60s)),
+    out = {"n": N, "seed": seed, "anechoic": anechoic, "split": split, "rt60_mean": float(np.mean(rt60s)),
            "wpe": wpe, "overrides": list(overrides), "ibm": {"sdri": float(np.mean(ibm_sdri)), "acc": float(np.mean(ibm_acc))},
            "rows": []}
     print(f"\n{N} reverberant mixtures (RT60 {np.min(rt60s):.2f}-{np.max(rt60s):.2f} s, "
