@@ -215,8 +215,9 @@ def run(corpus, n, split, seed, grids, teachers, dereverb, params, batch, wpe_ta
               file=sys.stderr)
 
     N = len(images)
-    out = {"n": N, "seed": seed, "anechoic": anechoic, "split": split, "rt60_mean": float(np.mean(rt60s)),
-           "wpe": wpe, "overrides": list(overrides), "ibm": {"sdri": float(np.mean(ibm_sdri)), "acc": float(np.mean(ibm_acc))},
+    out = {"n": N, "seed": seed, "anechoic": anechoic, "split": split,
+           "rt60_mean": float(np.mean(rt60s)), "wpe": wpe, "overrides": list(overrides),
+           "ibm": {"sdri": float(np.mean(ibm_sdri)), "acc": float(np.mean(ibm_acc))},
            "rows": []}
     print(f"\n{N} reverberant mixtures (RT60 {np.min(rt60s):.2f}-{np.max(rt60s):.2f} s, "
           f"mean {np.mean(rt60s):.2f}); student grid {cfg.win_length}/{cfg.hop_length} samples")

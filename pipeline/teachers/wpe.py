@@ -13,8 +13,9 @@ for ``C * taps`` regressors per frequency: unregularised, the filter predicts th
 delay 3: SI-SDR against the direct path + 50 ms image 10.5 dB before, -4.3 after), so ``R`` is
 loaded with ``ridge`` times its mean diagonal (ridge 0.01 / 0.1 / 1 / 10: 9.0 / 10.6 / 12.3 /
 12.1 dB; the same on the anechoic image changes its STFT by -21.7 / -23.0 / -26.3 / -33.2 dB
-relative error; at 128/32 ms, 3 taps: 8.4 / 10.6 / 12.9 / 12.4 dB). The teacher clusters the dereverberated STFT; its masks are still applied
-to the original (reverberant) mixture, whose images the students learn.
+relative error; at 128/32 ms, 3 taps: 8.4 / 10.6 / 12.9 / 12.4 dB). The teacher clusters the
+dereverberated STFT; its masks are still applied to the original (reverberant) mixture, whose
+images the students learn.
 """
 
 from __future__ import annotations
@@ -60,8 +61,12 @@ def wpe_floored(Y: np.ndarray, taps: int, delay: int, iterations: int, psd_conte
     """nara-wpe's offline WPE (``wpe``, statistics ``full``) of one mixture ``Y (F, C, T)``,
     the power of its weights floored at ``power_floor_db`` below the loudest bin, the weighted
     correlation matrix ``R`` loaded with ``ridge`` times its mean diagonal."""
-    from nara_wpe.wpe import (build_y_tilde, get_correlations_v6, perform_filter_operation_v5,
-                              window_mean)
+    from nara_wpe.wpe import (
+        build_y_tilde,
+        get_correlations_v6,
+        perform_filter_operation_v5,
+        window_mean,
+    )
 
     Y_tilde = build_y_tilde(Y, taps, delay)                          # (F, C * taps, T)
     floor = float(np.max(np.abs(Y) ** 2)) * 10.0 ** (power_floor_db / 10.0)
