@@ -412,7 +412,7 @@ class Section:
             for name in value:
                 if name not in schema:
                     _unknown(where, key, name, value[name], schema)
-        kwargs = {}
+        kwargs, defaulted = {}, set()
         for name, (attr, check) in schema.items():
             if select is not _ALL and name not in select:
                 kwargs[attr] = NOT_LOADED
@@ -420,6 +420,7 @@ class Section:
             sub = _join(key, name)
             if name not in value and cls._default(name) is not _MISSING:
                 kwargs[attr] = cls._default(name)
+                defaulted.add(name)
                 continue
             if name not in value:
                 where.fail(sub, _MISSING, check.expected)
@@ -427,6 +428,7 @@ class Section:
             kwargs[attr] = check.parse(value[name], sub, where, inner)
         obj = cls(**kwargs)
         object.__setattr__(obj, "_key", key)
+        object.__setattr__(obj, "_defaulted", frozenset(defaulted))
         obj.validate(where)
         return obj
 
@@ -454,7 +456,8 @@ class Section:
         return f"{type(self).__name__}({items})"
 
     def as_dict(self) -> dict:
-        """The loaded keys as params.yaml spells them (lists for tuples), values validated."""
+        """The loaded keys as params.yaml spells them (lists for tuples), values validated;
+        optional keys only when the file has them."""
         def plain(v):
             if isinstance(v, Section):
                 return v.as_dict()
@@ -463,8 +466,10 @@ class Section:
             if isinstance(v, dict):
                 return {k: plain(x) for k, x in v.items()}
             return v
+        absent = getattr(self, "_defaulted", frozenset())      # optional keys not written
         return {name: plain(object.__getattribute__(self, attr))
-                for name, (attr, _) in self.schema().items() if self.loaded(attr)}
+                for name, (attr, _) in self.schema().items()
+                if self.loaded(attr) and name not in absent}
 
 
 def section(cls):
