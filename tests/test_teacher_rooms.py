@@ -44,11 +44,14 @@ def _speechlike():
 speechlike = _speechlike()
 
 
-def _wpe(X, cfg):
+def _wpe(X, cfg, ridge=1.0):
+    """params.yaml's WPE settings, but the ridge: 1 (dereverberation proper; params.yaml's
+    teacher default 0 measures better as a teacher front end but whitens the speech too, see
+    pipeline/teachers/wpe.py)."""
     taps, delay = wpe_frames(WPE["taps_ms"], WPE["delay_ms"], 1000 * cfg.hop_length / FS)
     return dereverberate(X, np.array([X.shape[2]] * X.shape[0]), taps=taps, delay=delay,
                          iterations=WPE["iterations"], psd_context=WPE["psd_context"],
-                         power_floor_db=WPE["power_floor_db"], ridge=WPE["ridge"])
+                         power_floor_db=WPE["power_floor_db"], ridge=ridge)
 
 
 def _si_sdr(est, ref):
