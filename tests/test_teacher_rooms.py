@@ -268,8 +268,9 @@ def _tiny_corpus(root: Path, rng) -> None:
         write_geometry(folder, ArrayGeometry(MICS, 343.0))
 
 
-@pytest.mark.parametrize("method", ["cacgmm", "delay"])
-def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, method):
+@pytest.mark.parametrize("method,channels", [("cacgmm", "all"), ("delay", "all"),
+                                             ("iva", "pair")])
+def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, method, channels):
     """spatial@ and confidence@ of a teacher on a 64 ms / 16 ms STFT with WPE: shards on the
     student's grid (frames as the stft shard's), posteriors summing to one, labels their
     argmax, the teacher's STFT and dereverb recorded, confidences in [0, 1]."""
@@ -277,7 +278,7 @@ def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, m
     rng = np.random.default_rng(4)
     corpus = tmp_path / "corpus"
     _tiny_corpus(corpus, rng)
-    data = _with_teacher({"method": method, "channels": "all",
+    data = _with_teacher({"method": method, "channels": channels,
                           "stft": {"window_ms": 64, "hop_ms": 16}, "dereverb": "wpe"})
     data["dask"].update(scheduler="synchronous")
     data["shards"]["utterances_per_shard"] = 2
