@@ -333,3 +333,20 @@ def test_own_stft_labels_separate_a_free_field_mixture():
     agree = max(np.mean(labels[loud] == truth[loud]), np.mean(labels[loud] != truth[loud]))
     assert agree >= 0.8, agree
     assert utt["fit_bins"][0] == loud.sum()
+
+
+@pytest.mark.slow
+def test_teacher_rooms_bench_runs(tmp_path):
+    """bench/teacher_rooms.py runs end to end at tiny scale and prints its JSON last."""
+    import json
+    import subprocess
+    import sys
+    _tiny_corpus(tmp_path / "corpus", np.random.default_rng(6))
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "teacher_rooms.py"),
+                          str(tmp_path / "corpus"), "--n", "2", "--teachers", "delay_pair,cacgmm",
+                          "--grids", "64/16"], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["n"] == 2 and len(out["rows"]) == 2 * 2 * 2
+    assert all(np.isfinite(r["sdri"]) and 0 <= r["acc"] <= 1 for r in out["rows"])
