@@ -23,6 +23,30 @@ labels of the reverberant images (fraction of the bins within 40 dB of the mixtu
 best permutation) and SI-SDRi of the soft masks times the mixture against the reverberant images
 (best permutation); seconds per mixture of the teacher (one BLAS thread). The ideal binary mask
 is the upper bound. Prints a table and, as the LAST stdout line, one JSON object.
+
+Measured (``--n 30 --grids 128/32,256/64``, seed 23, dry speech from the Kokoro corpus's train
+split; RT60 0.21-0.58 s, mean 0.42; params.yaml's WPE: 80 ms taps, 24 ms delay, 3 iterations,
+power floor -40 dB, ridge 0; 2 shared cores). SI-SDRi dB (+-se ~0.4-0.8) / label accuracy;
+ideal binary mask 10.9 / 1.0:
+
+    teacher     stft    none         wpe
+    delay       32/8    0.82 0.653   3.24 0.698
+    delay       128/32  1.04 0.671   3.40 0.711
+    delay       256/64  0.94 0.663   2.13 0.673
+    cacgmm      32/8    1.57 0.656   3.99 0.713
+    cacgmm      128/32  1.84 0.684   3.65 0.708
+    cacgmm      256/64  1.72 0.678   2.85 0.674
+    delay_pair  32/8    0.65 0.603   1.24 0.623
+    delay_pair  128/32  0.69 0.614   1.21 0.647
+    delay_pair  256/64  0.52 0.614   0.60 0.613
+    iva_pair    32/8    0.64 0.618   1.43 0.644
+    iva_pair    128/32  1.22 0.692   1.69 0.714
+    iva_pair    256/64  1.68 0.729   1.19 0.721
+
+WPE with ridge 1 (dereverberation proper): cacgmm 2.02 / 2.82 (32/8, 128/32), delay 1.13 /
+1.91, iva_pair 0.58 / 1.41, delay_pair 0.70 / 0.80; WPE's cost on the corpus's own anechoic
+mixtures (``--anechoic``, ridge 0): cacgmm 11.29 -> 10.65 (32/8), 10.66 -> 9.38 (128/32);
+delay 11.50 -> 11.01; iva_pair 10.74 -> 9.38 (32/8), 10.05 -> 7.59 (128/32).
 """
 
 from __future__ import annotations
