@@ -360,9 +360,21 @@ class Nested(Check):
         return self.cls.parse(value, key, where, select)
 
 
-def _p(check: Check, key: str | None = None):
-    """A dataclass field checked by ``check``; ``key``: its params.yaml name, if not the field's."""
-    return field(metadata={"check": check, "key": key})
+class NullOr(Check):
+    """``null`` or a value checked by ``inner`` (e.g. a nested section)."""
+
+    def __init__(self, inner: Check):
+        self.inner = inner
+        self.expected = f"null or {inner.expected}"
+
+    def parse(self, value, key, where, select=_ALL):
+        return None if value is None else self.inner.parse(value, key, where, select)
+
+
+def _p(check: Check, key: str | None = None, default: Any = _MISSING):
+    """A dataclass field checked by ``check``; ``key``: its params.yaml name, if not the field's;
+    ``default``: its value when the key is absent (keys without one are required)."""
+    return field(metadata={"check": check, "key": key, "default": default})
 
 
 # ----------------------------------------------------------------------------- sections
@@ -382,6 +394,12 @@ class Section:
         return list(cls.schema())
 
     @classmethod
+    def _default(cls, name: str) -> Any:
+        """The value of optional key ``name`` when absent (``_MISSING``: the key is required)."""
+        return next(f.metadata.get("default", _MISSING) for f in fields(cls)
+                    if (f.metadata.get("key") or f.name) == name)
+
+    @classmethod
     def parse(cls, value: Any, key: str, where: _Where, select: Any = _ALL) -> Section:
         schema = cls.schema()
         if select is not _ALL:
@@ -394,18 +412,23 @@ class Section:
             for name in value:
                 if name not in schema:
                     _unknown(where, key, name, value[name], schema)
-        kwargs = {}
+        kwargs, defaulted = {}, set()
         for name, (attr, check) in schema.items():
             if select is not _ALL and name not in select:
                 kwargs[attr] = NOT_LOADED
                 continue
             sub = _join(key, name)
+            if name not in value and cls._default(name) is not _MISSING:
+                kwargs[attr] = cls._default(name)
+                defaulted.add(name)
+                continue
             if name not in value:
                 where.fail(sub, _MISSING, check.expected)
             inner = _ALL if select is _ALL else select[name]
             kwargs[attr] = check.parse(value[name], sub, where, inner)
         obj = cls(**kwargs)
         object.__setattr__(obj, "_key", key)
+        object.__setattr__(obj, "_defaulted", frozenset(defaulted))
         obj.validate(where)
         return obj
 
@@ -433,7 +456,8 @@ class Section:
         return f"{type(self).__name__}({items})"
 
     def as_dict(self) -> dict:
-        """The loaded keys as params.yaml spells them (lists for tuples), values validated."""
+        """The loaded keys as params.yaml spells them (lists for tuples), values validated;
+        optional keys only when the file has them."""
         def plain(v):
             if isinstance(v, Section):
                 return v.as_dict()
@@ -442,8 +466,10 @@ class Section:
             if isinstance(v, dict):
                 return {k: plain(x) for k, x in v.items()}
             return v
+        absent = getattr(self, "_defaulted", frozenset())      # optional keys not written
         return {name: plain(object.__getattribute__(self, attr))
-                for name, (attr, _) in self.schema().items() if self.loaded(attr)}
+                for name, (attr, _) in self.schema().items()
+                if self.loaded(attr) and name not in absent}
 
 
 def section(cls):
@@ -633,20 +659,59 @@ class DaskSettings(Section):
 
 TEACHER_METHODS = ("paper", "delay", "cacgmm", "iva")
 CHANNEL_SETS = ("pair", "all")
+DEREVERB_METHODS = ("none", "wpe")
+
+
+@section
+class TeacherStft(Section):
+    """A teacher's own STFT (``spatial.teachers.<name>.stft``): window and hop in ms, the
+    window a whole number of hops; its labels are mapped onto the student's grid."""
+
+    window_ms: float = _p(Num(0, lo_open=True))
+    hop_ms: float = _p(Num(0, lo_open=True))
+
+    def validate(self, where):
+        if self.loaded("window_ms", "hop_ms"):
+            ratio = self.window_ms / self.hop_ms
+            if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+                where.fail(self.key("hop_ms"), self.hop_ms, f"a hop that divides the window "
+                           f"({self.window_ms:g} ms) a whole number of times")
 
 
 @section
 class TeacherEntry(Section):
-    """One entry of ``spatial.teachers``: a method and the microphones it listens to."""
+    """One entry of ``spatial.teachers``: a method, the microphones it listens to and, optional,
+    its own STFT (null: the student's) and dereverberation before the fit (``wpe``:
+    ``spatial.wpe``)."""
 
     method: str = _p(Choice(*TEACHER_METHODS))
     channels: str = _p(Choice(*CHANNEL_SETS))
+    stft: TeacherStft | None = _p(NullOr(Nested(TeacherStft)), default=None)
+    dereverb: str = _p(Choice(*DEREVERB_METHODS), default="none")
 
     def validate(self, where):
         if self.loaded("method", "channels") and self.method == "paper" \
                 and self.channels != "pair":
             where.fail(self.key("channels"), self.channels,
                        "pair (the paper's teacher is a stereo-pair method: eq. 1)")
+        if self.loaded("method", "stft", "dereverb") and self.method == "paper" \
+                and (self.stft is not None or self.dereverb != "none"):
+            where.fail(self.key("stft" if self.stft is not None else "dereverb"),
+                       self.stft.as_dict() if self.stft is not None else self.dereverb,
+                       "null / none for the paper's teacher (its features are the student's)")
+
+
+@section
+class WpeSettings(Section):
+    """``spatial.wpe``: weighted prediction error dereverberation (nara-wpe) of a teacher's
+    multichannel STFT before its fit; taps and delay in ms, turned into frames of its hop."""
+
+    taps_ms: float = _p(Num(0, lo_open=True))
+    delay_ms: float = _p(Num(0, lo_open=True))
+    iterations: int = _p(Int(1))
+    psd_context: int = _p(Int(0))
+    power_floor_db: float = _p(Num(hi=0))
+    ridge: float = _p(Num(0))
 
 
 @section
@@ -713,6 +778,7 @@ class SpatialSettings(Section):
     delay: DelayTeacherSettings = _p(Nested(DelayTeacherSettings))
     cacgmm: CacgmmTeacherSettings = _p(Nested(CacgmmTeacherSettings))
     iva: IvaTeacherSettings = _p(Nested(IvaTeacherSettings))
+    wpe: WpeSettings = _p(Nested(WpeSettings))
 
 
 @section

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bootsep.atomic import atomic_dir
 from bootsep.config import SPLITS, Config, load_config
+from bootsep.pipeline.corpus.manifest import MANIFEST_NAME
 from bootsep.pipeline.jobs.spatial_shard import compute_spatial_shard
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # ({key} is the teacher, {item[method]} its method; tests/test_dvc_deps.py checks both);
 # RUN_PARAMS only change how the work runs.
-PARAMS = ("stft", "spatial.num_components", "spatial.teachers.{key}", "spatial.{item[method]}")
+PARAMS = ("stft", "spatial.num_components", "spatial.teachers.{key}", "spatial.{item[method]}",
+          "spatial.wpe")
 RUN_PARAMS = ("dask",)
 
 
@@ -37,24 +39,31 @@ def load_teacher(params_path: str | os.PathLike, name: str) -> tuple[Teacher, Co
     params = load_config(params_path, PARAMS + RUN_PARAMS, teacher=name)
     entry = params.spatial.teachers[name]
     return Teacher.from_config(name, entry, params.spatial.num_components,
-                               getattr(params.spatial, entry.method).as_dict()), params
+                               getattr(params.spatial, entry.method).as_dict(),
+                               params.spatial.wpe.as_dict()), params
 
 
 def main(params_path: str | os.PathLike, teacher_name: str,
-         shard_root: str | os.PathLike = SHARD_ROOT) -> None:
+         shard_root: str | os.PathLike = SHARD_ROOT,
+         corpus_dir: str | os.PathLike = "data/corpus") -> None:
     teacher, params = load_teacher(params_path, teacher_name)
+    teacher.stft_config(stft_config(params.stft))        # its own STFT fits the sample rate
     cfg = stft_config(params.stft)
     out = Path(shard_root) / "spatial" / teacher.name
     with atomic_dir(out) as tmp:
         for split in SPLITS:
             inputs = shard_paths(Path(shard_root) / "stft" / split)
             (tmp / split).mkdir()
-            tasks = [(str(p), cfg, teacher, split, i, str(tmp / split))
+            manifest = str(Path(corpus_dir) / split / MANIFEST_NAME) \
+                if teacher.stft is not None else None    # own STFT: it reads the mixtures' audio
+            tasks = [(str(p), cfg, teacher, split, i, str(tmp / split), manifest)
                      for i, p in enumerate(inputs)]
             results = run_tasks(compute_spatial_shard, tasks, params.dask.as_dict(),
                                 f"spatial {teacher.name} {split}", unit="shard")
             summary = {"stage": "spatial", "teacher": teacher.name, "method": teacher.method,
-                       "channels": teacher.channels, "split": split, "shards": len(results),
+                       "channels": teacher.channels, "dereverb": teacher.dereverb,
+                       "stft": None if teacher.stft is None else list(teacher.stft),
+                       "split": split, "shards": len(results),
                        **{k: sum(r.get(k, 0) for r in results)
                           for k in ("utterances", "degenerate", "not_converged", "fit_bins",
                                     "bins", "no_spatial_cue")}}

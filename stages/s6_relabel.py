@@ -54,8 +54,12 @@ def main(params_path: str | os.PathLike, round_name: str,
         raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', "
                            f"a {base.method} teacher; expected a delay teacher (the only "
                            "method that takes a prior)", params_path)
+    if base.stft is not None:
+        raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', a "
+                           "teacher with its own stft; expected one on the student's STFT (the "
+                           "student's masks are its prior, bin by bin)", params_path)
     teacher = Teacher.from_config(round_name, base, sp.num_components,
-                                  sp.delay.as_dict())
+                                  sp.delay.as_dict(), sp.wpe.as_dict())
     model_dir = Path(model_root) / entry.student
     if not (model_dir / BEST_MODEL).is_file():
         raise BootsepError(f"self_training.rounds.{round_name}.student is '{entry.student}'; "

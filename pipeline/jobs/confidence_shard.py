@@ -46,7 +46,11 @@ def confidence_of_shard(spatial: Shard, n_samples: int, seed: int) -> dict[str, 
     method = spatial.attrs.get("method")
     if method not in TEACHER_METHODS:
         raise BootsepError(f"spatial shard of unknown method {method!r}", spatial.path)
-    fit = fit_term(method, spatial.utterances, spatial.stft, n_samples, seeds, degenerate)
+    cfg = spatial.stft
+    if "teacher_win_length" in spatial.attrs:         # a teacher fitted on its own STFT
+        cfg = StftConfig(cfg.sample_rate, int(spatial.attrs["teacher_win_length"]),
+                         int(spatial.attrs["teacher_hop_length"]), cfg.window)
+    fit = fit_term(method, spatial.utterances, cfg, n_samples, seeds, degenerate)
     out = measures(labels, post, fit, degenerate, frames_valid(lengths, labels.shape[1]),
                    fit_mask)                                                      # eqs. 4, 6
     out["c_post"] = unpad(out["c_post"], lengths)

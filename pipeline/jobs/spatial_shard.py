@@ -17,6 +17,12 @@ utterances in the same order, with the teacher recorded in the attributes:
 - ``iva``: :func:`bootsep.pipeline.teachers.iva.iva_masks` (pyroomacoustics' AuxIVA, ratio
   masks); the cACG models of its posteriors and of one component give its fit term.
 
+A teacher with ``dereverb: wpe`` clusters the WPE-dereverberated STFT
+(:mod:`bootsep.pipeline.teachers.wpe`); its masks stay masks of the reverberant mixture. A
+teacher with its own STFT reads the mixtures' audio (the corpus's manifest), fits on its STFT and
+maps its posteriors onto the student's grid (:func:`bootsep.pipeline.teachers.grid.map_to_grid`);
+its fit-term parameters stay on its own grid (the shard records ``teacher_win_length``).
+
 The confidence stage gives degenerate mixtures confidence 0.
 """
 
@@ -27,16 +33,20 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.errors import BootsepError
+from bootsep.pipeline.audio import load_at_rate
+from bootsep.pipeline.corpus.manifest import read_manifest
 from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.spatial import spatial_masks
-from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.storage.float16 import complex_from_pairs
 from bootsep.pipeline.storage.shards import Shard, write_shard
 from bootsep.pipeline.teachers.cacgmm import cacgmm_masks, fit_model
 from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks
 from bootsep.pipeline.teachers.delay_jsd import fit_frequency_weights
+from bootsep.pipeline.teachers.grid import map_to_grid
 from bootsep.pipeline.teachers.iva import iva_masks
 from bootsep.pipeline.teachers.spec import Teacher
+from bootsep.pipeline.teachers.wpe import dereverberate, wpe_frames
 
 DELAY_BATCH = 16        # mixtures per delay_masks call (bounds the float64 work arrays)
 
@@ -57,16 +67,86 @@ def read_channels(s: Shard, channels: str) -> tuple[np.ndarray, np.ndarray, list
 
 
 def compute_spatial_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, split: str,
-                          index: int, out_dir: str) -> dict:
-    """One Dask task: the spatial shard of stft shard ``stft_path`` by ``teacher``."""
+                          index: int, out_dir: str, manifest: str | None = None) -> dict:
+    """One Dask task: the spatial shard of stft shard ``stft_path`` by ``teacher``
+    (``manifest``: the split's manifest.csv, read by a teacher with its own STFT)."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
-        X, lengths, ids = read_channels(s, teacher.channels)
-        logmag = pad_stack(s.all_frames("mix_logmag_db"), fill=-np.inf)[0] \
-            if teacher.method == "paper" else None
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
-    frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry)
-    return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, teacher.attrs(), split,
-                               index, ids, lengths, frames, utterances, info)
+        if teacher.stft is not None:
+            ids, lengths = s.ids, s.num_frames
+            audio, num_samples = read_audio_channels(
+                manifest, ids, s.utterances("pair_channel"), int(s.attrs["num_channels"]),
+                teacher.channels, cfg.sample_rate)
+        else:
+            X, lengths, ids = read_channels(s, teacher.channels)
+            logmag = pad_stack(s.all_frames("mix_logmag_db"), fill=-np.inf)[0] \
+                if teacher.method == "paper" else None
+    if teacher.stft is not None:
+        frames, utterances, info = fit_teacher_own_stft(audio, num_samples, teacher, cfg,
+                                                        geometry)
+        if frames["labels"].shape[1] != lengths.max(initial=0):
+            raise BootsepError(f"the mixtures' audio gives {frames['labels'].shape[1]} frames, "
+                               f"the stft shard {lengths.max(initial=0)}", manifest)
+    else:
+        frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry)
+    return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, teacher.attrs(cfg),
+                               split, index, ids, lengths, frames, utterances, info)
+
+
+def read_audio_channels(manifest: str | None, ids: list[str], pair_channels: np.ndarray,
+                        num_channels: int, channels: str, rate: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-padded audio ``(B, C, L)`` of the mixtures ``ids`` of ``manifest`` at ``rate`` (the
+    channels the stft shard holds: ``all`` its ``num_channels``, ``pair`` channel 0 and each
+    mixture's pair channel) and their ``(B,)`` lengths in samples."""
+    if manifest is None:
+        raise BootsepError("a teacher with its own stft reads the corpus's manifest; none given")
+    by_id = {m.id: m for m in read_manifest(manifest)}
+    audio = []
+    for i, pair in zip(ids, pair_channels):
+        if i not in by_id:
+            raise BootsepError(f"mixture {i} of the stft shard is not in the manifest", manifest)
+        chans = [0, int(pair)] if channels == "pair" else list(range(num_channels))
+        audio.append(load_at_rate(by_id[i].mixture, rate, min_channels=2, channels=chans))
+    num_samples = np.array([a.shape[-1] for a in audio])
+    out = np.zeros((len(audio), audio[0].shape[0] if audio else 2, num_samples.max(initial=1)),
+                   np.float32)
+    for b, a in enumerate(audio):
+        out[b, :, :a.shape[-1]] = a
+    return out, num_samples
+
+
+def fit_teacher_own_stft(audio: np.ndarray, num_samples: np.ndarray, teacher: Teacher,
+                         cfg: StftConfig, geometry: tuple) -> tuple[dict, dict, dict]:
+    """A teacher with its own STFT on zero-padded mixtures ``audio (B, C, L)`` of
+    ``num_samples (B,)`` samples: its fit on its STFT (WPE first with ``dereverb: wpe``), the
+    posteriors mapped onto the student's grid ``cfg`` (:func:`map_to_grid`); the fit mask on
+    that grid: the reference microphone's bins within the teacher's threshold of its loudest."""
+    tcfg = teacher.stft_config(cfg)
+    X = stft(audio, tcfg)                                             # (B, C, T', F')
+    t_lengths = np.asarray(tcfg.num_frames(np.asarray(num_samples)))
+    frames, utterances, info = fit_teacher(X, None, t_lengths, teacher, tcfg, geometry)
+    mapped = map_to_grid(X[:, 0], frames["posteriors"], num_samples, tcfg, cfg)
+    lengths = np.asarray(cfg.num_frames(np.asarray(num_samples)))
+    X0 = stft(audio[:, 0], cfg)                                       # (B, T, F)
+    fit = loud_bins(X0, lengths, _threshold_db(teacher))
+    utterances["fit_bins"] = fit.sum(axis=(1, 2))
+    return {"fit_mask": fit, "posteriors": mapped.posteriors, "labels": mapped.labels}, \
+        utterances, info
+
+
+def loud_bins(X0: np.ndarray, lengths: np.ndarray, threshold_db: float) -> np.ndarray:
+    """``(B, T, F)``: the bins of each mixture's first ``lengths[b]`` frames within
+    ``threshold_db`` of its loudest bin."""
+    valid = frames_valid(lengths, X0.shape[1])[..., None]
+    power = np.where(valid, np.abs(X0) ** 2, 0.0)
+    peak = power.max(axis=(1, 2), keepdims=True)
+    return valid & (power > 0) & (power >= peak * 10.0 ** (threshold_db / 10.0))
+
+
+def _threshold_db(teacher: Teacher) -> float:
+    o = teacher.options
+    return o["init"]["threshold_db"] if teacher.method == "cacgmm" else o["threshold_db"]
 
 
 def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, teacher: Teacher,
@@ -79,6 +159,13 @@ def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, t
         if prior is not None:
             raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
         return _paper(X, logmag, lengths, teacher)
+    if teacher.dereverb == "wpe":
+        w = dict(teacher.wpe)
+        taps, delay = wpe_frames(w["taps_ms"], w["delay_ms"],
+                                 1000.0 * cfg.hop_length / cfg.sample_rate)
+        X = dereverberate(X, lengths, taps=taps, delay=delay, iterations=w["iterations"],
+                          psd_context=w["psd_context"], power_floor_db=w["power_floor_db"],
+                          ridge=w["ridge"])
     mic_pos = geometry[0] if teacher.channels == "all" else None
     if teacher.method in ("cacgmm", "iva") and prior is not None:
         raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")

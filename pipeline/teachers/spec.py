@@ -9,22 +9,28 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from bootsep.config import CHANNEL_SETS
+from bootsep.config import CHANNEL_SETS, DEREVERB_METHODS
 from bootsep.config import TEACHER_METHODS as METHODS
 from bootsep.errors import BootsepError
+from bootsep.pipeline.stft import StftConfig
 
 
 @dataclass(frozen=True)
 class Teacher:
     """``name`` (the entry's key), ``method``, ``channels`` (``pair``: channel 0 and the
     mixture's pair channel; ``all``: every stored microphone), ``num_components`` K and the
-    method's settings (``spatial.<method>``) as sorted ``(key, value)`` items."""
+    method's settings (``spatial.<method>``) as sorted ``(key, value)`` items; ``stft``: its own
+    ``(window_ms, hop_ms)`` or None (the student's STFT); ``dereverb``: ``none`` or ``wpe`` with
+    ``wpe`` (``spatial.wpe``) as sorted items."""
 
     name: str
     method: str
     channels: str
     num_components: int
     settings: tuple[tuple[str, object], ...]
+    stft: tuple[float, float] | None = None
+    dereverb: str = "none"
+    wpe: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self):
         if self.method not in METHODS or self.channels not in CHANNEL_SETS:
@@ -32,22 +38,53 @@ class Teacher:
                                f"{self.channels!r}")
         if self.method == "paper" and self.channels != "pair":
             raise BootsepError(f"teacher {self.name}: the paper's method uses the stereo pair")
+        if self.dereverb not in DEREVERB_METHODS:
+            raise BootsepError(f"teacher {self.name}: unknown dereverb {self.dereverb!r} "
+                               f"(expected one of {', '.join(DEREVERB_METHODS)})")
+        if self.method == "paper" and (self.stft is not None or self.dereverb != "none"):
+            raise BootsepError(f"teacher {self.name}: the paper's method has no own stft or "
+                               "dereverb")
+        if self.dereverb == "wpe" and not self.wpe:
+            raise BootsepError(f"teacher {self.name}: dereverb wpe needs the spatial.wpe "
+                               "settings")
 
     @classmethod
-    def from_config(cls, name: str, entry, num_components: int, settings: dict) -> Teacher:
+    def from_config(cls, name: str, entry, num_components: int, settings: dict,
+                    wpe: dict | None = None) -> Teacher:
+        own = None if entry.stft is None else (entry.stft.window_ms, entry.stft.hop_ms)
         return cls(name, entry.method, entry.channels, int(num_components),
-                   tuple(sorted(settings.items())))
+                   tuple(sorted(settings.items())), own, entry.dereverb,
+                   tuple(sorted((wpe or {}).items())) if entry.dereverb == "wpe" else ())
+
+    def stft_config(self, student: StftConfig) -> StftConfig:
+        """The STFT the teacher fits on: its own (window and hop in samples at the student's
+        rate, the student's window function) or the student's."""
+        if self.stft is None:
+            return student
+        win, hop = (ms * student.sample_rate / 1000.0 for ms in self.stft)
+        if abs(win - round(win)) > 1e-6 or abs(hop - round(hop)) > 1e-6 or round(hop) < 1 \
+                or round(win) % round(hop):
+            raise BootsepError(f"spatial.teachers.{self.name}.stft: window {self.stft[0]:g} ms "
+                               f"and hop {self.stft[1]:g} ms are not whole numbers of samples at "
+                               f"{student.sample_rate} Hz with the window a multiple of the hop")
+        return StftConfig(student.sample_rate, int(round(win)), int(round(hop)), student.window)
 
     @property
     def options(self) -> dict:
         return dict(self.settings)
 
     def __hash__(self) -> int:          # settings may hold a dict (cacgmm's init)
-        return hash((self.name, self.method, self.channels, self.num_components))
+        return hash((self.name, self.method, self.channels, self.num_components, self.stft,
+                     self.dereverb, self.wpe))
 
-    def attrs(self) -> dict:
-        """Shard attributes recording the teacher."""
+    def attrs(self, student: StftConfig | None = None) -> dict:
+        """Shard attributes recording the teacher (with ``student``: the STFT it fitted on,
+        ``teacher_win_length`` and ``teacher_hop_length``, when it has its own)."""
+        own = {} if self.stft is None or student is None else {
+            "teacher_win_length": self.stft_config(student).win_length,
+            "teacher_hop_length": self.stft_config(student).hop_length}
         return {"teacher": self.name, "method": self.method, "channels": self.channels,
-                "num_components": self.num_components,
+                "num_components": self.num_components, "dereverb": self.dereverb, **own,
                 **{f"{self.method}.{k}": json.dumps(v) if isinstance(v, dict) or v is None else v
-                   for k, v in self.settings}}
+                   for k, v in self.settings},
+                **{f"wpe.{k}": v for k, v in self.wpe}}
