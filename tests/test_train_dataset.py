@@ -260,3 +260,30 @@ def test_unshuffled_bucketing_is_plain_batching(corpus):
     root, _ = corpus
     stream = _stream(root, shuffle=False)
     assert _batch_signature(_epoch(stream, 0)) == _batch_signature(_epoch(stream, 0, bucket=False))
+
+
+def test_bucketing_reads_one_batch_of_examples_per_batch_out(corpus, monkeypatch):
+    """After the first buffer, each batch out costs reading batch_size examples (so the
+    trainer never waits for a whole buffer to be read), and the batches are the same."""
+    root, _ = corpus
+    stream = _stream(root, max_frames=None, shuffle_buffer=12)
+    expected = [[e["id"] for e in b] for b in stream.batches(4)]
+    inner, pulled = stream._worker_examples, [0]
+
+    def counting():
+        examples, rng = inner()
+
+        def gen():
+            for ex in examples:
+                pulled[0] += 1
+                yield ex
+        return gen(), rng
+
+    monkeypatch.setattr(stream, "_worker_examples", counting)
+    got, reads = [], []
+    for batch in stream.batches(4):
+        reads.append(pulled[0])
+        got.append([e["id"] for e in batch])
+    assert got == expected and reads[0] == 12 + 4
+    steps = [b - a for a, b in zip(reads, reads[1:])]
+    assert max(steps) == 4, steps

@@ -184,11 +184,17 @@ class ShardStream(IterableDataset):
         size = batch_size * (-(-self.shuffle_buffer // batch_size)) if self.shuffle \
             else batch_size
         buffer: list[dict] = []
+        ready: list[list[dict]] = []     # the previous flush's batches, still to be emitted
         for ex in examples:
             buffer.append(ex)
+            # one batch out per batch_size examples in: the reading is spread over the
+            # batches (the trainer never waits for a whole buffer), the order is unchanged
+            if ready and len(buffer) % batch_size == 0:
+                yield ready.pop(0)
             if len(buffer) == size:
-                yield from self._flush(buffer, batch_size, rng)
+                ready = list(self._flush(buffer, batch_size, rng))
                 buffer = []
+        yield from ready
         if buffer:
             yield from self._flush(buffer, batch_size, rng)
 
