@@ -30,6 +30,15 @@ contended; issue 21 asks for at most about 2) and the 1-minute load average befo
 wait policies (not set by bootsep: PASSIVE made the model 4x slower alone). ``--threads auto``
 (train.torch_threads' default) runs the trainer's thread governor (train/threads.py, checking
 every 0.5 s here), which drops to fewer threads while the busy process runs.
+
+``--shards DIR`` (a pipeline's ``data/shards``, only read) measures only training on its real
+training split, condition ``gt`` (ideal labels), the ``small`` model as the trainer steps it,
+with length-bucketed batches (``--bucket``, train.bucket's default) or not (``--no-bucket``):
+``frames_per_s`` (real frames), ``seconds_per_epoch`` (measured over ``--epochs`` whole
+epochs, or projected from ``--max-batches`` batches: the first batch's seconds, which include
+filling the loader's buffer, plus the other batches of an epoch at the later batches' rate)
+and ``padding_fraction`` (padded share of the batches' B x T frames, over the whole epoch:
+exact, whatever the machine's load).
 """
 
 from __future__ import annotations
@@ -240,6 +249,62 @@ def contention(batch: int, steps: int, threads: int | str) -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
+def real_shards(root: Path, bucket: bool, batch: int, epochs: int, max_batches: int | None,
+                workers: int, shuffle_buffer: int, max_frames: int = 400) -> dict:
+    """Train the small model on ``root``'s training split (condition gt) as the trainer does
+    (weighted DC loss, normalised per batch, clipping, Adam), bucketed or not."""
+    from bootsep.pipeline.storage.shards import Shard
+    from bootsep.train.inputs import check_inputs
+
+    cond = Condition("gt", "gt")
+    groups = shard_groups(cond, "train", root)
+    with Shard(groups[0][0]) as s:
+        stft = s.stft
+    stream = ShardStream(groups, cond, stft, seed=0, max_frames=max_frames,
+                         shuffle_buffer=shuffle_buffer)
+    real = padded = 0
+    for b in make_loader(stream, batch, workers, bucket=bucket):      # the epoch's padding
+        real, padded = real + int(b["lengths"].sum()), padded + b["mask"].numel()
+    cfg = ModelConfig(num_freq=stft.num_freq, hidden=128, num_layers=2, embedding_dim=15)
+    model = init_model(cfg, seed=0)
+    model.set_stats(*check_inputs(groups, cond, stft, "feature statistics").mean_std())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    per_epoch = stream.num_batches(batch, workers)
+    frames, steps, seconds, first = 0, 0, 0.0, 0.0
+    for epoch in range(epochs):
+        stream.set_epoch(epoch)
+        start = time.perf_counter()
+        for i, b in enumerate(make_loader(stream, batch, workers, bucket=bucket)):
+            if i == 1:        # the first batch waits for the loader to fill its buffer
+                first += time.perf_counter() - start
+            if max_batches is not None and i >= max_batches:
+                break
+            emb = model(b["features"], b["lengths"])
+            bt, t, f, d = emb.shape
+            y = labels_to_onehot(b["labels"], 2).reshape(bt, t * f, -1)
+            w = b["weights"].reshape(bt, t * f)
+            loss = normalised_batch_loss(weighted_dc_loss(emb.reshape(bt, t * f, d), y, w), w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            frames, steps = frames + int(b["lengths"].sum()), steps + 1
+        seconds += time.perf_counter() - start
+        print(f"epoch {epoch + 1}: {steps} batches, {seconds:.1f} s", file=sys.stderr, flush=True)
+    measured = max_batches is None or max_batches >= per_epoch
+    rest = (seconds - first) / max(steps - epochs, 1)      # seconds per later batch
+    return {"shards": str(root), "condition": "gt", "bucket": bucket, "batch_size": batch,
+            "shuffle_buffer": shuffle_buffer, "loader_workers": workers,
+            "batches_per_epoch": per_epoch, "batches_timed": steps,
+            "frames_per_s": round(frames / seconds, 1),
+            "seconds_per_epoch": round(seconds / epochs if measured
+                                       else first / epochs + (per_epoch - 1) * rest, 1),
+            "first_batch_s": round(first / epochs, 1),
+            "seconds_per_epoch_is": "measured" if measured else "projected",
+            "padding_fraction": round(1 - real / padded, 4),
+            "load_1min_before": os.getloadavg()[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps, smaller corpus")
@@ -255,6 +320,15 @@ def main() -> None:
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement")
     ap.add_argument("--contend", action="store_true",
                     help="only: small model alone vs beside one busy process")
+    ap.add_argument("--shards", type=Path, default=None,
+                    help="only: train on this data/shards folder's training split (gt)")
+    ap.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=True,
+                    help="--shards: length-bucketed batches (train.bucket; default on)")
+    ap.add_argument("--epochs", type=int, default=1, help="--shards: epochs timed")
+    ap.add_argument("--max-batches", type=int, default=None,
+                    help="--shards: batches timed per epoch (default: the whole epoch)")
+    ap.add_argument("--shuffle-buffer", type=int, default=256,
+                    help="--shards: train.shuffle_buffer (params.yaml default 256)")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -268,6 +342,11 @@ def main() -> None:
     machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)}"
+    if args.shards is not None:
+        print(json.dumps({"machine": machine, "torch_threads": args.threads,
+                          **real_shards(args.shards, args.bucket, args.batch or 16, args.epochs,
+                                        args.max_batches, args.workers, args.shuffle_buffer)}))
+        return
     if args.contend:
         print(json.dumps({"machine": machine, "torch_threads": args.threads,
                           "model_batch": f"{args.batch or 4} x 400 frames x {F} bins",

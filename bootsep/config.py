@@ -849,6 +849,7 @@ class TrainSettings(Section):
     grad_clip: float = _p(Num(0))
     loader_workers: int = _p(Int(0))
     shuffle_buffer: int = _p(Int(1))
+    bucket: bool = _p(Flag())
     torch_threads: int | str = _p(Either(Int(1), Choice("auto")))
     device: str = _p(Text(r"auto|cpu|cuda(:[0-9]+)?", "one of auto, cpu, cuda, cuda:N"))
     amp: bool = _p(Flag())

@@ -183,17 +183,42 @@ def test_resume_after_crash_uses_epoch_checkpoint(corpus, reference, tmp_path):
     _assert_same_result(ref, resumed)
 
 
-def test_resume_with_loader_workers(corpus, tmp_path):
-    ref = make_trainer(corpus, tmp_path / "ref", epochs=1, loader_workers=2)
+@pytest.mark.parametrize("bucket", [True, False])
+def test_resume_with_loader_workers(corpus, tmp_path, bucket):
+    ref = make_trainer(corpus, tmp_path / "ref", epochs=1, loader_workers=2, bucket=bucket)
     ref.run()
-    first = make_trainer(corpus, tmp_path / "cut", epochs=1, loader_workers=2)
+    first = make_trainer(corpus, tmp_path / "cut", epochs=1, loader_workers=2, bucket=bucket)
     _fail_at(first, 4, lambda: os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(TrainingInterrupted, match="signal 2"):
         first.run()
-    resumed = make_trainer(corpus, tmp_path / "cut", epochs=1, loader_workers=2)
+    resumed = make_trainer(corpus, tmp_path / "cut", epochs=1, loader_workers=2, bucket=bucket)
     assert resumed.try_resume()
     resumed.run()
     _assert_same_result(ref, resumed)
+
+
+def test_bucket_setting_reaches_the_training_batches(corpus, tmp_path):
+    """train.bucket changes which examples share a batch (less padding), not which are seen;
+    the setting is part of the fingerprint's meta, so a run is never resumed across it."""
+    seen = {}
+    for bucket in (True, False):
+        trainer = make_trainer(corpus, tmp_path / str(bucket), epochs=1, bucket=bucket,
+                               max_frames=None, shuffle_buffer=40)
+        batches, inner = [], trainer._loss
+
+        def loss(batch, inner=inner, batches=batches):
+            batches.append((list(batch["ids"]), batch["mask"].float().mean().item()))
+            return inner(batch)
+
+        trainer._loss = loss
+        trainer.run()
+        n = trainer.train_stream.num_batches(4, 0)
+        seen[bucket] = batches[:n]                     # the training batches (then validation)
+    ids = {k: sorted(i for b, _ in v for i in b) for k, v in seen.items()}
+    assert ids[True] == ids[False] and len(ids[True]) == 40
+    assert [b for b, _ in seen[True]] != [b for b, _ in seen[False]]
+    fill = {k: sum(f * len(b) for b, f in v) / 40 for k, v in seen.items()}   # real share
+    assert 1 - fill[True] < (1 - fill[False]) / 3, fill
 
 
 def _interrupt(corpus, out, call, **kw) -> None:

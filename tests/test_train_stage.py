@@ -43,7 +43,8 @@ def write_params(path: Path, train: dict | None = None, spatial: dict | None = N
                                      "embedding_dim": 4}}},
         "train": {"seed": 0, "epochs": 2, "batch_size": 4, "max_frames": 30, "lr": 3e-3,
                   "lr_patience": 5, "lr_factor": 0.5, "grad_clip": 5.0, "loader_workers": 0,
-                  "shuffle_buffer": 8, "torch_threads": 1, "device": "cpu", "amp": False,
+                  "shuffle_buffer": 8, "bucket": True, "torch_threads": 1, "device": "cpu",
+                  "amp": False,
                   "max_batches_per_epoch": None, "num_sources": 2, **(train or {})},
         "train_conditions": {"gt": {"gt": {"fraction": 1.0}, "gt_subset": {"fraction": 0.25}},
                              "spatial": spatial or {

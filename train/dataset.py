@@ -7,6 +7,13 @@ and crops every utterance to at most ``max_frames`` frames at a random offset. T
 stream is a pure function of ``(seed, epoch)`` and the worker count, which is what makes
 an interrupted epoch resumable by skipping the batches already seen.
 
+Length buckets (``train.bucket``, :meth:`ShardStream.batches`): instead of drawing single
+examples from the shuffle buffer, a worker fills the buffer (rounded up to whole batches),
+sorts it by length, cuts it into batches and emits those in a seeded random order, so a batch
+holds similar lengths (little padding, which the CPU BLSTM computes like real frames) while
+the epoch stays shuffled. Every batch but each worker's last is full, so the batch count is
+the unbucketed one.
+
 At any time a worker holds one shard group's arrays plus its shuffle buffer, so memory does
 not grow with the corpus.
 
@@ -136,23 +143,70 @@ class ShardStream(IterableDataset):
         n = max(1, workers)
         return int(sum(-(-int(counts[order[w::n]].sum()) // batch_size) for w in range(n)))
 
-    def __iter__(self) -> Iterator[dict]:
+    def _worker_examples(self) -> tuple[Iterator[dict], np.random.Generator]:
+        """This worker's cropped, weighted examples in shard order, and its generator (which
+        drew the crops and draws the shuffle)."""
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         order = self.shard_order()
         rng = np.random.default_rng([self.seed, self.epoch, worker, 1])
+
+        def examples() -> Iterator[dict]:
+            for gi in order[worker::workers]:
+                for ex in read_group(self.groups[gi], self.condition, self.stft, self.keep):
+                    yield finish(crop(ex, self.max_frames, rng))
+        return examples(), rng
+
+    def __iter__(self) -> Iterator[dict]:
+        examples, rng = self._worker_examples()
         buffer: list[dict] = []
-        for gi in order[worker::workers]:
-            for ex in read_group(self.groups[gi], self.condition, self.stft, self.keep):
-                ex = finish(crop(ex, self.max_frames, rng))
-                if not self.shuffle:
-                    yield ex
-                    continue
-                buffer.append(ex)
-                if len(buffer) >= self.shuffle_buffer:
-                    yield buffer.pop(int(rng.integers(len(buffer))))
+        for ex in examples:
+            if not self.shuffle:
+                yield ex
+                continue
+            buffer.append(ex)
+            if len(buffer) >= self.shuffle_buffer:
+                yield buffer.pop(int(rng.integers(len(buffer))))
         while buffer:
             yield buffer.pop(int(rng.integers(len(buffer))))
+
+    def batches(self, batch_size: int) -> Iterator[list[dict]]:
+        """Length-bucketed batches of this worker's examples (``train.bucket``).
+
+        The buffer holds ``shuffle_buffer`` examples rounded up to a multiple of
+        ``batch_size``; when full (and at the end, with what is left) it is sorted by length
+        (stable, so ties keep stream order), cut into batches of ``batch_size`` and emptied
+        in an order drawn from the worker's generator. Only the last flush can give a partial
+        batch, so a worker yields ``ceil(examples / batch_size)`` batches, as unbucketed
+        (:meth:`num_batches`). Unshuffled: consecutive examples, as the unbucketed loader.
+        """
+        examples, rng = self._worker_examples()
+        size = batch_size * (-(-self.shuffle_buffer // batch_size)) if self.shuffle \
+            else batch_size
+        buffer: list[dict] = []
+        ready: list[list[dict]] = []     # the previous flush's batches, still to be emitted
+        for ex in examples:
+            buffer.append(ex)
+            # one batch out per batch_size examples in: the reading is spread over the
+            # batches (the trainer never waits for a whole buffer), the order is unchanged
+            if ready and len(buffer) % batch_size == 0:
+                yield ready.pop(0)
+            if len(buffer) == size:
+                ready = list(self._flush(buffer, batch_size, rng))
+                buffer = []
+        yield from ready
+        if buffer:
+            yield from self._flush(buffer, batch_size, rng)
+
+    def _flush(self, buffer: list[dict], batch_size: int,
+               rng: np.random.Generator) -> Iterator[list[dict]]:
+        if not self.shuffle:
+            yield buffer
+            return
+        by_length = np.argsort([ex["features"].shape[0] for ex in buffer], kind="stable")
+        cuts = [by_length[i:i + batch_size] for i in range(0, len(buffer), batch_size)]
+        for c in rng.permutation(len(cuts)):
+            yield [buffer[j] for j in cuts[c]]
 
 
 def collate(examples: list[dict]) -> dict:
@@ -189,14 +243,29 @@ def worker_init(_worker_id: int) -> None:
     release_large_blocks()
 
 
+class BucketedBatches(IterableDataset):
+    """``stream``'s length-bucketed batches (:meth:`ShardStream.batches`) as a dataset whose
+    items are whole batches (lists of examples), for a DataLoader with ``batch_size=None``.
+    It reads the stream's epoch when iterated, so ``stream.set_epoch`` applies to it."""
+
+    def __init__(self, stream: ShardStream, batch_size: int):
+        self.stream, self.batch_size = stream, batch_size
+
+    def __iter__(self) -> Iterator[list[dict]]:
+        return self.stream.batches(self.batch_size)
+
+
 def make_loader(stream: ShardStream, batch_size: int, workers: int = 0,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, bucket: bool = False) -> DataLoader:
     """The trainer's DataLoader over ``stream``: padded batches from :func:`collate`.
 
     Each worker batches its own share of the shards, so the batch sequence is a pure function
     of ``(seed, epoch, workers)``; the base seed is fixed (the stream does its own seeding).
+    ``bucket``: batches of similar lengths (:meth:`ShardStream.batches`), the same number.
     """
-    return DataLoader(stream, batch_size=batch_size, collate_fn=collate, num_workers=workers,
+    data = BucketedBatches(stream, batch_size) if bucket else stream
+    return DataLoader(data, batch_size=None if bucket else batch_size, collate_fn=collate,
+                      num_workers=workers,
                       generator=torch.Generator().manual_seed(0),
                       worker_init_fn=worker_init if workers > 0 else None,
                       pin_memory=pin_memory, prefetch_factor=4 if workers > 0 else None)

@@ -84,6 +84,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     loader_workers: int = 1
     shuffle_buffer: int = 64
+    bucket: bool = True               # batches of similar lengths (train/dataset.py)
     torch_threads: int | str = "auto"   # auto: every core, fewer while others are busy
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     amp: bool = False                 # bfloat16 autocast on CUDA
@@ -291,9 +292,9 @@ class Trainer:
                                    y.reshape(b, t * f, -1), weights.reshape(b, t * f))  # eq. 8-9
         return per_utt, weights.reshape(b, t * f)
 
-    def _loader(self, stream: ShardStream, workers: int) -> DataLoader:
+    def _loader(self, stream: ShardStream, workers: int, bucket: bool = False) -> DataLoader:
         return make_loader(stream, self.cfg.batch_size, workers,
-                           pin_memory=self.device.type == "cuda")
+                           pin_memory=self.device.type == "cuda", bucket=bucket)
 
     def validate(self) -> float:
         """The validation stream's loss (full utterances), normalised as in training:
@@ -345,7 +346,8 @@ class Trainer:
                 bar.update(st.position)
             clock = self._clock = _Clock()
             last = time.perf_counter()
-            for i, batch in enumerate(self._loader(self.train_stream, cfg.loader_workers)):
+            loader = self._loader(self.train_stream, cfg.loader_workers, cfg.bucket)
+            for i, batch in enumerate(loader):
                 if limit is not None and i >= limit:
                     break
                 if i < st.position:            # resuming: these batches were used already
