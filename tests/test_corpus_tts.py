@@ -71,6 +71,10 @@ TINY = {
     "array": ARRAY,
     "augment": {"speed": [0.9, 1.1], "level_db": [-10.0, 0.0],
                 "noise": {"kind": "none", "field": "spherical", "snr_db": [15.0, 30.0]}},
+    "rooms": {"fraction": 0.0, "rt60_s": [0.2, 0.6],
+              "size_m": {"x": [4.0, 8.0], "y": [4.0, 8.0], "z": [2.5, 3.5]},
+              "array_height_m": [1.0, 1.8], "source_distance_m": [1.0, 3.0],
+              "wall_margin_m": 0.5, "image_decay_db": 40},
 }
 
 
