@@ -10,10 +10,11 @@ reaches ``image_decay_db`` (pyroomacoustics' own order is the 60 dB one; 40 dB i
 4 times faster and leaves the T20 of the responses unchanged).
 
 The room impulse responses follow the convention of :func:`.spatialize.free_field_images`:
-pyroomacoustics' direct path ``1 / (4 pi r_m)`` delayed by ``r_m / c`` plus its fractional
-delay filter's offset (``frac_delay_length // 2`` samples) becomes ``r_0 / r_m`` at ``r_m / c``
-(r_0: source to array centre), so a reverberant image is the free-field image plus the
-reflections, and its direct path at microphone 0 is the free-field image's channel 0.
+pyroomacoustics' direct path ``1 / r_m`` (version 0.10's ``att / dist``) delayed by
+``r_m / c`` plus its fractional delay filter's offset (``frac_delay_length // 2`` samples)
+becomes ``r_0 / r_m`` at ``r_m / c`` (r_0: source to array centre), so a reverberant image is
+the free-field image plus the reflections (pyroomacoustics' windowed-sinc delays instead of
+exact ones), and its direct path at microphone 0 is the free-field image's channel 0.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def room_rirs(room: Room, mic_pos: np.ndarray, src_pos: list[np.ndarray], fs: in
               speed_of_sound: float, image_decay_db: float, max_order: int | None = None
               ) -> tuple[list[np.ndarray], int, int]:
     """Impulse responses ``(M, L_k)`` per source, ``mic_pos`` ``(M, 3)`` and ``src_pos``
-    ``(3,)`` relative to the array centre (as :mod:`.spatialize`), scaled by ``4 pi r_0`` so
+    ``(3,)`` relative to the array centre (as :mod:`.spatialize`), scaled by ``r_0`` so
     the direct path has gain ``r_0 / r_m`` (r_0: source to the mean microphone position).
     Sample ``offset`` (returned) is time 0. Returns ``(rirs, offset, max_order)``;
     ``max_order`` overrides the order from ``image_decay_db`` (0: an anechoic room)."""
@@ -108,7 +109,7 @@ def room_rirs(room: Room, mic_pos: np.ndarray, src_pos: list[np.ndarray], fs: in
         h = np.zeros((len(mic_pos), length))
         for m in range(len(mic_pos)):
             h[m, :len(shoebox.rir[m][k])] = shoebox.rir[m][k]
-        rirs.append(h * (4 * np.pi * r0))
+        rirs.append(h * r0)
     return rirs, pra.constants.get("frac_delay_length") // 2, max_order
 
 
