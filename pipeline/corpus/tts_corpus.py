@@ -1,5 +1,6 @@
 """The embedded default corpus (``corpus.kind: tts``): synthesized two-speaker,
-8-channel anechoic mixtures in the style of the spatialized wsj0-2mix (paper §3.2).
+8-channel mixtures in the style of the spatialized wsj0-2mix (paper §3.2), anechoic and, with
+``rooms.fraction`` > 0, reverberant.
 
 Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
 
@@ -28,11 +29,25 @@ Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
    ``noise.kind`` is not ``none``, scaled so the mixture peak is ``peak`` times the drawn
    level, quantised to 16 bits; the mixture is the exact sum of the quantised images (and
    noise). The level is drawn here rather than as a gain because the scaling to a fixed
-   peak would undo any gain applied before it.
+   peak would undo any gain applied before it;
+4. per mixture, from its own generator ``default_rng([seed, 4, split, index])`` (so that no
+   draw above moves, and ``rooms.fraction: 0`` gives the anechoic corpus byte for byte): the
+   room (:func:`.rooms.draw_room`: reverberant with probability ``rooms.fraction``, RT60, size,
+   array height and position, source distances ~ U(``rooms.source_distance_m``), which
+   replace the anechoic ones, everything ``wall_margin_m`` from the walls; the azimuths stay).
+   A reverberant mixture's images are the level-set dry sources convolved with the shoebox's
+   image-source responses (:mod:`.rooms`; same delay and gain convention as the free-field
+   images, the reverberation beyond the mixture's length cut), scaled and quantised as above.
 
 Outputs ``<split>/{mix,s1,s2}/<id>.wav`` (PCM_16, one channel per microphone; WAV like the
-spatialized wsj0-2mix, and about 50 times faster to read than FLAC, which saves only a third),
-with noise also ``<split>/noise/<id>.wav`` (mix - s1 - s2; manifest column ``noise_image``),
+spatialized wsj0-2mix, and about 50 times faster to read than FLAC, which saves only a third;
+s1, s2: the reverberant images in rooms, the spatialized wsj0-2mix reference),
+``<split>/s{1,2}_direct/<id>.wav`` (each source's direct path at microphone 0, one channel,
+same scale: the WHAMR! reference; channel 0 of the image when anechoic; manifest columns
+``s{k}_direct``); manifest columns ``condition`` (anechoic | reverb), ``rt60_s`` (target),
+``rt60_measured_s`` (T20 of the microphone-0 response of source 1), ``room_size_m``,
+``array_position_m``, ``room_max_order`` (empty when anechoic); with noise also
+``<split>/noise/<id>.wav`` (mix - s1 - s2; manifest column ``noise_image``),
 ``<split>/manifest.csv`` and ``speakers.csv``. Same seed and params -> identical bytes,
 whatever the number of workers.
 """
