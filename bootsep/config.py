@@ -506,6 +506,55 @@ class AugmentSettings(Section):
 
 
 @section
+class RoomSizeSettings(Section):
+    """``corpus.tts.rooms.size_m``: shoebox dimensions drawn per reverberant mixture."""
+
+    x: tuple = _p(Pair(Num(0, lo_open=True)))
+    y: tuple = _p(Pair(Num(0, lo_open=True)))
+    z: tuple = _p(Pair(Num(0, lo_open=True)))
+
+
+@section
+class RoomsSettings(Section):
+    """``corpus.tts.rooms``: reverberant mixtures in shoebox rooms (pipeline/corpus/rooms.py)."""
+
+    fraction: float = _p(Num(0, 1))
+    rt60_s: tuple = _p(Pair(Num(0, lo_open=True)))
+    size_m: RoomSizeSettings = _p(Nested(RoomSizeSettings))
+    array_height_m: tuple = _p(Pair(Num(0, lo_open=True)))
+    source_distance_m: tuple = _p(Pair(Num(0, lo_open=True)))
+    wall_margin_m: float = _p(Num(0, lo_open=True))
+    image_decay_db: float = _p(Num(0, 200, lo_open=True))
+
+    def validate(self, where):
+        if not self.loaded("size_m", "wall_margin_m"):
+            return
+        margin, size = self.wall_margin_m, self.size_m
+        if self.loaded("source_distance_m"):
+            need = 2 * (margin + self.source_distance_m[0])
+            for axis in ("x", "y"):
+                if getattr(size, axis)[0] < need:
+                    where.fail(f"{self.key('size_m')}.{axis}", list(getattr(size, axis)),
+                               f"rooms at least {need:g} m long (two sources at "
+                               f"{self.key('source_distance_m')}[0] on opposite sides of the "
+                               f"array, {self.key('wall_margin_m')} from the walls)")
+        if self.loaded("array_height_m"):
+            lo, hi = self.array_height_m
+            if lo < margin or hi > size.z[0] - margin:
+                where.fail(self.key("array_height_m"), [lo, hi],
+                           f"heights within [{margin:g}, {size.z[0] - margin:g}] m "
+                           f"({self.key('wall_margin_m')} from floor and lowest ceiling)")
+
+
+def sabine_absorption(rt60_s: float, size_m, speed_of_sound: float) -> float:
+    """Energy absorption of every wall for reverberation time ``rt60_s`` in a shoebox
+    ``size_m`` by Sabine's formula (as pyroomacoustics' ``inverse_sabine``)."""
+    x, y, z = size_m
+    volume, surface = x * y * z, 2 * (x * y + x * z + y * z)
+    return 24 * math.log(10) * volume / (speed_of_sound * surface * rt60_s)
+
+
+@section
 class TtsSettings(Section):
     """``corpus.tts``: the synthesized corpus (pipeline/corpus/tts_corpus.py)."""
 
@@ -526,6 +575,7 @@ class TtsSettings(Section):
     peak: float = _p(Num(0, 1, lo_open=True, hi_open=True))
     array: ArraySettings = _p(Nested(ArraySettings))
     augment: AugmentSettings = _p(Nested(AugmentSettings))
+    rooms: RoomsSettings = _p(Nested(RoomsSettings))
 
     def validate(self, where):
         if self.loaded("speakers"):
@@ -558,6 +608,22 @@ class TtsSettings(Section):
         if self.loaded("distance_m", "array") and self.distance_m[0] <= self.array.radius_m:
             where.fail(self.key("distance_m"), list(self.distance_m),
                        f"distances beyond the array radius {self.array.radius_m:g} m")
+        if self.loaded("rooms", "array"):
+            rooms, radius = self.rooms, self.array.radius_m
+            if rooms.source_distance_m[0] <= radius:
+                where.fail(rooms.key("source_distance_m"), list(rooms.source_distance_m),
+                           f"distances beyond the array radius {radius:g} m")
+            if rooms.wall_margin_m <= radius:
+                where.fail(rooms.key("wall_margin_m"), rooms.wall_margin_m,
+                           f"a margin beyond the array radius {radius:g} m")
+        if self.loaded("rooms", "speed_of_sound"):
+            rooms = self.rooms
+            largest = tuple(getattr(rooms.size_m, a)[1] for a in "xyz")
+            if sabine_absorption(rooms.rt60_s[0], largest, self.speed_of_sound) > 1:
+                where.fail(rooms.key("rt60_s"), list(rooms.rt60_s),
+                           f"reverberation times a room of {rooms.key('size_m')} can have "
+                           f"(Sabine: the largest room needs absorption > 1 for "
+                           f"{rooms.rt60_s[0]:g} s)")
 
 
 @section

@@ -172,8 +172,10 @@ def test_add_noise_at_snr_sets_the_snr_at_channel_0(snr_db):
 
 
 def tts_settings(**augment) -> TtsSettings:
-    """The repository's ``corpus.tts`` with ``augment`` keys replaced (``noise`` merged)."""
+    """The repository's ``corpus.tts`` with ``augment`` keys replaced (``noise`` merged),
+    anechoic (``rooms.fraction: 0``)."""
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["corpus"]["tts"]
+    cfg["rooms"]["fraction"] = 0.0
     noise = {**cfg["augment"]["noise"], **augment.pop("noise", {})}
     cfg["augment"] = {**cfg["augment"], **augment, "noise": noise}
     return parse_section("corpus.tts", cfg)
@@ -256,7 +258,8 @@ def test_no_noise_writes_no_noise_file(tmp_path):
     plan = plan_mixture("valid", 0, speakers, usable, p, 5)
     row = render_mixture(plan, array_geometry(p.array), p, tmp_path)
     assert row["noise_image"] is None and row["noise_snr_db"] is None
-    assert sorted(q.name for q in tmp_path.iterdir()) == ["mix", "s1", "s2"]
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["mix", "s1", "s1_direct", "s2",
+                                                          "s2_direct"]
     mix, s1, s2 = (read_int(tmp_path / row[c]) for c in ("mixture", "s1_image", "s2_image"))
     np.testing.assert_array_equal(mix, s1 + s2)
     assert np.abs(mix).max() / 32768 == pytest.approx(0.9, abs=1e-4)

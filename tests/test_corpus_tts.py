@@ -71,6 +71,10 @@ TINY = {
     "array": ARRAY,
     "augment": {"speed": [0.9, 1.1], "level_db": [-10.0, 0.0],
                 "noise": {"kind": "none", "field": "spherical", "snr_db": [15.0, 30.0]}},
+    "rooms": {"fraction": 0.0, "rt60_s": [0.2, 0.6],
+              "size_m": {"x": [4.0, 8.0], "y": [4.0, 8.0], "z": [2.5, 3.5]},
+              "array_height_m": [1.0, 1.8], "source_distance_m": [1.0, 3.0],
+              "wall_margin_m": 0.5, "image_decay_db": 40},
 }
 
 
@@ -192,7 +196,8 @@ def test_held_out_engine_speakers_are_only_in_the_heldout_test_mixtures(corpus):
 
 def test_manifest_columns_values_and_files(corpus):
     extra = ["relative_level_db", "duration_s", "mixture_level_db", "noise_kind",
-             "noise_snr_db", "noise_image"] + [
+             "noise_snr_db", "noise_image", "condition", "rt60_s", "rt60_measured_s",
+             "room_size_m", "s1_direct", "s2_direct"] + [
         f"s{k}_{c}" for k in (1, 2) for c in ("speaker", "engine", "voice", "descriptor", "text",
                                                "azimuth_deg", "distance_m", "level_db", "speed")]
     for split in SPLITS:
@@ -226,6 +231,7 @@ def test_manifest_columns_values_and_files(corpus):
             assert -10.0 <= float(row["mixture_level_db"]) <= 0.0
             assert (row["noise_kind"], row["noise_snr_db"], row["noise_image"]) == ("none", "", "")
             assert not (corpus / split / "noise").exists()
+            assert (row["condition"], row["rt60_s"], row["room_size_m"]) == ("anechoic", "", "")
 
 
 def test_mixture_is_the_sum_of_the_saved_images(corpus):

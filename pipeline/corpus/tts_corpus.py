@@ -1,5 +1,6 @@
 """The embedded default corpus (``corpus.kind: tts``): synthesized two-speaker,
-8-channel anechoic mixtures in the style of the spatialized wsj0-2mix (paper §3.2).
+8-channel mixtures in the style of the spatialized wsj0-2mix (paper §3.2), anechoic and, with
+``rooms.fraction`` > 0, reverberant.
 
 Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
 
@@ -28,11 +29,25 @@ Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
    ``noise.kind`` is not ``none``, scaled so the mixture peak is ``peak`` times the drawn
    level, quantised to 16 bits; the mixture is the exact sum of the quantised images (and
    noise). The level is drawn here rather than as a gain because the scaling to a fixed
-   peak would undo any gain applied before it.
+   peak would undo any gain applied before it;
+4. per mixture, from its own generator ``default_rng([seed, 4, split, index])`` (so that no
+   draw above moves, and ``rooms.fraction: 0`` gives the anechoic corpus byte for byte): the
+   room (:func:`.rooms.draw_room`: reverberant with probability ``rooms.fraction``, RT60, size,
+   array height and position, source distances ~ U(``rooms.source_distance_m``), which
+   replace the anechoic ones, everything ``wall_margin_m`` from the walls; the azimuths stay).
+   A reverberant mixture's images are the level-set dry sources convolved with the shoebox's
+   image-source responses (:mod:`.rooms`; same delay and gain convention as the free-field
+   images, the reverberation beyond the mixture's length cut), scaled and quantised as above.
 
 Outputs ``<split>/{mix,s1,s2}/<id>.wav`` (PCM_16, one channel per microphone; WAV like the
-spatialized wsj0-2mix, and about 50 times faster to read than FLAC, which saves only a third),
-with noise also ``<split>/noise/<id>.wav`` (mix - s1 - s2; manifest column ``noise_image``),
+spatialized wsj0-2mix, and about 50 times faster to read than FLAC, which saves only a third;
+s1, s2: the reverberant images in rooms, the spatialized wsj0-2mix reference),
+``<split>/s{1,2}_direct/<id>.wav`` (each source's direct path at microphone 0, one channel,
+same scale: the WHAMR! reference; channel 0 of the image when anechoic; manifest columns
+``s{k}_direct``); manifest columns ``condition`` (anechoic | reverb), ``rt60_s`` (target),
+``rt60_measured_s`` (T20 of the microphone-0 response of source 1), ``room_size_m``,
+``array_position_m``, ``room_max_order`` (empty when anechoic); with noise also
+``<split>/noise/<id>.wav`` (mix - s1 - s2; manifest column ``noise_image``),
 ``<split>/manifest.csv`` and ``speakers.csv``. Same seed and params -> identical bytes,
 whatever the number of workers.
 """
@@ -61,6 +76,13 @@ from bootsep.pipeline.corpus.augment import (
 )
 from bootsep.pipeline.corpus.geometry import ArrayGeometry, write_geometry
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, SPLITS, write_manifest
+from bootsep.pipeline.corpus.rooms import (
+    Room,
+    draw_room,
+    measured_rt60,
+    reverberant_images,
+    room_rirs,
+)
 from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
 from bootsep.pipeline.corpus.text import DEFAULT_FORTUNES_DIR, load_sentences
 from bootsep.pipeline.corpus.tts import (
@@ -75,9 +97,10 @@ from bootsep.pipeline.corpus.tts_cache import TtsCache, cache_key, default_root
 from bootsep.progress import Progress
 
 # Independent random streams: default_rng([seed, STREAM, ...]).
-STREAM_SPEAKERS, STREAM_SPLITS, STREAM_TEXT, STREAM_MIXTURES = 0, 1, 2, 3
+STREAM_SPEAKERS, STREAM_SPLITS, STREAM_TEXT, STREAM_MIXTURES, STREAM_ROOMS = 0, 1, 2, 3, 4
 SPLIT_CODES = {split: i for i, split in enumerate(SPLITS)}
 IN_DOMAIN, HELDOUT = "in_domain", "heldout_engine"   # manifest column `subset`
+ANECHOIC, REVERB = "anechoic", "reverb"               # manifest column `condition`
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,7 @@ class MixturePlan:
     level_db: float = 0.0                       # mixture peak: corpus.tts.peak x this gain
     noise_snr_db: float = 0.0                   # used when corpus.tts.augment.noise.kind != none
     noise_seed: int = 0                         # the noise's generator
+    room: Room | None = None                    # reverberant: its room (distances_m from it)
 
 
 def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int | None = None,
@@ -276,8 +300,14 @@ def plan_mixture(split: str, index: int, pool: list[Speaker], usable: dict[str, 
     noise_seed = int(rng.integers(2 ** 63))
     keep = int(round(p.max_seconds * p.sample_rate))
     n = min(min(speed_length(len(u.audio), f), keep) for u, f in zip((u1, u2), speeds))
+    # the room: its own stream, so that no draw above moves
+    room_rng = np.random.default_rng([seed, STREAM_ROOMS, SPLIT_CODES[split], index])
+    reverberant, room, room_dists = draw_room(room_rng, p.rooms, (az1, az2))
+    if reverberant:
+        d1, d2 = room_dists
     return MixturePlan(f"{split}_{index:05d}", split, (u1, u2), level, (az1, az2), (d1, d2), n,
-                       subset, speeds, gain_db, snr_db, noise_seed)
+                       subset, speeds, gain_db, snr_db, noise_seed,
+                       room if reverberant else None)
 
 
 def draw_geometry(rng: np.random.Generator, p) -> tuple[float, tuple[float, float],
@@ -300,27 +330,39 @@ def source_images(sources: list[np.ndarray], names: list[str], relative_level_db
                   speed_of_sound: float) -> list[np.ndarray]:
     """Free-field images ``(M, n)`` of two sources ``(n,)``, set to equal active RMS then to
     +L/2 and -L/2 dB (as wsj0-2mix); a silent source is an error naming it (``names``)."""
-    images = []
-    for k, (x, name, az, dist) in enumerate(zip(sources, names, azimuths_deg, distances_m)):
+    dry = level_set_sources(sources, names, relative_level_db, fs)
+    return [free_field_images(x, mics, source_position(az, dist), fs, speed_of_sound)
+            for x, az, dist in zip(dry, azimuths_deg, distances_m)]
+
+
+def level_set_sources(sources: list[np.ndarray], names: list[str], relative_level_db: float,
+                      fs: int) -> list[np.ndarray]:
+    """Dry sources ``(n,)`` set to equal active RMS then to +L/2 and -L/2 dB (as wsj0-2mix);
+    a silent source is an error naming it (``names``)."""
+    out = []
+    for k, (x, name) in enumerate(zip(sources, names)):
         level = active_rms(x, fs)
         if level <= 0:
             raise BootsepError(f"{name} is silent in its first {len(x)} samples")
         sign = 1.0 if k == 0 else -1.0
-        x = x * (TARGET_ACTIVE_RMS / level * 10 ** (sign * relative_level_db / 40))
-        images.append(free_field_images(x, mics, source_position(az, dist), fs, speed_of_sound))
-    return images
+        out.append(x * (TARGET_ACTIVE_RMS / level * 10 ** (sign * relative_level_db / 40)))
+    return out
 
 
-def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str
+def pcm16_images(images: list[np.ndarray], peak: float, mixture_id: str,
+                 extra: tuple[np.ndarray, ...] = ()
                  ) -> tuple[list[np.ndarray], np.ndarray, float]:
     """Source images (and noise, if any) scaled so that the largest of the mixture and image
     peaks is ``peak``, as 16-bit PCM levels, and the mixture as their integer sum (so
     mix == s1 + s2 (+ noise) exactly after reading back). Returns ``(images, mixture,
-    scale)`` (int32 levels); an error when a level would not fit in 16 bits."""
+    scale)`` (int32 levels); an error when a level would not fit in 16 bits. ``extra``
+    signals (the direct paths) count in the peak and are quantised at the same scale,
+    appended to the returned images, but are not part of the mixture."""
     total = sum(images)
-    scale = peak / max(np.abs(total).max(), *(np.abs(img).max() for img in images))
+    scale = peak / max(np.abs(total).max(), *(np.abs(img).max() for img in (*images, *extra)))
     q = [pcm16_levels(img * scale) for img in images]
     mix = sum(q)
+    q += [pcm16_levels(x * scale) for x in extra]
     if max(np.abs(mix).max(), *(np.abs(lv).max() for lv in q)) > 32767:
         raise BootsepError(f"mixture {mixture_id} would clip at 16 bits; lower corpus.tts.peak")
     return q, mix, scale
@@ -339,19 +381,30 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
     noise_cfg = p.augment.noise
     sources = [speed_perturb(utt.audio, f)[:n]           # float64; the audio at factor 1
                for utt, f in zip(plan.utterances, plan.speeds)]
-    images = source_images(sources, [f"utterance {u.id}" for u in plan.utterances],
-                           plan.relative_level_db, plan.azimuths_deg, plan.distances_m, mics, fs,
-                           p.speed_of_sound)
+    names = [f"utterance {u.id}" for u in plan.utterances]
+    if plan.room is None:
+        images = source_images(sources, names, plan.relative_level_db, plan.azimuths_deg,
+                               plan.distances_m, mics, fs, p.speed_of_sound)
+        directs = [img[0] for img in images]
+        room_row = {"condition": ANECHOIC}
+    else:
+        images, directs, room_row = _room_images(plan, sources, names, mics, p)
     if noise_cfg.kind != "none":
         noise = diffuse_noise(n, mics, fs, p.speed_of_sound,
                               np.random.default_rng(plan.noise_seed), noise_cfg.kind,
                               noise_cfg.field)
         images.append(add_noise_at_snr(sum(images), noise, plan.noise_snr_db)[1])
-    q, mix, scale = pcm16_images(images, p.peak * 10 ** (plan.level_db / 20), plan.id)
+    q, mix, scale = pcm16_images(images, p.peak * 10 ** (plan.level_db / 20), plan.id,
+                                 extra=tuple(directs))
+    q, q_direct = q[:len(images)], q[len(images):]
     names = ("mix", "s1", "s2") + (("noise",) if len(q) > 2 else ())
     rel = {name: f"{name}/{plan.id}.wav" for name in names}
     for name, data in zip(names, (mix, *q)):
         write_audio(split_dir / rel[name], data.astype(np.int16), fs, subtype="PCM_16")
+    for k, data in enumerate(q_direct, 1):
+        rel[f"s{k}_direct"] = f"s{k}_direct/{plan.id}.wav"
+        write_audio(split_dir / rel[f"s{k}_direct"], data.astype(np.int16), fs,
+                    subtype="PCM_16")
     row = {"id": plan.id, "split": plan.split, "subset": plan.subset, "mixture": rel["mix"],
            "sample_rate": fs,
            "num_channels": mics.shape[0], "num_samples": n, "num_sources": 2,
@@ -360,7 +413,9 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
            "mixture_gain": float(scale), "mixture_peak": float(np.abs(mix).max() / PCM16_SCALE),
            "mixture_level_db": plan.level_db, "noise_kind": noise_cfg.kind,
            "noise_snr_db": plan.noise_snr_db if "noise" in rel else None,
-           "noise_image": rel.get("noise")}
+           "noise_image": rel.get("noise"), "s1_direct": rel["s1_direct"],
+           "s2_direct": rel["s2_direct"], "rt60_s": None, "rt60_measured_s": None,
+           "room_size_m": None, "array_position_m": None, "room_max_order": None, **room_row}
     sources = zip(plan.utterances, plan.azimuths_deg, plan.distances_m)
     for k, (utt, az, dist) in enumerate(sources, 1):
         s = utt.speaker
@@ -371,6 +426,27 @@ def render_mixture(plan: MixturePlan, mics: np.ndarray, p: TtsSettings, split_di
                     f"s{k}_level_db": (1 if k == 1 else -1) * plan.relative_level_db / 2,
                     f"s{k}_speed": plan.speeds[k - 1]})
     return row
+
+
+def _room_images(plan: MixturePlan, sources: list[np.ndarray], names: list[str],
+                 mics: np.ndarray, p: TtsSettings) -> tuple[list, list, dict]:
+    """Reverberant images ``(M, n)`` of the level-set sources in ``plan.room``, their direct
+    paths at microphone 0 ``(n,)`` (the free-field images' channel 0) and the manifest's room
+    columns."""
+    fs, n, room = p.sample_rate, plan.num_samples, plan.room
+    dry = level_set_sources(sources, names, plan.relative_level_db, fs)
+    positions = [source_position(az, d) for az, d in zip(plan.azimuths_deg, plan.distances_m)]
+    rirs, offset, order = room_rirs(room, mics, positions, fs, p.speed_of_sound,
+                                    p.rooms.image_decay_db)
+    images = [reverberant_images(x, h, offset, n) for x, h in zip(dry, rirs)]
+    directs = [free_field_images(x, mics, pos, fs, p.speed_of_sound)[0]
+               for x, pos in zip(dry, positions)]
+    row = {"condition": REVERB, "rt60_s": room.rt60_s,
+           "rt60_measured_s": round(measured_rt60(rirs[0][0], fs), 3),
+           "room_size_m": " ".join(f"{v:g}" for v in room.size_m),
+           "array_position_m": " ".join(f"{v:g}" for v in room.array_m),
+           "room_max_order": order}
+    return images, directs, row
 
 
 def _write_speakers(path: Path, speakers: list[Speaker], split_of: dict[str, str],
