@@ -72,7 +72,7 @@ def test_pipeline_produces_table1_and_figures(smoke):
     table = json.loads((smoke / "data/results/table1.json").read_text())["rows"]
     teachers = yaml.safe_load((smoke / "params.yaml").read_text())["spatial"]["teachers"]
     assert {*(f"spatial_{t}" for t in teachers), "ensemble_confidence", "ensemble_random",
-            "ensemble_oracle", "gt", "delay_alpha_1"} <= set(table)
+            "ensemble_oracle", "gt", "cacgmm_rooms_alpha_1"} <= set(table)
     for row in table.values():
         assert all(np.isfinite(row[m]) for m in ("si_sdr", "si_sir", "si_sar", "si_sdri"))
     # the ensembles of every listed model, each with its own teacher and threshold (issue 21)
