@@ -123,10 +123,17 @@ def test_dvc_plots_show_renders_offline(smoke, tmp_path):
 
 def test_spatial_separation_beats_the_mixture(smoke):
     table = json.loads((smoke / "data/results/table1.json").read_text())["rows"]
-    assert table["spatial_paper"]["si_sdri"] > 1.0
+    # half the corpus is reverberant (corpus.tts.rooms): the rows are reported per condition
+    assert set(table["spatial_delay"]["by_condition"]) == {"anechoic", "reverb"}
+    anechoic = {name: row["by_condition"]["anechoic"]["si_sdri"] for name, row in table.items()
+                if "by_condition" in row}
+    reverb = {name: row["by_condition"]["reverb"]["si_sdri"] for name, row in table.items()
+              if "by_condition" in row}
+    assert anechoic["spatial_paper"] > 1.0
     # the delay teacher on every microphone is far better than the paper's on the pair
-    assert table["spatial_delay"]["si_sdri"] > table["spatial_paper"]["si_sdri"] + 3.0
-    assert table["spatial_delay"]["label_accuracy"] > 0.85
+    assert anechoic["spatial_delay"] > anechoic["spatial_paper"] + 3.0
+    assert anechoic["spatial_delay"] > reverb["spatial_delay"]
+    assert table["spatial_delay"]["label_accuracy"] > 0.7
 
 
 def test_second_repro_is_a_noop(smoke):
