@@ -22,3 +22,16 @@ def si_sdr_db(est: np.ndarray, ref: np.ndarray) -> float:
     target = (est @ ref) / (ref @ ref) * ref
     err = est - target
     return float(10 * np.log10((target @ target) / (err @ err)))
+
+
+def bench_attr(module: str, name: str):
+    """Attribute ``name`` of the script ``bench/<module>.py`` (loaded by path: bench/ is not a
+    package), e.g. ``bench_attr("spatial_throughput", "speechlike")``, a speech-like signal."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(module, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return getattr(mod, name)

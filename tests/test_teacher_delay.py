@@ -3,13 +3,11 @@ from the model, separation of free-field mixtures, degenerate inputs, batch inva
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
-from oracles import tdoa_seconds
+from oracles import bench_attr, tdoa_seconds
 
 from bootsep.errors import BootsepError
 from bootsep.evaluate.metrics import separation_metrics
@@ -21,7 +19,6 @@ from bootsep.pipeline.corpus.spatialize import (
 from bootsep.pipeline.stft import StftConfig, istft, stft
 from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks, far_field_delays
 
-REPO = Path(__file__).resolve().parents[1]
 FS = 8000
 CFG = StftConfig(FS, 256, 64, "hann")          # params.yaml's stft: 8 kHz, 32 ms, 8 ms, hann
 FREQS = bin_frequencies(FS, 256)
@@ -30,15 +27,7 @@ C_SOUND = 343.0
 DELAY_STEP = 1.0 / (16 * FS)                   # delay_masks' default delay grid step
 
 
-def _speechlike():
-    spec = importlib.util.spec_from_file_location("spatial_throughput",
-                                                  REPO / "bench" / "spatial_throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.speechlike
-
-
-speechlike = _speechlike()
+speechlike = bench_attr("spatial_throughput", "speechlike")
 
 
 # --------------------------------------------------------------------------- drawn from the model

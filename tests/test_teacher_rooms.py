@@ -6,13 +6,13 @@ params.yaml entries."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from oracles import bench_attr
 
 from bootsep.config import parse_config
 from bootsep.errors import BootsepError
@@ -33,15 +33,7 @@ OWN = StftConfig(FS, 1024, 256, "hann")            # a teacher's 128 ms / 32 ms
 MICS = circular_array(8, 0.05)
 
 
-def _speechlike():
-    spec = importlib.util.spec_from_file_location("spatial_throughput",
-                                                  REPO / "bench" / "spatial_throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.speechlike
-
-
-speechlike = _speechlike()
+speechlike = bench_attr("spatial_throughput", "speechlike")
 
 
 def _wpe(X, cfg, ridge=1.0):
