@@ -47,8 +47,8 @@ def main(params_path: str | os.PathLike, teacher_name: str,
          shard_root: str | os.PathLike = SHARD_ROOT,
          corpus_dir: str | os.PathLike = "data/corpus") -> None:
     teacher, params = load_teacher(params_path, teacher_name)
-    teacher.stft_config(stft_config(params.stft))        # its own STFT fits the sample rate
     cfg = stft_config(params.stft)
+    teacher.stft_config(cfg)                             # its own STFT fits the sample rate
     out = Path(shard_root) / "spatial" / teacher.name
     with atomic_dir(out) as tmp:
         for split in SPLITS:
