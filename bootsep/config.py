@@ -42,6 +42,7 @@ DEFAULT_PARAMS = "params.yaml"
 
 CORPUS_KINDS = ("tts", "wsj0-2mix-spatialized", "folder")
 TTS_ENGINES = ("kokoro", "espeak-ng", "flite")   # corpus.tts.speakers keys
+LR_SCHEDULES = ("plateau", "cosine")              # train.lr_schedule (bootsep.train.schedule)
 SPLITS = ("train", "valid", "test")
 LABEL_KINDS = ("gt", "spatial", "rounds")   # the groups of train_conditions
 LABELS_OF = {"gt": "gt", "spatial": "spatial", "rounds": "spatial"}   # group -> kind of labels
@@ -912,6 +913,7 @@ class TrainSettings(Section):
     lr: float = _p(Num(0, lo_open=True))
     lr_patience: int = _p(Int(0))
     lr_factor: float = _p(Num(0, 1, lo_open=True, hi_open=True))
+    lr_schedule: str = _p(Choice(*LR_SCHEDULES), default="plateau")
     grad_clip: float = _p(Num(0))
     loader_workers: int = _p(Int(0))
     shuffle_buffer: int = _p(Int(1))

@@ -28,6 +28,7 @@ from bootsep.train.loop import (
     TrainingInterrupted,
 )
 from bootsep.train.model import ModelConfig, init_model
+from bootsep.train.schedule import cosine_lr
 from bootsep.train.synthetic import TINY_STFT, write_synthetic_corpus
 
 MODEL = ModelConfig(num_freq=TINY_STFT.num_freq, hidden=16, num_layers=1, embedding_dim=4)
@@ -445,3 +446,37 @@ def test_validation_loss_is_the_set_ratio(corpus, tmp_path):
             scale += float(w.sum()) ** 2
     trainer.model.train()
     assert trainer.validate() == pytest.approx(total / scale, rel=1e-4)
+
+
+def test_cosine_schedule_anneals_per_batch_and_resumes_exactly(corpus, tmp_path):
+    """train.lr_schedule: cosine sets every batch's rate from the run's progress alone
+    (train/schedule.py), so a run interrupted mid-epoch resumes with the same rates."""
+    seen = []
+    ref = make_trainer(corpus, tmp_path / "ref", lr_schedule="cosine")
+    inner = ref._loss
+    ref._loss = lambda batch: (seen.append(ref.optimizer.param_groups[0]["lr"])
+                               if ref.model.training else None, inner(batch))[1]
+    ref.run()
+    per_epoch = len(seen) // 3
+    expected = [cosine_lr(3e-3, (e + i / per_epoch) / 3)
+                for e in range(3) for i in range(per_epoch)]
+    assert seen == pytest.approx(expected) and seen[0] == 3e-3 and seen[-1] < 0.02 * 3e-3
+    assert [r["lr"] for r in ref.state.history] == pytest.approx(
+        [expected[per_epoch * (e + 1) - 1] for e in range(3)])
+
+    first = make_trainer(corpus, tmp_path / "run", lr_schedule="cosine")
+    _fail_at(first, per_epoch + 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(TrainingInterrupted):
+        first.run()
+    resumed = make_trainer(corpus, tmp_path / "run", lr_schedule="cosine")
+    assert resumed.try_resume()
+    resumed.run()
+    _assert_same_result(ref, resumed)
+
+
+def test_cosine_lr_values():
+    assert cosine_lr(2.0, 0.0) == 2.0 and cosine_lr(2.0, 0.5) == pytest.approx(1.0)
+    assert cosine_lr(2.0, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_lr(2.0, 0.25) == pytest.approx(1.0 + 2 ** -0.5)
+    with pytest.raises(ValueError, match="outside"):
+        cosine_lr(1.0, 1.5)

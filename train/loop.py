@@ -49,6 +49,7 @@ from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loss import batch_weight_scale, normalised_batch_loss, weighted_dc_loss
+from bootsep.train.schedule import cosine_lr
 from bootsep.train.threads import thread_governor
 
 CHECKPOINT = "checkpoint.pt"
@@ -81,6 +82,7 @@ class TrainConfig:
     lr: float = 1e-3                  # paper: Adam, 1e-3
     lr_patience: int = 5              # paper: halve after 5 epochs without improvement
     lr_factor: float = 0.5
+    lr_schedule: str = "plateau"      # plateau (the paper's) | cosine (train/schedule.py)
     grad_clip: float = 5.0
     loader_workers: int = 1
     shuffle_buffer: int = 64
@@ -354,6 +356,10 @@ class Trainer:
                     last = time.perf_counter()
                     continue
                 self.threads.step()
+                if cfg.lr_schedule == "cosine":
+                    done = min(1.0, (st.epoch + i / total) / cfg.epochs)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = cosine_lr(cfg.lr, done)
                 with self._batch_rng(st.epoch, i):
                     per_utt, weights = self._loss(batch)
                     loss = normalised_batch_loss(per_utt, weights)
@@ -386,7 +392,8 @@ class Trainer:
         st, s, clock = self.state, self.state.sums, self._clock
         start = time.perf_counter()
         valid = self.validate()
-        self.scheduler.step(valid)
+        if self.cfg.lr_schedule == "plateau":
+            self.scheduler.step(valid)
         row = {"epoch": st.epoch + 1, "train_loss": _ratio(s.loss, s.weight_sq),
                "valid_loss": valid, "lr": self.optimizer.param_groups[0]["lr"],
                "quantity": s.weight / max(s.examples, 1), "examples": s.examples,
