@@ -172,7 +172,7 @@ def assert_config_error(result, params: str, key: str, *also: str) -> str:
 
 NODES = list(nodes(RAW))
 # keys with a default when absent (bootsep/config.py `_p(..., default=)`): deleting them is valid
-OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb")
+OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "train.lr_schedule")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)
         and not any(re.fullmatch(o.replace(".", r"\.").replace("*", r"[^.]+"), dotted(p))
                     for o in OPTIONAL)]
