@@ -982,8 +982,9 @@ class EvaluateSettings(Section):
     # the bootstrapped models whose ensembles with their own teachers are measured (§3.3)
     ensemble_models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))
     confidence_percentile: float = _p(Num(0, 100))
-    # per-bin ensemble: the probability that the model's label of a bin is right (>= 1/K)
-    perbin_trust: float = _p(Num(0, 1))
+    # per-bin ensemble: candidates for the probability that the model's label of a bin is
+    # right (each >= 1/K); the evaluate stage picks one per model on the validation split
+    perbin_trust: tuple = _p(ListOf(Num(0, 1)))
     random_seed: int = _p(Int(0))
     examples: int = _p(Int(0))
 

@@ -2,8 +2,8 @@
 
 One row of ``per_mixture.csv`` per mixture and approach (:func:`score`), the three ensembles
 between the spatial algorithm and a model (:func:`ensemble_rows`: confidence, random,
-oracle), the best measured one (:func:`best_ensemble`), and the listening examples. Numpy
-only.
+oracle), the per-bin trust chosen on the validation split (:func:`choose_on_valid`), the best
+one (:func:`best_ensemble`), and the listening examples. Numpy only.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bootsep.evaluate.ensemble import (
     choose_oracle,
     choose_random,
 )
-from bootsep.evaluate.estimates import MixtureEstimates
+from bootsep.evaluate.estimates import MixtureEstimates, teacher_approach
 from bootsep.evaluate.metrics import separation_metrics, si_sdr
 from bootsep.pipeline.audio import write_audio
 
@@ -75,6 +75,33 @@ def ensemble_rows(rows: dict[str, list[dict]], spatial_approach: str, model: str
                              "choice": spatial_approach if use_spatial else model}
                             for s, m, use_spatial in zip(spatial, learned, pick)]
             for name, pick in picks.items()}
+
+
+def mean_si_sdri(rows: dict[str, list[dict]], approach: str) -> float | None:
+    """Mean SI-SDRi of an approach's rows; None without references."""
+    values = np.array([r["si_sdri"] for r in rows[approach]], dtype=np.float64)
+    return float(values.mean()) if values.size and np.isfinite(values).all() else None
+
+
+def choose_on_valid(valid_by: dict[str, list[dict]], ens_teacher: dict[str, str],
+                     thresholds: dict[str, float], candidates: dict[tuple[str, float], str],
+                     name_of: dict[tuple[str, str], str], seed: int) -> dict[str, float]:
+    """Each ensemble model's per-bin trust (``candidates``: (model, trust) -> the approach
+    name of its validation rows): the candidate of the highest mean validation
+    SI-SDRi (the first on a tie, and without references). Adds the validation rows of each
+    model's chosen per-bin and its confidence ensemble to ``valid_by`` (under their test
+    names), from which the best ensemble is chosen."""
+    trust = {}
+    for m, t in ens_teacher.items():
+        qs = [q for (model, q) in candidates if model == m]
+        means = [mean_si_sdri(valid_by, candidates[m, q]) for q in qs]
+        scored = [(v, -i) for i, v in enumerate(means) if v is not None]
+        trust[m] = qs[-max(scored)[1]] if scored else qs[0]
+        valid_by[name_of[m, "perbin"]] = valid_by[candidates[m, trust[m]]]
+        suffix = name_of[m, "confidence"][len("ensemble_confidence"):]
+        rows = ensemble_rows(valid_by, teacher_approach(t), m, thresholds[m], seed, suffix)
+        valid_by[name_of[m, "confidence"]] = rows[name_of[m, "confidence"]]
+    return trust
 
 
 def best_ensemble(rows: dict[str, list[dict]], candidates: dict[tuple[str, str], str]

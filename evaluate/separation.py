@@ -55,21 +55,19 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                     teachers: Sequence[str], *, num_sources: int, corpus_dir: Path,
                     shard_root: Path, threshold_db: float, seed: int, batch_size: int,
                     device: torch.device, keep_masks: int = 0,
-                    perbin: Mapping[str, tuple[str, str]] | None = None,
-                    perbin_trust: float | None = None) -> Iterator[MixtureEstimates]:
+                    perbin: Mapping[str, tuple[str, str, float]] | None = None
+                    ) -> Iterator[MixtureEstimates]:
     """Estimates of every mixture of ``split`` by each spatial teacher in ``teachers``, each
-    model in ``models`` and each per-bin ensemble in ``perbin`` (approach -> (model, teacher)).
+    model in ``models`` and each per-bin ensemble in ``perbin`` (approach -> (model, teacher,
+    trust)).
 
     A teacher's estimate applies its posteriors (eq. 3, soft masks) to channel 0, as the paper
     does (§3.3). A per-bin ensemble aligns the model's masks to the teacher's posteriors and
-    combines them per bin, the model's label right with probability ``perbin_trust``
-    (``evaluate.perbin_trust``, required with ``perbin``;
-    :func:`~bootsep.evaluate.perbin.perbin_masks`). The first
-    ``keep_masks`` mixtures keep their masks and log-magnitude.
+    combines them per bin, the model's label right with probability ``trust``
+    (:func:`~bootsep.evaluate.perbin.perbin_masks`). The first ``keep_masks`` mixtures keep
+    their masks and log-magnitude.
     """
     perbin = dict(perbin or {})
-    if perbin and perbin_trust is None:
-        raise ValueError("per-bin ensembles need perbin_trust")
     manifest = {m.id: m for m in read_manifest(corpus_dir / split / MANIFEST_NAME)}
     stages = ("stft",) + ("spatial", "confidence") * len(teachers)
     folders = [shard_root / "stft" / split] + [shard_root / stage / t / split for t in teachers
@@ -104,10 +102,10 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
             masks = {**{teacher_approach(t): np.moveaxis(posteriors[t][u].astype(np.float32),
                                                          -1, 0) for t in teachers},
                      **{name: learned[name][u] for name in models}}
-            for name, (model, t) in perbin.items():
+            for name, (model, t, trust) in perbin.items():
                 spatial = masks[teacher_approach(t)]
                 perm = align_masks(spatial, masks[model], np.abs(specs[u]))
-                masks[name] = perbin_masks(spatial, masks[model][perm], perbin_trust)
+                masks[name] = perbin_masks(spatial, masks[model][perm], trust)
             meta = manifest[uid].meta
             out = MixtureEstimates(uid, mix, references(manifest[uid], cfg, length),
                                    {t: float(confidence[t][u]) for t in teachers},

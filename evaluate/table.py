@@ -245,8 +245,10 @@ def ensemble_note(ensemble: dict) -> str:
              "validation mixtures' mean confidence by the model's teacher).")
     best = ensemble.get("best")
     if best:
-        text += (f" Best ensemble usable on new audio (used by `bootsep separate`): {best['kind']} "
-                 f"of {best['model']} ({best['si_sdri']:.2f} dB SI-SDRi).")
+        chosen = ("" if best.get("valid_si_sdri") is None else
+                  f", chosen on the validation split ({best['valid_si_sdri']:.2f} dB there)")
+        text += (f" Best ensemble usable on new audio (used by `bootsep separate`{chosen}): "
+                 f"{best['kind']} of {best['model']} ({best['si_sdri']:.2f} dB SI-SDRi).")
     return text
 
 

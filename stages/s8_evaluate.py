@@ -6,19 +6,23 @@ four ensembles with M's own teacher T: *confidence* (T when the mixture's mean c
 above the ``confidence_percentile``-th percentile of the validation mixtures' confidences by
 T), *random* (a seeded coin), *oracle* (the better by true SI-SDR) and *perbin* (per bin, T's
 posterior times the likelihood of M's aligned mask read as a label right with probability
-``evaluate.perbin_trust``: :func:`~bootsep.evaluate.perbin.perbin_masks`). They are named
-``ensemble_<kind>`` for the first model, ``ensemble_<kind>@<model>`` for the others
+q: :func:`~bootsep.evaluate.perbin.perbin_masks`). They are named ``ensemble_<kind>`` for
+the first model, ``ensemble_<kind>@<model>`` for the others
 (:func:`~bootsep.evaluate.estimates.ensemble_approach`). The validation split is separated by
-every teacher too (the thresholds, and Fig. 2).
+every teacher (the thresholds, and Fig. 2) and by the ensemble models with every candidate q
+of ``evaluate.perbin_trust``: each model's q, and the best ensemble usable on new audio
+(confidence or per-bin), are chosen there by mean SI-SDRi, never on the test split.
 
 Writes ``data/results/eval/``: ``per_mixture.csv`` (one row per mixture x approach, every
 metric, the manifest's ``subset``, ``condition`` and ``rt60_s``, and ``si_sdr_direct`` /
 ``si_sdri_direct`` against the direct path where the manifest has ``s{k}_direct``),
 ``ensemble.json`` and ``examples/`` (wavs to listen to, masks for the report's
 figures). ``ensemble.json``: ``models`` (per model: teacher, threshold, percentile,
-valid_mixtures, approach names, mean test SI-SDRi of the confidence and perbin ensembles),
-``best`` (the model and kind, confidence or perbin, of the highest mean test SI-SDRi; random
-and oracle cannot run on new audio; null without references) and, for readers of one model,
+valid_mixtures, the chosen ``perbin_trust``, approach names, ``valid_si_sdri`` of every trust
+candidate and of the confidence and perbin ensembles, their ``test_si_sdri``),
+``best`` (the model and kind, confidence or perbin, of the highest mean validation SI-SDRi,
+``valid_si_sdri``, and its test ``si_sdri``; random and oracle cannot run on new audio; null
+without references; without references each model's trust is the first candidate) and, for readers of one model,
 the first model's ``model``, ``teacher``, ``threshold``, ``percentile``, ``valid_mixtures``.
 
 Without references (a folder of recordings) the metrics are NaN, but every approach still
@@ -45,8 +49,10 @@ from bootsep.evaluate.ensemble import KINDS, USABLE, confidence_threshold
 from bootsep.evaluate.estimates import ensemble_approach, teacher_approach
 from bootsep.evaluate.scoring import (
     best_ensemble,
+    choose_on_valid,
     csv_text,
     ensemble_rows,
+    mean_si_sdri,
     score,
     write_example,
 )
@@ -81,9 +87,11 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     thread_governor(params.train.torch_threads)   # evaluation: a fixed count (auto: every core)
     models, num_sources = {}, params.train.num_sources
     ens_models = list(ev.ensemble_models)
-    if ev.perbin_trust < 1.0 / num_sources:
-        raise BootsepError(f"evaluate.perbin_trust is {ev.perbin_trust}; it must be at least "
-                           f"1/K = {1 / num_sources:.3f} (K = train.num_sources)", params.path)
+    for i, trust in enumerate(ev.perbin_trust):
+        if trust < 1.0 / num_sources:
+            raise BootsepError(f"evaluate.perbin_trust[{i}] is {trust}; it must be at least "
+                               f"1/K = {1 / num_sources:.3f} (K = train.num_sources)",
+                               params.path)
     for name in condition_names(params.train_conditions):
         reason = skipped_reason(Path(model_root) / name)
         if reason:
@@ -99,30 +107,41 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     ens_teacher = {m: by_name[m].teacher for m in ens_models}
     first_teacher = ens_teacher[ens_models[0]]
     name_of = {(m, k): ensemble_approach(k, m, ens_models) for m in ens_models for k in KINDS}
-    perbin = {name_of[m, "perbin"]: (m, ens_teacher[m]) for m in ens_models}
-    teacher_of = {**{teacher_approach(t): t for t in teachers},
-                  **{n: by_name[n].teacher or first_teacher for n in models},
-                  **{a: t for a, (_, t) in perbin.items()}}
     common = dict(cfg=cfg, teachers=teachers, num_sources=num_sources, corpus_dir=corpus_dir,
                   shard_root=shard_root, threshold_db=ev.kmeans_threshold_db,
                   seed=ev.kmeans_seed, batch_size=ev.batch_size, device=device)
 
-    valid_rows = []
-    with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid (spatial)",
-                  "mix") as bar:
-        for est in split_estimates("valid", models={}, **common):
-            valid_rows += [score(est, "valid", teacher_approach(t), t) for t in teachers]
+    # validation split: the teachers (confidence thresholds, Fig. 2), and the ensemble models
+    # with every per-bin trust candidate (the trust, and the best ensemble, are chosen here)
+    candidates = {(m, q): f"{name_of[m, 'perbin']}~{q:g}" for m in ens_models
+                  for q in ev.perbin_trust}
+    valid_teacher = {**{teacher_approach(t): t for t in teachers}, **ens_teacher,
+                     **{a: ens_teacher[m] for (m, _), a in candidates.items()}}
+    valid_by: dict[str, list[dict]] = {a: [] for a in valid_teacher}
+    with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid", "mix") as bar:
+        for est in split_estimates("valid", models={m: models[m] for m in ens_models},
+                                   perbin={a: (m, ens_teacher[m], q)
+                                           for (m, q), a in candidates.items()}, **common):
+            for a, rows in valid_by.items():
+                rows.append(score(est, "valid", a, valid_teacher[a]))
             bar.update(1)
-    thresholds = {m: confidence_threshold(np.array([r["mean_confidence"] for r in valid_rows
-                                                    if r["approach"] == teacher_approach(t)]),
+    valid_rows = [r for t in teachers for r in valid_by[teacher_approach(t)]]
+    thresholds = {m: confidence_threshold(np.array([r["mean_confidence"]
+                                                    for r in valid_by[teacher_approach(t)]]),
                                           ev.confidence_percentile)
                   for m, t in ens_teacher.items()}
+    trust = choose_on_valid(valid_by, ens_teacher, thresholds, candidates, name_of,
+                             ev.random_seed)
+    perbin = {name_of[m, "perbin"]: (m, ens_teacher[m], trust[m]) for m in ens_models}
+    teacher_of = {**{teacher_approach(t): t for t in teachers},
+                  **{n: by_name[n].teacher or first_teacher for n in models},
+                  **{a: t for a, (_, t, _) in perbin.items()}}
 
     test_rows: dict[str, list[dict]] = {a: [] for a in teacher_of}
     with atomic_dir(out) as tmp:
         with Progress(summary_count(shard_root / "stft" / "test"), "evaluate test", "mix") as bar:
             estimates = split_estimates("test", models=models, keep_masks=ev.examples,
-                                        perbin=perbin, perbin_trust=ev.perbin_trust, **common)
+                                        perbin=perbin, **common)
             for i, est in enumerate(estimates):
                 for approach in test_rows:
                     test_rows[approach].append(score(est, "test", approach, teacher_of[approach]))
@@ -138,13 +157,21 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
             # without references only the confidence ensemble can choose (the others need metrics)
             test_rows.update(rows if has_refs else {k: v for k, v in rows.items()
                                                     if k == name_of[m, "confidence"]})
-        best = best_ensemble(test_rows, {(m, k): name_of[m, k] for m in ens_models
-                                         for k in USABLE}) if has_refs else None
+        usable = {(m, k): name_of[m, k] for m in ens_models for k in USABLE}
+        best = best_ensemble(valid_by, usable) if has_refs else None
+        if best is not None:    # chosen on the validation split; its test score beside it
+            best = {**best, "valid_si_sdri": best.pop("si_sdri"),
+                    "si_sdri": float(np.mean([r["si_sdri"] for r in test_rows[best["approach"]]]))}
         all_rows = valid_rows + [r for rows in test_rows.values() for r in rows]
         write_text_atomic(tmp / "per_mixture.csv", csv_text(all_rows))
         valid_mixtures = len(valid_rows) // len(teachers)
         entries = {m: {"teacher": t, "threshold": float(thresholds[m]),
-                       "perbin_trust": ev.perbin_trust,
+                       "perbin_trust": trust[m],
+                       "valid_si_sdri": {"perbin_trust": {f"{q:g}": mean_si_sdri(valid_by,
+                                                                          candidates[m, q])
+                                                          for q in ev.perbin_trust},
+                                         **{k: mean_si_sdri(valid_by, name_of[m, k])
+                                            for k in USABLE}},
                        "percentile": ev.confidence_percentile, "valid_mixtures": valid_mixtures,
                        "approaches": {k: name_of[m, k] for k in KINDS
                                       if name_of[m, k] in test_rows},

@@ -13,7 +13,7 @@ from bootsep.evaluate.ensemble import (
 )
 from bootsep.evaluate.estimates import approach_ensemble, ensemble_approach
 from bootsep.evaluate.perbin import align_masks, perbin_masks
-from bootsep.evaluate.scoring import ENSEMBLES, best_ensemble, ensemble_rows
+from bootsep.evaluate.scoring import ENSEMBLES, best_ensemble, choose_on_valid, ensemble_rows
 
 
 def test_threshold_is_validation_25th_percentile():
@@ -153,6 +153,37 @@ def test_best_ensemble_is_the_highest_mean_si_sdri():
     assert best_ensemble(table, {("m1", "confidence"): "a", ("m1", "perbin"): "a"})["kind"] \
         == "confidence"                                              # a tie: the first
     assert best_ensemble(table, {("m2", "confidence"): "d"}) is None
+
+
+def _valid_case(perbin_means: dict[float, list[float]], refs: bool = True):
+    """Validation rows of a teacher, a model and its per-bin candidates (si_sdri per mixture)."""
+    def rows(values, conf=None):
+        return [{"si_sdr": v if refs else np.nan, "si_sdri": v if refs else np.nan,
+                 "mean_confidence": c, "approach": ""}
+                for v, c in zip(values, conf or [0.5] * len(values))]
+    valid = {"spatial_t": rows([5.0, 1.0, 4.0], [0.9, 0.1, 0.8]), "m": rows([2.0, 3.0, 2.0])}
+    cands = {("m", q): f"ensemble_perbin~{q:g}" for q in perbin_means}
+    valid.update({cands["m", q]: rows(v) for q, v in perbin_means.items()})
+    names = {("m", k): f"ensemble_{k}" for k in ("confidence", "random", "oracle", "perbin")}
+    return valid, cands, names
+
+
+def test_perbin_trust_and_best_ensemble_are_chosen_on_the_validation_rows():
+    valid, cands, names = _valid_case({0.5: [5, 1, 4], 0.7: [5, 3, 5], 0.9: [4, 3, 5]})
+    trust = choose_on_valid(valid, {"m": "t"}, {"m": 0.5}, cands, names, seed=0)
+    assert trust == {"m": 0.7}                          # mean 4.33 beats 3.33 and 4.0
+    assert valid["ensemble_perbin"] is valid[cands["m", 0.7]]
+    # the confidence switch takes the teacher above the threshold, the model below: 5, 3, 4
+    assert [r["si_sdri"] for r in valid["ensemble_confidence"]] == [5.0, 3.0, 4.0]
+    best = best_ensemble(valid, {("m", k): names["m", k] for k in ("confidence", "perbin")})
+    assert (best["kind"], best["si_sdri"]) == ("perbin", pytest.approx(13 / 3))
+
+
+def test_perbin_trust_ties_and_no_references_take_the_first_candidate():
+    valid, cands, names = _valid_case({0.6: [1, 2, 3], 0.8: [3, 2, 1]})
+    assert choose_on_valid(valid, {"m": "t"}, {"m": 0.5}, cands, names, seed=0) == {"m": 0.6}
+    valid, cands, names = _valid_case({0.6: [1, 2, 3], 0.8: [9, 9, 9]}, refs=False)
+    assert choose_on_valid(valid, {"m": "t"}, {"m": 0.5}, cands, names, seed=0) == {"m": 0.6}
 
 
 # ---------------------------------------------------------------------------------------
