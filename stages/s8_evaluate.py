@@ -22,8 +22,9 @@ valid_mixtures, the chosen ``perbin_trust``, approach names, ``valid_si_sdri`` o
 candidate and of the confidence and perbin ensembles, their ``test_si_sdri``),
 ``best`` (the model and kind, confidence or perbin, of the highest mean validation SI-SDRi,
 ``valid_si_sdri``, and its test ``si_sdri``; random and oracle cannot run on new audio; null
-without references; without references each model's trust is the first candidate) and, for readers of one model,
-the first model's ``model``, ``teacher``, ``threshold``, ``percentile``, ``valid_mixtures``.
+without references; without references each model's trust is the first candidate) and, for
+readers of one model, the first model's ``model``, ``teacher``, ``threshold``,
+``percentile``, ``valid_mixtures``.
 
 Without references (a folder of recordings) the metrics are NaN, but every approach still
 separates the test split: per_mixture.csv keeps each mixture's mean confidence, the confidence
