@@ -78,14 +78,26 @@ def ensemble_rows(rows: dict[str, list[dict]], spatial_approach: str, model: str
 
 
 def mean_si_sdri(rows: dict[str, list[dict]], approach: str) -> float | None:
-    """Mean SI-SDRi of an approach's rows; None without references."""
-    values = np.array([r["si_sdri"] for r in rows[approach]], dtype=np.float64)
+    """Mean SI-SDRi of an approach's rows; None without rows or references."""
+    values = np.array([r["si_sdri"] for r in rows.get(approach, ())], dtype=np.float64)
     return float(values.mean()) if values.size and np.isfinite(values).all() else None
 
 
+def best_candidate(rows: dict[str, list[dict]], candidates: dict) -> tuple | None:
+    """``(key, mean)`` of the candidate ``key -> approach`` with the highest mean SI-SDRi
+    over its rows (the first on a tie); None when no candidate has a finite mean (no
+    references)."""
+    best = None
+    for key, approach in candidates.items():
+        mean = mean_si_sdri(rows, approach)
+        if mean is not None and (best is None or mean > best[1]):
+            best = (key, mean)
+    return best
+
+
 def choose_on_valid(valid_by: dict[str, list[dict]], ens_teacher: dict[str, str],
-                     thresholds: dict[str, float], candidates: dict[tuple[str, float], str],
-                     name_of: dict[tuple[str, str], str], seed: int) -> dict[str, float]:
+                    thresholds: dict[str, float], candidates: dict[tuple[str, float], str],
+                    name_of: dict[tuple[str, str], str], seed: int) -> dict[str, float]:
     """Each ensemble model's per-bin trust (``candidates``: (model, trust) -> the approach
     name of its validation rows): the candidate of the highest mean validation
     SI-SDRi (the first on a tie, and without references). Adds the validation rows of each
@@ -93,11 +105,10 @@ def choose_on_valid(valid_by: dict[str, list[dict]], ens_teacher: dict[str, str]
     names), from which the best ensemble is chosen."""
     trust = {}
     for m, t in ens_teacher.items():
-        qs = [q for (model, q) in candidates if model == m]
-        means = [mean_si_sdri(valid_by, candidates[m, q]) for q in qs]
-        scored = [(v, -i) for i, v in enumerate(means) if v is not None]
-        trust[m] = qs[-max(scored)[1]] if scored else qs[0]
-        valid_by[name_of[m, "perbin"]] = valid_by[candidates[m, trust[m]]]
+        tried = {q: approach for (model, q), approach in candidates.items() if model == m}
+        found = best_candidate(valid_by, tried)
+        trust[m] = next(iter(tried)) if found is None else found[0]
+        valid_by[name_of[m, "perbin"]] = valid_by[tried[trust[m]]]
         suffix = name_of[m, "confidence"][len("ensemble_confidence"):]
         rows = ensemble_rows(valid_by, teacher_approach(t), m, thresholds[m], seed, suffix)
         valid_by[name_of[m, "confidence"]] = rows[name_of[m, "confidence"]]
@@ -108,15 +119,11 @@ def best_ensemble(rows: dict[str, list[dict]], candidates: dict[tuple[str, str],
                   ) -> dict | None:
     """The candidate ``(model, kind) -> approach`` with the highest mean SI-SDRi over its
     rows (the first on a tie); None when no candidate has a finite mean (no references)."""
-    best = None
-    for (model, kind), approach in candidates.items():
-        values = np.array([r["si_sdri"] for r in rows.get(approach, [])], dtype=np.float64)
-        if values.size == 0 or not np.isfinite(values).all():
-            continue
-        mean = float(values.mean())
-        if best is None or mean > best["si_sdri"]:
-            best = {"model": model, "kind": kind, "approach": approach, "si_sdri": mean}
-    return best
+    found = best_candidate(rows, candidates)
+    if found is None:
+        return None
+    (model, kind), mean = found
+    return {"model": model, "kind": kind, "approach": candidates[model, kind], "si_sdri": mean}
 
 
 def csv_text(rows: list[dict]) -> str:

@@ -82,6 +82,7 @@ from bootsep.pipeline.corpus.rooms import (
     measured_rt60,
     reverberant_images,
     room_rirs,
+    source_positions,
 )
 from bootsep.pipeline.corpus.spatialize import array_geometry, free_field_images, source_position
 from bootsep.pipeline.corpus.text import DEFAULT_FORTUNES_DIR, load_sentences
@@ -435,7 +436,7 @@ def _room_images(plan: MixturePlan, sources: list[np.ndarray], names: list[str],
     columns."""
     fs, n, room = p.sample_rate, plan.num_samples, plan.room
     dry = level_set_sources(sources, names, plan.relative_level_db, fs)
-    positions = [source_position(az, d) for az, d in zip(plan.azimuths_deg, plan.distances_m)]
+    positions = source_positions(plan.azimuths_deg, plan.distances_m)
     rirs, offset, order = room_rirs(room, mics, positions, fs, p.speed_of_sound,
                                     p.rooms.image_decay_db)
     images = [reverberant_images(x, h, offset, n) for x, h in zip(dry, rirs)]
