@@ -978,6 +978,9 @@ class EvaluateSettings(Section):
 
     kmeans_threshold_db: float = _p(Num())
     kmeans_seed: int = _p(Int(0))
+    # soft K-means masks exp(-beta |v - mu_k|^2), normalised over k; null: binary (the paper's,
+    # and the default of params files that predate the key)
+    mask_beta: float | None = _p(NullOr(Num(0, lo_open=True)), default=None)
     batch_size: int = _p(Int(1))
     # the bootstrapped models whose ensembles with their own teachers are measured (§3.3)
     ensemble_models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))

@@ -1,9 +1,12 @@
 """Mask inference for the deep-clustering model (paper §3.3; Hershey et al. 2016).
 
 Embed channel 0's log-magnitude (eq. 2), run K-means (K = number of sources) on the
-embeddings of the bins above a level threshold, assign every bin to its nearest centre,
-and use the assignments as binary masks on channel 0's STFT. Shapes: ``T`` frames, ``F``
-bins, ``D`` embedding size, ``K`` sources, ``B`` a batch of utterances.
+embeddings of the bins above a level threshold, and turn the centres into masks on channel 0's
+STFT: the paper's binary masks (every bin to its nearest centre) or soft masks
+``m_k ∝ exp(−β ‖v − μ_k‖²)`` (``evaluate.mask_beta``), the posteriors of an equal-weight,
+equal-variance Gaussian mixture around the centres, which spare the bins K-means is unsure of
+the binary masks' artefacts. Shapes: ``T`` frames, ``F`` bins, ``D`` embedding size, ``K``
+sources, ``B`` a batch of utterances.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from sklearn.cluster import KMeans
 
 from bootsep.pipeline.features import relative_db
@@ -53,6 +57,18 @@ def binary_masks(labels: np.ndarray, num_sources: int) -> np.ndarray:
     return (labels[None] == np.arange(num_sources)[:, None, None]).astype(np.float32)
 
 
+def soft_masks(emb: np.ndarray, centres: np.ndarray, beta: float) -> np.ndarray:
+    """Soft K-means masks ``(K, T, F)`` float32 summing to 1 over K: a softmax over the centres
+    ``(K, D)`` of ``−β ‖v − μ_k‖²`` for every embedding ``v`` of ``emb (T, F, D)``; ``β → ∞``
+    gives :func:`binary_masks` of the nearest centre, ``β = 0`` masks of ``1/K``."""
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    v = emb.astype(np.float64)
+    mu = np.asarray(centres, dtype=np.float64)
+    dist = (v * v).sum(-1)[..., None] - 2.0 * v @ mu.T + (mu * mu).sum(-1)   # (T, F, K)
+    return np.moveaxis(softmax(-beta * dist, axis=-1), -1, 0).astype(np.float32)
+
+
 def apply_masks(spec: np.ndarray, masks: np.ndarray, cfg: StftConfig, length: int) -> np.ndarray:
     """Masked channel-0 STFT ``(T, F)`` x masks ``(K, T, F)`` -> float32 waveforms
     ``(K, length)``."""
@@ -60,12 +76,14 @@ def apply_masks(spec: np.ndarray, masks: np.ndarray, cfg: StftConfig, length: in
 
 
 def model_masks(model: DeepClusteringBLSTM, logmags: Sequence[np.ndarray], num_sources: int, *,
-                threshold_db: float, seed: int,
+                threshold_db: float, seed: int, beta: float | None,
                 device: torch.device | str = "cpu") -> list[np.ndarray]:
-    """Binary DC masks ``(K, T_b, F)`` for a batch of log-magnitude spectrograms ``(T_b, F)``."""
+    """DC masks ``(K, T_b, F)`` for a batch of log-magnitude spectrograms ``(T_b, F)``: binary
+    (``beta=None``, the paper's) or soft K-means masks of sharpness ``beta``."""
     out = []
     for lm, emb in zip(logmags, embed(model, logmags, device)):
         active = active_bins(lm, threshold_db, min_bins=num_sources)
-        labels, _ = kmeans_assign(emb, active, num_sources, seed)
-        out.append(binary_masks(labels, num_sources))
+        labels, centres = kmeans_assign(emb, active, num_sources, seed)
+        out.append(binary_masks(labels, num_sources) if beta is None
+                   else soft_masks(emb, centres, beta))
     return out

@@ -200,12 +200,13 @@ def mix_pair(recordings: Sequence[Recording], i: int, j: int, mics: np.ndarray, 
 # ------------------------------------------------------------------------- scoring
 
 def model_estimate(model: DeepClusteringBLSTM, mixture: np.ndarray, cfg: StftConfig, *,
-                   threshold_db: float, seed: int, device: torch.device | str = "cpu",
-                   num_sources: int = 2) -> np.ndarray:
-    """A model's sources ``(K, L)`` from channel 0 ``(L,)`` (DC embeddings + K-means)."""
+                   threshold_db: float, seed: int, beta: float | None,
+                   device: torch.device | str = "cpu", num_sources: int = 2) -> np.ndarray:
+    """A model's sources ``(K, L)`` from channel 0 ``(L,)`` (DC embeddings + K-means; soft
+    masks of sharpness ``beta``, binary when None)."""
     spec = stft(mixture, cfg)
     masks = model_masks(model, [log_magnitude_db(spec)], num_sources,
-                        threshold_db=threshold_db, seed=seed, device=device)[0]
+                        threshold_db=threshold_db, seed=seed, beta=beta, device=device)[0]
     return apply_masks(spec, masks, cfg, mixture.shape[-1])
 
 
@@ -232,10 +233,11 @@ def score(estimates: np.ndarray, mix: RealMixture) -> dict[str, float]:
 def score_mixture(mix: RealMixture, models: Mapping[str, DeepClusteringBLSTM],
                   teachers: Sequence[Teacher], cfg: StftConfig, mics: np.ndarray,
                   speed_of_sound: float, *, threshold_db: float, seed: int,
+                  beta: float | None,
                   device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
     """``{approach: metrics}`` of every model (on channel 0) and teacher on one mixture."""
     out = {name: score(model_estimate(model, mix.mixture[0], cfg, threshold_db=threshold_db,
-                                      seed=seed, device=device), mix)
+                                      seed=seed, beta=beta, device=device), mix)
            for name, model in models.items()}
     for t in teachers:
         out[teacher_approach(t.name)] = score(teacher_estimate(t, mix, cfg, mics,

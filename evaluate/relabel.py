@@ -53,7 +53,7 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
         logmags = [lm.astype(np.float32) for lm in s.all_frames("mix_logmag_db")]
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
     masks = model_masks(model, logmags, teacher.num_components, threshold_db=kmeans_threshold_db,
-                        seed=kmeans_seed)
+                        seed=kmeans_seed, beta=None)   # labels: prior_floor spreads the doubt
     prior = student_prior(masks, floor, X.shape[2])
     logmag = pad_stack(logmags, fill=-np.inf)[0]
     frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry,

@@ -53,7 +53,8 @@ def direct_references(mix: Mixture, split_dir: Path, cfg: StftConfig,
 
 def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepClusteringBLSTM],
                     teachers: Sequence[str], *, num_sources: int, corpus_dir: Path,
-                    shard_root: Path, threshold_db: float, seed: int, batch_size: int,
+                    shard_root: Path, threshold_db: float, seed: int, beta: float | None,
+                    batch_size: int,
                     device: torch.device, keep_masks: int = 0,
                     perbin: Mapping[str, tuple[str, str, float]] | None = None
                     ) -> Iterator[MixtureEstimates]:
@@ -62,10 +63,10 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
     trust)).
 
     A teacher's estimate applies its posteriors (eq. 3, soft masks) to channel 0, as the paper
-    does (§3.3). A per-bin ensemble aligns the model's masks to the teacher's posteriors and
-    combines them per bin, the model's label right with probability ``trust``
-    (:func:`~bootsep.evaluate.perbin.perbin_masks`). The first ``keep_masks`` mixtures keep
-    their masks and log-magnitude.
+    does (§3.3); a model's, its K-means masks (binary, or soft of sharpness ``beta``). A per-bin
+    ensemble aligns the model's masks to the teacher's posteriors and combines them per bin, the
+    model's label right with probability ``trust`` (:func:`~bootsep.evaluate.perbin.perbin_masks`).
+    The first ``keep_masks`` mixtures keep their masks and log-magnitude.
     """
     perbin = dict(perbin or {})
     manifest = {m.id: m for m in read_manifest(corpus_dir / split / MANIFEST_NAME)}
@@ -92,7 +93,8 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
             sl = slice(start, start + batch_size)
             for name, model in models.items():
                 learned[name] += model_masks(model, logmags[sl], num_sources,
-                                             threshold_db=threshold_db, seed=seed, device=device)
+                                             threshold_db=threshold_db, seed=seed,
+                                             beta=beta, device=device)
         for u, uid in enumerate(ids):
             if uid not in manifest:
                 raise BootsepError(f"utterance '{uid}' is not in the {split} manifest; rerun "

@@ -81,14 +81,14 @@ CONFIDENCE_ID = "separate"      # mixture id seeding the C_JSD Monte Carlo draws
 
 # The params a model folder's params.json must hold for separation.
 TRAINING_SETTINGS = ("spatial", "confidence", "evaluate.kmeans_threshold_db",
-                     "evaluate.kmeans_seed")
+                     "evaluate.kmeans_seed", "evaluate.mask_beta")
 # Used only when a model folder lacks params.json: the paper's teacher with the values of the
 # shipped params.yaml.
 DEFAULT_TEACHER = Teacher("paper", "paper", "pair", 2, (("max_iter", 100), ("reg_covar", 1e-6),
                                                          ("tau_db", -10.0), ("tol", 1e-4)))
 DEFAULT_SETTINGS = {
     "confidence": {"jsd_samples": 2000, "seed": 2},
-    "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0},
+    "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0, "mask_beta": None},
 }
 
 
@@ -115,6 +115,7 @@ class Separator:
 
     def __init__(self, model: DeepClusteringBLSTM, meta: dict, *, path: Path, device: torch.device,
                  spatial: SpatialSettings, kmeans_threshold_db: float, kmeans_seed: int,
+                 mask_beta: float | None = None,
                  threshold: float | None = None, threshold_source: str | None = None,
                  threshold_warning: str | None = None, ensemble_kind: str = "confidence",
                  ensemble_used: str | None = None, perbin_trust: float | None = None):
@@ -122,6 +123,7 @@ class Separator:
         self.stft_config: StftConfig = meta["stft"]
         self.spatial = spatial
         self.kmeans_threshold_db, self.kmeans_seed = float(kmeans_threshold_db), int(kmeans_seed)
+        self.mask_beta = None if mask_beta is None else float(mask_beta)
         self.threshold, self.threshold_source = threshold, threshold_source
         self.threshold_warning = threshold_warning
         if ensemble_kind not in ENSEMBLE_KINDS:
@@ -172,7 +174,7 @@ class Separator:
                            f"'{computed_for}', not '{name}' ({path}); pass --threshold to override")
         return cls(model, meta, path=path, device=dev, spatial=spatial,
                    kmeans_threshold_db=float(ev["kmeans_threshold_db"]),
-                   kmeans_seed=int(ev["kmeans_seed"]),
+                   kmeans_seed=int(ev["kmeans_seed"]), mask_beta=ev.get("mask_beta"),
                    threshold=threshold, threshold_source=source, threshold_warning=warning,
                    ensemble_kind=kind, ensemble_used=used, perbin_trust=trust)
 
@@ -301,9 +303,11 @@ class Separator:
         return bool(choose_confidence(np.array([confidence]), self.threshold)[0])
 
     def model_masks(self, logmag: np.ndarray, num_sources: int) -> np.ndarray:
-        """Binary masks ``(K, T, F)`` from the DC embeddings of channel 0."""
+        """K-means masks ``(K, T, F)`` (binary, or soft of sharpness ``mask_beta``) from the DC
+        embeddings of channel 0."""
         return model_masks(self.model, [logmag.astype(np.float32)], num_sources,
                            threshold_db=self.kmeans_threshold_db, seed=self.kmeans_seed,
+                           beta=self.mask_beta,
                            device=self.device)[0]
 
     def spatial_masks(self, spec: np.ndarray, logmag: np.ndarray,
@@ -342,7 +346,8 @@ class Separator:
             "blocks": blocks,
             "model": self.describe(), "stft": asdict(self.stft_config), "device": str(self.device),
             "spatial_settings": asdict(self.spatial),
-            "kmeans": {"threshold_db": self.kmeans_threshold_db, "seed": self.kmeans_seed},
+            "kmeans": {"threshold_db": self.kmeans_threshold_db, "seed": self.kmeans_seed,
+                       "mask_beta": self.mask_beta},
         }
 
 

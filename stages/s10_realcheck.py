@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 # (realcheck.models is checked against the model folders, not train_conditions: a new training
 # condition does not rerun this stage.)
 PARAMS = ("realcheck", "stft", "spatial", "evaluate.kmeans_threshold_db",
-          "evaluate.kmeans_seed", "corpus.tts.relative_level_db",
+          "evaluate.kmeans_seed", "evaluate.mask_beta", "corpus.tts.relative_level_db",
           "corpus.tts.min_azimuth_separation_deg", "corpus.tts.distance_m",
           "corpus.tts.speed_of_sound", "corpus.tts.peak", "corpus.tts.max_seconds",
           "corpus.tts.array")
@@ -105,7 +105,8 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
             mix = mix_pair(recordings, i, j, mics, cfg.sample_rate, mixing, rc.seed)
             scores = score_mixture(mix, models, teachers, cfg, mics, tts.speed_of_sound,
                                    threshold_db=params.evaluate.kmeans_threshold_db,
-                                   seed=params.evaluate.kmeans_seed, device=device)
+                                   seed=params.evaluate.kmeans_seed,
+                                   beta=params.evaluate.mask_beta, device=device)
             mixtures.append({**mix.record(), "scores": scores})
             bar.update(1)
     summary = summarize(mixtures, CI_LEVEL)

@@ -110,7 +110,8 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     name_of = {(m, k): ensemble_approach(k, m, ens_models) for m in ens_models for k in KINDS}
     common = dict(cfg=cfg, teachers=teachers, num_sources=num_sources, corpus_dir=corpus_dir,
                   shard_root=shard_root, threshold_db=ev.kmeans_threshold_db,
-                  seed=ev.kmeans_seed, batch_size=ev.batch_size, device=device)
+                  seed=ev.kmeans_seed, beta=ev.mask_beta, batch_size=ev.batch_size,
+                  device=device)
 
     # validation split: the teachers (confidence thresholds, Fig. 2), and the ensemble models
     # with every per-bin trust candidate (the trust, and the best ensemble, are chosen here)

@@ -49,7 +49,7 @@ REPO_SPATIAL = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.
 
 
 def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed: int = 0,
-                      teacher: str = "paper") -> Path:
+                      teacher: str = "paper", mask_beta: float | None = None) -> Path:
     """A model folder as the trainer writes it (model.pt + params.json), tiny and untrained,
     trained on the labels of the shipped params.yaml's teacher ``teacher``."""
     cfg = StftConfig(sample_rate=RATE, win_length=256, hop_length=64, window="hann")
@@ -66,6 +66,8 @@ def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed:
     params = {"spatial": REPO_SPATIAL,
               "confidence": {"jsd_samples": 200, "seed": 2},
               "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0}}
+    if mask_beta is not None:
+        params["evaluate"]["mask_beta"] = mask_beta
     (folder / "params.json").write_text(json.dumps({**meta, "params_file": params}))
     return folder
 
@@ -669,3 +671,25 @@ def test_perbin_without_trust_in_the_file_is_a_one_line_error(tmp_path):
     ens.write_text(json.dumps(data))
     with pytest.raises(BootsepError, match="perbin_trust is None.*rerun the evaluate stage"):
         Separator.from_pretrained(models["alpha_1"], device="cpu")
+
+
+def test_the_model_folders_mask_beta_sets_soft_masks(tmp_path):
+    # evaluate.mask_beta of the params the model was trained with: soft K-means masks; a folder
+    # whose params predate the key keeps the paper's binary masks
+    from bootsep.evaluate.inference import active_bins, embed, kmeans_assign, soft_masks
+    from bootsep.pipeline.features import log_magnitude_db
+    from bootsep.pipeline.stft import stft
+
+    mix, _ = mixture(seconds=1.0)
+    binary = Separator.from_pretrained(make_model_folder(tmp_path, "old"), device="cpu")
+    soft = Separator.from_pretrained(make_model_folder(tmp_path, "new", mask_beta=2.5),
+                                     device="cpu")
+    assert binary.mask_beta is None and soft.mask_beta == 2.5
+    logmag = log_magnitude_db(stft(mix, soft.stft_config)[0]).astype(np.float32)
+    assert set(np.unique(binary.model_masks(logmag, 2))) <= {0.0, 1.0}
+    emb = embed(soft.model, [logmag])[0]
+    _, centres = kmeans_assign(emb, active_bins(logmag, -40.0, 2), 2, seed=0)
+    np.testing.assert_allclose(soft.model_masks(logmag, 2), soft_masks(emb, centres, 2.5),
+                               atol=1e-6)
+    _, info = soft.separate(mix[0], RATE)
+    assert info["kmeans"]["mask_beta"] == 2.5

@@ -1,0 +1,97 @@
+"""K-means masks of the deep-clustering model (evaluate/inference.py): the soft masks against a
+brute-force softmax, their limits (binary as beta grows, 1/K at 0), the centre permutation,
+and model_masks' two modes on a tiny random network."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bootsep.evaluate.inference import (
+    active_bins,
+    binary_masks,
+    embed,
+    kmeans_assign,
+    model_masks,
+    soft_masks,
+)
+from bootsep.train.model import ModelConfig, init_model
+
+
+def unit_embeddings(rng, shape, dim):
+    v = rng.normal(size=(*shape, dim))
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def brute_soft(emb, centres, beta):
+    """exp(-beta |v - mu_k|^2) / sum_j exp(-beta |v - mu_j|^2), one bin at a time."""
+    T, F, _ = emb.shape
+    out = np.zeros((len(centres), T, F))
+    for t in range(T):
+        for f in range(F):
+            d = [sum((float(a) - float(b)) ** 2 for a, b in zip(emb[t, f], mu)) for mu in centres]
+            w = [math.exp(-beta * (x - min(d))) for x in d]
+            for k, wk in enumerate(w):
+                out[k, t, f] = wk / sum(w)
+    return out
+
+
+@pytest.mark.parametrize("beta", [0.3, 2.0, 7.5])
+@pytest.mark.parametrize("k", [2, 3])
+def test_soft_masks_match_a_brute_force_softmax(beta, k):
+    rng = np.random.default_rng(k)
+    emb = unit_embeddings(rng, (6, 5), 4)
+    centres = rng.normal(size=(k, 4)) * 0.6
+    got = soft_masks(emb, centres, beta)
+    assert got.shape == (k, 6, 5) and got.dtype == np.float32
+    np.testing.assert_allclose(got, brute_soft(emb, centres, beta), atol=1e-6)
+    np.testing.assert_allclose(got.sum(0), 1.0, atol=1e-6)
+    assert got.min() >= 0.0 and got.max() <= 1.0
+
+
+def test_soft_masks_tend_to_the_nearest_centre_and_to_uniform():
+    rng = np.random.default_rng(1)
+    emb = unit_embeddings(rng, (20, 9), 5)
+    centres = unit_embeddings(rng, (3,), 5)
+    nearest = np.argmin(((emb[..., None, :] - centres) ** 2).sum(-1), axis=-1)
+    np.testing.assert_allclose(soft_masks(emb, centres, 1e4), binary_masks(nearest, 3),
+                               atol=1e-4)
+    np.testing.assert_allclose(soft_masks(emb, centres, 0.0), 1.0 / 3, atol=1e-7)
+    # a sharper beta moves every bin's mask towards its nearest centre
+    soft, sharp = soft_masks(emb, centres, 1.0), soft_masks(emb, centres, 4.0)
+    pick = np.take_along_axis(soft, nearest[None], 0), np.take_along_axis(sharp, nearest[None], 0)
+    assert np.all(pick[1] >= pick[0] - 1e-7)
+
+
+def test_soft_masks_follow_the_order_of_the_centres():
+    rng = np.random.default_rng(2)
+    emb = unit_embeddings(rng, (7, 4), 3)
+    centres = rng.normal(size=(3, 3))
+    perm = np.array([2, 0, 1])
+    np.testing.assert_allclose(soft_masks(emb, centres[perm], 2.0),
+                               soft_masks(emb, centres, 2.0)[perm], atol=1e-7)
+
+
+def test_soft_masks_reject_a_negative_beta():
+    with pytest.raises(ValueError, match="beta"):
+        soft_masks(np.zeros((2, 2, 3)), np.zeros((2, 3)), -1.0)
+
+
+def test_model_masks_binary_and_soft_agree_on_the_labels():
+    cfg = ModelConfig(num_freq=17, hidden=8, num_layers=1, embedding_dim=5)
+    model = init_model(cfg, seed=0)
+    rng = np.random.default_rng(3)
+    logmags = [rng.normal(-30, 10, size=(n, 17)).astype(np.float32) for n in (12, 9)]
+    kw = dict(threshold_db=-40.0, seed=0)
+    binary = model_masks(model, logmags, 2, beta=None, **kw)
+    soft = model_masks(model, logmags, 2, beta=2.0, **kw)
+    for lm, b, s, emb in zip(logmags, binary, soft, embed(model, logmags)):
+        assert b.shape == s.shape == (2, lm.shape[0], 17)
+        assert set(np.unique(b)) <= {0.0, 1.0}
+        np.testing.assert_allclose(s.sum(0), 1.0, atol=1e-6)
+        labels, centres = kmeans_assign(emb, active_bins(lm, -40.0, 2), 2, seed=0)
+        np.testing.assert_array_equal(b, binary_masks(labels, 2))
+        np.testing.assert_allclose(s, soft_masks(emb, centres, 2.0), atol=1e-6)
+        # the soft mask's larger component is K-means' label wherever the two are not tied
+        clear = np.abs(s[0] - s[1]) > 1e-4
+        np.testing.assert_array_equal(np.argmax(s, 0)[clear], labels[clear])
