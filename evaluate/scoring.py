@@ -77,6 +77,14 @@ def ensemble_rows(rows: dict[str, list[dict]], spatial_approach: str, model: str
             for name, pick in picks.items()}
 
 
+def model_ensemble_rows(rows: dict[str, list[dict]], model: str, teacher: str, threshold: float,
+                        seed: int, name_of: dict[tuple[str, str], str]) -> dict[str, list[dict]]:
+    """:func:`ensemble_rows` of ``model`` and its spatial ``teacher``, named as ``name_of``
+    ``(model, kind) -> approach`` names them (``ensemble_<kind>`` plus the model's suffix)."""
+    suffix = name_of[model, "confidence"][len("ensemble_confidence"):]
+    return ensemble_rows(rows, teacher_approach(teacher), model, threshold, seed, suffix)
+
+
 def mean_si_sdri(rows: dict[str, list[dict]], approach: str) -> float | None:
     """Mean SI-SDRi of an approach's rows; None without rows or references."""
     values = np.array([r["si_sdri"] for r in rows.get(approach, ())], dtype=np.float64)
@@ -109,8 +117,7 @@ def choose_on_valid(valid_by: dict[str, list[dict]], ens_teacher: dict[str, str]
         found = best_candidate(valid_by, tried)
         trust[m] = next(iter(tried)) if found is None else found[0]
         valid_by[name_of[m, "perbin"]] = valid_by[tried[trust[m]]]
-        suffix = name_of[m, "confidence"][len("ensemble_confidence"):]
-        rows = ensemble_rows(valid_by, teacher_approach(t), m, thresholds[m], seed, suffix)
+        rows = model_ensemble_rows(valid_by, m, t, thresholds[m], seed, name_of)
         valid_by[name_of[m, "confidence"]] = rows[name_of[m, "confidence"]]
     return trust
 

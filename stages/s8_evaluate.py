@@ -52,8 +52,8 @@ from bootsep.evaluate.scoring import (
     best_ensemble,
     choose_on_valid,
     csv_text,
-    ensemble_rows,
     mean_si_sdri,
+    model_ensemble_rows,
     score,
     write_example,
 )
@@ -153,9 +153,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
         first_spatial = teacher_approach(first_teacher)
         has_refs = all(np.isfinite(r["si_sdr"]) for r in test_rows[first_spatial])
         for m, t in ens_teacher.items():
-            suffix = name_of[m, "confidence"][len("ensemble_confidence"):]
-            rows = ensemble_rows(test_rows, teacher_approach(t), m, thresholds[m],
-                                 ev.random_seed, suffix)
+            rows = model_ensemble_rows(test_rows, m, t, thresholds[m], ev.random_seed, name_of)
             # without references only the confidence ensemble can choose (the others need metrics)
             test_rows.update(rows if has_refs else {k: v for k, v in rows.items()
                                                     if k == name_of[m, "confidence"]})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bootsep.evaluate.ensemble import (
+    KINDS,
     choose_confidence,
     choose_oracle,
     choose_random,
@@ -13,7 +14,13 @@ from bootsep.evaluate.ensemble import (
 )
 from bootsep.evaluate.estimates import approach_ensemble, ensemble_approach
 from bootsep.evaluate.perbin import align_masks, perbin_masks
-from bootsep.evaluate.scoring import ENSEMBLES, best_ensemble, choose_on_valid, ensemble_rows
+from bootsep.evaluate.scoring import (
+    ENSEMBLES,
+    best_ensemble,
+    choose_on_valid,
+    ensemble_rows,
+    model_ensemble_rows,
+)
 
 
 def test_threshold_is_validation_25th_percentile():
@@ -127,6 +134,19 @@ def test_ensemble_rows_suffix_names_every_row():
     for name in ENSEMBLES:
         assert [r["approach"] for r in out[name + "@alpha_1"]] == [name + "@alpha_1"] * 40
         assert [r["choice"] for r in out[name + "@alpha_1"]] == [r["choice"] for r in plain[name]]
+
+
+def test_model_ensemble_rows_take_the_names_of_ensemble_approach():
+    # each model's ensembles carry the names ensemble_approach gives them (the first model of
+    # evaluate.ensemble_models unsuffixed), and choose between that model and its teacher
+    _, rows = _ensemble_case()
+    rows = {"spatial_t": rows["spatial"], "alpha_1": rows["alpha_1"], "m2": rows["alpha_1"]}
+    models = ["alpha_1", "m2"]
+    name_of = {(m, k): ensemble_approach(k, m, models) for m in models for k in KINDS}
+    for m in models:
+        out = model_ensemble_rows(rows, m, "t", 0.2, 1, name_of)
+        assert set(out) == {name_of[m, k] for k in ("confidence", "random", "oracle")}
+        assert {r["choice"] for r in out[name_of[m, "oracle"]]} <= {"spatial_t", m}
 
 
 def test_ensemble_names_round_trip():

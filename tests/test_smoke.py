@@ -143,6 +143,28 @@ def test_spatial_separation_beats_the_mixture(smoke):
     assert table["spatial_delay"]["label_accuracy"] > 0.7
 
 
+def test_mask_beta_bench_reproduces_the_evaluate_stage(smoke):
+    # bench/mask_beta.py separates with the evaluate stage's own code: its row for params.yaml's
+    # beta is the evaluate stage's test mean for the model, mixture for mixture
+    import csv
+
+    beta = yaml.safe_load((smoke / "params.yaml").read_text())["evaluate"]["mask_beta"]
+    assert beta is not None                      # the default run uses soft masks
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "mask_beta.py"), "--split",
+                           "test", "--betas", f"{beta}", "--models", "gt"],
+                          cwd=smoke, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["params_mask_beta"] == beta and set(out["models"]["gt"]) == {"binary", f"{beta:g}"}
+    with open(smoke / "data/results/eval/per_mixture.csv", newline="") as f:
+        stage = [float(r["si_sdri"]) for r in csv.DictReader(f)
+                 if r["split"] == "test" and r["approach"] == "gt"]
+    soft = out["models"]["gt"][f"{beta:g}"]["all"]
+    assert soft["n"] == len(stage)
+    assert soft["si_sdri"] == pytest.approx(np.mean(stage), abs=1e-3)
+    assert out["models"]["gt"]["binary"]["all"]["si_sdri"] != soft["si_sdri"]
+
+
 def test_second_repro_is_a_noop(smoke):
     status = _dvc(smoke, "status", "--json")
     assert status.returncode == 0, status.stderr
