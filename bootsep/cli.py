@@ -11,8 +11,10 @@ a bug: its full traceback and exit code 70. Diagnostics go through :mod:`logging
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import re
 import sys
 import traceback
 
@@ -24,6 +26,24 @@ from bootsep.errors import BootsepError
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 70        # EX_SOFTWARE of sysexits.h: a bug, not the user's input
 EXIT_INTERRUPTED = 130
+
+# OS errors that are the machine's state, not a bug: a one-line error (exit 1), like bad input
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device",
+                      errno.EDQUOT: "disk quota exceeded",
+                      errno.EROFS: "the file system is read-only"}
+
+
+def environment_error(exc: OSError) -> str | None:
+    """The one-line message of an OS error in :data:`ENVIRONMENT_ERRNOS` (None for others):
+    the file it names (``exc.filename``, or the ``filename = '...'`` of an HDF5 message), the
+    problem, and what to do."""
+    problem = ENVIRONMENT_ERRNOS.get(exc.errno)
+    if problem is None:
+        return None
+    found = re.search(r"filename = '([^']+)'", str(exc))
+    where = exc.filename or (found.group(1) if found else None)
+    return (f"{where + ': ' if where else ''}{problem}; make room and rerun (outputs are written "
+            "under temporary names, so nothing half-written was kept)")
 _VERBOSE = "bootsep.verbose"    # key of click's Context.meta (shared by nested contexts)
 
 PARAMS_OPTION = click.option(
@@ -73,26 +93,35 @@ def _verbose() -> bool:
     return bool(ctx is not None and ctx.meta.get(_VERBOSE))
 
 
+def _user_error(exc: BaseException, message: str) -> None:
+    """Exit 1 with ``error: message`` (after the traceback with ``--verbose``)."""
+    if _verbose():
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USER_ERROR)
+
+
 def user_errors(fn):
-    """Turn :class:`BootsepError` into a one-line message and exit code 1 (with ``--verbose``
-    after its traceback and causes), Ctrl-C into exit code 130, and any other exception (a
-    bug) into its full traceback and exit code 70."""
+    """Turn :class:`BootsepError` and a full or read-only disk (:func:`environment_error`) into
+    a one-line message and exit code 1 (with ``--verbose`` after its traceback and causes),
+    Ctrl-C into exit code 130, and any other exception (a bug) into its full traceback and exit
+    code 70."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except BootsepError as exc:
-            if _verbose():
-                click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USER_ERROR)
+            _user_error(exc, str(exc))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise                           # click's own: usage errors, --help, aborts
         except Exception as exc:
+            message = environment_error(exc) if isinstance(exc, OSError) else None
+            if message is not None:
+                _user_error(exc, message)
             click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
             click.echo(f"internal error: {type(exc).__name__} (a bug in bootsep; the traceback "
                        "above says where)", err=True)

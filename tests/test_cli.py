@@ -64,6 +64,30 @@ def test_internal_error_shows_its_traceback_and_another_exit_code(monkeypatch, b
     assert err.strip().splitlines()[-1].startswith("internal error: ZeroDivisionError")
 
 
+def _full_disk(*_args, **_kwargs):
+    # as h5py raises it: errno set, the file only inside the message
+    raise OSError(28, "Can't synchronously write data (file write failed: filename = "
+                      "'data/shards/x/.shard-00003.h5.tmp', errno = 28, error message = 'No "
+                      "space left on device')")
+
+
+def _missing_file(*_args, **_kwargs):
+    raise OSError(2, "No such file or directory")
+
+
+def test_a_full_disk_is_a_one_line_error_not_a_bug(monkeypatch, bad_yaml):
+    monkeypatch.setattr("bootsep.stages.s2_stft.main", _full_disk)
+    res = CliRunner().invoke(cli, ["stft", "--params", str(bad_yaml), "--split", "train"])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: data/shards/x/.shard-00003.h5.tmp: no space left on the device; make room"), lines
+    # any other OS error is still reported as a bug, with its traceback
+    monkeypatch.setattr("bootsep.stages.s2_stft.main", _missing_file)
+    res = CliRunner().invoke(cli, ["stft", "--params", str(bad_yaml), "--split", "train"])
+    assert res.exit_code == EXIT_INTERNAL_ERROR and "Traceback" in res.stderr
+
+
 def test_internal_error_through_the_console_entry_point(monkeypatch, capsys, bad_yaml):
     """The installed ``bootsep`` script (``bootsep.cli:main``, click's standalone mode)."""
     monkeypatch.setattr("bootsep.stages.s2_stft.main", _broken_stage)
