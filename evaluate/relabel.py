@@ -4,8 +4,9 @@ Round r + 1 of the bootstrap relabels every split with the teacher's delay model
 from, and combined with, the round-r student's masks (a product of experts: the student's
 per-bin source probabilities multiply the spatial likelihoods in every E-step; Drude et al.,
 ICASSP 2019, integrate neural masks and spatial mixture models this way). The student is
-single-channel: its masks come from channel 0 alone (DC embeddings + K-means, as evaluation
-separates), turned into probabilities ``q = (1 - floor) onehot + floor / K``. On the test
+single-channel: its masks come from channel 0 alone (DC embeddings + K-means, soft or binary
+as evaluation separates: ``evaluate.mask_beta``), turned into probabilities
+``q = (1 - floor) m + floor / K``. On the test
 split the result is the per-bin ensemble of teacher and student on stereo input.
 
 :func:`compute_relabel_shard` is one Dask task: the spatial shard of one stft shard, written
@@ -30,9 +31,9 @@ from bootsep.train.saved_model import load_model
 
 
 def student_prior(masks: list[np.ndarray], floor: float, num_frames: int) -> np.ndarray:
-    """Binary student masks ``(K, T_b, F)`` -> padded per-bin probabilities ``(B, T, F, K)``:
-    ``1 - floor`` on the student's source plus ``floor / K`` on every source (rows sum to 1;
-    uniform on padding frames)."""
+    """Student masks ``(K, T_b, F)`` summing to 1 over K (soft or binary) -> padded per-bin
+    probabilities ``(B, T, F, K)``: ``(1 - floor) m_k + floor / K`` (rows sum to 1; uniform on
+    padding frames)."""
     K = masks[0].shape[0]
     F = masks[0].shape[2]
     out = np.full((len(masks), num_frames, F, K), 1.0 / K)
@@ -43,7 +44,8 @@ def student_prior(masks: list[np.ndarray], floor: float, num_frames: int) -> np.
 
 def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, attrs: dict,
                           model_dir: str, floor: float, weight: float, kmeans_threshold_db: float,
-                          kmeans_seed: int, split: str, index: int, out_dir: str) -> dict:
+                          kmeans_seed: int, mask_beta: float | None, split: str, index: int,
+                          out_dir: str) -> dict:
     """One Dask task: ``teacher`` refitted on stft shard ``stft_path`` with the student in
     ``model_dir`` as its prior; written as a spatial shard with ``attrs``."""
     torch.set_num_threads(1)           # one worker process per core
@@ -53,7 +55,7 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
         logmags = [lm.astype(np.float32) for lm in s.all_frames("mix_logmag_db")]
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
     masks = model_masks(model, logmags, teacher.num_components, threshold_db=kmeans_threshold_db,
-                        seed=kmeans_seed, beta=None)   # labels: prior_floor spreads the doubt
+                        seed=kmeans_seed, beta=mask_beta)
     prior = student_prior(masks, floor, X.shape[2])
     logmag = pad_stack(logmags, fill=-np.inf)[0]
     frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry,

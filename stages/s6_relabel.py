@@ -33,7 +33,7 @@ MODEL_ROOT = Path("data/models")
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # ({key} is the round; tests/test_dvc_deps.py checks both); RUN_PARAMS only change how it runs.
 PARAMS = ("stft", "spatial", "confidence", "self_training.rounds.{key}",
-          "self_training.prior_floor", "self_training.prior_weight",
+          "self_training.prior_floor", "self_training.prior_weight", "evaluate.mask_beta",
           "evaluate.kmeans_threshold_db", "evaluate.kmeans_seed")
 RUN_PARAMS = ("dask",)
 
@@ -70,7 +70,8 @@ def main(params_path: str | os.PathLike, round_name: str,
         raise BootsepError(f"self_training.rounds.{round_name}.student '{entry.student}' was "
                            f"{reason}", params_path)
     attrs = {**teacher.attrs(), "base_teacher": entry.teacher, "student": entry.student,
-             "prior_floor": st.prior_floor, "prior_weight": st.prior_weight}
+             "prior_floor": st.prior_floor, "prior_weight": st.prior_weight,
+             "mask_beta": params.evaluate.mask_beta}
     cfg = stft_config(params.stft)
     ev, conf, dask = params.evaluate, params.confidence, params.dask.as_dict()
     roots = {k: Path(shard_root) / k / round_name for k in ("spatial", "confidence")}
@@ -80,7 +81,8 @@ def main(params_path: str | os.PathLike, round_name: str,
             (sp_tmp / split).mkdir()
             (cf_tmp / split).mkdir()
             tasks = [(str(p), cfg, teacher, attrs, str(model_dir), st.prior_floor,
-                      st.prior_weight, ev.kmeans_threshold_db, ev.kmeans_seed, split, i,
+                      st.prior_weight, ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta,
+                      split, i,
                       str(sp_tmp / split)) for i, p in enumerate(inputs)]
             results = run_tasks(compute_relabel_shard, tasks, dask,
                                 f"relabel {round_name} {split}", unit="shard")
