@@ -4,7 +4,9 @@ A check of what the corpus's voices teach (issue 22): the recordings under ``rea
 (Debian's ``pocketsphinx-testdata`` by default) are mixed two at a time, only across groups
 (:mod:`bootsep.evaluate.realcheck`), with the corpus's level, geometry and scaling draws
 (``corpus.tts``); each model of ``realcheck.models`` separates channel 0 and each teacher of
-``realcheck.teachers`` its stereo pair. Never trained on.
+``realcheck.teachers`` its stereo pair, and the ensemble that ``bootsep separate`` uses on stereo
+input (``ensemble.json``'s best, chosen by the evaluate stage on the validation split) the
+pair as the product does (:class:`~bootsep.separate.separator.Separator`). Never trained on.
 
 Writes ``data/results/realcheck/realcheck.json``: the recordings, per mixture its draws and
 every approach's SI-SDR/SIR/SAR and SI-SDRi, and per approach the means with their 95%
@@ -28,6 +30,7 @@ from bootsep.evaluate.realcheck import (
     cross_group_pairs,
     load_recordings,
     mix_pair,
+    score,
     score_mixture,
 )
 from bootsep.evaluate.realcheck_table import summarize
@@ -35,6 +38,7 @@ from bootsep.pipeline.corpus.spatialize import array_geometry
 from bootsep.pipeline.storage.layout import stft_config
 from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.progress import Progress
+from bootsep.separate.separator import Separator
 from bootsep.train.loop import resolve_device
 from bootsep.train.saved_model import load_model
 from bootsep.train.skipped import skipped_reason
@@ -42,6 +46,7 @@ from bootsep.train.threads import thread_governor
 
 MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/realcheck")
+ENSEMBLE_FILE = Path("data/results/eval/ensemble.json")
 CI_LEVEL = 0.95
 INSTALL_HINT = "apt-get install pocketsphinx-testdata"
 
@@ -59,8 +64,26 @@ PARAMS = ("realcheck", "stft", "spatial", "evaluate.kmeans_threshold_db",
 RUN_PARAMS = ("train.device", "train.torch_threads")
 
 
+def product_separator(model_root: Path, ensemble_file: Path,
+                      device: str) -> tuple[str, Separator] | None:
+    """``(approach name, separator)`` of the ensemble ``bootsep separate`` uses on stereo input:
+    the best of the evaluate stage's ``ensemble_file``, loaded as the command loads it; None when
+    the file or its best is absent (a corpus without references)."""
+    if not ensemble_file.is_file():
+        return None
+    try:
+        best = json.loads(ensemble_file.read_text()).get("best")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BootsepError(f"unreadable ensemble file ({exc})", ensemble_file) from exc
+    if not isinstance(best, dict):
+        return None
+    sep = Separator.from_pretrained(model_root / str(best.get("model")), device=device,
+                                    ensemble_file=ensemble_file)
+    return f"separate_{best.get('approach')}", sep
+
+
 def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_ROOT,
-         out: str | os.PathLike = OUT) -> None:
+         out: str | os.PathLike = OUT, ensemble_file: str | os.PathLike = ENSEMBLE_FILE) -> None:
     params = load_config(params_path, PARAMS + RUN_PARAMS)
     rc, tts, cfg = params.realcheck, params.corpus.tts, stft_config(params.stft)
     if not Path(rc.root).is_dir():
@@ -99,6 +122,7 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
     mixing = MixSettings(tuple(tts.relative_level_db), tts.min_azimuth_separation_deg,
                          tuple(tts.distance_m), tts.speed_of_sound, tts.peak, tts.max_seconds,
                          tuple(params.stft.pair_channels))
+    product = product_separator(Path(model_root), Path(ensemble_file), params.train.device)
     mixtures = []
     with Progress(len(pairs), "realcheck", "mix") as bar:
         for i, j in pairs:
@@ -107,6 +131,11 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
                                    threshold_db=params.evaluate.kmeans_threshold_db,
                                    seed=params.evaluate.kmeans_seed,
                                    beta=params.evaluate.mask_beta, device=device)
+            if product is not None:
+                name, sep = product
+                sources, _ = sep.separate(mix.mixture[[0, mix.pair_channel]], cfg.sample_rate,
+                                          "ensemble", block_seconds=None)
+                scores[name] = score(sources, mix)
             mixtures.append({**mix.record(), "scores": scores})
             bar.update(1)
     summary = summarize(mixtures, CI_LEVEL)

@@ -12,7 +12,7 @@ import scipy.stats
 import soundfile as sf
 import yaml
 from click.testing import CliRunner
-from test_separate import harmonic, make_model_folder
+from test_separate import harmonic, make_model_folder, multi_model_layout
 
 from bootsep.cli import cli
 from bootsep.config import load_config
@@ -242,7 +242,7 @@ def test_stage_end_to_end_and_report(tmp_path, one_torch_thread):
         make_model_folder(models, name)
     params = stage_params(tmp_path, root)
     out = tmp_path / "results" / "realcheck"
-    stage.main(params, model_root=models, out=out)
+    stage.main(params, model_root=models, out=out, ensemble_file=tmp_path / "none.json")
     data = json.loads((out / "realcheck.json").read_text())
     assert [r["id"] for r in data["recordings"]] == ["a/1", "a/2", "b/1", "top"]
     assert len(data["mixtures"]) == 5                   # 6 pairs, less a/1 + a/2
@@ -253,10 +253,49 @@ def test_stage_end_to_end_and_report(tmp_path, one_torch_thread):
             assert all(np.isfinite(s[k]) for k in ("si_sdr", "si_sir", "si_sar", "si_sdri"))
     assert data["summary"] == summarize(data["mixtures"], 0.95)
     first = (out / "realcheck.json").read_bytes()
-    stage.main(params, model_root=models, out=out)               # deterministic
+    stage.main(params, model_root=models, out=out,               # deterministic
+               ensemble_file=tmp_path / "none.json")
     assert (out / "realcheck.json").read_bytes() == first
 
     md, extra = s9_report.realcheck_section(tmp_path / "results", 0.95)
     assert "5 mixtures" in md and "| spatial_delay_pair |" in md
     assert extra["realcheck"]["approaches"]["gt"]["n"] == 5
     assert s9_report.realcheck_section(tmp_path / "elsewhere", 0.95) == ("", {})
+
+
+def test_stage_scores_the_ensemble_that_separate_uses(tmp_path, one_torch_thread, monkeypatch):
+    # ensemble.json's best (here the per-bin ensemble of alpha_2 and its teacher) separates
+    # each mixture's stereo pair (channel 0 and the pair channel) as `bootsep separate` does
+    from bootsep.separate.separator import Separator
+
+    best = {"model": "alpha_2", "kind": "perbin", "approach": "ensemble_perbin@alpha_2",
+            "si_sdri": 4.25}
+    models = multi_model_layout(tmp_path / "project", best)
+    params = stage_params(tmp_path, fake_recordings(tmp_path / "rec"), models=["alpha_1"],
+                          teachers=[])
+    out = tmp_path / "out"
+    ens = tmp_path / "project" / "data" / "results" / "eval" / "ensemble.json"
+    scored = []
+    real_score = stage.score
+
+    def spy(sources, mix):
+        scored.append((sources, mix))
+        return real_score(sources, mix)
+
+    monkeypatch.setattr(stage, "score", spy)
+    stage.main(params, model_root=models["alpha_1"].parent, out=out, ensemble_file=ens)
+    data = json.loads((out / "realcheck.json").read_text())
+    name = "separate_ensemble_perbin@alpha_2"
+    assert set(data["summary"]) == {"alpha_1", name}
+    assert len(scored) == len(data["mixtures"]) == 5
+    sep = Separator.from_pretrained(models["alpha_2"], device="cpu", ensemble_file=ens)
+    for (sources, mix), row in zip(scored, data["mixtures"]):
+        want, info = sep.separate(mix.mixture[[0, mix.pair_channel]], RATE, "ensemble",
+                                  block_seconds=None)
+        assert info["ensemble_kind"] == "perbin"
+        np.testing.assert_allclose(sources, want, atol=1e-6)
+        assert row["scores"][name] == pytest.approx(real_score(want, mix))
+    # without a best (a corpus without references) the stage scores the models alone
+    ens.write_text(json.dumps({**json.loads(ens.read_text()), "best": None}))
+    stage.main(params, model_root=models["alpha_1"].parent, out=out, ensemble_file=ens)
+    assert set(json.loads((out / "realcheck.json").read_text())["summary"]) == {"alpha_1"}
