@@ -26,6 +26,7 @@ from bootsep.errors import BootsepError
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 70        # EX_SOFTWARE of sysexits.h: a bug, not the user's input
 EXIT_INTERRUPTED = 130
+_VERBOSE = "bootsep.verbose"    # key of click's Context.meta (shared by nested contexts)
 
 # OS errors that are the machine's state, not a bug: a one-line error (exit 1), like bad input
 ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device",
@@ -44,7 +45,7 @@ def environment_error(exc: OSError) -> str | None:
     where = exc.filename or (found.group(1) if found else None)
     return (f"{where + ': ' if where else ''}{problem}; make room and rerun (outputs are written "
             "under temporary names, so nothing half-written was kept)")
-_VERBOSE = "bootsep.verbose"    # key of click's Context.meta (shared by nested contexts)
+
 
 PARAMS_OPTION = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,

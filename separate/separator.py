@@ -479,10 +479,19 @@ def read_ensemble_threshold(path: str | os.PathLike, required: bool = True
             raise BootsepError("ensemble file not found (written by the evaluate stage: "
                                "`dvc repro`)", path)
         return None, None, None
+    return _threshold_of(read_ensemble_file(path), path)
+
+
+def read_ensemble_file(path: str | os.PathLike):
+    """The parsed JSON of an ``ensemble.json`` (a one-line error naming it when unreadable)."""
     try:
-        data = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise BootsepError(f"unreadable ensemble file ({exception_text(exc)})", path) from exc
+
+
+def _threshold_of(data, path: Path) -> tuple[float, str, str | None]:
+    """:func:`read_ensemble_threshold` of the parsed file ``data``."""
     if not isinstance(data, dict) or "threshold" not in data:
         raise BootsepError("ensemble file has no 'threshold'", path)
     model = data.get("model")
@@ -512,10 +521,12 @@ def read_ensemble_choice(path: str | os.PathLike, name: str,
     own entry of ``models``, else (no entry: an older file, or a model not in
     ``evaluate.ensemble_models``) the confidence switch with the file's ``threshold``.
     A missing file that is not ``required`` gives no threshold."""
-    threshold, source, computed_for = read_ensemble_threshold(path, required)
-    if threshold is None:
+    path = Path(path)
+    if not path.is_file():
+        read_ensemble_threshold(path, required)       # the error of a required file
         return EnsembleChoice(None, None, None)
-    data = json.loads(Path(path).read_text())
+    data = read_ensemble_file(path)                   # read once
+    threshold, source, computed_for = _threshold_of(data, path)
     models, best = data.get("models"), data.get("best")
     if not isinstance(models, dict) or name not in models:
         of = computed_for or "the file"

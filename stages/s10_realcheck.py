@@ -38,7 +38,7 @@ from bootsep.pipeline.corpus.spatialize import array_geometry
 from bootsep.pipeline.storage.layout import stft_config
 from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.progress import Progress
-from bootsep.separate.separator import Separator
+from bootsep.separate.separator import Separator, read_ensemble_file
 from bootsep.train.loop import resolve_device
 from bootsep.train.saved_model import load_model
 from bootsep.train.skipped import skipped_reason
@@ -71,10 +71,10 @@ def product_separator(model_root: Path, ensemble_file: Path,
     the file or its best is absent (a corpus without references)."""
     if not ensemble_file.is_file():
         return None
-    try:
-        best = json.loads(ensemble_file.read_text()).get("best")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise BootsepError(f"unreadable ensemble file ({exc})", ensemble_file) from exc
+    data = read_ensemble_file(ensemble_file)
+    if not isinstance(data, dict):
+        raise BootsepError("ensemble file is not a JSON object", ensemble_file)
+    best = data.get("best")
     if not isinstance(best, dict):
         return None
     sep = Separator.from_pretrained(model_root / str(best.get("model")), device=device,
