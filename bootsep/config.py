@@ -727,6 +727,16 @@ class DaskSettings(Section):
 TEACHER_METHODS = ("paper", "delay", "cacgmm", "iva")
 CHANNEL_SETS = ("pair", "all")
 DEREVERB_METHODS = ("none", "wpe")
+BEAMFORM_METHODS = ("none", "mvdr")
+
+
+def _check_window_hop(section, where) -> None:
+    """A section's ``window_ms`` must be a whole number of its ``hop_ms``."""
+    if section.loaded("window_ms", "hop_ms"):
+        ratio = section.window_ms / section.hop_ms
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+            where.fail(section.key("hop_ms"), section.hop_ms, f"a hop that divides the window "
+                       f"({section.window_ms:g} ms) a whole number of times")
 
 
 @section
@@ -738,23 +748,21 @@ class TeacherStft(Section):
     hop_ms: float = _p(Num(0, lo_open=True))
 
     def validate(self, where):
-        if self.loaded("window_ms", "hop_ms"):
-            ratio = self.window_ms / self.hop_ms
-            if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
-                where.fail(self.key("hop_ms"), self.hop_ms, f"a hop that divides the window "
-                           f"({self.window_ms:g} ms) a whole number of times")
+        _check_window_hop(self, where)
 
 
 @section
 class TeacherEntry(Section):
     """One entry of ``spatial.teachers``: a method, the microphones it listens to and, optional,
-    its own STFT (null: the student's) and dereverberation before the fit (``wpe``:
-    ``spatial.wpe``)."""
+    its own STFT (null: the student's), dereverberation before the fit (``wpe``:
+    ``spatial.wpe``) and masks refined by beamforming after it (``mvdr``:
+    ``spatial.beamform``)."""
 
     method: str = _p(Choice(*TEACHER_METHODS))
     channels: str = _p(Choice(*CHANNEL_SETS))
     stft: TeacherStft | None = _p(NullOr(Nested(TeacherStft)), default=None)
     dereverb: str = _p(Choice(*DEREVERB_METHODS), default="none")
+    beamform: str = _p(Choice(*BEAMFORM_METHODS), default="none")
 
     def validate(self, where):
         if self.loaded("method", "channels") and self.method == "paper" \
@@ -779,6 +787,22 @@ class WpeSettings(Section):
     psd_context: int = _p(Int(0))
     power_floor_db: float = _p(Num(hi=0))
     ridge: float = _p(Num(0))
+
+
+@section
+class BeamformSettings(Section):
+    """``spatial.beamform``: mask-based MVDR after a teacher's fit
+    (pipeline/teachers/beamform.py): covariances and filters on a long STFT (window and hop
+    in ms), ``iterations`` passes, the noise covariance loaded with ``loading`` times its mean
+    diagonal."""
+
+    window_ms: float = _p(Num(0, lo_open=True))
+    hop_ms: float = _p(Num(0, lo_open=True))
+    iterations: int = _p(Int(1))
+    loading: float = _p(Num(0))
+
+    def validate(self, where):
+        _check_window_hop(self, where)
 
 
 @section
@@ -846,6 +870,7 @@ class SpatialSettings(Section):
     cacgmm: CacgmmTeacherSettings = _p(Nested(CacgmmTeacherSettings))
     iva: IvaTeacherSettings = _p(Nested(IvaTeacherSettings))
     wpe: WpeSettings = _p(Nested(WpeSettings))
+    beamform: BeamformSettings = _p(Nested(BeamformSettings))
 
 
 @section

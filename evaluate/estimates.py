@@ -22,6 +22,19 @@ def approach_teacher(approach: str) -> str | None:
     return approach[len(SPATIAL_PREFIX):] if approach.startswith(SPATIAL_PREFIX) else None
 
 
+BEAMFORMER_PREFIX = "beamformer_"
+
+
+def beamformer_approach(teacher: str) -> str:
+    """The approach name of the MVDR beamformers steered by teacher ``teacher``'s masks."""
+    return BEAMFORMER_PREFIX + teacher
+
+
+def approach_beamformer(approach: str) -> str | None:
+    """The teacher of a beamformer approach name, None for any other approach."""
+    return approach[len(BEAMFORMER_PREFIX):] if approach.startswith(BEAMFORMER_PREFIX) else None
+
+
 ENSEMBLE_PREFIX = "ensemble_"
 
 

@@ -39,7 +39,7 @@ from bootsep.pipeline.audio import PCM16_SCALE, read_audio, resample
 from bootsep.pipeline.corpus.tts import TARGET_ACTIVE_RMS, active_rms, trim_silence
 from bootsep.pipeline.corpus.tts_corpus import draw_geometry, pcm16_images, source_images
 from bootsep.pipeline.features import log_magnitude_db
-from bootsep.pipeline.jobs.spatial_shard import fit_teacher
+from bootsep.pipeline.jobs.spatial_shard import fit_teacher, refine_frames
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.train.model import DeepClusteringBLSTM
@@ -213,13 +213,18 @@ def model_estimate(model: DeepClusteringBLSTM, mixture: np.ndarray, cfg: StftCon
 def teacher_estimate(teacher: Teacher, mix: RealMixture, cfg: StftConfig, mics: np.ndarray,
                      speed_of_sound: float) -> np.ndarray:
     """A spatial teacher's sources ``(K, L)``: its posteriors (eq. 3) on channel 0's STFT, fitted
-    on channel 0 and the pair channel (``pair``) or every microphone (``all``)."""
+    on channel 0 and the pair channel (``pair``) or every microphone (``all``), refined by its
+    beamformers as the spatial stage does (``beamform: mvdr``)."""
     channels = [0, mix.pair_channel] if teacher.channels == "pair" \
         else list(range(mix.images.shape[1]))
     spec = stft(mix.mixture[channels], cfg)                       # (C, T, F)
     X = spec[None]
-    frames, _, _ = fit_teacher(X, log_magnitude_db(spec[:1]), np.array([spec.shape[1]]),
-                               teacher, cfg, (mics, speed_of_sound))
+    lengths = np.array([spec.shape[1]])
+    frames, _, _ = fit_teacher(X, log_magnitude_db(spec[:1]), lengths, teacher, cfg,
+                               (mics, speed_of_sound))
+    if teacher.beamform != "none":
+        refine_frames(frames, mix.mixture[channels][None], np.array([mix.mixture.shape[-1]]),
+                      lengths, teacher, cfg)
     masks = np.moveaxis(np.asarray(frames["posteriors"][0], np.float32), -1, 0)
     return apply_masks(spec[0], masks, cfg, mix.images.shape[-1])
 

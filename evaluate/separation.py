@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from bootsep.errors import BootsepError
-from bootsep.evaluate.estimates import MixtureEstimates, teacher_approach
+from bootsep.evaluate.estimates import MixtureEstimates, approach_beamformer, teacher_approach
 from bootsep.evaluate.inference import apply_masks, model_masks
 from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.pipeline.audio import load_at_rate, load_references
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned
+from bootsep.pipeline.teachers.beamform import mvdr_separate
 from bootsep.train.model import DeepClusteringBLSTM
 
 
@@ -56,7 +57,8 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                     shard_root: Path, threshold_db: float, seed: int, beta: float | None,
                     batch_size: int,
                     device: torch.device, keep_masks: int = 0,
-                    perbin: Mapping[str, tuple[str, str, float]] | None = None
+                    perbin: Mapping[str, tuple[str, str, float]] | None = None,
+                    beamformers: Mapping[str, tuple[str, StftConfig, float]] | None = None
                     ) -> Iterator[MixtureEstimates]:
     """Estimates of every mixture of ``split`` by each spatial teacher in ``teachers``, each
     model in ``models`` and each per-bin ensemble in ``perbin`` (approach -> (model, teacher,
@@ -66,7 +68,10 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
     does (§3.3); a model's, its K-means masks (binary, or soft of sharpness ``beta``). A per-bin
     ensemble aligns the model's masks to the teacher's posteriors and combines them per bin, the
     model's label right with probability ``trust`` (:func:`~bootsep.evaluate.perbin.perbin_masks`).
-    The first ``keep_masks`` mixtures keep their masks and log-magnitude.
+    A beamformer approach in ``beamformers`` (approach -> (channels ``pair`` | ``all``, long
+    STFT, loading)) separates the mixture's channels by the MVDR beamformers its teacher's masks
+    steer (:func:`~bootsep.pipeline.teachers.beamform.mvdr_separate`). The first
+    ``keep_masks`` mixtures keep their masks and log-magnitude.
     """
     perbin = dict(perbin or {})
     manifest = {m.id: m for m in read_manifest(corpus_dir / split / MANIFEST_NAME)}
@@ -79,6 +84,7 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
         with open_aligned(paths, stages, cfg) as (st, *others):
             ids, specs, logmags = st.ids, st.all_stft("mix_stft"), st.all_frames("mix_logmag_db")
             lengths = st.utterances("num_samples")
+            pair_channels = st.utterances("pair_channel")
             posteriors = {t: sp.all_frames("posteriors") for t, sp in zip(teachers, others[::2])}
             confidence = {t: cf.utterances("mean_confidence")
                           for t, cf in zip(teachers, others[1::2])}
@@ -118,6 +124,12 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                                                             cfg, length))
             out.estimates = {name: apply_masks(specs[u], m, cfg, length)
                              for name, m in masks.items()}
+            for name, (channels, long, loading) in (beamformers or {}).items():
+                chans = [0, int(pair_channels[u])] if channels == "pair" else None
+                audio = load_at_rate(manifest[uid].mixture, cfg.sample_rate, min_channels=2,
+                                     channels=chans)
+                t_masks = masks[teacher_approach(approach_beamformer(name))]
+                out.estimates[name] = mvdr_separate(audio, t_masks, cfg, long, loading=loading)
             if seen < keep_masks:
                 out.logmag_db, out.masks = logmags[u], masks
             seen += 1

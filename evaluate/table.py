@@ -22,8 +22,10 @@ import numpy as np
 
 from bootsep.errors import BootsepError
 from bootsep.evaluate.estimates import (
+    approach_beamformer,
     approach_ensemble,
     approach_teacher,
+    beamformer_approach,
     ensemble_approach,
     teacher_approach,
 )
@@ -100,6 +102,10 @@ def approach_label(conditions: dict[str, Condition], ensembles: dict[str, str], 
     (``evaluate.ensemble_models``, in order) -> their teachers; ``teachers``: name -> (method,
     channels); ``rounds``: self-training round -> (base teacher, student). Paper keys only for
     the paper's own method (and for ensembles, the first model's per-mixture switches)."""
+    steered = approach_beamformer(approach)
+    if steered is not None:
+        return (_channels(teachers, steered),
+                f"MVDR beamformers steered by teacher {steered}'s masks", ("none",))
     teacher = approach_teacher(approach)
     if teacher is not None:
         method, _ = teachers.get(teacher, ("paper", "pair"))
@@ -150,6 +156,7 @@ def table1(conditions: dict[str, Condition], ensembles: dict[str, str], rows: li
     groups = {column: test_groups(rows, column) for column in GROUPS}
     models = list(ensembles)
     order = [*conditions, *(teacher_approach(t) for t in teachers),
+             *(beamformer_approach(t) for t in teachers),
              *(ensemble_approach(k, m, models) for m in models for k in TABLE_KINDS)]
     switches = {ensemble_approach(k, m, models) for m in models for k in TABLE_KINDS[:3]}
     label = functools.partial(approach_label, teachers=teachers, rounds=rounds)

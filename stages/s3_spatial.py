@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # ({key} is the teacher, {item[method]} its method; tests/test_dvc_deps.py checks both);
 # RUN_PARAMS only change how the work runs.
 PARAMS = ("stft", "spatial.num_components", "spatial.teachers.{key}", "spatial.{item[method]}",
-          "spatial.wpe")
+          "spatial.wpe", "spatial.beamform")
 RUN_PARAMS = ("dask",)
 
 
@@ -40,7 +40,8 @@ def load_teacher(params_path: str | os.PathLike, name: str) -> tuple[Teacher, Co
     entry = params.spatial.teachers[name]
     return Teacher.from_config(name, entry, params.spatial.num_components,
                                getattr(params.spatial, entry.method).as_dict(),
-                               params.spatial.wpe.as_dict()), params
+                               params.spatial.wpe.as_dict(),
+                               params.spatial.beamform.as_dict()), params
 
 
 def main(params_path: str | os.PathLike, teacher_name: str,
@@ -54,14 +55,16 @@ def main(params_path: str | os.PathLike, teacher_name: str,
         for split in SPLITS:
             inputs = shard_paths(Path(shard_root) / "stft" / split)
             (tmp / split).mkdir()
+            # own STFT or beamformers: the teacher reads the mixtures' audio
             manifest = str(Path(corpus_dir) / split / MANIFEST_NAME) \
-                if teacher.stft is not None else None    # own STFT: it reads the mixtures' audio
+                if teacher.stft is not None or teacher.beamform != "none" else None
             tasks = [(str(p), cfg, teacher, split, i, str(tmp / split), manifest)
                      for i, p in enumerate(inputs)]
             results = run_tasks(compute_spatial_shard, tasks, params.dask.as_dict(),
                                 f"spatial {teacher.name} {split}", unit="shard")
             summary = {"stage": "spatial", "teacher": teacher.name, "method": teacher.method,
                        "channels": teacher.channels, "dereverb": teacher.dereverb,
+                       "beamform": teacher.beamform,
                        "stft": None if teacher.stft is None else list(teacher.stft),
                        "split": split, "shards": len(results),
                        **{k: sum(r.get(k, 0) for r in results)

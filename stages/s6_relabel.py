@@ -58,6 +58,10 @@ def main(params_path: str | os.PathLike, round_name: str,
         raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', a "
                            "teacher with its own stft; expected one on the student's STFT (the "
                            "student's masks are its prior, bin by bin)", params_path)
+    if base.beamform != "none":
+        raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', a "
+                           f"teacher with beamform {base.beamform}; expected one without (the "
+                           "relabelling refits the delay model only)", params_path)
     teacher = Teacher.from_config(round_name, base, sp.num_components,
                                   sp.delay.as_dict(), sp.wpe.as_dict())
     model_dir = Path(model_root) / entry.student

@@ -47,7 +47,7 @@ from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config, teacher_entries
 from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import KINDS, USABLE, confidence_threshold
-from bootsep.evaluate.estimates import ensemble_approach, teacher_approach
+from bootsep.evaluate.estimates import beamformer_approach, ensemble_approach, teacher_approach
 from bootsep.evaluate.scoring import (
     best_ensemble,
     choose_on_valid,
@@ -59,6 +59,7 @@ from bootsep.evaluate.scoring import (
 )
 from bootsep.evaluate.separation import split_estimates
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
+from bootsep.pipeline.teachers.spec import stft_config_ms
 from bootsep.progress import Progress
 from bootsep.train.conditions import condition_names, conditions
 from bootsep.train.loop import resolve_device
@@ -73,8 +74,8 @@ log = logging.getLogger(__name__)
 
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # (tests/test_dvc_deps.py checks both); RUN_PARAMS only change how the work runs.
-PARAMS = ("stft", "spatial.teachers", "self_training.rounds", "evaluate", "train.num_sources",
-          "train_conditions")
+PARAMS = ("stft", "spatial.teachers", "spatial.beamform", "self_training.rounds", "evaluate",
+          "train.num_sources", "train_conditions")
 RUN_PARAMS = ("train.device", "train.torch_threads")
 
 
@@ -135,7 +136,12 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     trust = choose_on_valid(valid_by, ens_teacher, thresholds, candidates, name_of,
                              ev.random_seed)
     perbin = {name_of[m, "perbin"]: (m, ens_teacher[m], trust[m]) for m in ens_models}
+    bf = params.spatial.beamform
+    beamformers = {beamformer_approach(t): (e.channels, stft_config_ms(
+        cfg, bf.window_ms, bf.hop_ms, "spatial.beamform"), bf.loading)
+        for t, e in params.spatial.teachers.items() if e.beamform != "none"}
     teacher_of = {**{teacher_approach(t): t for t in teachers},
+                  **{a: t for t in teachers if (a := beamformer_approach(t)) in beamformers},
                   **{n: by_name[n].teacher or first_teacher for n in models},
                   **{a: t for a, (_, t, _) in perbin.items()}}
 
@@ -143,7 +149,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     with atomic_dir(out) as tmp:
         with Progress(summary_count(shard_root / "stft" / "test"), "evaluate test", "mix") as bar:
             estimates = split_estimates("test", models=models, keep_masks=ev.examples,
-                                        perbin=perbin, **common)
+                                        perbin=perbin, beamformers=beamformers, **common)
             for i, est in enumerate(estimates):
                 for approach in test_rows:
                     test_rows[approach].append(score(est, "test", approach, teacher_of[approach]))

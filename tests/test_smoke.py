@@ -297,7 +297,10 @@ def test_folder_without_references_runs_every_stage(folder_smoke):
     ensembles = {f"ensemble_{k}" + ("" if i == 0 else f"@{m}")
                  for i, m in enumerate(params["evaluate"]["ensemble_models"])
                  for k in ("confidence", "perbin")}    # the ensembles that need no references
+    beamformers = [t for t, e in params["spatial"]["teachers"].items()
+                   if e.get("beamform", "none") != "none"]
     approaches = {*(f"spatial_{t}" for t in teachers), *ensembles,
+                  *(f"beamformer_{t}" for t in beamformers),
                   *params["train_conditions"]["spatial"], *params["train_conditions"]["rounds"]}
     assert {r["approach"] for r in test} == approaches
     test_ids = sorted(r["id"] for r in manifests["test"])

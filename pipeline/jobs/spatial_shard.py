@@ -17,6 +17,10 @@ utterances in the same order, with the teacher recorded in the attributes:
 - ``iva``: :func:`bootsep.pipeline.teachers.iva.iva_masks` (pyroomacoustics' AuxIVA, ratio
   masks); the cACG models of its posteriors and of one component give its fit term.
 
+A teacher with ``beamform: mvdr`` refines its masks after the fit: they steer MVDR beamformers
+over its microphones (:mod:`bootsep.pipeline.teachers.beamform`, on the mixtures' audio) whose
+outputs' ratio masks replace them (:func:`refine_frames`).
+
 A teacher with ``dereverb: wpe`` clusters the WPE-dereverberated STFT
 (:mod:`bootsep.pipeline.teachers.wpe`); its masks stay masks of the reverberant mixture. A
 teacher with its own STFT reads the mixtures' audio (the corpus's manifest), fits on its STFT and
@@ -40,6 +44,7 @@ from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.storage.float16 import complex_from_pairs
 from bootsep.pipeline.storage.shards import Shard, write_shard
+from bootsep.pipeline.teachers.beamform import refine_masks
 from bootsep.pipeline.teachers.cacgmm import cacgmm_masks, fit_model
 from bootsep.pipeline.teachers.delay import bin_frequencies, delay_masks
 from bootsep.pipeline.teachers.delay_jsd import fit_frequency_weights
@@ -72,11 +77,12 @@ def compute_spatial_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, spl
     (``manifest``: the split's manifest.csv, read by a teacher with its own STFT)."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
+        if teacher.stft is not None or teacher.beamform != "none":
+            audio, num_samples = read_audio_channels(
+                manifest, s.ids, s.utterances("pair_channel"), int(s.attrs["num_channels"]),
+                teacher.channels, cfg.sample_rate)
         if teacher.stft is not None:
             ids, lengths = s.ids, s.num_frames
-            audio, num_samples = read_audio_channels(
-                manifest, ids, s.utterances("pair_channel"), int(s.attrs["num_channels"]),
-                teacher.channels, cfg.sample_rate)
         else:
             X, lengths, ids = read_channels(s, teacher.channels)
             logmag = pad_stack(s.all_frames("mix_logmag_db"), fill=-np.inf)[0] \
@@ -89,8 +95,27 @@ def compute_spatial_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, spl
                                f"the stft shard {lengths.max(initial=0)}", manifest)
     else:
         frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry)
+    if teacher.beamform != "none":
+        refine_frames(frames, audio, num_samples, lengths, teacher, cfg)
     return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, teacher.attrs(cfg),
                                split, index, ids, lengths, frames, utterances, info)
+
+
+def refine_frames(frames: dict, audio: np.ndarray, num_samples: np.ndarray,
+                  lengths: np.ndarray, teacher: Teacher, cfg: StftConfig) -> None:
+    """``beamform: mvdr``: each mixture's posteriors (on the student's grid ``cfg``) replaced,
+    in place, by the ratio masks of the MVDR beamformers they steer over its channels of
+    ``audio (B, C, L)`` (:func:`~bootsep.pipeline.teachers.beamform.refine_masks`), its
+    labels by their argmax; the fit mask and the fit-term parameters stay the teacher's."""
+    long = teacher.beamform_config(cfg)
+    o = dict(teacher.beamform_settings)
+    post, labels = frames["posteriors"], frames["labels"]
+    for b, (T, L) in enumerate(zip(lengths, num_samples)):
+        masks = np.moveaxis(np.asarray(post[b, :T], np.float32), -1, 0)       # (K, T, F)
+        refined, _ = refine_masks(audio[b, :, :L], masks, cfg, long,
+                                  iterations=o["iterations"], loading=o["loading"])
+        post[b, :T] = np.moveaxis(refined, 0, -1)
+        labels[b, :T] = refined.argmax(axis=0)
 
 
 def read_audio_channels(manifest: str | None, ids: list[str], pair_channels: np.ndarray,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from bootsep.config import CHANNEL_SETS, DEREVERB_METHODS
+from bootsep.config import BEAMFORM_METHODS, CHANNEL_SETS, DEREVERB_METHODS
 from bootsep.config import TEACHER_METHODS as METHODS
 from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
@@ -21,7 +21,8 @@ class Teacher:
     mixture's pair channel; ``all``: every stored microphone), ``num_components`` K and the
     method's settings (``spatial.<method>``) as sorted ``(key, value)`` items; ``stft``: its own
     ``(window_ms, hop_ms)`` or None (the student's STFT); ``dereverb``: ``none`` or ``wpe`` with
-    ``wpe`` (``spatial.wpe``) as sorted items."""
+    ``wpe`` (``spatial.wpe``) as sorted items; ``beamform``: ``none`` or ``mvdr`` with
+    ``beamform_settings`` (``spatial.beamform``) as sorted items."""
 
     name: str
     method: str
@@ -31,6 +32,8 @@ class Teacher:
     stft: tuple[float, float] | None = None
     dereverb: str = "none"
     wpe: tuple[tuple[str, object], ...] = ()
+    beamform: str = "none"
+    beamform_settings: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self):
         if self.method not in METHODS or self.channels not in CHANNEL_SETS:
@@ -44,30 +47,39 @@ class Teacher:
         if self.method == "paper" and (self.stft is not None or self.dereverb != "none"):
             raise BootsepError(f"teacher {self.name}: the paper's method has no own stft or "
                                "dereverb")
+        if self.beamform not in BEAMFORM_METHODS:
+            raise BootsepError(f"teacher {self.name}: unknown beamform {self.beamform!r} "
+                               f"(expected one of {', '.join(BEAMFORM_METHODS)})")
+        if self.beamform == "mvdr" and not self.beamform_settings:
+            raise BootsepError(f"teacher {self.name}: beamform mvdr needs the spatial.beamform "
+                               "settings")
         if self.dereverb == "wpe" and not self.wpe:
             raise BootsepError(f"teacher {self.name}: dereverb wpe needs the spatial.wpe "
                                "settings")
 
     @classmethod
     def from_config(cls, name: str, entry, num_components: int, settings: dict,
-                    wpe: dict | None = None) -> Teacher:
+                    wpe: dict | None = None, beamform: dict | None = None) -> Teacher:
         own = None if entry.stft is None else (entry.stft.window_ms, entry.stft.hop_ms)
         return cls(name, entry.method, entry.channels, int(num_components),
                    tuple(sorted(settings.items())), own, entry.dereverb,
-                   tuple(sorted((wpe or {}).items())) if entry.dereverb == "wpe" else ())
+                   tuple(sorted((wpe or {}).items())) if entry.dereverb == "wpe" else (),
+                   entry.beamform,
+                   tuple(sorted((beamform or {}).items())) if entry.beamform == "mvdr" else ())
+
+    def beamform_config(self, student: StftConfig) -> StftConfig:
+        """The long STFT of the teacher's beamformers (``spatial.beamform``'s window and hop
+        at the student's rate and window function)."""
+        o = dict(self.beamform_settings)
+        return stft_config_ms(student, o["window_ms"], o["hop_ms"],
+                          f"spatial.beamform (teacher {self.name})")
 
     def stft_config(self, student: StftConfig) -> StftConfig:
         """The STFT the teacher fits on: its own (window and hop in samples at the student's
         rate, the student's window function) or the student's."""
         if self.stft is None:
             return student
-        win, hop = (ms * student.sample_rate / 1000.0 for ms in self.stft)
-        if abs(win - round(win)) > 1e-6 or abs(hop - round(hop)) > 1e-6 or round(hop) < 1 \
-                or round(win) % round(hop):
-            raise BootsepError(f"spatial.teachers.{self.name}.stft: window {self.stft[0]:g} ms "
-                               f"and hop {self.stft[1]:g} ms are not whole numbers of samples at "
-                               f"{student.sample_rate} Hz with the window a multiple of the hop")
-        return StftConfig(student.sample_rate, int(round(win)), int(round(hop)), student.window)
+        return stft_config_ms(student, *self.stft, f"spatial.teachers.{self.name}.stft")
 
     @property
     def options(self) -> dict:
@@ -75,7 +87,7 @@ class Teacher:
 
     def __hash__(self) -> int:          # settings may hold a dict (cacgmm's init)
         return hash((self.name, self.method, self.channels, self.num_components, self.stft,
-                     self.dereverb, self.wpe))
+                     self.dereverb, self.wpe, self.beamform, self.beamform_settings))
 
     def attrs(self, student: StftConfig | None = None) -> dict:
         """Shard attributes recording the teacher (with ``student``: the STFT it fitted on,
@@ -87,4 +99,18 @@ class Teacher:
                 "num_components": self.num_components, "dereverb": self.dereverb, **own,
                 **{f"{self.method}.{k}": json.dumps(v) if isinstance(v, dict) or v is None else v
                    for k, v in self.settings},
-                **{f"wpe.{k}": v for k, v in self.wpe}}
+                **{f"wpe.{k}": v for k, v in self.wpe},
+                **({"beamform": self.beamform} if self.beamform != "none" else {}),
+                **{f"beamform.{k}": v for k, v in self.beamform_settings}}
+
+
+def stft_config_ms(student: StftConfig, window_ms: float, hop_ms: float, key: str) -> StftConfig:
+    """An STFT of window and hop in ms at the student's rate and window function; an error
+    naming ``key`` unless both are whole numbers of samples, the window a multiple of the hop."""
+    win, hop = (ms * student.sample_rate / 1000.0 for ms in (window_ms, hop_ms))
+    if abs(win - round(win)) > 1e-6 or abs(hop - round(hop)) > 1e-6 or round(hop) < 1 \
+            or round(win) % round(hop):
+        raise BootsepError(f"{key}: window {window_ms:g} ms and hop {hop_ms:g} ms are not whole "
+                           f"numbers of samples at {student.sample_rate} Hz with the window a "
+                           "multiple of the hop")
+    return StftConfig(student.sample_rate, int(round(win)), int(round(hop)), student.window)
