@@ -165,6 +165,33 @@ def test_mask_beta_bench_reproduces_the_evaluate_stage(smoke):
     assert out["models"]["gt"]["binary"]["all"]["si_sdri"] != soft["si_sdri"]
 
 
+def test_beamform_bench_reproduces_the_evaluate_stage(smoke):
+    # bench/beamform.py refits the teacher without beamformers and refines it as the spatial
+    # stage does: its refined masks and beamformers at params.yaml's settings score as the
+    # evaluate stage's teacher and beamformer rows (up to the shards' float16 masks)
+    import csv
+
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    bf = params["spatial"]["beamform"]
+    (teacher,) = [t for t, e in params["spatial"]["teachers"].items()
+                  if e.get("beamform") == "mvdr"]
+    key = f"{bf['window_ms']:g}/{bf['hop_ms']:g} x{bf['iterations']}"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "beamform.py"), "--teacher",
+                           teacher, "--split", "test", "--windows",
+                           f"{bf['window_ms']:g}/{bf['hop_ms']:g}", "--iterations",
+                           str(bf["iterations"])],
+                          cwd=smoke, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])["approaches"]
+    with open(smoke / "data/results/eval/per_mixture.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "test"]
+    for bench, approach in ((f"refined {key}", f"spatial_{teacher}"),
+                            (f"beamformer {key}", f"beamformer_{teacher}")):
+        stage = [float(r["si_sdri"]) for r in rows if r["approach"] == approach]
+        assert out[bench]["all"]["n"] == len(stage) > 0
+        assert out[bench]["all"]["si_sdri"] == pytest.approx(np.mean(stage), abs=0.1), bench
+
+
 def test_second_repro_is_a_noop(smoke):
     status = _dvc(smoke, "status", "--json")
     assert status.returncode == 0, status.stderr

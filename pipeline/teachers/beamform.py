@@ -13,7 +13,7 @@ default 512 ms) from the masked multichannel images, and the beamformer runs the
 Measured (run of 69f37e2, the cacgmm_rooms teacher's masks, 8 mics; SI-SDRi on the validation
 split, all / reverberant mixtures): its masks 8.05 / 4.75 dB; refined masks (one pass, 512 ms)
 9.07 / 6.33, beamformer steered by them 11.86 / 7.20; at 256 ms 9.10 / 6.18 and 12.22 / 6.36;
-a second pass 9.08 / 6.54 and 11.76 / 7.42 (bench: /tmp experiment, see the README).
+a second pass 9.08 / 6.54 and 11.76 / 7.42 (bench/beamform.py).
 """
 
 from __future__ import annotations
