@@ -59,10 +59,8 @@ def measure(teacher_name: str, split: str, windows: list[tuple[float, float]],
             params_path: str = "params.yaml") -> dict:
     params = load_config(params_path, ("stft", "spatial"))
     cfg, sp = stft_config(params.stft), params.spatial
-    entry = sp.teachers[teacher_name]
-    teacher = replace(Teacher.from_config(teacher_name, entry, sp.num_components,
-                                          getattr(sp, entry.method).as_dict(), sp.wpe.as_dict()),
-                      beamform="none", beamform_settings=())
+    teacher = replace(Teacher.from_spatial(teacher_name, sp), beamform="none",
+                      beamform_settings=())
     loading = sp.beamform.loading
     manifest_path = Path("data/corpus") / split / MANIFEST_NAME
     manifest = {m.id: m for m in read_manifest(manifest_path)}

@@ -12,7 +12,10 @@ Approaches (``approach=``):
   IPD -> PCA -> GMM (§2.1) on channels 0 and 1, or the ``delay`` teacher on channels 0 and 1
   (``channels: pair``) or on every channel of the input (``channels: all``; free delays, a
   recording's array geometry being unknown), the ``cacgmm`` teacher started from it, or
-  ``iva`` (AuxIVA's ratio masks).
+  ``iva`` (AuxIVA's ratio masks). A teacher with ``beamform: mvdr`` (``cacgmm_rooms``)
+  refines its masks by the MVDR beamformers they steer, as the spatial stage does, and its
+  ``spatial`` output is those beamformers' (the evaluate stage's ``beamformer_<teacher>``
+  row; the ensembles use the refined masks, as evaluated).
 - ``ensemble``: the best measured ensemble of the model with its teacher, from the evaluate
   stage's ``ensemble.json``, found from the model's path, not the working folder:
   ``<model>/../../results/eval/ensemble.json`` (the pipeline's ``data/models/<name>`` ->
@@ -58,6 +61,7 @@ from bootsep.pipeline.audio import pcm_to_float, resample
 from bootsep.pipeline.channels import INDEPENDENT, describe
 from bootsep.pipeline.features import log_magnitude_db
 from bootsep.pipeline.stft import StftConfig, stft
+from bootsep.pipeline.teachers.beamform import mvdr_separate
 from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.progress import Progress
 from bootsep.separate.blocks import (
@@ -278,8 +282,13 @@ class Separator:
         spatial_masks_ = None
         perbin = approach == "ensemble" and self.ensemble_kind == "perbin"
         if stereo:
-            spatial_masks_, confidence, channels = self.spatial_masks(spec, logmag, num_sources)
+            spatial_masks_, confidence, channels = self.spatial_masks(spec, logmag, num_sources,
+                                                                      y)
         cue = channels == INDEPENDENT
+        if approach == "spatial" and self.beamforms and cue:
+            out = mvdr_separate(y, spatial_masks_, cfg, self.spatial.teacher.beamform_config(cfg),
+                                loading=dict(self.spatial.teacher.beamform_settings)["loading"])
+            return self._block_output(out, rate, length, "spatial", confidence, channels)
         if approach == "spatial" or (approach == "ensemble" and not perbin and cue
                                      and self.use_spatial(confidence)):
             masks, choice = spatial_masks_, "spatial"
@@ -290,10 +299,20 @@ class Separator:
             choice = "perbin"
         else:
             masks, choice = self.model_masks(logmag, num_sources), "model"
-        out = apply_masks(spec[0], masks, cfg, y.shape[-1])
-        out = resample(out, cfg.sample_rate, rate)
-        out = _fit_length(out, length)
+        return self._block_output(apply_masks(spec[0], masks, cfg, y.shape[-1]), rate, length,
+                                  choice, confidence, channels)
+
+    def _block_output(self, out: np.ndarray, rate: int, length: int, choice: str,
+                      confidence: float | None, channels: int | None) -> BlockOutput:
+        """Sources ``out (K, n)`` at the model's rate, back at ``rate`` and ``length``."""
+        out = _fit_length(resample(out, self.stft_config.sample_rate, rate), length)
         return BlockOutput(out, {"choice": choice, "confidence": confidence, "channels": channels})
+
+    @property
+    def beamforms(self) -> bool:
+        """Whether the teacher refines its masks by MVDR beamformers (and the spatial
+        approach outputs them)."""
+        return self.spatial.teacher.beamform != "none"
 
     def use_spatial(self, confidence: float | None) -> bool:
         """Ensemble rule (§3.3): the spatial estimate when its mean confidence is above the
@@ -310,11 +329,13 @@ class Separator:
                            beta=self.mask_beta,
                            device=self.device)[0]
 
-    def spatial_masks(self, spec: np.ndarray, logmag: np.ndarray,
-                      num_sources: int) -> tuple[np.ndarray, float, int]:
+    def spatial_masks(self, spec: np.ndarray, logmag: np.ndarray, num_sources: int,
+                      audio: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
         """The teacher's posterior masks ``(K, T, F)`` (eq. 3), the mean confidence (eqs. 4–6)
-        and the channel check's reason code (:func:`spatial_separation`)."""
-        return spatial_separation(spec, logmag, num_sources, self.spatial, self.stft_config)
+        and the channel check's reason code (:func:`spatial_separation`; ``audio (C, L)``:
+        the block at the model's rate, which a beamforming teacher refines its masks on)."""
+        return spatial_separation(spec, logmag, num_sources, self.spatial, self.stft_config,
+                                  audio)
 
     def report(self, requested: str, used: str, num_sources: int, rate: int, channels: int,
                length: int, blocks: list[dict], *, block_seconds: float | None,
@@ -356,18 +377,21 @@ class Separator:
 
 
 def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
-                       settings: SpatialSettings, cfg: StftConfig) -> tuple[np.ndarray, float, int]:
+                       settings: SpatialSettings, cfg: StftConfig,
+                       audio: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
     """A teacher's masks ``(K, T, F)`` of one multichannel STFT ``spec (C, T, F)`` (the paper's
     teacher: channels 0 and 1; the others: the channels given, free delays since a recording's
     array is unknown), its mean confidence computed as the spatial and confidence stages do
     (:func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher`,
     :func:`~bootsep.pipeline.jobs.confidence_shard.fit_term`; eqs. 4–6, generalised eq. 5),
     and the channel check of channels 0 and 1 (:mod:`bootsep.pipeline.channels`; not 0:
-    uniform masks, confidence 0)."""
+    uniform masks, confidence 0). A teacher with ``beamform: mvdr`` refines its masks on
+    ``audio (C, L)``, the channels of ``spec`` in time, before the confidence, as the spatial
+    stage does (:func:`~bootsep.pipeline.jobs.spatial_shard.refine_frames`)."""
     from bootsep.pipeline.channels import check_channel_pair
     from bootsep.pipeline.confidence import measures
     from bootsep.pipeline.jobs.confidence_shard import fit_term, mixture_seeds
-    from bootsep.pipeline.jobs.spatial_shard import fit_teacher
+    from bootsep.pipeline.jobs.spatial_shard import fit_teacher, refine_frames
 
     teacher = replace(settings.teacher, num_components=num_sources)
     X = np.asarray(spec, np.complex64)[None]
@@ -375,6 +399,12 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     valid = np.ones((1, X.shape[2]), dtype=bool)
     frames, utterances, _ = fit_teacher(X, np.asarray(logmag, np.float32)[None], lengths,
                                         teacher, cfg, (None, None))
+    if teacher.beamform != "none":
+        if audio is None:
+            raise BootsepError(f"teacher {teacher.name} refines its masks by beamforming; "
+                               "expected the block's audio")
+        refine_frames(frames, np.asarray(audio, np.float32)[None], np.array([audio.shape[-1]]),
+                      lengths, teacher, cfg)
     degenerate = utterances["degenerate"].astype(bool)
     fit = fit_term(teacher.method, utterances.__getitem__, cfg, settings.jsd_samples,
                    mixture_seeds([CONFIDENCE_ID], settings.jsd_seed), degenerate)
@@ -584,9 +614,7 @@ def _training_settings(folder: Path, meta: dict) -> dict:
     if name not in teachers:
         raise BootsepError(f"the model's teacher '{name}' is not in params_file.spatial.teachers",
                            path)
-    entry = teachers[name]
-    teacher = Teacher.from_config(name, entry, cfg.spatial.num_components,
-                                  getattr(cfg.spatial, entry.method).as_dict())
+    teacher = Teacher.from_spatial(name, cfg.spatial)
     return {"teacher": teacher, "confidence": cfg.confidence.as_dict(),
             "evaluate": cfg.evaluate.as_dict()}
 

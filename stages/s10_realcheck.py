@@ -105,10 +105,7 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
             continue
         models[name], _ = load_model(Path(model_root) / name, device, expect_stft=cfg)
     sp = params.spatial
-    teachers = [Teacher.from_config(t, sp.teachers[t], sp.num_components,
-                                    getattr(sp, sp.teachers[t].method).as_dict(), sp.wpe.as_dict(),
-                                    sp.beamform.as_dict())
-                for t in rc.teachers]
+    teachers = [Teacher.from_spatial(t, sp) for t in rc.teachers]
     for t in teachers:
         if t.stft is not None:      # evaluate/realcheck.py fits on the student's STFT only
             raise BootsepError(f"realcheck.teachers: '{t.name}' has its own stft; expected a "

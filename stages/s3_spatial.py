@@ -37,11 +37,7 @@ def load_teacher(params_path: str | os.PathLike, name: str) -> tuple[Teacher, Co
     """The configured teacher ``name`` (``spatial.teachers.<name>`` and its method's section)
     and the stage's settings."""
     params = load_config(params_path, PARAMS + RUN_PARAMS, teacher=name)
-    entry = params.spatial.teachers[name]
-    return Teacher.from_config(name, entry, params.spatial.num_components,
-                               getattr(params.spatial, entry.method).as_dict(),
-                               params.spatial.wpe.as_dict(),
-                               params.spatial.beamform.as_dict()), params
+    return Teacher.from_spatial(name, params.spatial), params
 
 
 def main(params_path: str | os.PathLike, teacher_name: str,

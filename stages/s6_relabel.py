@@ -62,8 +62,7 @@ def main(params_path: str | os.PathLike, round_name: str,
         raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', a "
                            f"teacher with beamform {base.beamform}; expected one without (the "
                            "relabelling refits the delay model only)", params_path)
-    teacher = Teacher.from_config(round_name, base, sp.num_components,
-                                  sp.delay.as_dict(), sp.wpe.as_dict())
+    teacher = Teacher.from_spatial(round_name, sp, entry=base)
     model_dir = Path(model_root) / entry.student
     if not (model_dir / BEST_MODEL).is_file():
         raise BootsepError(f"self_training.rounds.{round_name}.student is '{entry.student}'; "

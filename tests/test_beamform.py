@@ -232,3 +232,70 @@ def test_the_beamformer_row_is_labelled_with_its_teacher():
     channels, text, key = approach_label({}, {}, beamformer_approach("rooms"),
                                          {"rooms": ("cacgmm", "all")})
     assert channels == "all mics" and "rooms" in text and "MVDR" in text and key == ("none",)
+
+
+def test_every_shipped_teacher_loads_with_the_settings_it_asks_for():
+    """Teacher.from_spatial (every stage, the benches and ``bootsep separate`` load teachers
+    with it): wpe settings exactly for dereverb wpe, beamform settings exactly for mvdr; an
+    entry in another's place (a self-training round) takes that entry's method."""
+    from bootsep.pipeline.teachers.spec import Teacher
+    spatial = parse_config(RAW).spatial
+    kinds = set()
+    for name, entry in spatial.teachers.items():
+        teacher = Teacher.from_spatial(name, spatial)
+        assert teacher.options == getattr(spatial, entry.method).as_dict()
+        assert bool(teacher.wpe) == (entry.dereverb == "wpe")
+        assert dict(teacher.beamform_settings) == (
+            spatial.beamform.as_dict() if entry.beamform == "mvdr" else {})
+        kinds.add((entry.dereverb, entry.beamform))
+    assert ("wpe", "mvdr") in kinds and ("none", "none") in kinds
+    base = next(e for e in spatial.teachers.values() if e.method == "delay")
+    assert Teacher.from_spatial("round", spatial, entry=base).method == "delay"
+
+
+def test_separate_with_a_beamforming_teachers_model_outputs_its_beamformers(tmp_path):
+    """A model of the cacgmm_rooms teacher (wpe, mvdr) loads in ``bootsep separate``; its
+    spatial approach on a 4-channel mixture gives the MVDR beamformers steered by the refined
+    masks, which beat those masks applied to channel 0 (its confidence ensemble's output)."""
+    from test_separate import make_model_folder
+
+    from bootsep.separate.separator import Separator, spatial_separation
+    rng = np.random.default_rng(12)
+    n = 3 * FS
+    mics = circular_array(4, 0.05)
+    imgs = np.stack([free_field_images(speechlike(rng, n, FS), mics, source_position(az, 1.5),
+                                       FS, 343.0) for az in (25.0, 150.0)])
+    mix = imgs.sum(0)
+    scale = 0.5 / np.abs(mix).max()
+    mix, refs = (mix * scale).astype(np.float32), imgs[:, 0] * scale
+    name = next(t for t, e in RAW["spatial"]["teachers"].items()
+                if e.get("beamform") == "mvdr" and e["channels"] == "all")
+    sep = Separator.from_pretrained(make_model_folder(tmp_path, "rooms_alpha_1", teacher=name),
+                                    device="cpu", threshold=0.0)
+    teacher = sep.spatial.teacher
+    assert teacher.beamform == "mvdr" and teacher.wpe and sep.channels_used(4) == 4
+    out, info = sep.separate(mix, FS, approach="spatial", block_seconds=None)
+    assert info["choices"] == ["spatial"]
+    cfg = sep.stft_config
+    spec = stft(mix, cfg)
+    from bootsep.pipeline.features import log_magnitude_db
+    masks, conf, _ = spatial_separation(spec, log_magnitude_db(spec[0]), 2, sep.spatial, cfg,
+                                        mix)
+    assert conf == pytest.approx(info["mean_spatial_confidence"], rel=1e-5)
+    long = teacher.beamform_config(cfg)
+    expect = mvdr_separate(mix, masks, cfg, long,
+                           loading=dict(teacher.beamform_settings)["loading"])
+    np.testing.assert_allclose(out, expect, atol=1e-4)
+    ens, info_e = sep.separate(mix, FS, approach="ensemble", block_seconds=None)
+    assert info_e["choices"] == ["spatial"]
+    np.testing.assert_allclose(ens, istft(masks * spec[0][None], cfg, mix.shape[-1]),
+                               atol=1e-4)
+
+    def gain(est):
+        best = max(((0, 1), (1, 0)), key=lambda p: sum(si_sdr_db(est[p[k]], refs[k])
+                                                        for k in range(2)))
+        return np.mean([si_sdr_db(est[best[k]], refs[k]) - si_sdr_db(mix[0], refs[k])
+                        for k in range(2)])
+    assert gain(out) > gain(ens) + 1.0 and gain(out) > 8.0, (gain(out), gain(ens))
+    with pytest.raises(BootsepError, match="expected the block's audio"):
+        spatial_separation(spec, log_magnitude_db(spec[0]), 2, sep.spatial, cfg)
