@@ -385,28 +385,40 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     (:func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher`,
     :func:`~bootsep.pipeline.jobs.confidence_shard.fit_term`; eqs. 4–6, generalised eq. 5),
     and the channel check of channels 0 and 1 (:mod:`bootsep.pipeline.channels`; not 0:
-    uniform masks, confidence 0). A teacher with ``beamform: mvdr`` refines its masks on
-    ``audio (C, L)``, the channels of ``spec`` in time, before the confidence, as the spatial
-    stage does (:func:`~bootsep.pipeline.jobs.spatial_shard.refine_frames`)."""
+    uniform masks, confidence 0). A teacher with its own ``stft`` fits on ``audio (C, L)``,
+    the channels of ``spec`` in time, its labels mapped onto ``cfg``'s grid, and one with
+    ``beamform: mvdr`` refines its masks on it before the confidence, as the spatial and
+    confidence stages do (:func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher_own_stft`,
+    :func:`~bootsep.pipeline.jobs.spatial_shard.refine_frames`)."""
     from bootsep.pipeline.channels import check_channel_pair
     from bootsep.pipeline.confidence import measures
     from bootsep.pipeline.jobs.confidence_shard import fit_term, mixture_seeds
-    from bootsep.pipeline.jobs.spatial_shard import fit_teacher, refine_frames
+    from bootsep.pipeline.jobs.spatial_shard import (
+        fit_teacher,
+        fit_teacher_own_stft,
+        refine_frames,
+    )
 
     teacher = replace(settings.teacher, num_components=num_sources)
     X = np.asarray(spec, np.complex64)[None]
     lengths = np.array([X.shape[2]])
     valid = np.ones((1, X.shape[2]), dtype=bool)
-    frames, utterances, _ = fit_teacher(X, np.asarray(logmag, np.float32)[None], lengths,
-                                        teacher, cfg, (None, None))
+    if (teacher.stft is not None or teacher.beamform != "none") and audio is None:
+        raise BootsepError(f"teacher {teacher.name} fits on its own STFT or refines its masks "
+                           "by beamforming; expected the block's audio")
+    fit_cfg = teacher.stft_config(cfg)
+    if teacher.stft is not None:          # its fit on its STFT, mapped onto the model's grid
+        frames, utterances, _ = fit_teacher_own_stft(np.asarray(audio, np.float32)[None],
+                                                     np.array([audio.shape[-1]]), teacher, cfg,
+                                                     (None, None))
+    else:
+        frames, utterances, _ = fit_teacher(X, np.asarray(logmag, np.float32)[None], lengths,
+                                            teacher, cfg, (None, None))
     if teacher.beamform != "none":
-        if audio is None:
-            raise BootsepError(f"teacher {teacher.name} refines its masks by beamforming; "
-                               "expected the block's audio")
         refine_frames(frames, np.asarray(audio, np.float32)[None], np.array([audio.shape[-1]]),
                       lengths, teacher, cfg)
     degenerate = utterances["degenerate"].astype(bool)
-    fit = fit_term(teacher.method, utterances.__getitem__, cfg, settings.jsd_samples,
+    fit = fit_term(teacher.method, utterances.__getitem__, fit_cfg, settings.jsd_samples,
                    mixture_seeds([CONFIDENCE_ID], settings.jsd_seed), degenerate)
     conf = measures(frames["labels"], frames["posteriors"], fit, degenerate, valid,
                     frames["fit_mask"])              # as the confidence stage: eqs. 4, 6

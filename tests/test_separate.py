@@ -693,3 +693,51 @@ def test_the_model_folders_mask_beta_sets_soft_masks(tmp_path):
                                atol=1e-6)
     _, info = soft.separate(mix[0], RATE)
     assert info["kmeans"]["mask_beta"] == 2.5
+
+
+def test_a_teacher_with_its_own_stft_fits_there_in_separate(tmp_path):
+    """A model of a teacher with its own STFT (the shipped iva_pair_rooms, 128/32 ms): the
+    separator fits that teacher on its STFT of the block's audio and maps the labels onto the
+    model's grid, as the spatial stage does (fit_teacher_own_stft), not on the model's STFT;
+    without the audio it is a one-line error."""
+    from dataclasses import replace
+
+    from bootsep.pipeline.features import log_magnitude_db
+    from bootsep.pipeline.jobs.spatial_shard import fit_teacher, fit_teacher_own_stft
+    from bootsep.pipeline.stft import stft
+    from bootsep.separate.separator import spatial_separation
+
+    name = next(t for t, e in REPO_SPATIAL["teachers"].items() if e.get("stft"))
+    sep = Separator.from_pretrained(make_model_folder(tmp_path, "own", teacher=name),
+                                    device="cpu", threshold=0.0)
+    teacher = sep.spatial.teacher
+    assert teacher.stft is not None and sep.stft_config.win_length < \
+        teacher.stft_config(sep.stft_config).win_length
+    from oracles import bench_attr
+
+    from bootsep.pipeline.corpus.spatialize import free_field_images, source_position
+    speechlike = bench_attr("spatial_throughput", "speechlike")
+    rng = np.random.default_rng(6)
+    mics = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]])
+    imgs = np.stack([free_field_images(speechlike(rng, 3 * RATE, RATE), mics,
+                                       source_position(az, 1.5), RATE, 343.0)
+                     for az in (30.0, 130.0)])
+    scale = 0.5 / np.abs(imgs.sum(0)).max()
+    mix, refs = (imgs.sum(0) * scale).astype(np.float32), imgs[:, 0] * scale
+    cfg = sep.stft_config
+    spec = stft(mix, cfg)
+    masks, conf, _ = spatial_separation(spec, log_magnitude_db(spec[0]), 2, sep.spatial, cfg, mix)
+    frames, _, _ = fit_teacher_own_stft(mix[None], np.array([mix.shape[-1]]), teacher, cfg,
+                                        (None, None))
+    np.testing.assert_allclose(masks, np.moveaxis(frames["posteriors"][0], -1, 0), atol=1e-6)
+    on_grid, _, _ = fit_teacher(spec[None], None, np.array([spec.shape[1]]),
+                                replace(teacher, stft=None), cfg, (None, None))
+    assert not np.allclose(masks, np.moveaxis(on_grid["posteriors"][0], -1, 0), atol=1e-2)
+    assert 0.0 <= conf <= 1.0
+    out, info = sep.separate(mix, RATE, approach="spatial", block_seconds=None)
+    assert info["mean_spatial_confidence"] == pytest.approx(conf, rel=1e-5)
+    order = best_order(out, refs)
+    gain = np.mean([si_sdr(out[order[k]], refs[k]) - si_sdr(mix[0], refs[k]) for k in range(2)])
+    assert gain > 3.0, gain
+    with pytest.raises(BootsepError, match="own STFT"):
+        spatial_separation(spec, log_magnitude_db(spec[0]), 2, sep.spatial, cfg)
