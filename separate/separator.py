@@ -406,17 +406,17 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     if (teacher.stft is not None or teacher.beamform != "none") and audio is None:
         raise BootsepError(f"teacher {teacher.name} fits on its own STFT or refines its masks "
                            "by beamforming; expected the block's audio")
+    if audio is not None:                 # a batch of one, as the stages' functions take
+        audio, num_samples = np.asarray(audio, np.float32)[None], np.array([audio.shape[-1]])
     fit_cfg = teacher.stft_config(cfg)
     if teacher.stft is not None:          # its fit on its STFT, mapped onto the model's grid
-        frames, utterances, _ = fit_teacher_own_stft(np.asarray(audio, np.float32)[None],
-                                                     np.array([audio.shape[-1]]), teacher, cfg,
+        frames, utterances, _ = fit_teacher_own_stft(audio, num_samples, teacher, cfg,
                                                      (None, None))
     else:
         frames, utterances, _ = fit_teacher(X, np.asarray(logmag, np.float32)[None], lengths,
                                             teacher, cfg, (None, None))
     if teacher.beamform != "none":
-        refine_frames(frames, np.asarray(audio, np.float32)[None], np.array([audio.shape[-1]]),
-                      lengths, teacher, cfg)
+        refine_frames(frames, audio, num_samples, lengths, teacher, cfg)
     degenerate = utterances["degenerate"].astype(bool)
     fit = fit_term(teacher.method, utterances.__getitem__, fit_cfg, settings.jsd_samples,
                    mixture_seeds([CONFIDENCE_ID], settings.jsd_seed), degenerate)

@@ -70,13 +70,13 @@ class Teacher:
     @classmethod
     def from_spatial(cls, name: str, spatial, entry=None) -> Teacher:
         """Teacher ``name`` of a parsed ``spatial`` section: its entry (or ``entry`` in its
-        place: a self-training round refits its base teacher's) with its method's settings and,
-        where the entry asks for them, ``spatial.wpe`` and ``spatial.beamform``."""
+        place: a self-training round refits its base teacher's) with its method's settings and
+        ``spatial.wpe`` and ``spatial.beamform`` (kept by :meth:`from_config` where the entry
+        asks for them)."""
         entry = spatial.teachers[name] if entry is None else entry
-        wpe = spatial.wpe.as_dict() if entry.dereverb == "wpe" else None
-        beamform = spatial.beamform.as_dict() if entry.beamform == "mvdr" else None
         return cls.from_config(name, entry, spatial.num_components,
-                               getattr(spatial, entry.method).as_dict(), wpe, beamform)
+                               getattr(spatial, entry.method).as_dict(), spatial.wpe.as_dict(),
+                               spatial.beamform.as_dict())
 
     def beamform_config(self, student: StftConfig) -> StftConfig:
         """The long STFT of the teacher's beamformers (``spatial.beamform``'s window and hop
