@@ -602,8 +602,8 @@ def read_ensemble_choice(path: str | os.PathLike, name: str,
 
 
 def _training_settings(folder: Path, meta: dict) -> dict:
-    """The spatial teacher (the model's own, for a model trained on a teacher's labels; else
-    the paper's), confidence and evaluate settings of the params the model was trained with
+    """The spatial teacher (the model's own, for a model trained on a teacher's labels; the
+    round's base teacher, for a self-training round's student; else the paper's), confidence and evaluate settings of the params the model was trained with
     (``params_file`` of params.json, checked as params.yaml is: one-line errors naming it)."""
     path = folder / PARAMS_JSON
     if not path.is_file():
@@ -623,9 +623,16 @@ def _training_settings(folder: Path, meta: dict) -> dict:
     name = cond.get("teacher")
     if name is None:       # a ground-truth model: the paper's teacher, if configured
         name = next((n for n, e in teachers.items() if e.method == "paper"), next(iter(teachers)))
+    rounds = (data["params_file"].get("self_training") or {}).get("rounds") or {}
+    if name not in teachers and name in rounds:
+        # a self-training round's student: the round relabels with the student's masks as
+        # prior, which needs a student; separating, its base spatial teacher stands in
+        rounds = parse_config(data["params_file"], ("self_training.rounds",), where=str(path),
+                              prefix="params_file").self_training.rounds
+        name = rounds[name].teacher
     if name not in teachers:
-        raise BootsepError(f"the model's teacher '{name}' is not in params_file.spatial.teachers",
-                           path)
+        raise BootsepError(f"the model's teacher '{name}' is not in params_file.spatial.teachers"
+                           " (nor a round of params_file.self_training.rounds)", path)
     teacher = Teacher.from_spatial(name, cfg.spatial)
     return {"teacher": teacher, "confidence": cfg.confidence.as_dict(),
             "evaluate": cfg.evaluate.as_dict()}

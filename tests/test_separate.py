@@ -220,6 +220,21 @@ def test_separate_stereo_and_mono(sep):
     assert three.shape == (3, mix.shape[1])
 
 
+def test_a_self_training_rounds_student_loads_with_its_rounds_base_teacher(tmp_path):
+    """A round's student (teacher: the round, not a spatial.teachers entry) loads, with the
+    round's base spatial teacher for the spatial approach; an unknown teacher is refused."""
+    folder = make_model_folder(tmp_path, "round_1_alpha_1", teacher="round_1")
+    data = json.loads((folder / "params.json").read_text())
+    data["params_file"]["self_training"] = {
+        "rounds": {"round_1": {"teacher": "delay_pair", "student": "delay_pair_alpha_1"}}}
+    (folder / "params.json").write_text(json.dumps(data))
+    sep = Separator.from_pretrained(folder, device="cpu")
+    assert sep.spatial.teacher.name == "delay_pair" and sep.spatial.teacher.method == "delay"
+    stray = make_model_folder(tmp_path, "stray", teacher="round_9")
+    with pytest.raises(BootsepError, match="round_9.*not in params_file.spatial.teachers"):
+        Separator.from_pretrained(stray, device="cpu")
+
+
 def test_a_delay_teacher_model_separates_with_every_channel(tmp_path):
     """A model trained on the all-microphone delay teacher: its spatial approach runs that
     teacher on every input channel (free delays) and separates a 4-channel mixture."""
