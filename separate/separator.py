@@ -603,8 +603,9 @@ def read_ensemble_choice(path: str | os.PathLike, name: str,
 
 def _training_settings(folder: Path, meta: dict) -> dict:
     """The spatial teacher (the model's own, for a model trained on a teacher's labels; the
-    round's base teacher, for a self-training round's student; else the paper's), confidence and evaluate settings of the params the model was trained with
-    (``params_file`` of params.json, checked as params.yaml is: one-line errors naming it)."""
+    round's base teacher, for a self-training round's student; else the paper's), confidence
+    and evaluate settings of the params the model was trained with (``params_file`` of
+    params.json, checked as params.yaml is: one-line errors naming it)."""
     path = folder / PARAMS_JSON
     if not path.is_file():
         return {"teacher": DEFAULT_TEACHER, **{k: dict(v) for k, v in DEFAULT_SETTINGS.items()}}
