@@ -624,13 +624,12 @@ def _training_settings(folder: Path, meta: dict) -> dict:
     name = cond.get("teacher")
     if name is None:       # a ground-truth model: the paper's teacher, if configured
         name = next((n for n, e in teachers.items() if e.method == "paper"), next(iter(teachers)))
-    rounds = (data["params_file"].get("self_training") or {}).get("rounds") or {}
-    if name not in teachers and name in rounds:
+    if name not in teachers and "self_training" in data["params_file"]:
         # a self-training round's student: the round relabels with the student's masks as
         # prior, which needs a student; separating, its base spatial teacher stands in
         rounds = parse_config(data["params_file"], ("self_training.rounds",), where=str(path),
                               prefix="params_file").self_training.rounds
-        name = rounds[name].teacher
+        name = rounds[name].teacher if name in rounds else name
     if name not in teachers:
         raise BootsepError(f"the model's teacher '{name}' is not in params_file.spatial.teachers"
                            " (nor a round of params_file.self_training.rounds)", path)
