@@ -756,13 +756,22 @@ class TeacherEntry(Section):
     """One entry of ``spatial.teachers``: a method, the microphones it listens to and, optional,
     its own STFT (null: the student's), dereverberation before the fit (``wpe``:
     ``spatial.wpe``) and masks refined by beamforming after it (``mvdr``:
-    ``spatial.beamform``)."""
+    ``spatial.beamform``). ``fit_train: false`` fits it on the valid and test splits only: a
+    teacher no student learns from skips the training mixtures (its fit there is most of its
+    cost); the training conditions may not name it."""
 
     method: str = _p(Choice(*TEACHER_METHODS))
     channels: str = _p(Choice(*CHANNEL_SETS))
     stft: TeacherStft | None = _p(NullOr(Nested(TeacherStft)), default=None)
     dereverb: str = _p(Choice(*DEREVERB_METHODS), default="none")
     beamform: str = _p(Choice(*BEAMFORM_METHODS), default="none")
+    fit_train: bool = _p(Flag(), default=True)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits the teacher is fitted on (``SPLITS``, less ``train`` without
+        ``fit_train``)."""
+        return SPLITS if self.fit_train else tuple(s for s in SPLITS if s != "train")
 
     def validate(self, where):
         if self.loaded("method", "channels") and self.method == "paper" \
@@ -1122,6 +1131,12 @@ class Config(Section):
                 if entry.loaded("teacher") and entry.teacher not in teachers:
                     where.fail(f"train_conditions.spatial.{name}.teacher", entry.teacher,
                                f"an entry of spatial.teachers ({', '.join(teachers)})")
+                elif entry.loaded("teacher") and teachers[entry.teacher].loaded("fit_train") \
+                        and not teachers[entry.teacher].fit_train:
+                    where.error(f"train_conditions.spatial.{name}.teacher is "
+                                f"'{entry.teacher}', a teacher fitted without the training "
+                                f"split (spatial.teachers.{entry.teacher}.fit_train: false); "
+                                "set fit_train: true or name another teacher")
         if rounds is not None and self.loaded("train_conditions") \
                 and self.train_conditions.loaded(*LABEL_KINDS):
             names = [n for n, _, _ in self.train_conditions.entries()]

@@ -195,6 +195,7 @@ def table1(conditions: dict[str, Condition], ensembles: dict[str, str], rows: li
         teacher = approach_teacher(approach)
         if teacher is not None and label_accuracy.get(teacher):
             entry["label_accuracy"] = label_accuracy[teacher]["overall"]
+            entry["label_accuracy_split"] = label_accuracy[teacher].get("split", "train")
         entry["paper"] = paper_row(key)
         table[approach] = entry
     return table
@@ -313,7 +314,9 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
             m = e.get(key, {}).get(name, {})
             cells.append(f"{_num(m.get('si_sdri'), '{:.1f}')} ± "
                          f"{_num(m.get('si_sdri_ci'), '{:.1f}')}")
+        split = e.get("label_accuracy_split", "train")
         text = e["label"] + (f", label accuracy {e['label_accuracy']:.3f}"
+                             + ("" if split == "train" else f" ({split})")
                              if e.get("label_accuracy") is not None else "")
         lines.append(f"| {e['channels']} | {text} | " + " | ".join(cells) + " |")
     lines += ["", "Each cell: ours (paper). The paper: spatialized wsj0-2mix, 20k training "

@@ -1,4 +1,5 @@
-"""DVC stage ``spatial@<teacher>``: one spatial teacher's masks of every split into shards.
+"""DVC stage ``spatial@<teacher>``: one spatial teacher's masks of every split into shards
+(valid and test only for a teacher with ``fit_train: false``).
 
 The teacher is an entry of ``spatial.teachers`` (method ``paper``: IPD, PCA and GMM, paper
 §2.1, eqs. 1–3; ``delay``: tied delays or directions, pipeline/teachers/delay.py) with the
@@ -15,7 +16,7 @@ import os
 from pathlib import Path
 
 from bootsep.atomic import atomic_dir
-from bootsep.config import SPLITS, Config, load_config
+from bootsep.config import Config, load_config
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME
 from bootsep.pipeline.jobs.spatial_shard import compute_spatial_shard
 from bootsep.pipeline.parallel import run_tasks
@@ -48,7 +49,7 @@ def main(params_path: str | os.PathLike, teacher_name: str,
     teacher.stft_config(cfg)                             # its own STFT fits the sample rate
     out = Path(shard_root) / "spatial" / teacher.name
     with atomic_dir(out) as tmp:
-        for split in SPLITS:
+        for split in params.spatial.teachers[teacher_name].splits:   # fit_train: false skips train
             inputs = shard_paths(Path(shard_root) / "stft" / split)
             (tmp / split).mkdir()
             # own STFT or beamformers: the teacher reads the mixtures' audio

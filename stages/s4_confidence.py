@@ -1,5 +1,6 @@
 """DVC stage ``confidence@<teacher>``: C_cl, C_JSD and C_post (paper §2.2, eqs. 4–6) of one
-spatial teacher's shards, every split, into ``data/shards/confidence/<teacher>/<split>``.
+spatial teacher's shards, every split it was fitted on, into
+``data/shards/confidence/<teacher>/<split>``.
 
 The three measures are stored separately (α is applied by the trainer, eq. 7), so changing
 α never reruns this stage. One Dask task per spatial shard
@@ -39,9 +40,13 @@ def main(params_path: str | os.PathLike, teacher: str,
     if not source.is_dir():
         raise BootsepError(f"no spatial shards of teacher '{teacher}' (run spatial@{teacher})",
                            source)
+    splits = [s for s in SPLITS if (source / s).is_dir()]     # the splits the teacher fitted
+    if not splits:
+        raise BootsepError(f"no split of teacher '{teacher}' in its spatial shards "
+                           f"(expected {', '.join(SPLITS)}: rerun spatial@{teacher})", source)
     out = Path(shard_root) / "confidence" / teacher
     with atomic_dir(out) as tmp:
-        for split in SPLITS:
+        for split in splits:
             inputs = shard_paths(source / split)
             (tmp / split).mkdir()
             tasks = [(str(p), cfg, n_samples, seed, split, i, str(tmp / split))

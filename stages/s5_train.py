@@ -110,6 +110,10 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
                            f"'{condition.teacher}'; expected a teacher whose shards exist "
                            f"(an entry of {where}; {teacher_dir} is missing: run "
                            f"`dvc repro {stage}@{condition.teacher}`)", params_path)
+    if condition.labels == "spatial" and not (teacher_dir / "train").is_dir():
+        raise BootsepError(f"teacher '{condition.teacher}' has no shards of the training split, "
+                           "which its students need (a teacher with fit_train: false is fitted "
+                           "on valid and test only)", teacher_dir)
     train_groups = shard_groups(condition, "train", Path(shard_root))
     valid_groups = shard_groups(condition, "valid", Path(shard_root))
     if condition.labels == "gt" and not references_present(train_groups + valid_groups):

@@ -1,5 +1,6 @@
 """DVC stage ``labels``: quality and quantity of every condition's training labels (§3.4),
-and every spatial teacher's label accuracy on the training split (overall and per 1 kHz band).
+and every spatial teacher's label accuracy on the training split (overall and per 1 kHz band;
+on the validation split for a teacher fitted without the training split, ``fit_train: false``).
 
 Per training mixture ``m`` and condition with weights ``w(α)`` (eq. 7, built exactly as the
 trainer builds them): quantity = Σ_m Σ w(α) / Σ_m Σ w_gt, where the ground-truth model's
@@ -75,10 +76,13 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
     for teacher in teacher_entries(params):
         alphas = {c.name: c.alpha for c in conditions
                   if c.labels == "spatial" and c.teacher == teacher}
-        groups = aligned_shard_paths(root / "stft" / "train", root / "spatial" / teacher / "train",
-                                     root / "confidence" / teacher / "train")
+        # a teacher fitted without the training split (fit_train: false; no condition uses
+        # it): its label accuracy on the validation split
+        split = "train" if (root / "spatial" / teacher / "train").is_dir() else "valid"
+        groups = aligned_shard_paths(root / "stft" / split, root / "spatial" / teacher / split,
+                                     root / "confidence" / teacher / split)
         correct, total = np.zeros(len(band_edges)), np.zeros(len(band_edges))
-        with Progress(summary_count(root / "stft" / "train"), f"labels {teacher}", "mix") as bar:
+        with Progress(summary_count(root / "stft" / split), f"labels {teacher}", "mix") as bar:
             for paths in groups:
                 with open_aligned(paths, STAGES, cfg) as (st, sp, cf):
                     has_refs = has_refs and "source_mag" in st
@@ -94,13 +98,14 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
                             c, w = band_accuracy(truth, lab, magnitude_from_db(lm), band,
                                                  len(band_edges), k)
                             correct, total = correct + c, total + w
-                        rows.setdefault(uid, {"id": uid}).update(
-                            {f"{n}_{k}": v for n, (s, q) in stats.items()
-                             for k, v in (("sum_w", s), ("quality", q))})
+                        if split == "train":
+                            rows.setdefault(uid, {"id": uid}).update(
+                                {f"{n}_{k}": v for n, (s, q) in stats.items()
+                                 for k, v in (("sum_w", s), ("quality", q))})
                         bar.update(1)
         if has_refs and total.sum() > 0:     # the labels' magnitude-weighted accuracy, by band
             accuracy[teacher] = {
-                "weighting": "magnitude |X|, permutation resolved per mixture",
+                "split": split, "weighting": "magnitude |X|, permutation resolved per mixture",
                 "overall": float(correct.sum() / total.sum()),
                 "bands": [{"from_hz": lo, "to_hz": hi,
                            "accuracy": float(c / t) if t > 0 else None}

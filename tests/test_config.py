@@ -173,6 +173,7 @@ def assert_config_error(result, params: str, key: str, *also: str) -> str:
 NODES = list(nodes(RAW))
 # keys with a default when absent (bootsep/config.py `_p(..., default=)`): deleting them is valid
 OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.teachers.*.beamform",
+            "spatial.teachers.*.fit_train",
             "train.lr_schedule",
             "evaluate.mask_beta")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)
@@ -314,6 +315,11 @@ def test_smoke_overlay_loads():
     ("dask.worker_env", {"BAD-NAME": 1}, "dask.worker_env has an entry named 'BAD-NAME'"),
     ("train_conditions.spatial.alpha_1.alpha", -1, "alpha is -1; expected a number >= 0"),
     ("train_conditions.gt.gt_subset.fraction", 0, "fraction is 0; expected a number in (0, 1]"),
+    ("spatial.teachers.paper.fit_train", False, "train_conditions.spatial.alpha_0.teacher is "
+     "'paper', a teacher fitted without the training split (spatial.teachers.paper.fit_train: "
+     "false)"),
+    ("spatial.teachers.paper.fit_train", "no", "spatial.teachers.paper.fit_train is 'no'; "
+     "expected true or false"),
     ("train_conditions.spatial", {"alpha.1": {"teacher": "paper", "alpha": 1.0, "fraction": 1.0}},
      "train_conditions.spatial has an entry named 'alpha.1'; names may only hold letters"),
 ])

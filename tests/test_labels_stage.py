@@ -13,7 +13,7 @@ import yaml
 from bootsep.evaluate.quality import mixture_label_stats
 from bootsep.pipeline.storage.shards import Shard, shard_name
 from bootsep.stages.s7_labels import main
-from bootsep.train.synthetic import TINY_STFT, write_synthetic_corpus
+from bootsep.train.synthetic import TINY_STFT, write_synthetic_corpus, write_synthetic_split
 
 N_TRAIN = 40
 ALPHAS = {"alpha_0": 0.0, "alpha_05": 0.5, "alpha_1": 1.0, "alpha_2": 2.0}
@@ -97,6 +97,29 @@ def test_rows_are_the_mixtures_stats_in_id_order(labels_run):
             assert float(r[f"{name}_quality"]) == pytest.approx(q, rel=1e-5, abs=1e-6)
 
 
+def band_accuracy_oracle(shards, teacher, split, count, per_shard=16):
+    """Magnitude-weighted label accuracy per 1 kHz band of ``teacher``'s labels on ``split``,
+    with a plain loop over bins and the permutation resolved per mixture (K = 2)."""
+    sr, nf = TINY_STFT.sample_rate, TINY_STFT.num_freq
+    freqs = np.linspace(0, sr / 2, nf)
+    bands = int(np.ceil(sr / 2 / 1000))
+    correct, total = np.zeros(bands), np.zeros(bands)
+    for k in range(-(-count // per_shard)):
+        paths = [shards / "stft" / split / shard_name(k),
+                 shards / "spatial" / teacher / split / shard_name(k)]
+        with Shard(paths[0]) as st, Shard(paths[1]) as sp:
+            for lm, src, lab in zip(st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
+                                    sp.all_frames("labels")):
+                truth, w = np.argmax(src, axis=1), 10.0 ** (lm.astype(np.float64) / 20)
+                swap = (w * (lab != truth)).sum() > (w * (lab == truth)).sum()
+                ok = (lab != truth) if swap else (lab == truth)
+                for f in range(nf):
+                    b = min(int(freqs[f] // 1000), bands - 1)
+                    correct[b] += (w[:, f] * ok[:, f]).sum()
+                    total[b] += w[:, f].sum()
+    return correct, total
+
+
 def test_label_accuracy_by_band_is_the_magnitude_weighted_accuracy(labels_run):
     # The diagnostic of issue 20: the spatial labels' accuracy against the ideal binary labels,
     # weighted by |X|, per frequency band, the permutation resolved per mixture. Recomputed
@@ -104,25 +127,35 @@ def test_label_accuracy_by_band_is_the_magnitude_weighted_accuracy(labels_run):
     # bins put in the wrong band.
     root, summary, _ = labels_run
     acc = summary["label_accuracy"]["paper"]
-    sr, nf = TINY_STFT.sample_rate, TINY_STFT.num_freq
-    freqs = np.linspace(0, sr / 2, nf)
-    bands = len(acc["bands"])
-    assert bands == int(np.ceil(sr / 2 / 1000))
-    correct, total = np.zeros(bands), np.zeros(bands)
-    for k in range(-(-N_TRAIN // 16)):
-        paths = [root / "shards" / "stft" / "train" / shard_name(k),
-                 root / "shards" / "spatial" / "paper" / "train" / shard_name(k)]
-        with Shard(paths[0]) as st, Shard(paths[1]) as sp:
-            for lm, src, lab in zip(st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
-                                    sp.all_frames("labels")):
-                truth, w = np.argmax(src, axis=1), 10.0 ** (lm.astype(np.float64) / 20)
-                swap = (w * (lab != truth)).sum() > (w * (lab == truth)).sum()    # K = 2
-                ok = (lab != truth) if swap else (lab == truth)
-                for f in range(nf):
-                    b = min(int(freqs[f] // 1000), bands - 1)
-                    correct[b] += (w[:, f] * ok[:, f]).sum()
-                    total[b] += w[:, f].sum()
+    sr = TINY_STFT.sample_rate
+    assert len(acc["bands"]) == int(np.ceil(sr / 2 / 1000)) and acc["split"] == "train"
+    correct, total = band_accuracy_oracle(root / "shards", "paper", "train", N_TRAIN)
     got = [b["accuracy"] for b in acc["bands"]]
     np.testing.assert_allclose(got, correct / total, rtol=1e-4)
     assert acc["overall"] == pytest.approx(correct.sum() / total.sum(), rel=1e-4)
     assert acc["bands"][0]["from_hz"] == 0 and acc["bands"][-1]["to_hz"] == sr / 2
+
+
+def test_a_teacher_fitted_without_the_training_split_is_scored_on_valid(labels_run, tmp_path):
+    # fit_train: false (a teacher no student learns from): its shards hold valid and test
+    # only; the stage scores its labels on the validation split and says so, and its
+    # mixtures do not join the training rows.
+    root, summary, rows = labels_run
+    shards = tmp_path / "shards"
+    write_synthetic_corpus(shards, {"train": N_TRAIN, "valid": 8},
+                           utterances_per_shard=16, frames=(10, 30), seed=3)
+    write_synthetic_split(shards, "valid", 8, utterances_per_shard=16, frames=(10, 30), seed=3,
+                          stages=("spatial", "confidence"), teacher="valid_only")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["spatial"]["teachers"]["valid_only"] = {"method": "delay", "channels": "pair",
+                                                   "fit_train": False}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    main(tmp_path / "params.yaml", shard_root=shards, out=tmp_path / "out")
+    got = json.loads((tmp_path / "out" / "labels.json").read_text())
+    acc = got["label_accuracy"]["valid_only"]
+    assert acc["split"] == "valid"
+    correct, total = band_accuracy_oracle(shards, "valid_only", "valid", 8)
+    assert acc["overall"] == pytest.approx(correct.sum() / total.sum(), rel=1e-4)
+    assert got["label_accuracy"]["paper"] == summary["label_accuracy"]["paper"]
+    assert got["conditions"] == summary["conditions"] and got["train_mixtures"] == N_TRAIN
+    assert list(csv.DictReader((tmp_path / "out" / "per_mixture.csv").open())) == rows

@@ -302,6 +302,41 @@ def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, m
                 assert np.all((v >= 0) & (v <= 1)), (name, v)
 
 
+def test_a_teacher_without_the_training_split_fits_valid_and_test_only(tmp_path):
+    """fit_train: false: spatial@ and confidence@ write the valid and test splits only, the
+    same shards as the teacher fitted on every split; a student of it is refused by name."""
+    from bootsep.stages import s2_stft, s3_spatial, s4_confidence, s5_train
+    corpus = tmp_path / "corpus"
+    _tiny_corpus(corpus, np.random.default_rng(6))
+    data = _with_teacher({"method": "delay", "channels": "pair", "fit_train": False})
+    data["spatial"]["teachers"]["every"] = {"method": "delay", "channels": "pair"}
+    data["dask"].update(scheduler="synchronous")
+    data["shards"]["utterances_per_shard"] = 2
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(data))
+    shards = tmp_path / "shards"
+    for split in ("train", "valid", "test"):
+        s2_stft.main(params, split, corpus_dir=corpus, out_root=shards / "stft")
+    for name in ("rooms", "every"):
+        s3_spatial.main(params, name, shard_root=shards, corpus_dir=corpus)
+        s4_confidence.main(params, name, shard_root=shards)
+    for stage in ("spatial", "confidence"):
+        assert sorted(p.name for p in (shards / stage / "rooms").iterdir()) == ["test", "valid"]
+        for split in ("valid", "test"):
+            (got,) = shard_paths(shards / stage / "rooms" / split)
+            (every,) = shard_paths(shards / stage / "every" / split)
+            with Shard(got) as a, Shard(every) as b:
+                assert a.ids == b.ids
+                for key in ("labels", "posteriors") if stage == "spatial" else ("c_post",):
+                    for x, y in zip(a.all_frames(key), b.all_frames(key)):
+                        np.testing.assert_array_equal(x, y)
+    data["train_conditions"]["spatial"]["rooms_alpha_1"] = {"teacher": "rooms", "alpha": 1.0,
+                                                            "fraction": 1.0}
+    params.write_text(yaml.safe_dump(data))
+    with pytest.raises(BootsepError, match="no shards of the training split"):
+        s5_train.main(params, "rooms_alpha_1", shard_root=shards, model_root=tmp_path / "m")
+
+
 def test_own_stft_labels_separate_a_free_field_mixture():
     """On the student's grid, a cacgmm teacher fitted on 128 ms frames with WPE labels a
     free-field 2-source mixture mostly right (>= 80 % of the loud bins; measured ~95 %)."""
