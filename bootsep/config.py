@@ -566,6 +566,7 @@ class TtsSettings(Section):
     speakers: dict = _p(MapOf(Int(0), "speaker counts", min_len=1))
     test_engines: tuple = _p(ListOf(Choice(*TTS_ENGINES), min_len=0))
     heldout_mixtures: int = _p(Int(0))
+    heldout_valid_mixtures: int = _p(Int(0), default=0)
     sentence_words: tuple = _p(Pair(Int(1)))
     max_seconds: float = _p(Num(0, lo_open=True))
     min_seconds: float = _p(Num(0, lo_open=True))
@@ -592,6 +593,12 @@ class TtsSettings(Section):
                 where.fail(self.key("speakers"), self.speakers,
                            f"at least 2 speakers of {self.key('test_engines')} "
                            f"({self.key('heldout_mixtures')} is {self.heldout_mixtures})")
+            if self.loaded("heldout_valid_mixtures") and self.heldout_valid_mixtures \
+                    and held < 4:
+                where.fail(self.key("speakers"), self.speakers,
+                           f"at least 4 speakers of {self.key('test_engines')}, split between "
+                           f"valid and test ({self.key('heldout_valid_mixtures')} is "
+                           f"{self.heldout_valid_mixtures})")
         if self.loaded("min_seconds", "max_seconds") and self.min_seconds > self.max_seconds:
             where.fail(self.key("min_seconds"), self.min_seconds,
                        f"a number at most {self.key('max_seconds')} ({self.max_seconds:g})")
@@ -898,6 +905,7 @@ class SelfTrainingSettings(Section):
     rounds: dict = _p(MapOf(Nested(RoundEntry), "{teacher, student}"))
     prior_floor: float = _p(Num(0, 1, lo_open=True, hi_open=True))
     prior_weight: float = _p(Num(0))
+    keep_confident: bool = _p(Flag(), default=False)
 
 
 @section

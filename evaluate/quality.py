@@ -170,3 +170,18 @@ def band_accuracy(truth: np.ndarray, est: np.ndarray, weight: np.ndarray, band: 
                key=lambda perm: sum(whole[perm[j], j] for j in range(num_labels)))
     correct = sum(conf[:, best[j], j] for j in range(num_labels))
     return correct, conf.sum((1, 2))
+
+
+def mixture_label_accuracy(source_mag: np.ndarray, logmag_db: np.ndarray,
+                           labels: np.ndarray) -> float:
+    """Magnitude-weighted accuracy of one mixture's labels ``(T, F)`` against its ideal binary
+    labels (``source_mag`` ``(T, S, F)`` as the stft shards store it), the permutation
+    resolved for the whole mixture (:func:`band_accuracy` with one band); nan without weight."""
+    from bootsep.train.labels import ideal_binary_labels
+    from bootsep.train.weights import magnitude_from_db
+
+    truth = ideal_binary_labels(source_mag)
+    k = max(int(source_mag.shape[1]), int(labels.max(initial=0)) + 1)
+    correct, total = band_accuracy(truth, labels.astype(np.int64), magnitude_from_db(logmag_db),
+                                   np.zeros(truth.shape[1], np.int64), 1, k)
+    return float(correct[0] / total[0]) if total[0] > 0 else float("nan")

@@ -9,6 +9,11 @@ as evaluation separates: ``evaluate.mask_beta``), turned into probabilities
 ``q = (1 - floor) m + floor / K``. On the test
 split the result is the per-bin ensemble of teacher and student on stereo input.
 
+With ``self_training.keep_confident`` a mixture on which the base teacher is confident keeps
+the teacher's own fit (a uniform prior: the product of experts reduces to the spatial model),
+so a student that does not know a voice cannot pull a good spatial fit off it; the confidence
+threshold is chosen on the validation split (:func:`keep_threshold`).
+
 :func:`compute_relabel_shard` is one Dask task: the spatial shard of one stft shard, written
 like a teacher's (:mod:`bootsep.pipeline.jobs.spatial_shard`), so that the confidence,
 training, labels and evaluation code read it unchanged.
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bootsep.errors import BootsepError
 from bootsep.evaluate.inference import model_masks
 from bootsep.pipeline.jobs.spatial_shard import fit_teacher, read_channels, write_spatial_shard
 from bootsep.pipeline.padding import pad_stack
@@ -42,12 +48,36 @@ def student_prior(masks: list[np.ndarray], floor: float, num_frames: int) -> np.
     return out
 
 
+def keep_threshold(confidence: np.ndarray, teacher_accuracy: np.ndarray,
+                   relabel_accuracy: np.ndarray) -> tuple[float, float, int]:
+    """The base teacher's mixture confidence at and above which a mixture keeps the teacher's
+    own fit: the cut of the validation mixtures, most confident first, that maximises the
+    mean per-mixture label accuracy of the switched labels (teacher's above the cut,
+    relabelled below); ``inf`` (relabel every mixture) unless keeping some strictly beats it.
+    All ``(N,)``; returns ``(threshold, mean accuracy there, mixtures kept)``."""
+    c, a, r = (np.asarray(x, np.float64) for x in (confidence, teacher_accuracy,
+                                                    relabel_accuracy))
+    if not (c.shape == a.shape == r.shape and c.ndim == 1 and c.size):
+        raise ValueError(f"keep_threshold: shapes {c.shape}, {a.shape}, {r.shape}")
+    order = np.argsort(-c, kind="stable")
+    gain = np.concatenate([[0.0], np.cumsum((a - r)[order])])    # keep the first n: + gain[n]
+    cs = c[order]
+    cuts = [0] + [n for n in range(1, c.size + 1) if n == c.size or cs[n - 1] > cs[n]]
+    best = max(cuts, key=lambda n: (gain[n], -n))
+    if gain[best] <= 1e-12:
+        return float("inf"), float(r.mean()), 0
+    return float(cs[best - 1]), float((r.sum() + gain[best]) / c.size), int(best)
+
+
 def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, attrs: dict,
                           model_dir: str, floor: float, weight: float, kmeans_threshold_db: float,
                           kmeans_seed: int, mask_beta: float | None, split: str, index: int,
-                          out_dir: str) -> dict:
+                          out_dir: str, keep_at: float = float("inf"),
+                          teacher_confidence: str | None = None) -> dict:
     """One Dask task: ``teacher`` refitted on stft shard ``stft_path`` with the student in
-    ``model_dir`` as its prior; written as a spatial shard with ``attrs``."""
+    ``model_dir`` as its prior; written as a spatial shard with ``attrs``. Mixtures whose
+    ``mean_confidence`` in the base teacher's confidence shard ``teacher_confidence`` is at
+    least ``keep_at`` get a uniform prior (the teacher's own fit)."""
     torch.set_num_threads(1)           # one worker process per core
     model, _ = load_model(Path(model_dir), "cpu")
     with Shard(stft_path, stage="stft", stft=cfg) as s:
@@ -57,8 +87,17 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
     masks = model_masks(model, logmags, teacher.num_components, threshold_db=kmeans_threshold_db,
                         seed=kmeans_seed, beta=mask_beta)
     prior = student_prior(masks, floor, X.shape[2])
+    keep = np.zeros(len(ids), bool)
+    if np.isfinite(keep_at):
+        with Shard(teacher_confidence, stage="confidence", stft=cfg) as c:
+            if c.ids != ids:
+                raise BootsepError("confidence shard's utterances differ from those of "
+                                   f"{stft_path}", teacher_confidence)
+            keep = c.utterances("mean_confidence") >= keep_at
+        prior[keep] = 1.0 / teacher.num_components
     logmag = pad_stack(logmags, fill=-np.inf)[0]
     frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry,
                                            prior=prior, prior_weight=weight)
     return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, attrs, split, index,
-                               ids, lengths, frames, utterances, info)
+                               ids, lengths, frames, utterances,
+                               {**info, "kept_teacher": int(keep.sum())})

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 from bootsep.atomic import atomic_dir
 from bootsep.config import SPLITS, load_config
 from bootsep.errors import BootsepError
-from bootsep.evaluate.relabel import compute_relabel_shard
+from bootsep.evaluate.quality import mixture_label_accuracy
+from bootsep.evaluate.relabel import compute_relabel_shard, keep_threshold
 from bootsep.pipeline.jobs.confidence_shard import compute_confidence_shard
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
-from bootsep.pipeline.storage.shards import shard_paths
+from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned, shard_paths
 from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.train.loop import BEST_MODEL
 from bootsep.train.skipped import skipped_reason
@@ -33,9 +37,36 @@ MODEL_ROOT = Path("data/models")
 # The params.yaml keys this stage reads: PARAMS change its results and are its DVC `params`
 # ({key} is the round; tests/test_dvc_deps.py checks both); RUN_PARAMS only change how it runs.
 PARAMS = ("stft", "spatial", "confidence", "self_training.rounds.{key}",
-          "self_training.prior_floor", "self_training.prior_weight", "evaluate.mask_beta",
+          "self_training.prior_floor", "self_training.prior_weight",
+          "self_training.keep_confident", "evaluate.mask_beta",
           "evaluate.kmeans_threshold_db", "evaluate.kmeans_seed")
 RUN_PARAMS = ("dask",)
+
+
+def choose_keep_threshold(root: Path, base: str, relabelled: Path, cfg) -> dict | None:
+    """keep_confident's choice on the validation split: every mixture's label accuracy
+    (magnitude-weighted, against the ideal binary labels) under the base teacher and
+    relabelled, and the teacher's mixture confidence -> :func:`keep_threshold`. None without
+    references (no ``source_mag`` in the stft shards)."""
+    conf, acc_t, acc_r = [], [], []
+    groups = aligned_shard_paths(root / "stft" / "valid", root / "spatial" / base / "valid",
+                                 root / "confidence" / base / "valid", relabelled)
+    for group in groups:
+        with open_aligned(group, ("stft", "spatial", "confidence", "spatial"), cfg) as \
+                (st, sp, cf, rl):
+            if "source_mag" not in st:
+                return None
+            conf.extend(cf.utterances("mean_confidence").tolist())
+            for src, lm, lab_t, lab_r in zip(st.all_frames("source_mag"),
+                                             st.all_frames("mix_logmag_db"),
+                                             sp.all_frames("labels"), rl.all_frames("labels")):
+                acc_t.append(mixture_label_accuracy(src, lm, lab_t))
+                acc_r.append(mixture_label_accuracy(src, lm, lab_r))
+    a_t, a_r = np.nan_to_num(acc_t, nan=1.0), np.nan_to_num(acc_r, nan=1.0)   # silent: no vote
+    keep_at, accuracy, kept = keep_threshold(np.array(conf), a_t, a_r)
+    return {"keep_at": keep_at if np.isfinite(keep_at) else None, "accuracy": accuracy,
+            "kept": kept, "mixtures": len(conf), "teacher_accuracy": float(a_t.mean()),
+            "relabel_accuracy": float(a_r.mean())}
 
 
 def main(params_path: str | os.PathLike, round_name: str,
@@ -74,28 +105,60 @@ def main(params_path: str | os.PathLike, round_name: str,
                            f"{reason}", params_path)
     attrs = {**teacher.attrs(), "base_teacher": entry.teacher, "student": entry.student,
              "prior_floor": st.prior_floor, "prior_weight": st.prior_weight,
-             "mask_beta": params.evaluate.mask_beta}
+             "mask_beta": params.evaluate.mask_beta, "keep_confident": st.keep_confident}
     cfg = stft_config(params.stft)
     ev, conf, dask = params.evaluate, params.confidence, params.dask.as_dict()
-    roots = {k: Path(shard_root) / k / round_name for k in ("spatial", "confidence")}
+    root = Path(shard_root)
+    roots = {k: root / k / round_name for k in ("spatial", "confidence")}
+    base_conf = root / "confidence" / entry.teacher
+    if st.keep_confident and not (base_conf / "valid").is_dir():
+        raise BootsepError(f"self_training.keep_confident needs the confidence shards of the "
+                           f"base teacher '{entry.teacher}' (run confidence@{entry.teacher})",
+                           base_conf)
+
+    def relabel(split: str, out: Path, keep_at: float) -> list[dict]:
+        inputs = shard_paths(root / "stft" / split)
+        out.mkdir()
+        tasks = [(str(p), cfg, teacher, {**attrs, "keep_at": keep_at}, str(model_dir),
+                  st.prior_floor, st.prior_weight, ev.kmeans_threshold_db, ev.kmeans_seed,
+                  ev.mask_beta, split, i, str(out), keep_at, str(base_conf / split / p.name))
+                 for i, p in enumerate(inputs)]
+        return run_tasks(compute_relabel_shard, tasks, dask, f"relabel {round_name} {split}",
+                         unit="shard")
+
     with atomic_dir(roots["spatial"]) as sp_tmp, atomic_dir(roots["confidence"]) as cf_tmp:
+        keep_at, choice = float("inf"), None
+        results = {"valid": relabel("valid", sp_tmp / "valid", keep_at)}
+        if st.keep_confident:
+            choice = choose_keep_threshold(root, entry.teacher, sp_tmp / "valid", cfg)
+            if choice is None:
+                log.info(f"relabel {round_name}: no references in the validation split; every "
+                         "mixture relabelled (keep_confident needs them to choose)")
+            else:
+                keep_at = choice["keep_at"]
+                log.info(f"relabel {round_name}: validation label accuracy, teacher "
+                         f"{choice['teacher_accuracy']:.4f}, relabelled "
+                         f"{choice['relabel_accuracy']:.4f}, keeping the teacher's fit at "
+                         f"confidence >= {keep_at:.4g} ({choice['kept']} of "
+                         f"{choice['mixtures']} mixtures) {choice['accuracy']:.4f}")
+                if np.isfinite(keep_at):
+                    shutil.rmtree(sp_tmp / "valid")
+                    results["valid"] = relabel("valid", sp_tmp / "valid", keep_at)
         for split in SPLITS:
-            inputs = shard_paths(Path(shard_root) / "stft" / split)
-            (sp_tmp / split).mkdir()
-            (cf_tmp / split).mkdir()
-            tasks = [(str(p), cfg, teacher, attrs, str(model_dir), st.prior_floor,
-                      st.prior_weight, ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta,
-                      split, i,
-                      str(sp_tmp / split)) for i, p in enumerate(inputs)]
-            results = run_tasks(compute_relabel_shard, tasks, dask,
-                                f"relabel {round_name} {split}", unit="shard")
+            if split not in results:
+                results[split] = relabel(split, sp_tmp / split, keep_at)
             write_summary(sp_tmp / split, {
                 "stage": "relabel", "teacher": round_name, "base_teacher": entry.teacher,
-                "student": entry.student, "split": split, "shards": len(results),
-                **{k: sum(r.get(k, 0) for r in results)
-                   for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins")}})
-            tasks = [(str(sp_tmp / split / p.name), cfg, conf.jsd_samples, conf.seed, split, i,
-                      str(cf_tmp / split)) for i, p in enumerate(inputs)]
+                "student": entry.student, "split": split, "shards": len(results[split]),
+                "keep_at": keep_at if np.isfinite(keep_at) else None,
+                **({"keep_choice": choice} if choice is not None and split == "valid" else {}),
+                **{k: sum(r.get(k, 0) for r in results[split])
+                   for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins",
+                             "kept_teacher")}})
+            inputs = shard_paths(sp_tmp / split)
+            (cf_tmp / split).mkdir()
+            tasks = [(str(p), cfg, conf.jsd_samples, conf.seed, split, i, str(cf_tmp / split))
+                     for i, p in enumerate(inputs)]
             conf_results = run_tasks(compute_confidence_shard, tasks, dask,
                                      f"confidence {round_name} {split}", unit="shard")
             values = [v for r in conf_results for v in r["mean_confidence"]]
@@ -103,7 +166,8 @@ def main(params_path: str | os.PathLike, round_name: str,
                 "stage": "confidence", "teacher": round_name, "split": split,
                 "shards": len(conf_results), "utterances": len(values),
                 "mean_confidence_mean": sum(values) / max(len(values), 1)})
-            log.info(f"relabel {round_name} {split}: {len(values)} utterances, mean confidence "
-                     f"{sum(values) / max(len(values), 1):.3f}")
+            log.info(f"relabel {round_name} {split}: {len(values)} utterances, "
+                     f"{sum(r.get('kept_teacher', 0) for r in results[split])} kept the "
+                     f"teacher's fit, mean confidence {sum(values) / max(len(values), 1):.3f}")
     log.info(f"relabel {round_name} ({entry.teacher} + student {entry.student}) -> "
              f"{roots['spatial']}, {roots['confidence']}")

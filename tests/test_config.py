@@ -173,7 +173,8 @@ def assert_config_error(result, params: str, key: str, *also: str) -> str:
 NODES = list(nodes(RAW))
 # keys with a default when absent (bootsep/config.py `_p(..., default=)`): deleting them is valid
 OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.teachers.*.beamform",
-            "spatial.teachers.*.fit_train",
+            "spatial.teachers.*.fit_train", "corpus.tts.heldout_valid_mixtures",
+            "self_training.keep_confident",
             "train.lr_schedule",
             "evaluate.mask_beta")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)

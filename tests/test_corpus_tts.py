@@ -194,6 +194,45 @@ def test_held_out_engine_speakers_are_only_in_the_heldout_test_mixtures(corpus):
     assert used == {"kokoro", "espeak-ng", "flite"}
 
 
+def test_heldout_valid_mixtures_split_the_held_out_speakers_between_valid_and_test(
+        corpus, tmp_path):
+    # heldout_valid_mixtures: the held-out engine's speakers are split speaker-disjointly
+    # between valid and test, the extra valid mixtures (ids after the in-domain ones) mix two
+    # valid ones; the training split and every in-domain mixture are those of the corpus
+    # without it, byte for byte.
+    cache = corpus.parent / "cache"
+    speakers = {**TINY["speakers"], "flite": 8}
+    plain, extra = tmp_path / "plain", tmp_path / "extra"
+    build_tts_corpus(tiny(speakers=speakers), SEED, plain, workers=2, show_progress=False,
+                     cache_dir=cache)
+    counts = build_tts_corpus(tiny(speakers=speakers, heldout_valid_mixtures=3), SEED, extra,
+                              workers=2, show_progress=False, cache_dir=cache)
+    assert counts == {"train": 6, "valid": 6 + 3, "test": 6 + 3}
+    with open(extra / "speakers.csv", newline="") as fh:
+        table = {r["id"]: r for r in csv.DictReader(fh)}
+    held = {sid: r["split"] for sid, r in table.items() if r["engine"] == "flite"}
+    assert sorted(held.values()) == ["test"] * 4 + ["valid"] * 4
+    for split in ("valid", "test"):
+        rows = manifest_rows(extra, split)
+        for i, row in enumerate(rows):
+            pair = {row["s1_speaker"], row["s2_speaker"]}
+            if i >= TINY["mixtures"][split]:
+                assert row["subset"] == "heldout_engine" and len(pair) == 2
+                assert {held[s] for s in pair} == {split}
+            else:
+                assert row["subset"] == "in_domain" and not pair & set(held)
+    a, b = tree_digest(plain), tree_digest(extra)
+    for name, digest in a.items():
+        if name.startswith("train/") or (name.split("/")[0] in ("valid", "test") and
+                                          "_" in name and int(name.rsplit("_", 1)[1][:5]) < 6):
+            assert b[name] == digest, name
+
+
+def test_heldout_valid_mixtures_need_held_out_speakers_for_both_splits():
+    with pytest.raises(BootsepError, match="at least 4 speakers of corpus.tts.test_engines"):
+        tiny(speakers={**TINY["speakers"], "flite": 3}, heldout_valid_mixtures=2)
+
+
 def test_manifest_columns_values_and_files(corpus):
     extra = ["relative_level_db", "duration_s", "mixture_level_db", "noise_kind",
              "noise_snr_db", "noise_image", "condition", "rt60_s", "rt60_measured_s",

@@ -8,6 +8,7 @@ from bootsep.evaluate.quality import (
     contingency,
     label_quantity,
     mean_quality,
+    mixture_label_accuracy,
     mixture_label_stats,
     partition_quality,
 )
@@ -241,3 +242,21 @@ def test_band_accuracy_resolves_the_permutation_once_per_mixture():
     want = [sum(w3[t, f] for t in range(T) for f in range(F)
                 if band[f] == b and perm[est3[t, f]] == truth3[t, f]) for b in range(4)]
     np.testing.assert_allclose(got_c, want)
+
+
+def test_mixture_label_accuracy_against_a_loop_over_bins(rng):
+    # keep_confident's choice (stages/s6_relabel.py): per mixture, the |X|-weighted share of
+    # bins whose label is the loudest source's, under the better of the two labellings
+    T, F = 7, 5
+    source_mag = rng.uniform(0.0, 1.0, (T, 2, F)).astype(np.float32)
+    logmag = rng.uniform(-40.0, 0.0, (T, F)).astype(np.float32)
+    labels = rng.integers(0, 2, (T, F))
+    w = 10.0 ** (logmag.astype(np.float64) / 20.0)
+    best = 0.0
+    for perm in ((0, 1), (1, 0)):
+        hit = sum(w[t, f] for t in range(T) for f in range(F)
+                  if perm[labels[t, f]] == int(np.argmax(source_mag[t, :, f])))
+        best = max(best, hit / w.sum())
+    assert mixture_label_accuracy(source_mag, logmag, labels) == pytest.approx(best, rel=1e-5)
+    assert mixture_label_accuracy(source_mag, logmag, 1 - labels) == pytest.approx(best, rel=1e-5)
+    assert np.isnan(mixture_label_accuracy(source_mag, np.full((T, F), -np.inf), labels))

@@ -116,6 +116,34 @@ def test_pipeline_produces_table1_and_figures(smoke):
             assert len(log) >= 2 and log[0].startswith("epoch")
 
 
+def test_relabel_keeps_the_teachers_fit_where_valid_chose_it(smoke):
+    """self_training.keep_confident: the threshold chosen on the validation split (its
+    held-out-engine mixtures included) is applied to every split: exactly the mixtures whose
+    base teacher's confidence reaches it keep the teacher's fit."""
+    from bootsep.pipeline.storage.layout import SUMMARY_NAME
+    from bootsep.pipeline.storage.shards import Shard, shard_paths
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    assert params["self_training"]["keep_confident"] is True
+    tts = params["corpus"]["tts"]
+    for name, entry in params["self_training"]["rounds"].items():
+        root = smoke / "data/shards/spatial" / name
+        valid = json.loads((root / "valid" / SUMMARY_NAME).read_text())
+        choice = valid["keep_choice"]
+        assert choice["mixtures"] == tts["mixtures"]["valid"] + tts["heldout_valid_mixtures"]
+        assert choice["accuracy"] >= choice["relabel_accuracy"] - 1e-9
+        keep_at = choice["keep_at"]
+        assert valid["keep_at"] == keep_at and (keep_at is None) == (choice["kept"] == 0)
+        for split in ("train", "valid", "test"):
+            summary = json.loads((root / split / SUMMARY_NAME).read_text())
+            conf = []
+            for path in shard_paths(smoke / "data/shards/confidence" / entry["teacher"] / split):
+                with Shard(path) as shard:
+                    conf.append(shard.utterances("mean_confidence"))
+            conf = np.concatenate(conf)
+            want = 0 if keep_at is None else int((conf >= keep_at).sum())
+            assert summary["kept_teacher"] == want and summary["keep_at"] == keep_at, split
+
+
 def test_dvc_plots_show_renders_offline(smoke, tmp_path):
     """`dvc plots show` writes an HTML page with every figure and no script or resource from
     the network (the issue: it must work offline)."""

@@ -6,8 +6,11 @@ Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
 
 1. ``speakers[engine]`` speakers per engine (:mod:`.tts`; Kokoro neural voices,
    :mod:`.kokoro`, espeak-ng and flite). Speakers of ``test_engines`` are *held out*: they
-   read only test sentences and appear only in the ``heldout_mixtures`` extra test mixtures
-   (ids after the in-domain ones), which mix two of them. The other speakers are split
+   read only their split's sentences and appear only in the ``heldout_mixtures`` extra test mixtures
+   (ids after the in-domain ones), which mix two of them; with ``heldout_valid_mixtures``
+   they are split speaker-disjointly between valid and test (:func:`split_heldout`), and
+   that many extra validation mixtures mix two of the valid ones, so that choices made on
+   the validation split see voices of an engine never trained on. The other speakers are split
    speaker-disjointly (stratified by engine and gender) into train/valid/test by
    ``speaker_fractions``; the fortunes sentences (:mod:`.text`) are split the same way, so
    no sentence is read in two splits. Manifest column ``subset``: ``in_domain`` or
@@ -99,6 +102,7 @@ from bootsep.progress import Progress
 
 # Independent random streams: default_rng([seed, STREAM, ...]).
 STREAM_SPEAKERS, STREAM_SPLITS, STREAM_TEXT, STREAM_MIXTURES, STREAM_ROOMS = 0, 1, 2, 3, 4
+STREAM_HELDOUT_SPLITS = 5
 SPLIT_CODES = {split: i for i, split in enumerate(SPLITS)}
 IN_DOMAIN, HELDOUT = "in_domain", "heldout_engine"   # manifest column `subset`
 ANECHOIC, REVERB = "anechoic", "reverb"               # manifest column `condition`
@@ -155,7 +159,7 @@ def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int |
     held = {s.id for s in speakers if s.engine in p.test_engines}
     split_of = split_speakers([s for s in speakers if s.id not in held], p.speaker_fractions,
                               np.random.default_rng([seed, STREAM_SPLITS]))
-    split_of.update({sid: "test" for sid in held})
+    split_of.update(split_heldout(speakers, held, p, seed))
     texts = assign_sentences(speakers, split_of, sentences, p.speaker_fractions,
                              p.utterances_per_speaker, seed)
     cache = TtsCache(default_root() if cache_dir is None else cache_dir)
@@ -170,12 +174,13 @@ def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int |
         pool = [s for s in speakers
                 if split_of[s.id] == split and s.id not in held and usable[s.id]]
         plans += _plans(split, 0, p.mixtures[split], pool, usable, p, seed, IN_DOMAIN)
-    pool = [s for s in speakers if s.id in held and usable[s.id]]
-    plans += _plans("test", p.mixtures["test"], p.heldout_mixtures, pool, usable, p, seed,
-                    HELDOUT)
+    extra = {"valid": p.heldout_valid_mixtures, "test": p.heldout_mixtures}
+    for split, count in extra.items():
+        pool = [s for s in speakers if s.id in held and split_of[s.id] == split and usable[s.id]]
+        plans += _plans(split, p.mixtures[split], count, pool, usable, p, seed, HELDOUT)
 
-    rows: dict[str, list] = {split: [None] * p.mixtures[split] for split in SPLITS}
-    rows["test"] += [None] * p.heldout_mixtures
+    rows: dict[str, list] = {split: [None] * (p.mixtures[split] + extra.get(split, 0))
+                             for split in SPLITS}
     with Progress(len(plans), "tts mixtures", unit="mix", enabled=show_progress) as bar, \
             ThreadPoolExecutor(max_workers=workers) as pool_ex:
         futures = {pool_ex.submit(render_mixture, plan, mics, p, out_dir / plan.split): plan
@@ -196,12 +201,26 @@ def _plans(split: str, first: int, count: int, pool: list[Speaker],
            subset: str) -> list[MixturePlan]:
     """Mixtures ``first .. first + count - 1`` of ``split`` drawn from ``pool``."""
     if count and len(pool) < 2:
-        what = "held-out" if subset == HELDOUT else f"split '{split}'"
+        what = f"the held-out engines' share of split '{split}'" if subset == HELDOUT \
+            else f"split '{split}'"
         raise BootsepError(f"{what} has {len(pool)} speaker(s) with utterances of at least "
                            f"{p.min_seconds} s; raise corpus.tts.speakers or lower "
                            "corpus.tts.min_seconds")
     return [plan_mixture(split, i, pool, usable, p, seed, subset)
             for i in range(first, first + count)]
+
+
+def split_heldout(speakers: list[Speaker], held: set[str], p: TtsSettings,
+                  seed: int) -> dict[str, str]:
+    """Held-out speaker id -> ``test``, or, with ``heldout_valid_mixtures``, ``valid`` or
+    ``test``: split speaker-disjointly as :func:`split_speakers` does, in the ratio of the
+    valid and test ``speaker_fractions`` (own stream: the other splits do not move)."""
+    group = [s for s in speakers if s.id in held]
+    if not p.heldout_valid_mixtures:
+        return {s.id: "test" for s in group}
+    fractions = {"train": 0.0, "valid": p.speaker_fractions["valid"],
+                 "test": p.speaker_fractions["test"]}
+    return split_speakers(group, fractions, np.random.default_rng([seed, STREAM_HELDOUT_SPLITS]))
 
 
 def split_speakers(speakers: list[Speaker], fractions: dict[str, float],
