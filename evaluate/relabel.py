@@ -10,7 +10,7 @@ as evaluation separates: ``evaluate.mask_beta``), turned into probabilities
 split the result is the per-bin ensemble of teacher and student on stereo input.
 
 With ``self_training.keep_confident`` a mixture on which the base teacher is confident keeps
-the teacher's own fit (a uniform prior: the product of experts reduces to the spatial model),
+the teacher's own fit (no prior, the teacher's own initialisation),
 so a student that does not know a voice cannot pull a good spatial fit off it; the confidence
 threshold is chosen on the validation split (:func:`keep_threshold`).
 
@@ -69,6 +69,24 @@ def keep_threshold(confidence: np.ndarray, teacher_accuracy: np.ndarray,
     return float(cs[best - 1]), float((r.sum() + gain[best]) / c.size), int(best)
 
 
+def merge_fits(parts: list[tuple[np.ndarray, tuple[dict, dict, dict]]], count: int
+               ) -> tuple[dict, dict, dict]:
+    """``fit_teacher`` results of disjoint row sets ``(rows, (frames, utterances, info))``
+    -> one result of ``count`` rows in row order (arrays by row, info values summed)."""
+    if len(parts) == 1:
+        return parts[0][1]
+    merged = []
+    for i in range(2):
+        out = {}
+        for key, first in parts[0][1][i].items():
+            out[key] = np.empty((count, *first.shape[1:]), first.dtype)
+            for rows, result in parts:
+                out[key][rows] = result[i][key]
+        merged.append(out)
+    info = {k: sum(result[2][k] for _, result in parts) for k in parts[0][1][2]}
+    return merged[0], merged[1], info
+
+
 def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, attrs: dict,
                           model_dir: str, floor: float, weight: float, kmeans_threshold_db: float,
                           kmeans_seed: int, mask_beta: float | None, split: str, index: int,
@@ -77,7 +95,7 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
     """One Dask task: ``teacher`` refitted on stft shard ``stft_path`` with the student in
     ``model_dir`` as its prior; written as a spatial shard with ``attrs``. Mixtures whose
     ``mean_confidence`` in the base teacher's confidence shard ``teacher_confidence`` is at
-    least ``keep_at`` get a uniform prior (the teacher's own fit)."""
+    least ``keep_at`` get the teacher's own fit (no prior, its own initialisation)."""
     torch.set_num_threads(1)           # one worker process per core
     model, _ = load_model(Path(model_dir), "cpu")
     with Shard(stft_path, stage="stft", stft=cfg) as s:
@@ -94,10 +112,14 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
                 raise BootsepError("confidence shard's utterances differ from those of "
                                    f"{stft_path}", teacher_confidence)
             keep = c.utterances("mean_confidence") >= keep_at
-        prior[keep] = 1.0 / teacher.num_components
     logmag = pad_stack(logmags, fill=-np.inf)[0]
-    frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry,
-                                           prior=prior, prior_weight=weight)
+    # kept mixtures: the teacher's own fit (no prior, and its own PHAT init: a uniform prior
+    # would also be the EM's initial posteriors, a symmetric start that never separates)
+    parts = [(rows, fit_teacher(X[rows], logmag[rows], lengths[rows], teacher, cfg, geometry,
+                                **({} if kept else dict(prior=prior[rows], prior_weight=weight))))
+             for kept, rows in ((True, np.flatnonzero(keep)), (False, np.flatnonzero(~keep)))
+             if rows.size]
+    frames, utterances, info = merge_fits(parts, len(ids))
     return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, attrs, split, index,
                                ids, lengths, frames, utterances,
                                {**info, "kept_teacher": int(keep.sum())})

@@ -7,6 +7,10 @@ model initialised from, and combined with, the student's masks
 its confidence computed as the confidence stage does, into
 ``data/shards/spatial/<round>/<split>`` and ``data/shards/confidence/<round>/<split>``: from
 there on a round is a teacher like any other (its students, Table 1 row, ensemble).
+
+With ``self_training.keep_confident`` the validation split is relabelled first, a threshold on
+the base teacher's mixture confidence is chosen there (:func:`choose_keep_threshold`), and
+every split's mixtures at or above it keep the base teacher's own fit.
 """
 
 from __future__ import annotations

@@ -144,6 +144,46 @@ def test_relabel_keeps_the_teachers_fit_where_valid_chose_it(smoke):
             assert summary["kept_teacher"] == want and summary["keep_at"] == keep_at, split
 
 
+def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
+    """compute_relabel_shard with keep_at: the kept mixtures' labels and posteriors are the
+    base teacher's shard's, byte for byte (its own fit and initialisation: a uniform prior as
+    the EM's start would never separate), the others those of the run without keeping."""
+    from bootsep.config import load_config
+    from bootsep.evaluate.relabel import compute_relabel_shard
+    from bootsep.pipeline.storage.layout import stft_config
+    from bootsep.pipeline.storage.shards import Shard, shard_paths
+    from bootsep.pipeline.teachers.spec import Teacher
+    p = load_config(smoke / "params.yaml")
+    cfg, ev, st = stft_config(p.stft), p.evaluate, p.self_training
+    name, entry = next(iter(st.rounds.items()))
+    teacher = Teacher.from_spatial(name, p.spatial, entry=p.spatial.teachers[entry.teacher])
+    stft = shard_paths(smoke / "data/shards/stft/test")[0]
+    conf_path = smoke / "data/shards/confidence" / entry.teacher / "test" / stft.name
+    with Shard(conf_path) as c:
+        conf = c.utterances("mean_confidence")
+    keep_at = float(np.median(conf))
+    runs = {}
+    for at in (keep_at, float("inf")):
+        out = tmp_path / str(at)
+        out.mkdir()
+        info = compute_relabel_shard(str(stft), cfg, teacher, {}, str(smoke / "data/models" /
+                                     entry.student), st.prior_floor, st.prior_weight,
+                                     ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta,
+                                     "test", 0, str(out), at, str(conf_path))
+        with Shard(out / stft.name) as r:
+            runs[at] = [r.all_frames(k) for k in ("labels", "posteriors")]
+        assert info["kept_teacher"] == (int((conf >= at).sum()) if at == keep_at else 0)
+    base = smoke / "data/shards/spatial" / entry.teacher / "test" / stft.name
+    with Shard(base) as b:
+        want = [b.all_frames(k) for k in ("labels", "posteriors")]
+    keep = conf >= keep_at
+    assert 0 < keep.sum() < keep.size
+    for i, kept in enumerate(keep):
+        ref = want if kept else runs[float("inf")]
+        for got, exp in zip(runs[keep_at], ref):
+            np.testing.assert_array_equal(got[i], exp[i])
+
+
 def test_dvc_plots_show_renders_offline(smoke, tmp_path):
     """`dvc plots show` writes an HTML page with every figure and no script or resource from
     the network (the issue: it must work offline)."""
