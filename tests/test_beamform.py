@@ -187,23 +187,15 @@ def test_a_teacher_with_beamform_stores_the_refined_masks(tmp_path):
     """spatial@ of a teacher with beamform: mvdr writes the masks of the same teacher without
     it refined by refine_masks on the mixture's audio, labels their argmax, beamform recorded;
     its confidence stage runs."""
-    from test_teacher_rooms import _tiny_corpus
+    from test_teacher_rooms import stft_workspace
 
     from bootsep.pipeline.audio import read_audio
     from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
     from bootsep.pipeline.teachers.spec import stft_config_ms
-    from bootsep.stages import s2_stft, s3_spatial, s4_confidence
-    corpus = tmp_path / "corpus"
-    _tiny_corpus(corpus, np.random.default_rng(8))
+    from bootsep.stages import s3_spatial, s4_confidence
     data = _with_teacher({"method": "delay", "channels": "all", "beamform": "mvdr"})
     data["spatial"]["teachers"]["plain"] = {"method": "delay", "channels": "all"}
-    data["dask"].update(scheduler="synchronous")
-    data["shards"]["utterances_per_shard"] = 2
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(data))
-    shards = tmp_path / "shards"
-    for split in ("train", "valid", "test"):
-        s2_stft.main(params, split, corpus_dir=corpus, out_root=shards / "stft")
+    params, shards, corpus = stft_workspace(tmp_path, data, 8)
     for name in ("rooms", "plain"):
         s3_spatial.main(params, name, shard_root=shards, corpus_dir=corpus)
     s4_confidence.main(params, "rooms", shard_root=shards)

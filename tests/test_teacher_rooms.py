@@ -260,18 +260,13 @@ def _tiny_corpus(root: Path, rng) -> None:
         write_geometry(folder, ArrayGeometry(MICS, 343.0))
 
 
-@pytest.mark.parametrize("method,channels", [("cacgmm", "all"), ("delay", "all"),
-                                             ("iva", "pair")])
-def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, method, channels):
-    """spatial@ and confidence@ of a teacher on a 64 ms / 16 ms STFT with WPE: shards on the
-    student's grid (frames as the stft shard's), posteriors summing to one, labels their
-    argmax, the teacher's STFT and dereverb recorded, confidences in [0, 1]."""
-    from bootsep.stages import s2_stft, s3_spatial, s4_confidence
-    rng = np.random.default_rng(4)
+def stft_workspace(tmp_path: Path, data: dict, seed: int) -> tuple[Path, Path, Path]:
+    """The tiny corpus (``_tiny_corpus`` from ``seed``) and its stft shards of every split, with
+    ``data`` (synchronous Dask, 2 mixtures a shard) written as ``params.yaml``; returns the
+    params file, the shard root and the corpus folder."""
+    from bootsep.stages import s2_stft
     corpus = tmp_path / "corpus"
-    _tiny_corpus(corpus, rng)
-    data = _with_teacher({"method": method, "channels": channels,
-                          "stft": {"window_ms": 64, "hop_ms": 16}, "dereverb": "wpe"})
+    _tiny_corpus(corpus, np.random.default_rng(seed))
     data["dask"].update(scheduler="synchronous")
     data["shards"]["utterances_per_shard"] = 2
     params = tmp_path / "params.yaml"
@@ -279,6 +274,19 @@ def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, m
     shards = tmp_path / "shards"
     for split in ("train", "valid", "test"):
         s2_stft.main(params, split, corpus_dir=corpus, out_root=shards / "stft")
+    return params, shards, corpus
+
+
+@pytest.mark.parametrize("method,channels", [("cacgmm", "all"), ("delay", "all"),
+                                             ("iva", "pair")])
+def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, method, channels):
+    """spatial@ and confidence@ of a teacher on a 64 ms / 16 ms STFT with WPE: shards on the
+    student's grid (frames as the stft shard's), posteriors summing to one, labels their
+    argmax, the teacher's STFT and dereverb recorded, confidences in [0, 1]."""
+    from bootsep.stages import s3_spatial, s4_confidence
+    data = _with_teacher({"method": method, "channels": channels,
+                          "stft": {"window_ms": 64, "hop_ms": 16}, "dereverb": "wpe"})
+    params, shards, corpus = stft_workspace(tmp_path, data, 4)
     s3_spatial.main(params, "rooms", shard_root=shards, corpus_dir=corpus)
     s4_confidence.main(params, "rooms", shard_root=shards)
     for split in ("train", "valid", "test"):
@@ -305,18 +313,10 @@ def test_a_teacher_with_its_own_stft_and_wpe_runs_through_the_stages(tmp_path, m
 def test_a_teacher_without_the_training_split_fits_valid_and_test_only(tmp_path):
     """fit_train: false: spatial@ and confidence@ write the valid and test splits only, the
     same shards as the teacher fitted on every split; a student of it is refused by name."""
-    from bootsep.stages import s2_stft, s3_spatial, s4_confidence, s5_train
-    corpus = tmp_path / "corpus"
-    _tiny_corpus(corpus, np.random.default_rng(6))
+    from bootsep.stages import s3_spatial, s4_confidence, s5_train
     data = _with_teacher({"method": "delay", "channels": "pair", "fit_train": False})
     data["spatial"]["teachers"]["every"] = {"method": "delay", "channels": "pair"}
-    data["dask"].update(scheduler="synchronous")
-    data["shards"]["utterances_per_shard"] = 2
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(data))
-    shards = tmp_path / "shards"
-    for split in ("train", "valid", "test"):
-        s2_stft.main(params, split, corpus_dir=corpus, out_root=shards / "stft")
+    params, shards, corpus = stft_workspace(tmp_path, data, 6)
     for name in ("rooms", "every"):
         s3_spatial.main(params, name, shard_root=shards, corpus_dir=corpus)
         s4_confidence.main(params, name, shard_root=shards)
