@@ -985,6 +985,18 @@ class SpatialCondition(Section):
 
 
 @section
+class RoundCondition(SpatialCondition):
+    """A self-training round's student: the labels of round ``teacher`` (an entry of
+    ``self_training.rounds``) weighted by its C^alpha; optionally started from the round's
+    student (``warm_start``: iterative pseudo-labelling, Xu et al. 2020) and trained for its own
+    number of ``epochs`` and ``lr_schedule`` (null: ``train``'s)."""
+
+    warm_start: bool = _p(Flag(), default=False)
+    epochs: int | None = _p(NullOr(Int(1)), default=None)
+    lr_schedule: str | None = _p(NullOr(Choice(*LR_SCHEDULES)), default=None)
+
+
+@section
 class TrainConditions(Section):
     """``train_conditions``: ``{gt: {name: {fraction}}, spatial: {name: {teacher, alpha,
     fraction}}, rounds: {name: {teacher, alpha, fraction}}}``; ``rounds`` holds the students
@@ -992,7 +1004,7 @@ class TrainConditions(Section):
 
     gt: dict = _p(MapOf(Nested(GtCondition), "{fraction}"))
     spatial: dict = _p(MapOf(Nested(SpatialCondition), "{teacher, alpha, fraction}"))
-    rounds: dict = _p(MapOf(Nested(SpatialCondition), "{teacher, alpha, fraction}"))
+    rounds: dict = _p(MapOf(Nested(RoundCondition), "{teacher, alpha, fraction}"))
 
     def entries(self) -> list[tuple[str, str, GtCondition | SpatialCondition]]:
         """``(name, group, settings)`` of the loaded conditions, in Table 1 order (ground

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from bootsep.atomic import write_text_atomic
@@ -53,6 +53,7 @@ from bootsep.train.loop import (
 )
 from bootsep.train.model import ModelConfig, init_model
 from bootsep.train.skipped import NO_REFERENCES, SKIPPED
+from bootsep.train.warm_start import load_warm, warm_state
 
 MODEL_ROOT = Path("data/models")
 TIMING_DIR = "timing"          # data/timing/<condition>.json: beside data/models, not inside
@@ -95,6 +96,9 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     params = load_config(params_path, PARAMS + RUN_PARAMS, condition=condition_name)
     [condition] = conditions(params.train_conditions)
     cfg = TrainConfig(**params.train.as_dict())
+    own = {k: getattr(condition, k) for k in ("epochs", "lr_schedule")
+           if getattr(condition, k) is not None}     # a round's own epochs and schedule
+    cfg = replace(cfg, **own)
     stft = stft_config(params.stft)
     mcfg = model_config(params, stft.num_freq)
     out = Path(model_root) / condition.name
@@ -122,9 +126,11 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
         log.info(f"train {condition.name}: skipped, {NO_REFERENCES} -> {out}")
         return
     keep = subset_ids(train_groups, condition.fraction, cfg.seed)
+    warm = warm_state(teacher_dir, model_root) if condition.warm_start else None
     meta = {"condition": condition.to_dict(), "model_config": mcfg.to_dict(),
             "stft": asdict(stft), "train": asdict(cfg), "num_sources": cfg.num_sources,
-            "train_mixtures": None if keep is None else len(keep)}
+            "train_mixtures": None if keep is None else len(keep),
+            **({"warm_start": {"student": warm[0], "sha256": warm[1]}} if warm else {})}
     fp = fingerprint(meta, input_summaries(condition, Path(shard_root)),
                      input_files(train_groups + valid_groups), code_digest())
 
@@ -149,6 +155,9 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
         stats = check_inputs(train_groups, condition, stft,
                              f"check train shards ({condition.name})", cfg.num_sources, keep)
         trainer.model.set_stats(*stats.mean_std())
+        if warm is not None:   # the relabelling student's weights and normaliser statistics
+            load_warm(trainer.model, warm[2], Path(model_root) / warm[0] / BEST_MODEL)
+            log.info(f"train {condition.name}: warm start from student '{warm[0]}'")
     write_text_atomic(out / "params.json", json.dumps(
         {**meta, "params_file": params.raw},
         indent=2, sort_keys=True, default=str) + "\n")

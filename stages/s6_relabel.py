@@ -34,6 +34,7 @@ from bootsep.pipeline.storage.shards import aligned_shard_paths, open_aligned, s
 from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.train.loop import BEST_MODEL
 from bootsep.train.skipped import skipped_reason
+from bootsep.train.warm_start import DIGEST_KEY, STUDENT_KEY, file_sha256
 
 log = logging.getLogger(__name__)
 MODEL_ROOT = Path("data/models")
@@ -107,6 +108,7 @@ def main(params_path: str | os.PathLike, round_name: str,
     if reason:
         raise BootsepError(f"self_training.rounds.{round_name}.student '{entry.student}' was "
                            f"{reason}", params_path)
+    student_digest = file_sha256(model_dir / BEST_MODEL)   # a warm-started round student checks it
     attrs = {**teacher.attrs(), "base_teacher": entry.teacher, "student": entry.student,
              "prior_floor": st.prior_floor, "prior_weight": st.prior_weight,
              "mask_beta": params.evaluate.mask_beta, "keep_confident": st.keep_confident}
@@ -153,7 +155,8 @@ def main(params_path: str | os.PathLike, round_name: str,
                 results[split] = relabel(split, sp_tmp / split, keep_at)
             write_summary(sp_tmp / split, {
                 "stage": "relabel", "teacher": round_name, "base_teacher": entry.teacher,
-                "student": entry.student, "split": split, "shards": len(results[split]),
+                STUDENT_KEY: entry.student, DIGEST_KEY: student_digest,
+                "split": split, "shards": len(results[split]),
                 "keep_at": keep_at if np.isfinite(keep_at) else None,
                 **({"keep_choice": choice} if choice is not None and split == "valid" else {}),
                 **{k: sum(r.get(k, 0) for r in results[split])

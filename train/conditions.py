@@ -29,6 +29,11 @@ class Condition:
         fraction: share of the training mixtures used (``gt_subset``: 0.05, the paper's 1k of 20k).
         teacher: the spatial teacher (an entry of ``spatial.teachers``) of a ``spatial``
             condition; None for ``gt``.
+        warm_start: a self-training round's student only: start from the weights of the
+            model that relabelled the round (its ``self_training.rounds`` entry's student)
+            instead of the shared random initialisation.
+        epochs: this condition's epochs (None: ``train.epochs``).
+        lr_schedule: this condition's learning-rate schedule (None: ``train.lr_schedule``).
     """
 
     name: str
@@ -36,6 +41,9 @@ class Condition:
     alpha: float = 0.0
     fraction: float = 1.0
     teacher: str | None = None
+    warm_start: bool = False
+    epochs: int | None = None
+    lr_schedule: str | None = None
 
     @property
     def uses_confidence(self) -> bool:
@@ -48,9 +56,16 @@ class Condition:
 def conditions(settings: TrainConditions) -> list[Condition]:
     """The loaded conditions of ``train_conditions`` (validated by :mod:`bootsep.config`),
     ground-truth ones first (the order of Table 1)."""
-    return [Condition(name, "spatial", entry.alpha, entry.fraction, entry.teacher)
-            if LABELS_OF[group] == "spatial" else Condition(name, "gt", 0.0, entry.fraction)
-            for name, group, entry in settings.entries()]
+    out = []
+    for name, group, entry in settings.entries():
+        if LABELS_OF[group] == "gt":
+            out.append(Condition(name, "gt", 0.0, entry.fraction))
+        elif group == "rounds":
+            out.append(Condition(name, "spatial", entry.alpha, entry.fraction, entry.teacher,
+                                 entry.warm_start, entry.epochs, entry.lr_schedule))
+        else:
+            out.append(Condition(name, "spatial", entry.alpha, entry.fraction, entry.teacher))
+    return out
 
 
 def condition_names(settings: TrainConditions) -> list[str]:
