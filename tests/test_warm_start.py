@@ -42,6 +42,9 @@ def workspace(tmp_path_factory):
     return shards, models
 
 
+TINY = ModelConfig(num_freq=17, hidden=16, num_layers=1, embedding_dim=4)   # write_params' model
+
+
 def round_params(path: Path, **entry) -> Path:
     write_params(path, train={"lr": 1e-9})     # Adam moves each weight by ~lr per step
     params = yaml.safe_load(path.read_text())
@@ -65,8 +68,8 @@ def test_warm_start_begins_at_the_relabelling_student(workspace, tmp_path):
     student, warm = weights(out / "alpha_1"), weights(out / "round_1_alpha_1")
     for name, value in student.items():          # lr 1e-9 for one epoch: still the student
         torch.testing.assert_close(warm[name], value, atol=1e-6, rtol=0, msg=name)
-    fresh = init_model(ModelConfig(num_freq=17, hidden=16, num_layers=1, embedding_dim=4), 0)
-    assert (warm["blstm.weight_hh_l0"] - fresh.state_dict()["blstm.weight_hh_l0"]).abs().max() > 1e-3
+    fresh = init_model(TINY, 0).state_dict()
+    assert (warm["blstm.weight_hh_l0"] - fresh["blstm.weight_hh_l0"]).abs().max() > 1e-3
     rows = (out / "round_1_alpha_1" / LOG_CSV).read_text().splitlines()
     assert len(rows) == 2                         # its own epochs (1), not train.epochs (2)
     meta = load_checkpoint(out / "round_1_alpha_1" / BEST_MODEL)
@@ -81,8 +84,8 @@ def test_without_warm_start_the_round_starts_from_the_shared_initialisation(work
     main(round_params(tmp_path / "p.yaml", epochs=1), "round_1_alpha_1", shard_root=shards,
          model_root=tmp_path / "models")
     cold = weights(tmp_path / "models/round_1_alpha_1")
-    fresh = init_model(ModelConfig(num_freq=17, hidden=16, num_layers=1, embedding_dim=4), 0)
-    torch.testing.assert_close(cold["blstm.weight_hh_l0"], fresh.state_dict()["blstm.weight_hh_l0"],
+    fresh = init_model(TINY, 0).state_dict()
+    torch.testing.assert_close(cold["blstm.weight_hh_l0"], fresh["blstm.weight_hh_l0"],
                                atol=1e-6, rtol=0)
     assert "warm_start" not in load_checkpoint(tmp_path / "models/round_1_alpha_1" / BEST_MODEL)
 
