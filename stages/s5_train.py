@@ -126,7 +126,7 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
         log.info(f"train {condition.name}: skipped, {NO_REFERENCES} -> {out}")
         return
     keep = subset_ids(train_groups, condition.fraction, cfg.seed)
-    warm = warm_state(teacher_dir, model_root) if condition.warm_start else None
+    warm = warm_state(teacher_dir, model_root, stft) if condition.warm_start else None
     meta = {"condition": condition.to_dict(), "model_config": mcfg.to_dict(),
             "stft": asdict(stft), "train": asdict(cfg), "num_sources": cfg.num_sources,
             "train_mixtures": None if keep is None else len(keep),
@@ -154,8 +154,9 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
                      cfg.num_sources)
         stats = check_inputs(train_groups, condition, stft,
                              f"check train shards ({condition.name})", cfg.num_sources, keep)
-        trainer.model.set_stats(*stats.mean_std())
-        if warm is not None:   # the relabelling student's weights and normaliser statistics
+        if warm is None:
+            trainer.model.set_stats(*stats.mean_std())
+        else:   # the relabelling student's weights and normaliser statistics
             load_warm(trainer.model, warm[2], Path(model_root) / warm[0] / BEST_MODEL)
             log.info(f"train {condition.name}: warm start from student '{warm[0]}'")
     write_text_atomic(out / "params.json", json.dumps(

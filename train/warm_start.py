@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 
 from bootsep.errors import BootsepError
+from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.layout import SUMMARY_NAME
-from bootsep.train.checkpoint import load_checkpoint
 from bootsep.train.loop import BEST_MODEL
+from bootsep.train.saved_model import load_model
 
 STUDENT_KEY = "student"
 DIGEST_KEY = "student_model_sha256"
@@ -28,11 +29,8 @@ DIGEST_KEY = "student_model_sha256"
 
 def file_sha256(path: Path) -> str:
     """sha256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def round_student(teacher_dir: Path) -> tuple[str, str]:
@@ -52,9 +50,11 @@ def round_student(teacher_dir: Path) -> tuple[str, str]:
     return student, digest
 
 
-def warm_state(teacher_dir: Path, model_root: Path) -> tuple[str, str, dict]:
-    """The round's student, its model digest and its weights (``model_state``), checked
-    against the digest the relabelling recorded."""
+def warm_state(teacher_dir: Path, model_root: Path,
+               stft: StftConfig) -> tuple[str, str, dict]:
+    """The round's student, its model digest and its weights (a state dict), checked against
+    the digest the relabelling recorded and loaded as any model folder is
+    (:func:`~bootsep.train.saved_model.load_model`, trained on ``stft``)."""
     student, digest = round_student(teacher_dir)
     path = Path(model_root) / student / BEST_MODEL
     if not path.is_file():
@@ -64,10 +64,8 @@ def warm_state(teacher_dir: Path, model_root: Path) -> tuple[str, str, dict]:
     if found != digest:
         raise BootsepError(f"changed since the round was relabelled with it (sha256 {found[:12]}, "
                            f"recorded {digest[:12]}); rerun the round's relabel stage", path)
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or not isinstance(state.get("model_state"), dict):
-        raise BootsepError("not a bootsep model (no model_state)", path)
-    return student, digest, state["model_state"]
+    model, _ = load_model(path.parent, expect_stft=stft)
+    return student, digest, model.state_dict()
 
 
 def load_warm(model: torch.nn.Module, weights: dict, path: Path) -> None:
