@@ -968,14 +968,22 @@ class TrainSettings(Section):
 
 
 @section
-class GtCondition(Section):
+class ConditionSchedule(Section):
+    """A training condition's own number of ``epochs`` and ``lr_schedule`` (null: ``train``'s)."""
+
+    epochs: int | None = _p(NullOr(Int(1)), default=None)
+    lr_schedule: str | None = _p(NullOr(Choice(*LR_SCHEDULES)), default=None)
+
+
+@section
+class GtCondition(ConditionSchedule):
     """A ground-truth condition: ideal binary labels on a ``fraction`` of the mixtures."""
 
     fraction: float = _p(Num(0, 1, lo_open=True))
 
 
 @section
-class SpatialCondition(Section):
+class SpatialCondition(ConditionSchedule):
     """A bootstrapped condition: the labels of spatial teacher ``teacher`` (an entry of
     ``spatial.teachers``) weighted by its C^alpha (eq. 7)."""
 
@@ -988,12 +996,9 @@ class SpatialCondition(Section):
 class RoundCondition(SpatialCondition):
     """A self-training round's student: the labels of round ``teacher`` (an entry of
     ``self_training.rounds``) weighted by its C^alpha; optionally started from the round's
-    student (``warm_start``: iterative pseudo-labelling, Xu et al. 2020) and trained for its own
-    number of ``epochs`` and ``lr_schedule`` (null: ``train``'s)."""
+    student (``warm_start``: iterative pseudo-labelling, Xu et al. 2020)."""
 
     warm_start: bool = _p(Flag(), default=False)
-    epochs: int | None = _p(NullOr(Int(1)), default=None)
-    lr_schedule: str | None = _p(NullOr(Choice(*LR_SCHEDULES)), default=None)
 
 
 @section

@@ -42,12 +42,17 @@ def active_bins(logmag_db: np.ndarray, threshold_db: float, min_bins: int) -> np
     return active if active.sum() >= min_bins else np.ones_like(active)
 
 
+def kmeans_fit(emb: np.ndarray, active: np.ndarray, num_sources: int, seed: int) -> KMeans:
+    """K-means fitted on the active bins' embeddings (``emb (T, F, D)``, ``active (T, F)``)."""
+    points = emb[active].astype(np.float64)
+    return KMeans(n_clusters=num_sources, n_init=3, random_state=seed).fit(points)
+
+
 def kmeans_assign(emb: np.ndarray, active: np.ndarray, num_sources: int,
                   seed: int) -> tuple[np.ndarray, np.ndarray]:
     """K-means on the active bins' embeddings ``(T, F, D)``; returns labels ``(T, F)`` and centres
     ``(K, D)``."""
-    points = emb[active].astype(np.float64)
-    km = KMeans(n_clusters=num_sources, n_init=3, random_state=seed).fit(points)
+    km = kmeans_fit(emb, active, num_sources, seed)
     flat = emb.reshape(-1, emb.shape[-1]).astype(np.float64)
     return km.predict(flat).reshape(emb.shape[:2]), km.cluster_centers_
 
@@ -83,7 +88,10 @@ def model_masks(model: DeepClusteringBLSTM, logmags: Sequence[np.ndarray], num_s
     out = []
     for lm, emb in zip(logmags, embed(model, logmags, device)):
         active = active_bins(lm, threshold_db, min_bins=num_sources)
-        labels, centres = kmeans_assign(emb, active, num_sources, seed)
-        out.append(binary_masks(labels, num_sources) if beta is None
-                   else soft_masks(emb, centres, beta))
+        if beta is None:
+            labels, _ = kmeans_assign(emb, active, num_sources, seed)
+            out.append(binary_masks(labels, num_sources))
+        else:      # the centres only: every bin's label is not needed
+            out.append(soft_masks(emb, kmeans_fit(emb, active, num_sources, seed).cluster_centers_,
+                                  beta))
     return out

@@ -72,22 +72,25 @@ def istft(spec: np.ndarray, cfg: StftConfig, length: int) -> np.ndarray:
     frames = spec.shape[-2]
     win = cfg.analysis_window().astype(np.float64)
     segs = scipy.fft.irfft(spec, n=cfg.win_length, axis=-1) * win    # (..., T, W)
-    total = (frames - 1) * cfg.hop_length + cfg.win_length
-    out = np.zeros(spec.shape[:-2] + (total,), dtype=np.float64)
-    norm = np.zeros(total, dtype=np.float64)
-    for k in range(cfg.win_length // cfg.hop_length + (cfg.win_length % cfg.hop_length > 0)):
-        # frames t = k, k + r, k + 2r, ... never overlap each other: add them in one strided write
-        r = -(-cfg.win_length // cfg.hop_length)
-        idx = np.arange(k, frames, r)
-        if idx.size == 0:
-            continue
-        starts = idx * cfg.hop_length
-        span = np.add.outer(starts, np.arange(cfg.win_length))           # (n, W)
-        out[..., span] += segs[..., idx, :]
-        norm[span] += win ** 2
-    front = cfg.win_length - cfg.hop_length
-    norm = np.where(norm > 1e-8, norm, 1.0)
-    return (out / norm)[..., front:front + length].astype(np.float32)
+    hop, W = cfg.hop_length, cfg.win_length
+    r = -(-W // hop)                       # frames k, k + r, k + 2r, ... never overlap
+    block = r * hop                        # each one's span, zero-padded from W to r * hop
+    total = (frames - 1) * hop + W
+    out = np.zeros(spec.shape[:-2] + (total + block,), dtype=np.float64)
+    norm = np.zeros(total + block, dtype=np.float64)
+    segs = np.pad(segs, [(0, 0)] * (segs.ndim - 1) + [(0, block - W)])
+    win2 = np.pad(win ** 2, (0, block - W))
+    for k in range(min(r, frames)):
+        # overlap-add of one frame in r as a reshaped slice (no index arrays)
+        n = len(range(k, frames, r))
+        start = k * hop
+        span, weight = out[..., start:start + n * block], norm[start:start + n * block]
+        span.shape, weight.shape = out.shape[:-1] + (n, block), (n, block)   # views (or raise)
+        span += segs[..., k::r, :]
+        weight += win2
+    front = W - hop
+    norm = np.where(norm[:total] > 1e-8, norm[:total], 1.0)
+    return (out[..., :total] / norm)[..., front:front + length].astype(np.float32)
 
 
 def plain_attr(value):

@@ -97,7 +97,7 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     [condition] = conditions(params.train_conditions)
     cfg = TrainConfig(**params.train.as_dict())
     own = {k: getattr(condition, k) for k in ("epochs", "lr_schedule")
-           if getattr(condition, k) is not None}     # a round's own epochs and schedule
+           if getattr(condition, k) is not None}     # the condition's own epochs and schedule
     cfg = replace(cfg, **own)
     stft = stft_config(params.stft)
     mcfg = model_config(params, stft.num_freq)

@@ -175,8 +175,8 @@ NODES = list(nodes(RAW))
 OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.teachers.*.beamform",
             "spatial.teachers.*.fit_train", "corpus.tts.heldout_valid_mixtures",
             "self_training.keep_confident",
-            "train_conditions.rounds.*.warm_start", "train_conditions.rounds.*.epochs",
-            "train_conditions.rounds.*.lr_schedule",
+            "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
+            "train_conditions.*.*.lr_schedule",
             "train.lr_schedule",
             "evaluate.mask_beta")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)

@@ -50,3 +50,22 @@ def test_batched_equals_one_by_one():
 def test_config_round_trips_through_attributes():
     cfg = StftConfig(16000, 512, 128, "hann")
     assert StftConfig.from_attrs(cfg.as_attrs()) == cfg
+
+
+@pytest.mark.parametrize("win,hop", [(256, 64), (256, 96), (250, 64), (1024, 256)])
+@pytest.mark.parametrize("frames", [1, 2, 5, 41])
+def test_inverse_equals_frame_by_frame_overlap_add(win, hop, frames):
+    """The strided overlap-add against a plain loop over frames (any hop, gaps included)."""
+    cfg = StftConfig(8000, win, hop, "hann")
+    rng = np.random.default_rng(frames)
+    spec = (rng.standard_normal((2, frames, cfg.num_freq))
+            + 1j * rng.standard_normal((2, frames, cfg.num_freq))).astype(np.complex64)
+    w = cfg.analysis_window().astype(np.float64)
+    total = (frames - 1) * hop + win
+    out, norm = np.zeros((2, total)), np.zeros(total)
+    for t in range(frames):
+        out[:, t * hop:t * hop + win] += np.fft.irfft(spec[:, t], n=win) * w
+        norm[t * hop:t * hop + win] += w ** 2
+    ref = (out / np.where(norm > 1e-8, norm, 1.0))[:, win - hop:win - hop + 700]
+    np.testing.assert_allclose(istft(spec, cfg, 700), ref.astype(np.float32), rtol=1e-5,
+                               atol=1e-6 * np.abs(ref).max())

@@ -87,6 +87,22 @@ def test_stage_trains_gt_subset_and_alpha(corpus, tmp_path):
     assert sum(int(r["examples"]) for r in rows) == 2 * N_TRAIN // 4
 
 
+@pytest.mark.parametrize("group,name", [("gt", "gt_subset"), ("spatial", "alpha_1")])
+def test_a_condition_trains_its_own_epochs_and_schedule(corpus, tmp_path, group, name):
+    params = write_params(tmp_path / "params.yaml")          # train.epochs 2, plateau
+    raw = yaml.safe_load(params.read_text())
+    raw["train_conditions"][group][name].update(epochs=3, lr_schedule="cosine")
+    params.write_text(yaml.safe_dump(raw))
+    main(params, name, shard_root=corpus, model_root=tmp_path / "models")
+    rows = list(csv.DictReader((tmp_path / "models" / name / LOG_CSV).open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[0] > lrs[1] > lrs[2]                           # cosine decays every epoch
+    best = load_checkpoint(tmp_path / "models" / name / BEST_MODEL)
+    assert best["train"]["epochs"] == 3 and best["train"]["lr_schedule"] == "cosine"
+    assert best["condition"]["epochs"] == 3
+
+
 def _corrupt(root: Path, tmp_path: Path, stage: str, name: str, value) -> Path:
     copy = tmp_path / "shards"
     shutil.copytree(root, copy)

@@ -58,13 +58,12 @@ def conditions(settings: TrainConditions) -> list[Condition]:
     ground-truth ones first (the order of Table 1)."""
     out = []
     for name, group, entry in settings.entries():
+        own = {"epochs": entry.epochs, "lr_schedule": entry.lr_schedule}
         if LABELS_OF[group] == "gt":
-            out.append(Condition(name, "gt", 0.0, entry.fraction))
-        elif group == "rounds":
-            out.append(Condition(name, "spatial", entry.alpha, entry.fraction, entry.teacher,
-                                 entry.warm_start, entry.epochs, entry.lr_schedule))
+            out.append(Condition(name, "gt", 0.0, entry.fraction, **own))
         else:
-            out.append(Condition(name, "spatial", entry.alpha, entry.fraction, entry.teacher))
+            out.append(Condition(name, "spatial", entry.alpha, entry.fraction, entry.teacher,
+                                 warm_start=group == "rounds" and entry.warm_start, **own))
     return out
 
 
