@@ -61,6 +61,9 @@ def main() -> None:
                  "batch_size": args.batch, "loader_workers": args.workers,
                  "torch_threads": args.threads}
     params["train"].update({k: v for k, v in overrides.items() if v is not None})
+    for group in params["train_conditions"].values():       # --epochs, not the condition's own
+        if args.condition in (group or {}):
+            group[args.condition].pop("epochs", None)
     if args.size:
         params["model"]["size"] = args.size
 
