@@ -965,6 +965,8 @@ class TrainSettings(Section):
     amp: bool = _p(Flag())
     max_batches_per_epoch: int | None = _p(Maybe(Int(1)))
     num_sources: int = _p(Int(1))
+    augment_warp: tuple = _p(Pair(Num(0.5, 2.0)), default=(1.0, 1.0))
+    augment_tilt_db: float = _p(Num(0, 40), default=0.0)
 
 
 @section

@@ -28,6 +28,7 @@ from bootsep.atomic import write_text_atomic
 from bootsep.config import LABEL_KINDS, Config, load_config
 from bootsep.errors import BootsepError
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config
+from bootsep.train.augment import SpectralAugment
 from bootsep.train.checkpoint import save_checkpoint
 from bootsep.train.conditions import conditions
 from bootsep.train.dataset import ShardStream
@@ -136,7 +137,8 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
 
     model = init_model(mcfg, seed=cfg.seed)   # same initialisation for every condition (§3.3)
     stream = ShardStream(train_groups, condition, stft, seed=cfg.seed, max_frames=cfg.max_frames,
-                         shuffle_buffer=cfg.shuffle_buffer, keep=keep)
+                         shuffle_buffer=cfg.shuffle_buffer, keep=keep,
+                         augment=SpectralAugment(tuple(cfg.augment_warp), cfg.augment_tilt_db))
     valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None,
                         shuffle=False)
     timing = timing_path(model_root, condition.name)

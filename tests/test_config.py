@@ -177,7 +177,7 @@ OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.t
             "self_training.keep_confident",
             "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
             "train_conditions.*.*.lr_schedule",
-            "train.lr_schedule",
+            "train.lr_schedule", "train.augment_warp", "train.augment_tilt_db",
             "evaluate.mask_beta")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)
         and not any(re.fullmatch(o.replace(".", r"\.").replace("*", r"[^.]+"), dotted(p))
@@ -311,6 +311,9 @@ def test_smoke_overlay_loads():
     ("corpus.tts.augment.noise.snr_db", 20, "corpus.tts.augment.noise.snr_db is 20; expected a "
      "list [low, high]"),
     ("corpus.tts.augment.noise", {"kind": "pink"}, "corpus.tts.augment.noise.field is missing"),
+    ("train.augment_warp", [1.2, 0.9], "train.augment_warp is [1.2, 0.9]; expected a list "
+     "[low, high] of two numbers in [0.5, 2] with low <= high"),
+    ("train.augment_tilt_db", -3, "train.augment_tilt_db is -3; expected a number in [0, 40]"),
     ("corpus.wsj0-2mix-spatialized.sample_rate", 8000, "expected one of 8k, 16k"),
     ("corpus.folder.test_fraction", 0.95, "corpus.folder.test_fraction is 0.95; expected a "
      "number below 1 - corpus.folder.valid_fraction"),

@@ -36,6 +36,7 @@ from bootsep.pipeline.malloc import release_large_blocks
 from bootsep.pipeline.padding import frames_valid, pad_stack
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.shards import Shard, check_aligned
+from bootsep.train.augment import SpectralAugment
 from bootsep.train.conditions import Condition
 from bootsep.train.labels import ideal_binary_labels
 from bootsep.train.weights import confidence_map, magnitude_from_db, magnitude_share
@@ -105,11 +106,13 @@ class ShardStream(IterableDataset):
 
     def __init__(self, groups: Sequence[Sequence[Path]], condition: Condition, stft: StftConfig, *,
                  seed: int, max_frames: int | None = 400, shuffle: bool = True,
-                 shuffle_buffer: int = 64, keep: frozenset[str] | None = None):
+                 shuffle_buffer: int = 64, keep: frozenset[str] | None = None,
+                 augment: SpectralAugment | None = None):
         self.groups = [tuple(Path(p) for p in g) for g in groups]
         self.condition, self.stft = condition, stft
         self.seed, self.max_frames = seed, max_frames
         self.shuffle, self.shuffle_buffer, self.keep = shuffle, max(1, shuffle_buffer), keep
+        self.augment = augment if augment is not None and augment.active else None
         self.epoch = 0
         self._counts: list[int] | None = None
 
@@ -154,7 +157,8 @@ class ShardStream(IterableDataset):
         def examples() -> Iterator[dict]:
             for gi in order[worker::workers]:
                 for ex in read_group(self.groups[gi], self.condition, self.stft, self.keep):
-                    yield finish(crop(ex, self.max_frames, rng))
+                    ex = crop(ex, self.max_frames, rng)
+                    yield finish(ex if self.augment is None else self.augment(ex, rng))
         return examples(), rng
 
     def __iter__(self) -> Iterator[dict]:

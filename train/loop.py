@@ -92,6 +92,8 @@ class TrainConfig:
     amp: bool = False                 # bfloat16 autocast on CUDA
     max_batches_per_epoch: int | None = None   # cap for smoke runs; null = whole epoch
     num_sources: int = 2
+    augment_warp: tuple[float, float] = (1.0, 1.0)   # train/augment.py: warp factor range
+    augment_tilt_db: float = 0.0                     # and spectral tilt (off by default)
 
 
 def resolve_device(name: str) -> torch.device:
