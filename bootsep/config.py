@@ -967,6 +967,7 @@ class TrainSettings(Section):
     num_sources: int = _p(Int(1))
     augment_warp: tuple = _p(Pair(Num(0.5, 2.0)), default=(1.0, 1.0))
     augment_tilt_db: float = _p(Num(0, 40), default=0.0)
+    batch_parts: int = _p(Int(1), default=1)
 
 
 @section

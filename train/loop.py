@@ -34,6 +34,7 @@ import math
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,12 +46,13 @@ from bootsep import __version__
 from bootsep.atomic import write_text_atomic
 from bootsep.errors import BootsepError, exception_text
 from bootsep.progress import Progress
+from bootsep.train.batch_parts import batch_gradients, split_batch
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loss import batch_weight_scale, normalised_batch_loss, weighted_dc_loss
 from bootsep.train.schedule import cosine_lr
-from bootsep.train.threads import thread_governor
+from bootsep.train.threads import set_intra_threads, thread_governor
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
@@ -94,6 +96,7 @@ class TrainConfig:
     num_sources: int = 2
     augment_warp: tuple[float, float] = (1.0, 1.0)   # train/augment.py: warp factor range
     augment_tilt_db: float = 0.0                     # and spectral tilt (off by default)
+    batch_parts: int = 1              # CPU: a batch as this many parts on threads (batch_parts.py)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -160,6 +163,9 @@ class Trainer:
             self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
         self.state = TrainState()
         self._signal: int | None = None
+        # batch parts run side by side on CPU threads (train/batch_parts.py); one on CUDA
+        self._parts = cfg.batch_parts if self.device.type == "cpu" else 1
+        self._pool: ThreadPoolExecutor | None = None     # started by the first parallel step
         # does a training step draw random numbers (dropout)? If not, _batch_rng seeds nothing
         self._draws_random = any(
             (isinstance(m, torch.nn.RNNBase) and m.dropout > 0)
@@ -296,6 +302,41 @@ class Trainer:
                                    y.reshape(b, t * f, -1), weights.reshape(b, t * f))  # eq. 8-9
         return per_utt, weights.reshape(b, t * f)
 
+    def _backward(self, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Zero the gradients and fill them with the batch's (its normalised loss's, eq. 8-9);
+        returns the per-utterance losses ``(B,)`` and the weights they used, detached. On CPU
+        the batch runs as ``train.batch_parts`` parts side by side (train/batch_parts.py)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = split_batch(batch, self._parts)
+        if len(parts) == 1:
+            per_utt, weights = self._loss(batch)
+            normalised_batch_loss(per_utt, weights).backward()
+            return per_utt.detach(), [weights.detach()]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        per_utt, weights, grads = batch_gradients(self._loss, parts, params, self._map_parts)
+        for p, g in zip(params, grads):
+            p.grad = g
+        return per_utt, weights
+
+    def _map_parts(self, fn, items: list) -> list:
+        """``[fn(x) for x in items]``, on up to ``train.batch_parts`` threads as the thread
+        governor allows (one while dropout draws from the generator _batch_rng seeded); item
+        ``j`` runs on worker ``j mod workers``, each worker's kernels on its share of the
+        allowed threads."""
+        workers = 1 if self._draws_random else min(len(items), self.threads.threads)
+        intra = max(1, self.threads.threads // workers)
+
+        def run(share: list) -> list:
+            set_intra_threads(intra)
+            return [fn(x) for x in share]
+
+        if workers == 1:
+            return run(items)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._parts, thread_name_prefix="batch-part")
+        shares = list(self._pool.map(run, [items[w::workers] for w in range(workers)]))
+        return [shares[j % workers][j // workers] for j in range(len(items))]
+
     def _loader(self, stream: ShardStream, workers: int, bucket: bool = False) -> DataLoader:
         return make_loader(stream, self.cfg.batch_size, workers,
                            pin_memory=self.device.type == "cuda", bucket=bucket)
@@ -304,6 +345,7 @@ class Trainer:
         """The validation stream's loss (full utterances), normalised as in training:
         ``Σ L_b / Σ (Σ_i w_bi)²`` over all its utterances (0 when all weights are 0)."""
         self.model.eval()
+        set_intra_threads(self.threads.threads)      # the batch parts' threads ran with fewer
         total, scale = 0.0, 0.0
         with torch.no_grad():
             for batch in self._loader(self.valid_stream, 0):
@@ -329,6 +371,9 @@ class Trainer:
             st.done = True
             self._save()
         finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
             for s, h in handlers.items():
                 signal.signal(s, h)
         return st
@@ -363,20 +408,17 @@ class Trainer:
                     for group in self.optimizer.param_groups:
                         group["lr"] = cosine_lr(cfg.lr, done)
                 with self._batch_rng(st.epoch, i):
-                    per_utt, weights = self._loss(batch)
-                    loss = normalised_batch_loss(per_utt, weights)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    per_utt, weights = self._backward(batch)
                     if cfg.grad_clip:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                     self.optimizer.step()
                 s = st.sums
-                s.loss += float(per_utt.detach().sum())
+                s.loss += float(per_utt.sum())
                 s.examples += per_utt.numel()
                 frames = int(batch["lengths"].sum())
                 s.frames += frames
-                s.weight += float(weights.sum())
-                s.weight_sq += float(batch_weight_scale(weights))
+                s.weight += sum(float(w.sum()) for w in weights)
+                s.weight_sq += sum(float(batch_weight_scale(w)) for w in weights)
                 s.batches += 1
                 st.position = i + 1
                 now = time.perf_counter()

@@ -102,3 +102,10 @@ class ThreadGovernor:
             self.threads = threads
             self._set(threads)
         return threads
+
+
+def set_intra_threads(threads: int) -> None:
+    """``torch.set_num_threads(threads)`` for the calling thread's kernels, only when it
+    differs (each thread keeps its own OpenMP count; setting it is not free)."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
