@@ -6,6 +6,7 @@ Run from the repository root::
     python bench/train_throughput.py --quick    # a rough version in well under a minute
     python bench/train_throughput.py --device cuda [--amp] --batch 40   # models on a GPU
     python bench/train_throughput.py --contend [--threads auto] [--steps 8]  # beside a busy process
+    python bench/train_throughput.py --parts 2 ...   # batches as 2 parts on threads (batch_parts)
 
 It writes synthetic shard sets (the real schema and STFT: 8 kHz, 32 ms / 8 ms, F = 129) into a
 temporary folder and reports, in the last stdout line, one JSON object:
@@ -51,11 +52,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from bootsep.pipeline.stft import StftConfig
+from bootsep.train.batch_parts import PartsPool, batch_gradients, split_batch
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.inputs import shard_groups
@@ -73,11 +77,36 @@ COND = Condition("alpha_1", "spatial", 1.0, teacher="paper")
 CPU = torch.device("cpu")
 
 
+def _parts_step(model, pool: PartsPool, parts: int, threads: Callable[[], int]):
+    """A function doing the trainer's CPU step on a collated batch as ``parts`` parts (train/
+    batch_parts.py): the parts' gradients, summed, then clipping and Adam."""
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+
+    def loss_of(b: dict):
+        emb = model(b["features"], b["lengths"])
+        bt, t, f, d = emb.shape
+        y = labels_to_onehot(b["labels"], 2).reshape(bt, t * f, -1)
+        w = b["weights"].reshape(bt, t * f)
+        return weighted_dc_loss(emb.reshape(bt, t * f, d), y, w), w
+
+    def step(b: dict) -> None:
+        _, _, grads = batch_gradients(loss_of, split_batch(b, parts), params,
+                                      lambda fn, items: pool.map(fn, items, threads()))
+        for p, g in zip(params, grads):
+            p.grad = g
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+
+    return step
+
+
 def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
                        device: torch.device = CPU, amp: bool = False,
-                       threads: int | str | None = None) -> float:
+                       threads: int | str | None = None, parts: int = 1) -> float:
     """Training steps on random padded batches; frames/s counts valid frames only. On CUDA the
-    model runs packed sequences (cuDNN), optionally under bf16 autocast, as in training."""
+    model runs packed sequences (cuDNN), optionally under bf16 autocast, as in training. On the
+    CPU with ``parts > 1`` each batch runs as that many parts on threads (train.batch_parts)."""
     torch.manual_seed(0)
     model = init_model(cfg, seed=0)
     # normalised inputs as in training (un-normalised dB values saturate the gates and the
@@ -94,7 +123,21 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
     model, feats, y, w = model.to(device), feats.to(device), y.to(device), w.to(device)
     amp = amp and device.type == "cuda"
 
-    def step():
+    governor = None if threads is None else (
+        ThreadGovernor(len(os.sched_getaffinity(0)), interval_s=0.5) if threads == "auto"
+        else ThreadGovernor(int(threads), adaptive=False))
+    pool = PartsPool(parts)
+    if parts > 1 and device.type == "cpu":
+        whole = {"features": feats, "lengths": lengths, "labels": y.argmax(-1), "weights": w,
+                 "mask": valid[..., 0], "ids": [str(i) for i in range(batch)]}
+        cores = len(os.sched_getaffinity(0))
+        parts_step = _parts_step(model, pool, parts,
+                                 lambda: governor.threads if governor else cores)
+        step = partial(parts_step, whole)
+    else:
+        step = None
+
+    def whole_step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             emb = model(feats, lengths)
         loss = normalised_batch_loss(weighted_dc_loss(emb.float(), y, w), w)
@@ -103,9 +146,7 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
 
-    governor = None if threads is None else (
-        ThreadGovernor(len(os.sched_getaffinity(0)), interval_s=0.5) if threads == "auto"
-        else ThreadGovernor(int(threads), adaptive=False))
+    step = step or whole_step
     step()                                                # warm-up
     _sync(device)
     start = time.perf_counter()
@@ -114,6 +155,7 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
             governor.step()
         step()
     _sync(device)
+    pool.close()
     return steps * int(lengths.sum()) / (time.perf_counter() - start)
 
 
@@ -231,16 +273,16 @@ def peak_rss(tmp: Path, sizes: list[int], workers: int) -> dict:
 BUSY_LOOP = "while True:\n    pass\n"   # one single-threaded busy process, no OpenMP of its own
 
 
-def contention(batch: int, steps: int, threads: int | str) -> dict:
+def contention(batch: int, steps: int, threads: int | str, parts: int = 1) -> dict:
     """The small model's training frames/s alone and beside one busy process."""
     load = os.getloadavg()[0]
-    alone = model_frames_per_s(SMALL, batch, 400, steps, threads=threads)
+    alone = model_frames_per_s(SMALL, batch, 400, steps, threads=threads, parts=parts)
     # a separate program, not a multiprocessing child: the thread governor counts this
     # process's children (its loader workers) as its own load
     proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
     try:
         time.sleep(0.5)                                   # let it start spinning
-        contended = model_frames_per_s(SMALL, batch, 400, steps, threads=threads)
+        contended = model_frames_per_s(SMALL, batch, 400, steps, threads=threads, parts=parts)
     finally:
         proc.kill()
         proc.wait(5)
@@ -250,9 +292,10 @@ def contention(batch: int, steps: int, threads: int | str) -> dict:
 
 
 def real_shards(root: Path, bucket: bool, batch: int, epochs: int, max_batches: int | None,
-                workers: int, shuffle_buffer: int, max_frames: int = 400) -> dict:
+                workers: int, shuffle_buffer: int, max_frames: int = 400, parts: int = 1) -> dict:
     """Train the small model on ``root``'s training split (condition gt) as the trainer does
-    (weighted DC loss, normalised per batch, clipping, Adam), bucketed or not."""
+    (weighted DC loss, normalised per batch, clipping, Adam; each batch as ``parts`` parts on
+    threads), bucketed or not."""
     from bootsep.pipeline.storage.shards import Shard
     from bootsep.train.inputs import check_inputs
 
@@ -268,7 +311,9 @@ def real_shards(root: Path, bucket: bool, batch: int, epochs: int, max_batches: 
     cfg = ModelConfig(num_freq=stft.num_freq, hidden=128, num_layers=2, embedding_dim=15)
     model = init_model(cfg, seed=0)
     model.set_stats(*check_inputs(groups, cond, stft, "feature statistics").mean_std())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pool = PartsPool(parts)
+    step = _parts_step(model, pool, parts, lambda: torch.get_num_threads() if parts == 1
+                       else len(os.sched_getaffinity(0)))
     per_epoch = stream.num_batches(batch, workers)
     frames, steps, seconds, first = 0, 0, 0.0, 0.0
     for epoch in range(epochs):
@@ -279,21 +324,15 @@ def real_shards(root: Path, bucket: bool, batch: int, epochs: int, max_batches: 
                 first += time.perf_counter() - start
             if max_batches is not None and i >= max_batches:
                 break
-            emb = model(b["features"], b["lengths"])
-            bt, t, f, d = emb.shape
-            y = labels_to_onehot(b["labels"], 2).reshape(bt, t * f, -1)
-            w = b["weights"].reshape(bt, t * f)
-            loss = normalised_batch_loss(weighted_dc_loss(emb.reshape(bt, t * f, d), y, w), w)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
+            step(b)
             frames, steps = frames + int(b["lengths"].sum()), steps + 1
         seconds += time.perf_counter() - start
         print(f"epoch {epoch + 1}: {steps} batches, {seconds:.1f} s", file=sys.stderr, flush=True)
+    pool.close()
     measured = max_batches is None or max_batches >= per_epoch
     rest = (seconds - first) / max(steps - epochs, 1)      # seconds per later batch
     return {"shards": str(root), "condition": "gt", "bucket": bucket, "batch_size": batch,
+            "batch_parts": parts,
             "shuffle_buffer": shuffle_buffer, "loader_workers": workers,
             "batches_per_epoch": per_epoch, "batches_timed": steps,
             "frames_per_s": round(frames / seconds, 1),
@@ -329,6 +368,8 @@ def main() -> None:
                     help="--shards: batches timed per epoch (default: the whole epoch)")
     ap.add_argument("--shuffle-buffer", type=int, default=256,
                     help="--shards: train.shuffle_buffer (params.yaml default 256)")
+    ap.add_argument("--parts", type=int, default=1,
+                    help="CPU: each batch as this many parts on threads (train.batch_parts)")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -345,15 +386,18 @@ def main() -> None:
     if args.shards is not None:
         print(json.dumps({"machine": machine, "torch_threads": args.threads,
                           **real_shards(args.shards, args.bucket, args.batch or 16, args.epochs,
-                                        args.max_batches, args.workers, args.shuffle_buffer)}))
+                                        args.max_batches, args.workers, args.shuffle_buffer,
+                                        parts=args.parts)}))
         return
     if args.contend:
         print(json.dumps({"machine": machine, "torch_threads": args.threads,
                           "model_batch": f"{args.batch or 4} x 400 frames x {F} bins",
-                          **contention(args.batch or 4, args.steps or 8, args.threads)}))
+                          **contention(args.batch or 4, args.steps or 8, args.threads,
+                                       args.parts)}))
         return
-    result: dict = {"machine": machine, "torch_threads": args.threads, "quick": quick,
-                    "model_device": str(device), "amp": bool(args.amp and device.type == "cuda")}
+    result: dict = {"machine": machine, "torch_threads": args.threads, "batch_parts": args.parts,
+                    "quick": quick, "model_device": str(device),
+                    "amp": bool(args.amp and device.type == "cuda")}
 
     with tempfile.TemporaryDirectory(prefix="bootsep-bench-") as tmp:
         tmp = Path(tmp)
@@ -369,7 +413,8 @@ def main() -> None:
         frames = 400
         models = {}
         for name, cfg in (("small", SMALL), ("paper", paper_config())):
-            models[name] = model_frames_per_s(cfg, batch, frames, steps, device, args.amp)
+            models[name] = model_frames_per_s(cfg, batch, frames, steps, device, args.amp,
+                                              parts=args.parts)
             print(f"{name} model: {models[name]:.0f} frames/s", file=sys.stderr, flush=True)
         result["model_frames_per_s"] = models
         result["model_batch"] = f"{batch} x {frames} frames x {F} bins"

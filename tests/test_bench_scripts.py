@@ -140,6 +140,12 @@ def test_train_throughput_bench():
     assert out["loss_rel_diff_float64"] < 1e-9          # low-rank loss == O(N^2) loss
 
 
+def test_train_throughput_bench_with_batch_parts():
+    out = run_bench("train_throughput.py", "--contend", "--threads", "2", "--parts", "2",
+                    "--steps", "1", "--batch", "2")
+    assert out["contend_frames_per_s"]["alone"] > 0
+
+
 def test_train_epoch_bench():
     out = run_bench("train_epoch.py", "--device", "cpu", "--train", "16", "--valid", "8",
                     "--batch", "8", "--threads", "1", "--workers", "0")

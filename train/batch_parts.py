@@ -17,11 +17,13 @@ depends on ``P`` only through float rounding (the loss is a sum over utterances,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from bootsep.errors import BootsepError
 from bootsep.train.loss import batch_weight_scale
+from bootsep.train.threads import set_intra_threads
 
 SPLIT_KEYS = ("features", "labels", "weights", "lengths", "mask")
 
@@ -89,3 +91,38 @@ def batch_gradients(loss_of: Callable[[dict], tuple[torch.Tensor, torch.Tensor]]
     grads = map_parts(backward, outs)
     return (torch.cat([per_utt.detach() for per_utt, _ in outs]),
             [w.detach() for _, w in outs], sum_gradients(grads))
+
+
+class PartsPool:
+    """Runs a batch's parts on up to ``max_workers`` threads (started on first use).
+
+    :meth:`map` is ``[fn(x) for x in items]`` with item ``j`` on worker ``j mod workers``,
+    ``workers = min(len(items), threads)`` (``threads``: the cores the trainer may use now),
+    each worker's kernels on ``threads // workers`` intra-op threads; ``serial`` runs every
+    item on the calling thread (e.g. while dropout draws from a seeded global generator).
+    """
+
+    def __init__(self, max_workers: int):
+        self.max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def map(self, fn: Callable, items: Sequence, threads: int, serial: bool = False) -> list:
+        workers = 1 if serial else max(1, min(len(items), threads, self.max_workers))
+        intra = max(1, threads // workers)
+
+        def run(share: Sequence) -> list:
+            set_intra_threads(intra)
+            return [fn(x) for x in share]
+
+        if workers == 1:
+            return run(items)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="batch-part")
+        shares = list(self._pool.map(run, [items[w::workers] for w in range(workers)]))
+        return [shares[j % workers][j // workers] for j in range(len(items))]
+
+    def close(self) -> None:
+        """Stop the threads (a later :meth:`map` starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

@@ -34,7 +34,6 @@ import math
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from bootsep import __version__
 from bootsep.atomic import write_text_atomic
 from bootsep.errors import BootsepError, exception_text
 from bootsep.progress import Progress
-from bootsep.train.batch_parts import batch_gradients, split_batch
+from bootsep.train.batch_parts import PartsPool, batch_gradients, split_batch
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
@@ -165,7 +164,7 @@ class Trainer:
         self._signal: int | None = None
         # batch parts run side by side on CPU threads (train/batch_parts.py); one on CUDA
         self._parts = cfg.batch_parts if self.device.type == "cpu" else 1
-        self._pool: ThreadPoolExecutor | None = None     # started by the first parallel step
+        self._parts_pool = PartsPool(self._parts)
         # does a training step draw random numbers (dropout)? If not, _batch_rng seeds nothing
         self._draws_random = any(
             (isinstance(m, torch.nn.RNNBase) and m.dropout > 0)
@@ -319,23 +318,9 @@ class Trainer:
         return per_utt, weights
 
     def _map_parts(self, fn, items: list) -> list:
-        """``[fn(x) for x in items]``, on up to ``train.batch_parts`` threads as the thread
-        governor allows (one while dropout draws from the generator _batch_rng seeded); item
-        ``j`` runs on worker ``j mod workers``, each worker's kernels on its share of the
-        allowed threads."""
-        workers = 1 if self._draws_random else min(len(items), self.threads.threads)
-        intra = max(1, self.threads.threads // workers)
-
-        def run(share: list) -> list:
-            set_intra_threads(intra)
-            return [fn(x) for x in share]
-
-        if workers == 1:
-            return run(items)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._parts, thread_name_prefix="batch-part")
-        shares = list(self._pool.map(run, [items[w::workers] for w in range(workers)]))
-        return [shares[j % workers][j // workers] for j in range(len(items))]
+        """The parts on threads as the governor allows; one thread while dropout draws from
+        the generator _batch_rng seeded."""
+        return self._parts_pool.map(fn, items, self.threads.threads, serial=self._draws_random)
 
     def _loader(self, stream: ShardStream, workers: int, bucket: bool = False) -> DataLoader:
         return make_loader(stream, self.cfg.batch_size, workers,
@@ -371,9 +356,7 @@ class Trainer:
             st.done = True
             self._save()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
+            self._parts_pool.close()
             for s, h in handlers.items():
                 signal.signal(s, h)
         return st
