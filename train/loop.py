@@ -20,6 +20,10 @@ its scale does not depend on the weights' (issue 21: unnormalised, ``α = 2`` tr
 lost under Adam's epsilon). The logged ``train_loss`` and ``valid_loss`` are the same ratio
 taken over the whole epoch / validation set (``Σ L_b / Σ (Σ_i w_bi)²`` over all its
 utterances), which does not depend on how the utterances were batched.
+
+On the CPU each batch runs as ``train.batch_parts`` parts on their own threads, their
+gradients added in part order (:mod:`bootsep.train.batch_parts`): the same model to rounding,
+the same bits for any number of threads, faster than one pass on intra-op threads.
 """
 
 from __future__ import annotations
