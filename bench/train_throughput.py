@@ -127,15 +127,6 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
         ThreadGovernor(len(os.sched_getaffinity(0)), interval_s=0.5) if threads == "auto"
         else ThreadGovernor(int(threads), adaptive=False))
     pool = PartsPool(parts)
-    if parts > 1 and device.type == "cpu":
-        whole = {"features": feats, "lengths": lengths, "labels": y.argmax(-1), "weights": w,
-                 "mask": valid[..., 0], "ids": [str(i) for i in range(batch)]}
-        cores = len(os.sched_getaffinity(0))
-        parts_step = _parts_step(model, pool, parts,
-                                 lambda: governor.threads if governor else cores)
-        step = partial(parts_step, whole)
-    else:
-        step = None
 
     def whole_step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -146,7 +137,13 @@ def model_frames_per_s(cfg: ModelConfig, batch: int, frames: int, steps: int,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
 
-    step = step or whole_step
+    step = whole_step
+    if parts > 1 and device.type == "cpu":
+        whole = {"features": feats, "lengths": lengths, "labels": y.argmax(-1), "weights": w,
+                 "mask": valid[..., 0], "ids": [str(i) for i in range(batch)]}
+        cores = len(os.sched_getaffinity(0))
+        step = partial(_parts_step(model, pool, parts,
+                                   lambda: governor.threads if governor else cores), whole)
     step()                                                # warm-up
     _sync(device)
     start = time.perf_counter()

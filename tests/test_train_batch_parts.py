@@ -18,12 +18,14 @@ from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loop import CHECKPOINT, TrainingInterrupted
 from bootsep.train.loss import normalised_batch_loss, weighted_dc_loss
 from bootsep.train.model import ModelConfig, init_model
+from tests import test_train_loop
 from tests.test_train_loop import _assert_same_result, _fail_at, make_trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 F = 9
 MODEL = ModelConfig(num_freq=F, hidden=6, num_layers=2, embedding_dim=4)
+corpus = test_train_loop.corpus       # the training loop tests' tiny corpus (a module fixture)
 
 
 def _batch(lengths, seed=0, zero_weights=False) -> dict:
@@ -101,15 +103,6 @@ def test_sum_gradients_adds_in_part_order_and_keeps_missing_as_none():
     out = sum_gradients([(a, None), (b, None)])
     assert torch.equal(out[0], a + b) and out[1] is None
     assert torch.equal(a, torch.tensor([1.0, 2.0]))          # inputs untouched
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from bootsep.train.synthetic import write_synthetic_corpus
-    root = tmp_path_factory.mktemp("corpus")
-    write_synthetic_corpus(root, {"train": 40, "valid": 10}, utterances_per_shard=6,
-                           frames=(20, 50), seed=11)
-    return root
 
 
 @pytest.fixture(scope="module")

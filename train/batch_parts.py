@@ -5,8 +5,9 @@ threads meet at a barrier every time step). Splitting a batch of ``B`` utterance
 contiguous parts, each run forward and backward single-threaded on its own Python thread
 (PyTorch releases the GIL inside its kernels; CPU autograd runs on the calling thread), and
 summing the parts' gradients in a fixed order gives the batch's gradient with no barrier
-between the threads: measured on 2 cores, batch 8 x 400 frames, 2 parts ~1.15-1.3x the
-frames/s of one pass on 2 intra-op threads (README, Benchmarks).
+between the threads. Measured on 2 cores: the step alone (batch 8 x 400 frames) ~1.15-1.3x
+the frames/s of one pass on 2 intra-op threads, but whole trainings 0.9-1.15x, so the default
+is 1 part (README, Benchmarks; ``bench/train_throughput.py --parts``).
 
 The result does not depend on how many threads run the parts (each part's kernels give the
 same bits on any thread count, tests/test_train_threads.py; the sum's order is fixed); it

@@ -21,9 +21,9 @@ lost under Adam's epsilon). The logged ``train_loss`` and ``valid_loss`` are the
 taken over the whole epoch / validation set (``Σ L_b / Σ (Σ_i w_bi)²`` over all its
 utterances), which does not depend on how the utterances were batched.
 
-On the CPU each batch runs as ``train.batch_parts`` parts on their own threads, their
-gradients added in part order (:mod:`bootsep.train.batch_parts`): the same model to rounding,
-the same bits for any number of threads, faster than one pass on intra-op threads.
+With ``train.batch_parts > 1`` each CPU batch runs as that many parts on their own threads,
+their gradients added in part order (:mod:`bootsep.train.batch_parts`): the same model to
+rounding, the same bits for any number of threads (default 1: one pass).
 """
 
 from __future__ import annotations
