@@ -43,8 +43,11 @@ def active_bins(logmag_db: np.ndarray, threshold_db: float, min_bins: int) -> np
 
 
 def kmeans_fit(emb: np.ndarray, active: np.ndarray, num_sources: int, seed: int) -> KMeans:
-    """K-means fitted on the active bins' embeddings (``emb (T, F, D)``, ``active (T, F)``)."""
-    points = emb[active].astype(np.float64)
+    """K-means fitted on the active bins' embeddings (``emb (T, F, D)``, ``active (T, F)``), in
+    float32, the model's own precision: scikit-learn's float32 Lloyd is about 3x faster than
+    its float64 one on these points (measured: 12 against 39 ms a mixture, 3 starts), most
+    of the evaluate stage's time."""
+    points = emb[active].astype(np.float32)
     return KMeans(n_clusters=num_sources, n_init=3, random_state=seed).fit(points)
 
 
@@ -53,7 +56,7 @@ def kmeans_assign(emb: np.ndarray, active: np.ndarray, num_sources: int,
     """K-means on the active bins' embeddings ``(T, F, D)``; returns labels ``(T, F)`` and centres
     ``(K, D)``."""
     km = kmeans_fit(emb, active, num_sources, seed)
-    flat = emb.reshape(-1, emb.shape[-1]).astype(np.float64)
+    flat = emb.reshape(-1, emb.shape[-1]).astype(np.float32)
     return km.predict(flat).reshape(emb.shape[:2]), km.cluster_centers_
 
 
@@ -82,16 +85,23 @@ def apply_masks(spec: np.ndarray, masks: np.ndarray, cfg: StftConfig, length: in
 
 def model_masks(model: DeepClusteringBLSTM, logmags: Sequence[np.ndarray], num_sources: int, *,
                 threshold_db: float, seed: int, beta: float | None,
-                device: torch.device | str = "cpu") -> list[np.ndarray]:
-    """DC masks ``(K, T_b, F)`` for a batch of log-magnitude spectrograms ``(T_b, F)``: binary
-    (``beta=None``, the paper's) or soft K-means masks of sharpness ``beta``."""
-    out = []
-    for lm, emb in zip(logmags, embed(model, logmags, device)):
-        active = active_bins(lm, threshold_db, min_bins=num_sources)
-        if beta is None:
-            labels, _ = kmeans_assign(emb, active, num_sources, seed)
-            out.append(binary_masks(labels, num_sources))
-        else:      # the centres only: every bin's label is not needed
-            out.append(soft_masks(emb, kmeans_fit(emb, active, num_sources, seed).cluster_centers_,
-                                  beta))
+                device: torch.device | str = "cpu",
+                batch_size: int | None = None) -> list[np.ndarray]:
+    """DC masks ``(K, T_b, F)`` for ``B`` log-magnitude spectrograms ``(T_b, F)``, in their
+    order: binary (``beta=None``, the paper's) or soft K-means masks of sharpness ``beta``.
+    Embedded in passes of ``batch_size`` utterances of similar length (sorted by length, so
+    little padding is computed; None: one pass)."""
+    order = np.argsort([len(lm) for lm in logmags], kind="stable")
+    step = max(len(order) if batch_size is None else batch_size, 1)
+    out: list[np.ndarray] = [None] * len(order)             # type: ignore[list-item]
+    for start in range(0, len(order), step):
+        idx = order[start:start + step]
+        for i, emb in zip(idx, embed(model, [logmags[i] for i in idx], device)):
+            active = active_bins(logmags[i], threshold_db, min_bins=num_sources)
+            if beta is None:
+                labels, _ = kmeans_assign(emb, active, num_sources, seed)
+                out[i] = binary_masks(labels, num_sources)
+            else:      # the centres only: every bin's label is not needed
+                out[i] = soft_masks(emb, kmeans_fit(emb, active, num_sources,
+                                                    seed).cluster_centers_, beta)
     return out

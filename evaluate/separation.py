@@ -94,13 +94,10 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                                    f"components, the evaluation expects {num_sources} sources",
                                    path)
         logmags = [lm.astype(np.float32) for lm in logmags]
-        learned: dict[str, list[np.ndarray]] = {name: [] for name in models}
-        for start in range(0, len(ids), batch_size):
-            sl = slice(start, start + batch_size)
-            for name, model in models.items():
-                learned[name] += model_masks(model, logmags[sl], num_sources,
-                                             threshold_db=threshold_db, seed=seed,
-                                             beta=beta, device=device)
+        learned = {name: model_masks(model, logmags, num_sources, threshold_db=threshold_db,
+                                     seed=seed, beta=beta, device=device,
+                                     batch_size=batch_size)
+                   for name, model in models.items()}
         for u, uid in enumerate(ids):
             if uid not in manifest:
                 raise BootsepError(f"utterance '{uid}' is not in the {split} manifest; rerun "

@@ -95,3 +95,18 @@ def test_model_masks_binary_and_soft_agree_on_the_labels():
         # the soft mask's larger component is K-means' label wherever the two are not tied
         clear = np.abs(s[0] - s[1]) > 1e-4
         np.testing.assert_array_equal(np.argmax(s, 0)[clear], labels[clear])
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 2, 3])
+def test_model_masks_in_length_sorted_passes_keep_the_input_order(batch_size):
+    """Passes of utterances sorted by length give each utterance the masks it gets alone
+    (the padded BLSTM is padding-invariant), returned in the input order."""
+    cfg = ModelConfig(num_freq=17, hidden=8, num_layers=1, embedding_dim=5)
+    model = init_model(cfg, seed=0)
+    rng = np.random.default_rng(4)
+    logmags = [rng.normal(-30, 10, size=(n, 17)).astype(np.float32) for n in (12, 5, 20, 9, 5)]
+    kw = dict(threshold_db=-40.0, seed=0, beta=2.0)
+    masks = model_masks(model, logmags, 2, batch_size=batch_size, **kw)
+    assert [m.shape[1] for m in masks] == [12, 5, 20, 9, 5]
+    for lm, m in zip(logmags, masks):
+        np.testing.assert_allclose(m, model_masks(model, [lm], 2, **kw)[0], atol=1e-5)

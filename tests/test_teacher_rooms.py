@@ -22,7 +22,7 @@ from bootsep.pipeline.corpus.spatialize import circular_array, free_field_images
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.storage.shards import Shard, shard_paths
 from bootsep.pipeline.teachers.grid import map_to_grid
-from bootsep.pipeline.teachers.wpe import dereverberate, wpe_frames
+from bootsep.pipeline.teachers.wpe import dereverberate, weighted_correlations, wpe_frames
 
 REPO = Path(__file__).resolve().parent.parent
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -111,6 +111,23 @@ def test_wpe_keeps_padding_zero_and_refuses_bad_input():
         dereverberate(np.abs(X), np.array([40, 25]), taps=2, delay=1, iterations=2)
     with pytest.raises(BootsepError, match="taps"):
         dereverberate(X, np.array([40, 25]), taps=0, delay=1, iterations=2)
+
+
+@pytest.mark.parametrize("shape, taps, delay", [((9, 3, 40), 4, 2), ((17, 8, 120), 10, 3)])
+def test_weighted_correlations_equal_nara_wpes(shape, taps, delay):
+    """The Hermitian (zherk) correlations equal nara-wpe's general products
+    (``get_correlations_v6``, the oracle) to rounding, Hermitian to the last bit."""
+    from nara_wpe.wpe import build_y_tilde, get_correlations_v6
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    Y_tilde = build_y_tilde(Y, taps, delay)
+    w = rng.uniform(0.01, 10.0, size=(shape[0], shape[2]))
+    R, P = weighted_correlations(Y, Y_tilde, w)
+    R_ref, P_ref = get_correlations_v6(Y, Y_tilde, w)
+    assert R.shape == R_ref.shape and P.shape == P_ref.shape
+    np.testing.assert_allclose(R, R_ref, rtol=0, atol=1e-12 * np.abs(R_ref).max())
+    np.testing.assert_allclose(P, P_ref, rtol=0, atol=1e-12 * np.abs(P_ref).max())
+    np.testing.assert_array_equal(R, R.conj().swapaxes(-2, -1))
 
 
 # ----------------------------------------------------------------------------- map_to_grid

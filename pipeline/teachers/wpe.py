@@ -68,12 +68,7 @@ def wpe_floored(Y: np.ndarray, taps: int, delay: int, iterations: int, psd_conte
     """nara-wpe's offline WPE (``wpe``, statistics ``full``) of one mixture ``Y (F, C, T)``,
     the power of its weights floored at ``power_floor_db`` below the loudest bin, the weighted
     correlation matrix ``R`` loaded with ``ridge`` times its mean diagonal."""
-    from nara_wpe.wpe import (
-        build_y_tilde,
-        get_correlations_v6,
-        perform_filter_operation_v5,
-        window_mean,
-    )
+    from nara_wpe.wpe import build_y_tilde, perform_filter_operation_v5, window_mean
 
     Y_tilde = build_y_tilde(Y, taps, delay)                          # (F, C * taps, T)
     floor = float(np.max(np.abs(Y) ** 2)) * 10.0 ** (power_floor_db / 10.0)
@@ -83,8 +78,27 @@ def wpe_floored(Y: np.ndarray, taps: int, delay: int, iterations: int, psd_conte
         if psd_context > 0:
             power = window_mean(power, (psd_context, psd_context))
         inverse_power = 1.0 / np.maximum(power, floor)
-        R, P = get_correlations_v6(Y, Y_tilde, inverse_power)     # (F, CD, CD), (F, CD, C)
+        R, P = weighted_correlations(Y, Y_tilde, inverse_power)   # (F, CD, CD), (F, CD, C)
         load = ridge * np.trace(R, axis1=-2, axis2=-1).real / R.shape[-1]
         G = np.linalg.solve(R + load[:, None, None] * np.eye(R.shape[-1]), P)
         Z = perform_filter_operation_v5(Y=Y, Y_tilde=Y_tilde, filter_matrix=G)
     return Z
+
+
+def weighted_correlations(Y: np.ndarray, Y_tilde: np.ndarray,
+                          inverse_power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """WPE's weighted correlations (nara-wpe's ``get_correlations_v6``, tested against it):
+    ``R = Ỹ diag(w) Ỹᴴ`` ``(F, CD, CD)`` and ``P = Ỹ diag(w) Yᴴ`` ``(F, CD, C)`` of ``Y (F, C,
+    T)``, ``Ỹ (F, CD, T)`` and weights ``w = inverse_power (F, T)``. ``R`` is Hermitian, so each
+    frequency's is one BLAS ``zherk`` of ``Ỹ diag(√w)`` (half the multiplications of the general
+    product; the weighted-correlation product is most of a teacher's WPE time)."""
+    from scipy.linalg.blas import zherk
+
+    root = np.sqrt(inverse_power)[:, None, :]
+    A = Y_tilde * root                                                  # (F, CD, T)
+    R = np.empty(A.shape[:2] + (A.shape[1],), np.complex128)
+    for f in range(A.shape[0]):         # A[f].T is Fortran-ordered: no copy; trans=2: aᴴa
+        upper = zherk(1.0, A[f].T, trans=2, lower=0)       # upper triangle of conj(A Aᴴ)
+        R[f] = (np.triu(upper) + np.triu(upper, 1).conj().T).conj()
+    P = np.matmul(A * root, Y.conj().swapaxes(-2, -1))
+    return R, P
