@@ -91,7 +91,8 @@ def weighted_correlations(Y: np.ndarray, Y_tilde: np.ndarray,
     ``R = Ỹ diag(w) Ỹᴴ`` ``(F, CD, CD)`` and ``P = Ỹ diag(w) Yᴴ`` ``(F, CD, C)`` of ``Y (F, C,
     T)``, ``Ỹ (F, CD, T)`` and weights ``w = inverse_power (F, T)``. ``R`` is Hermitian, so each
     frequency's is one BLAS ``zherk`` of ``Ỹ diag(√w)`` (half the multiplications of the general
-    product; the weighted-correlation product is most of a teacher's WPE time)."""
+    product). Measured on the default corpus (8 mics, one thread): the whole WPE about 8 %
+    faster than with nara-wpe's products (README, Benchmarks)."""
     from scipy.linalg.blas import zherk
 
     root = np.sqrt(inverse_power)[:, None, :]
