@@ -31,6 +31,7 @@ from bootsep.evaluate.inference import model_masks
 from bootsep.pipeline.jobs.spatial_shard import fit_teacher, read_channels, write_spatial_shard
 from bootsep.pipeline.padding import pad_stack
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.schema import FIELDS
 from bootsep.pipeline.storage.shards import Shard
 from bootsep.pipeline.teachers.spec import Teacher
 from bootsep.train.saved_model import load_model
@@ -71,54 +72,98 @@ def keep_threshold(confidence: np.ndarray, teacher_accuracy: np.ndarray,
 
 def merge_fits(parts: list[tuple[np.ndarray, tuple[dict, dict, dict]]], count: int
                ) -> tuple[dict, dict, dict]:
-    """``fit_teacher`` results of disjoint row sets ``(rows, (frames, utterances, info))``
-    -> one result of ``count`` rows in row order (arrays by row, info values summed)."""
+    """``fit_teacher`` results (or :func:`stored_fit` copies) of disjoint row sets
+    ``(rows, (frames, utterances, info))`` -> one result of ``count`` rows in row order
+    (arrays by row, in the widest dtype of the parts; info values summed)."""
     if len(parts) == 1:
         return parts[0][1]
     merged = []
     for i in range(2):
         out = {}
         for key, first in parts[0][1][i].items():
-            out[key] = np.empty((count, *first.shape[1:]), first.dtype)
+            dtype = np.result_type(*(result[i][key] for _, result in parts))
+            out[key] = np.empty((count, *first.shape[1:]), dtype)
             for rows, result in parts:
                 out[key][rows] = result[i][key]
         merged.append(out)
-    info = {k: sum(result[2][k] for _, result in parts) for k in parts[0][1][2]}
+    keys = dict.fromkeys(k for _, result in parts for k in result[2])
+    info = {k: sum(result[2].get(k, 0) for _, result in parts) for k in keys}
     return merged[0], merged[1], info
+
+
+_BOOKKEEPING = ("ids", "num_frames", "frame_offsets")
+
+
+def stored_fit(path: str | Path, cfg: StftConfig, ids: list[str], rows: np.ndarray,
+               num_frames: int) -> tuple[dict, dict, dict]:
+    """The rows ``rows`` of a written spatial shard (a teacher's, or an earlier relabelling of
+    the same stft shard, whose utterances must be ``ids``) as a ``fit_teacher`` result:
+    frame arrays padded to ``num_frames`` frames (storage dtypes), utterance arrays, and the
+    info of a delay fit. Copying a fit costs a read where refitting it costs the EM."""
+    with Shard(path, stage="spatial", stft=cfg) as s:
+        if s.ids != ids:
+            raise BootsepError("spatial shard's utterances differ from those of its stft shard "
+                               "(rerun the teacher's stage)", path)
+        frames, utterances = {}, {}
+        for name in s.names():
+            if name in _BOOKKEEPING:
+                continue
+            if FIELDS[name].per == "frame":
+                per = s.all_frames(name)
+                batch = pad_stack([per[r] for r in rows])[0]
+                out = np.zeros((len(rows), num_frames, *batch.shape[2:]), batch.dtype)
+                out[:, :batch.shape[1]] = batch
+                frames[name] = out
+            else:
+                utterances[name] = s.utterances(name)[rows]
+    info = {"outlier_prior_sum": float(utterances["outlier_prior"].sum())} \
+        if "outlier_prior" in utterances else {}
+    return frames, utterances, info
 
 
 def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, attrs: dict,
                           model_dir: str, floor: float, weight: float, kmeans_threshold_db: float,
                           kmeans_seed: int, mask_beta: float | None, split: str, index: int,
                           out_dir: str, keep_at: float = float("inf"),
-                          teacher_confidence: str | None = None) -> dict:
+                          teacher_confidence: str | None = None,
+                          teacher_spatial: str | None = None,
+                          relabelled: str | None = None) -> dict:
     """One Dask task: ``teacher`` refitted on stft shard ``stft_path`` with the student in
-    ``model_dir`` as its prior; written as a spatial shard with ``attrs``. Mixtures whose
-    ``mean_confidence`` in the base teacher's confidence shard ``teacher_confidence`` is at
-    least ``keep_at`` get the teacher's own fit (no prior, its own initialisation)."""
-    torch.set_num_threads(1)           # one worker process per core
-    model, _ = load_model(Path(model_dir), "cpu")
+    ``model_dir`` as its prior; written as a spatial shard with ``attrs``.
+
+    Mixtures whose ``mean_confidence`` in the base teacher's confidence shard
+    ``teacher_confidence`` is at least ``keep_at`` keep the teacher's own fit: copied from its
+    spatial shard ``teacher_spatial`` (no prior, its own initialisation). ``relabelled``: a
+    spatial shard of this stft shard relabelled earlier without keeping (the validation
+    split's first pass), whose fits the other mixtures copy instead of refitting them."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
         X, lengths, ids = read_channels(s, teacher.channels)
         logmags = [lm.astype(np.float32) for lm in s.all_frames("mix_logmag_db")]
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
-    masks = model_masks(model, logmags, teacher.num_components, threshold_db=kmeans_threshold_db,
-                        seed=kmeans_seed, beta=mask_beta)
-    prior = student_prior(masks, floor, X.shape[2])
     keep = np.zeros(len(ids), bool)
     if np.isfinite(keep_at):
+        if teacher_confidence is None or teacher_spatial is None:
+            raise BootsepError("keep_at needs the base teacher's confidence and spatial shards",
+                               stft_path)
         with Shard(teacher_confidence, stage="confidence", stft=cfg) as c:
             if c.ids != ids:
                 raise BootsepError("confidence shard's utterances differ from those of "
                                    f"{stft_path}", teacher_confidence)
             keep = c.utterances("mean_confidence") >= keep_at
-    logmag = pad_stack(logmags, fill=-np.inf)[0]
-    # kept mixtures: the teacher's own fit (no prior, and its own PHAT init: a uniform prior
-    # would also be the EM's initial posteriors, a symmetric start that never separates)
-    parts = [(rows, fit_teacher(X[rows], logmag[rows], lengths[rows], teacher, cfg, geometry,
-                                **({} if kept else dict(prior=prior[rows], prior_weight=weight))))
-             for kept, rows in ((True, np.flatnonzero(keep)), (False, np.flatnonzero(~keep)))
-             if rows.size]
+    T = X.shape[2]
+    kept, rest = np.flatnonzero(keep), np.flatnonzero(~keep)
+    parts = [(kept, stored_fit(teacher_spatial, cfg, ids, kept, T))] if kept.size else []
+    if rest.size and relabelled is not None:
+        parts.append((rest, stored_fit(relabelled, cfg, ids, rest, T)))
+    elif rest.size:
+        torch.set_num_threads(1)           # one worker process per core
+        model, _ = load_model(Path(model_dir), "cpu")
+        masks = model_masks(model, [logmags[r] for r in rest], teacher.num_components,
+                            threshold_db=kmeans_threshold_db, seed=kmeans_seed, beta=mask_beta)
+        prior = student_prior(masks, floor, T)
+        logmag = pad_stack([logmags[r] for r in rest], fill=-np.inf)[0]
+        parts.append((rest, fit_teacher(X[rest], logmag, lengths[rest], teacher, cfg, geometry,
+                                        prior=prior, prior_weight=weight)))
     frames, utterances, info = merge_fits(parts, len(ids))
     return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, attrs, split, index,
                                ids, lengths, frames, utterances,

@@ -10,7 +10,8 @@ there on a round is a teacher like any other (its students, Table 1 row, ensembl
 
 With ``self_training.keep_confident`` the validation split is relabelled first, a threshold on
 the base teacher's mixture confidence is chosen there (:func:`choose_keep_threshold`), and
-every split's mixtures at or above it keep the base teacher's own fit.
+every split's mixtures at or above it keep the base teacher's own fit, copied from its spatial
+shards (the validation split's other mixtures from that first pass: nothing is fitted twice).
 """
 
 from __future__ import annotations
@@ -117,26 +118,33 @@ def main(params_path: str | os.PathLike, round_name: str,
     root = Path(shard_root)
     roots = {k: root / k / round_name for k in ("spatial", "confidence")}
     base_conf = root / "confidence" / entry.teacher
+    base_spatial = root / "spatial" / entry.teacher
     if st.keep_confident and not (base_conf / "valid").is_dir():
         raise BootsepError(f"self_training.keep_confident needs the confidence shards of the "
                            f"base teacher '{entry.teacher}' (run confidence@{entry.teacher})",
                            base_conf)
 
-    def relabel(split: str, out: Path, keep_at: float) -> list[dict]:
+    def relabel(split: str, out: Path, keep_at: float, first_pass: Path | None = None
+                ) -> list[dict]:
+        """Relabel ``split`` into ``out``; ``first_pass``: its relabelling without keeping,
+        whose fits the mixtures not kept copy."""
         inputs = shard_paths(root / "stft" / split)
         out.mkdir()
         tasks = [(str(p), cfg, teacher, {**attrs, "keep_at": keep_at}, str(model_dir),
                   st.prior_floor, st.prior_weight, ev.kmeans_threshold_db, ev.kmeans_seed,
-                  ev.mask_beta, split, i, str(out), keep_at, str(base_conf / split / p.name))
+                  ev.mask_beta, split, i, str(out), keep_at, str(base_conf / split / p.name),
+                  str(base_spatial / split / p.name),
+                  None if first_pass is None else str(first_pass / p.name))
                  for i, p in enumerate(inputs)]
         return run_tasks(compute_relabel_shard, tasks, dask, f"relabel {round_name} {split}",
                          unit="shard")
 
     with atomic_dir(roots["spatial"]) as sp_tmp, atomic_dir(roots["confidence"]) as cf_tmp:
         keep_at, choice = float("inf"), None
-        results = {"valid": relabel("valid", sp_tmp / "valid", keep_at)}
+        first = sp_tmp / "valid-every-mixture"          # the validation split, nothing kept
+        results = {"valid": relabel("valid", first, keep_at)}
         if st.keep_confident:
-            choice = choose_keep_threshold(root, entry.teacher, sp_tmp / "valid", cfg)
+            choice = choose_keep_threshold(root, entry.teacher, first, cfg)
             if choice is None:
                 log.info(f"relabel {round_name}: no references in the validation split; every "
                          "mixture relabelled (keep_confident needs them to choose)")
@@ -147,9 +155,11 @@ def main(params_path: str | os.PathLike, round_name: str,
                          f"{choice['relabel_accuracy']:.4f}, keeping the teacher's fit at "
                          f"confidence >= {keep_at:.4g} ({choice['kept']} of "
                          f"{choice['mixtures']} mixtures) {choice['accuracy']:.4f}")
-                if np.isfinite(keep_at):
-                    shutil.rmtree(sp_tmp / "valid")
-                    results["valid"] = relabel("valid", sp_tmp / "valid", keep_at)
+        if np.isfinite(keep_at):     # copies: kept fits the teacher's, the others first's
+            results["valid"] = relabel("valid", sp_tmp / "valid", keep_at, first)
+            shutil.rmtree(first)
+        else:
+            first.rename(sp_tmp / "valid")
         for split in SPLITS:
             if split not in results:
                 results[split] = relabel(split, sp_tmp / split, keep_at)

@@ -61,3 +61,59 @@ def test_keep_threshold_keeps_the_confident_mixtures_where_the_teacher_is_better
     assert (t, kept) == (float("inf"), 0) and mean == pytest.approx(0.9)
     with pytest.raises(ValueError):
         keep_threshold(conf, np.ones(3), np.ones(4))
+
+
+def _fake_fit(rng, lengths, T, F=5, K=2):
+    """A delay teacher's padded fit of ``len(lengths)`` mixtures: the arrays fit_teacher gives."""
+    B = len(lengths)
+    post = rng.dirichlet(np.ones(K), size=(B, T, F)).astype(np.float32)
+    frames = {"posteriors": post, "labels": post.argmax(-1).astype(np.uint8),
+              "fit_mask": rng.random((B, T, F)) > 0.3,
+              "outlier_posterior": rng.random((B, T, F)).astype(np.float32)}
+    utterances = {"delays": rng.normal(size=(B, K, 1)), "outlier_prior": rng.random(B),
+                  "degenerate": np.zeros(B, bool), "converged": np.ones(B, bool),
+                  "fit_bins": frames["fit_mask"].sum(axis=(1, 2))}
+    return frames, utterances
+
+
+def test_stored_fit_reads_back_the_rows_of_a_written_spatial_shard(tmp_path):
+    """A copy of a teacher's fit (stored_fit) is what was written, in the storage dtypes,
+    padded to the batch's frames, for any subset of rows; merged with a refit (float32) it
+    takes the wider dtype and sums the info; a shard of other utterances is refused."""
+    from bootsep.errors import BootsepError
+    from bootsep.evaluate.relabel import merge_fits, stored_fit
+    from bootsep.pipeline.jobs.spatial_shard import write_spatial_shard
+    from bootsep.pipeline.stft import StftConfig
+
+    rng = np.random.default_rng(4)
+    cfg, lengths, T = StftConfig(win_length=8, hop_length=2), np.array([6, 3, 5, 4]), 7
+    frames, utterances = _fake_fit(rng, lengths, T)
+    ids = [f"m{i}" for i in range(4)]
+    write_spatial_shard(tmp_path / "shard-00000.h5", cfg, {}, "test", 0, ids, lengths, frames,
+                        utterances, {})
+    rows = np.array([3, 1])
+    got, got_u, info = stored_fit(tmp_path / "shard-00000.h5", cfg, ids, rows, T)
+    assert set(got) == set(frames) and set(got_u) == set(utterances)
+    assert info == {"outlier_prior_sum": pytest.approx(utterances["outlier_prior"][rows].sum())}
+    for j, r in enumerate(rows):
+        n = lengths[r]
+        assert got["posteriors"].shape == (2, T, 5, 2) and got["posteriors"].dtype == np.float16
+        np.testing.assert_array_equal(got["posteriors"][j, :n],
+                                      frames["posteriors"][r, :n].astype(np.float16))
+        for key in ("labels", "fit_mask"):
+            np.testing.assert_array_equal(got[key][j, :n], frames[key][r, :n])
+    np.testing.assert_array_equal(got_u["delays"], utterances["delays"][rows])
+
+    refit, refit_u = _fake_fit(rng, lengths[[0, 2]], T)
+    merged, merged_u, merged_info = merge_fits(
+        [(rows, (got, got_u, info)), (np.array([0, 2]), (refit, refit_u, {"outlier_prior_sum":
+                                                                          1.0, "other": 2}))], 4)
+    assert merged["posteriors"].dtype == np.float32
+    np.testing.assert_array_equal(merged["posteriors"][2], refit["posteriors"][1])
+    np.testing.assert_array_equal(merged["posteriors"][3], got["posteriors"][0])
+    np.testing.assert_array_equal(merged_u["delays"][[3, 1, 0, 2]],
+                                  np.concatenate([got_u["delays"], refit_u["delays"]]))
+    assert merged_info == {"outlier_prior_sum": pytest.approx(info["outlier_prior_sum"] + 1.0),
+                           "other": 2}
+    with pytest.raises(BootsepError, match="utterances differ"):
+        stored_fit(tmp_path / "shard-00000.h5", cfg, ids[::-1], rows, T)

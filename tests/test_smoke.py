@@ -147,7 +147,8 @@ def test_relabel_keeps_the_teachers_fit_where_valid_chose_it(smoke):
 def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
     """compute_relabel_shard with keep_at: the kept mixtures' labels and posteriors are the
     base teacher's shard's, byte for byte (its own fit and initialisation: a uniform prior as
-    the EM's start would never separate), the others those of the run without keeping."""
+    the EM's start would never separate), the others those of the run without keeping; given
+    that run's shard (the stage's validation split), the others are copied from it."""
     from bootsep.config import load_config
     from bootsep.evaluate.relabel import compute_relabel_shard
     from bootsep.pipeline.storage.layout import stft_config
@@ -159,29 +160,38 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
     teacher = Teacher.from_spatial(name, p.spatial, entry=p.spatial.teachers[entry.teacher])
     stft = shard_paths(smoke / "data/shards/stft/test")[0]
     conf_path = smoke / "data/shards/confidence" / entry.teacher / "test" / stft.name
+    base = smoke / "data/shards/spatial" / entry.teacher / "test" / stft.name
     with Shard(conf_path) as c:
         conf = c.utterances("mean_confidence")
     keep_at = float(np.median(conf))
-    runs = {}
-    for at in (keep_at, float("inf")):
+    runs, fields = {}, ("labels", "posteriors", "outlier_posterior", "fit_mask")
+    for at, first in ((float("inf"), None), (keep_at, None), ("copied", float("inf"))):
         out = tmp_path / str(at)
         out.mkdir()
-        info = compute_relabel_shard(str(stft), cfg, teacher, {}, str(smoke / "data/models" /
-                                     entry.student), st.prior_floor, st.prior_weight,
+        relabelled = None if first is None else str(tmp_path / str(first) / stft.name)
+        model = smoke / "data/models" / entry.student if first is None \
+            else tmp_path / "no-model"                   # copying everything needs no student
+        info = compute_relabel_shard(str(stft), cfg, teacher, {}, str(model),
+                                     st.prior_floor, st.prior_weight,
                                      ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta,
-                                     "test", 0, str(out), at, str(conf_path))
+                                     "test", 0, str(out), keep_at if at == "copied" else at,
+                                     str(conf_path), str(base), relabelled)
         with Shard(out / stft.name) as r:
-            runs[at] = [r.all_frames(k) for k in ("labels", "posteriors")]
-        assert info["kept_teacher"] == (int((conf >= at).sum()) if at == keep_at else 0)
-    base = smoke / "data/shards/spatial" / entry.teacher / "test" / stft.name
+            runs[at] = [r.all_frames(k) for k in fields] + [r.utterances("delays")]
+        assert info["kept_teacher"] == (0 if at == float("inf") else int((conf >= keep_at).sum()))
     with Shard(base) as b:
-        want = [b.all_frames(k) for k in ("labels", "posteriors")]
+        want = [b.all_frames(k) for k in fields] + [b.utterances("delays")]
     keep = conf >= keep_at
     assert 0 < keep.sum() < keep.size
     for i, kept in enumerate(keep):
         ref = want if kept else runs[float("inf")]
-        for got, exp in zip(runs[keep_at], ref):
-            np.testing.assert_array_equal(got[i], exp[i])
+        for f in range(len(fields)):
+            np.testing.assert_array_equal(runs[keep_at][f][i], ref[f][i])
+        delays = np.testing.assert_array_equal if kept else np.testing.assert_allclose
+        delays(runs[keep_at][-1][i], ref[-1][i])    # a refit in another batch: last bits
+    for got, exp in zip(runs["copied"], runs[keep_at]):          # copying == refitting
+        for a, b in zip(got, exp):
+            np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=1e-9)
 
 
 def test_dvc_plots_show_renders_offline(smoke, tmp_path):

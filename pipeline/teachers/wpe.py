@@ -101,5 +101,5 @@ def weighted_correlations(Y: np.ndarray, Y_tilde: np.ndarray,
     for f in range(A.shape[0]):         # A[f].T is Fortran-ordered: no copy; trans=2: aᴴa
         upper = zherk(1.0, A[f].T, trans=2, lower=0)       # upper triangle of conj(A Aᴴ)
         R[f] = (np.triu(upper) + np.triu(upper, 1).conj().T).conj()
-    P = np.matmul(A * root, Y.conj().swapaxes(-2, -1))
+    P = np.matmul(A, (Y * root).conj().swapaxes(-2, -1))    # Ỹ√w (Y√w)ᴴ: the small side weighted
     return R, P
