@@ -185,3 +185,22 @@ def mixture_label_accuracy(source_mag: np.ndarray, logmag_db: np.ndarray,
     correct, total = band_accuracy(truth, labels.astype(np.int64), magnitude_from_db(logmag_db),
                                    np.zeros(truth.shape[1], np.int64), 1, k)
     return float(correct[0] / total[0]) if total[0] > 0 else float("nan")
+
+
+def confidence_ranking(confidence: np.ndarray, accuracy: np.ndarray) -> float | None:
+    """How well a teacher's mixture confidence ranks its mixtures by label accuracy: Spearman's
+    rank correlation ρ between ``confidence (N,)`` (e.g. ``mean_confidence``) and the mixtures'
+    label accuracies ``accuracy (N,)`` (:func:`mixture_label_accuracy`; NaN, a silent mixture,
+    is left out). ρ near 1: the confidence falls exactly on the mixtures where the teacher is
+    wrong, so eq. 7's weights keep its good labels; 0: they weight at random. None below 3
+    mixtures or when either side is constant (ρ undefined)."""
+    from scipy.stats import spearmanr
+
+    c, a = np.asarray(confidence, np.float64), np.asarray(accuracy, np.float64)
+    if c.shape != a.shape or c.ndim != 1:
+        raise ValueError(f"confidence_ranking: shapes {c.shape} and {a.shape}")
+    keep = np.isfinite(c) & np.isfinite(a)
+    c, a = c[keep], a[keep]
+    if c.size < 3 or np.ptp(c) == 0 or np.ptp(a) == 0:
+        return None
+    return float(spearmanr(c, a).statistic)

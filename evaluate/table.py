@@ -196,6 +196,7 @@ def table1(conditions: dict[str, Condition], ensembles: dict[str, str], rows: li
         if teacher is not None and label_accuracy.get(teacher):
             entry["label_accuracy"] = label_accuracy[teacher]["overall"]
             entry["label_accuracy_split"] = label_accuracy[teacher].get("split", "train")
+            entry["confidence_spearman"] = label_accuracy[teacher].get("confidence_spearman")
         entry["paper"] = paper_row(key)
         table[approach] = entry
     return table
@@ -315,7 +316,9 @@ def table1_markdown(table: dict, ensemble: dict, level: float, has_refs: bool) -
             cells.append(f"{_num(m.get('si_sdri'), '{:.1f}')} ± "
                          f"{_num(m.get('si_sdri_ci'), '{:.1f}')}")
         split = e.get("label_accuracy_split", "train")
+        rho = e.get("confidence_spearman")
         text = e["label"] + (f", label accuracy {e['label_accuracy']:.3f}"
+                             + ("" if rho is None else f", confidence ρ {rho:.2f}")
                              + ("" if split == "train" else f" ({split})")
                              if e.get("label_accuracy") is not None else "")
         lines.append(f"| {e['channels']} | {text} | " + " | ".join(cells) + " |")

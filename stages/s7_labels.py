@@ -1,6 +1,9 @@
 """DVC stage ``labels``: quality and quantity of every condition's training labels (§3.4),
 and every spatial teacher's label accuracy on the training split (overall and per 1 kHz band;
-on the validation split for a teacher fitted without the training split, ``fit_train: false``).
+on the validation split for a teacher fitted without the training split, ``fit_train: false``)
+with its confidence's rank correlation to the mixtures' accuracies
+(:func:`~bootsep.evaluate.quality.confidence_ranking`: does the confidence fall where the teacher
+is wrong?).
 
 Per training mixture ``m`` and condition with weights ``w(α)`` (eq. 7, built exactly as the
 trainer builds them): quantity = Σ_m Σ w(α) / Σ_m Σ w_gt, where the ground-truth model's
@@ -29,6 +32,7 @@ from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config, teacher_entries
 from bootsep.evaluate.quality import (
     band_accuracy,
+    confidence_ranking,
     label_quantity,
     mean_quality,
     mixture_label_stats,
@@ -64,6 +68,10 @@ def frequency_bands(sample_rate: int, num_freq: int
     return band, [(b * BAND_HZ, min((b + 1) * BAND_HZ, sample_rate / 2)) for b in range(count)]
 
 
+def _num(x: float | None) -> str:
+    return "undefined" if x is None else f"{x:.3f}"
+
+
 def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_ROOT,
          out: str | os.PathLike = OUT) -> None:
     params = load_config(params_path, PARAMS + RUN_PARAMS)
@@ -82,6 +90,7 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
         groups = aligned_shard_paths(root / "stft" / split, root / "spatial" / teacher / split,
                                      root / "confidence" / teacher / split)
         correct, total = np.zeros(len(band_edges)), np.zeros(len(band_edges))
+        mixture_conf, mixture_acc = [], []      # the confidence's ranking of the mixtures
         with Progress(summary_count(root / "stft" / split), f"labels {teacher}", "mix") as bar:
             for paths in groups:
                 with open_aligned(paths, STAGES, cfg) as (st, sp, cf):
@@ -89,8 +98,9 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
                     sources = st.all_frames("source_mag") if has_refs else repeat(None)
                     data = zip(st.ids, st.all_frames("mix_logmag_db"), sources,
                                sp.all_frames("labels"), cf.utterances("c_cl"),
-                               cf.utterances("c_jsd"), cf.all_frames("c_post"))
-                    for uid, lm, src, lab, cl, jsd, cp in data:
+                               cf.utterances("c_jsd"), cf.all_frames("c_post"),
+                               cf.utterances("mean_confidence"))
+                    for uid, lm, src, lab, cl, jsd, cp, mc in data:
                         stats = mixture_label_stats(lm, src, lab, cl, jsd, cp, alphas)
                         if src is not None:          # the teacher's labels, weighted by |X|
                             truth = ideal_binary_labels(src)
@@ -98,6 +108,8 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
                             c, w = band_accuracy(truth, lab, magnitude_from_db(lm), band,
                                                  len(band_edges), k)
                             correct, total = correct + c, total + w
+                            mixture_conf.append(float(mc))
+                            mixture_acc.append(c.sum() / w.sum() if w.sum() > 0 else np.nan)
                         if split == "train":
                             rows.setdefault(uid, {"id": uid}).update(
                                 {f"{n}_{k}": v for n, (s, q) in stats.items()
@@ -109,9 +121,12 @@ def main(params_path: str | os.PathLike, shard_root: str | os.PathLike = SHARD_R
                 "overall": float(correct.sum() / total.sum()),
                 "bands": [{"from_hz": lo, "to_hz": hi,
                            "accuracy": float(c / t) if t > 0 else None}
-                          for (lo, hi), c, t in zip(band_edges, correct, total)]}
-            log.info("labels: %s label accuracy %.3f; by band %s", teacher,
-                     accuracy[teacher]["overall"],
+                          for (lo, hi), c, t in zip(band_edges, correct, total)],
+                "confidence_spearman": confidence_ranking(np.array(mixture_conf),
+                                                          np.array(mixture_acc))}
+            log.info("labels: %s label accuracy %.3f, confidence's rank correlation with it "
+                     "%s; by band %s", teacher, accuracy[teacher]["overall"],
+                     _num(accuracy[teacher]["confidence_spearman"]),
                      ", ".join(f"{lo / 1e3:g}-{hi / 1e3:g} kHz {b['accuracy']:.3f}"
                                for (lo, hi), b in zip(band_edges, accuracy[teacher]["bands"])
                                if b["accuracy"] is not None))

@@ -159,3 +159,26 @@ def test_a_teacher_fitted_without_the_training_split_is_scored_on_valid(labels_r
     assert got["label_accuracy"]["paper"] == summary["label_accuracy"]["paper"]
     assert got["conditions"] == summary["conditions"] and got["train_mixtures"] == N_TRAIN
     assert list(csv.DictReader((tmp_path / "out" / "per_mixture.csv").open())) == rows
+
+
+def test_confidence_ranking_is_spearman_of_the_mixtures_confidence_and_accuracy(labels_run):
+    # Per teacher, the rank correlation of mean_confidence (the confidence shards) with each
+    # mixture's magnitude-weighted label accuracy, recomputed here with the plain loop of the
+    # band oracle per mixture and average ranks by counting.
+    root, summary, _ = labels_run
+    conf, acc = [], []
+    for k in range(-(-N_TRAIN // 16)):
+        paths = [root / "shards" / s / "train" / shard_name(k)
+                 for s in ("stft", "spatial/paper", "confidence/paper")]
+        with Shard(paths[0]) as st, Shard(paths[1]) as sp, Shard(paths[2]) as cf:
+            conf.extend(cf.utterances("mean_confidence").tolist())
+            for lm, src, lab in zip(st.all_frames("mix_logmag_db"), st.all_frames("source_mag"),
+                                    sp.all_frames("labels")):
+                truth, w = np.argmax(src, axis=1), 10.0 ** (lm.astype(np.float64) / 20)
+                ok = (w * (lab == truth)).sum() / w.sum()
+                acc.append(max(ok, 1.0 - ok))
+    ranks = [np.array([np.sum(x < v) + (np.sum(x == v) + 1) / 2.0 for v in x])
+             for x in (np.array(conf), np.array(acc))]
+    want = np.corrcoef(*ranks)[0, 1]
+    got = summary["label_accuracy"]["paper"]["confidence_spearman"]
+    assert len(conf) == N_TRAIN and got == pytest.approx(want, abs=1e-3)

@@ -260,3 +260,34 @@ def test_mixture_label_accuracy_against_a_loop_over_bins(rng):
     assert mixture_label_accuracy(source_mag, logmag, labels) == pytest.approx(best, rel=1e-5)
     assert mixture_label_accuracy(source_mag, logmag, 1 - labels) == pytest.approx(best, rel=1e-5)
     assert np.isnan(mixture_label_accuracy(source_mag, np.full((T, F), -np.inf), labels))
+
+
+def _ranks(x):
+    """Average ranks (1-based; ties share the mean of their positions), by plain counting."""
+    x = np.asarray(x, np.float64)
+    return np.array([np.sum(x < v) + (np.sum(x == v) + 1) / 2.0 for v in x])
+
+
+def test_confidence_ranking_is_the_pearson_correlation_of_average_ranks():
+    """Spearman's ρ (scipy) against the definition: Pearson's r of the average ranks, ties
+    included; invariant to any increasing transform of either side; NaN accuracies (silent
+    mixtures) left out; undefined (None) for constant sides or fewer than 3 mixtures."""
+    from bootsep.evaluate.quality import confidence_ranking
+    rng = np.random.default_rng(7)
+    for trial in range(50):
+        n = int(rng.integers(3, 30))
+        conf = rng.choice([0.1, 0.2, 0.5], n) if trial % 3 == 0 else rng.uniform(size=n)
+        acc = 0.5 + 0.5 * np.clip(conf + rng.normal(0, 0.3, n), 0, 1)
+        if np.ptp(conf) == 0 or np.ptp(acc) == 0:
+            continue
+        want = np.corrcoef(_ranks(conf), _ranks(acc))[0, 1]
+        got = confidence_ranking(conf, acc)
+        assert got == pytest.approx(want, abs=1e-12)
+        assert confidence_ranking(np.exp(3 * conf), acc ** 5) == pytest.approx(got, abs=1e-12)
+        assert confidence_ranking(conf, -acc) == pytest.approx(-got, abs=1e-12)
+    conf, acc = np.array([0.9, 0.1, 0.5, 0.7]), np.array([0.95, 0.6, np.nan, 0.8])
+    assert confidence_ranking(conf, acc) == pytest.approx(1.0)      # the NaN row dropped
+    assert confidence_ranking(np.ones(4), np.arange(4.0)) is None
+    assert confidence_ranking(np.arange(2.0), np.arange(2.0)) is None
+    with pytest.raises(ValueError):
+        confidence_ranking(np.ones(3), np.ones(4))

@@ -63,7 +63,8 @@ def results(tmp_path):
              mask_alpha_1=rng.uniform(size=(2, 50, 129)))
     (res / "labels").mkdir()
     (res / "labels" / "labels.json").write_text(json.dumps({"conditions": {
-        n: {"quality": 0.3, "quantity": 0.2} for n in names}}))
+        n: {"quality": 0.3, "quantity": 0.2} for n in names}, "label_accuracy": {
+        "paper": {"overall": 0.7, "split": "train", "confidence_spearman": 0.45}}}))
     models = tmp_path / "models"
     for n in names:
         (models / n).mkdir(parents=True)
@@ -95,6 +96,8 @@ def test_table1_and_figures(results):
     assert table["alpha_1"]["quality"] == 0.3
     md = (res / "table1.md").read_text()
     assert "Spatial teacher paper (paper)" in md and "(4.3)" in md   # the paper's number too
+    assert "label accuracy 0.700, confidence ρ 0.45" in md          # the labels stage's
+    assert table["spatial_paper"]["confidence_spearman"] == 0.45
     header = next(line for line in md.splitlines() if line.startswith("| |"))
     body = [line for line in md.splitlines() if line.startswith(("| 1ch", "| 2ch"))]
     assert len(body) == len(table) and all(line.count("|") == header.count("|") for line in body)
