@@ -3,6 +3,8 @@ and the same model whatever the thread count."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -10,7 +12,13 @@ from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.train.loss import normalised_batch_loss, weighted_dc_loss
 from bootsep.train.model import DeepClusteringBLSTM, ModelConfig
-from bootsep.train.threads import ThreadGovernor, machine_busy_seconds, threads_for
+from bootsep.train.threads import (
+    ThreadGovernor,
+    kernels_thread_invariant,
+    machine_busy_seconds,
+    thread_governor,
+    threads_for,
+)
 
 
 @pytest.mark.parametrize("cores, other, max_threads, want", [
@@ -99,11 +107,50 @@ def _train(threads_per_step):
     return torch.cat([p.detach().flatten() for p in m.parameters()])
 
 
-def test_model_is_bitwise_identical_for_any_thread_count():
-    """What makes ``auto`` deterministic: the CPU kernels' results do not depend on the
-    number of threads (checked, not assumed: a BLAS where they do would fail here)."""
-    assert torch.equal(_train([2] * 4), _train([1] * 4))
-    assert torch.equal(_train([2] * 4), _train([2, 1, 1, 2]))
+def _tiny_model():
+    return DeepClusteringBLSTM(ModelConfig(num_freq=33, hidden=16, num_layers=2, embedding_dim=5,
+                                           dropout=0.0), seed=0)
+
+
+def test_auto_adapts_only_where_the_kernels_are_thread_invariant():
+    """What keeps ``auto`` deterministic: it adapts the thread count only where the probe finds
+    the model's kernels thread-invariant, and the probe agrees with training itself (on a
+    CPU whose oneDNN LSTM is thread-dependent for this tiny model, e.g. an AVX2 EPYC, both
+    say so and ``auto`` stays fixed; elsewhere both runs are bitwise equal)."""
+    same = torch.equal(_train([2] * 4), _train([1] * 4)) and \
+        torch.equal(_train([2] * 4), _train([2, 1, 1, 2]))
+    probe = kernels_thread_invariant(_tiny_model(), 4, 2)
+    if not same:                     # training depends on the threads: the probe must see it
+        assert probe is False
+    gov = thread_governor("auto", lambda cores: probe)
+    cores = len(os.sched_getaffinity(0))
+    assert gov.adaptive == (probe or cores == 1) and gov.threads == cores
+    assert (gov.fixed_reason is None) == gov.adaptive or cores == 1
+
+
+class _ThreadDependent(torch.nn.Module):
+    """A model whose output moves with the thread count (as a thread-dependent kernel's bits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = ModelConfig(num_freq=3, hidden=2, num_layers=1, embedding_dim=2)
+        self.w = torch.nn.Parameter(torch.ones(3, 6))
+
+    def forward(self, x):
+        return x @ self.w * (1.0 + 1e-6 * torch.get_num_threads())
+
+
+def test_the_probe_finds_thread_dependent_kernels_and_restores_the_threads():
+    before = torch.get_num_threads()
+    assert kernels_thread_invariant(_ThreadDependent(), 2, 2) is False
+    assert torch.get_num_threads() == before
+    gov = thread_governor("auto", lambda cores: False)
+    if len(os.sched_getaffinity(0)) > 1:
+        assert not gov.adaptive and "deterministic" in gov.fixed_reason
+    assert thread_governor(1, lambda cores: False).fixed_reason is None     # a number: fixed
+    model = _tiny_model().eval()
+    kernels_thread_invariant(model, 2, 2)
+    assert not model.training                        # the probe trains, then restores the mode
 
 
 def test_config_accepts_auto_or_a_count(tmp_path):

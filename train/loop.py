@@ -55,7 +55,7 @@ from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.labels import labels_to_onehot
 from bootsep.train.loss import batch_weight_scale, normalised_batch_loss, weighted_dc_loss
 from bootsep.train.schedule import cosine_lr
-from bootsep.train.threads import set_intra_threads, thread_governor
+from bootsep.train.threads import kernels_thread_invariant, set_intra_threads, thread_governor
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
@@ -159,8 +159,12 @@ class Trainer:
         self.timing: list[dict] = []
         self._clock = _Clock()
         self.device = resolve_device(cfg.device)
-        self.threads = thread_governor(cfg.torch_threads)
         self.model = model.to(self.device)
+        self.threads = thread_governor(
+            cfg.torch_threads, None if self.device.type != "cpu" else
+            lambda cores: kernels_thread_invariant(self.model, cfg.batch_size, cores))
+        if self.threads.fixed_reason:
+            log.info(f"train: {self.threads.fixed_reason}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)

@@ -6,9 +6,13 @@ each other at every barrier: the trainer fell from ~10,000 to a few hundred fram
 (the machine's busy time from ``/proc/stat`` minus this process's and its children's CPU
 time) and runs ``cores - round(others)`` threads (at least 1, at most ``max_threads``).
 
-The thread count changes only the speed: this model's CPU kernels give bitwise-identical
-results for any thread count (tests/test_train_threads.py checks it), so ``auto`` keeps the
-run deterministic.
+The thread count must change only the speed. On some CPUs it does not: oneDNN's fused LSTM
+gives thread-count-dependent bits for some shapes (an AMD EPYC with AVX2: one utterance of
+the default model, or the 16-unit test model; an AVX-512 machine: none found). So before
+adapting, ``auto`` probes the model it will train (:func:`kernels_thread_invariant`: a
+forward and backward pass of every batch size up to the configured one, on 1 and on every
+thread, compared bit for bit); where they differ it keeps every core for the whole run
+(deterministic, at the cost of the slowdown beside other work) and says so.
 """
 
 from __future__ import annotations
@@ -58,12 +62,55 @@ def own_cpu_seconds() -> float:
     return total
 
 
-def thread_governor(setting: int | str) -> ThreadGovernor:
-    """The governor of ``train.torch_threads``: ``auto`` adapts up to every usable core; a
-    number is fixed (its :meth:`ThreadGovernor.step` never changes it)."""
+def thread_governor(setting: int | str,
+                    invariant: Callable[[int], bool] | None = None) -> ThreadGovernor:
+    """The governor of ``train.torch_threads``: ``auto`` adapts up to every usable core, unless
+    ``invariant(cores)`` (e.g. :func:`kernels_thread_invariant` of the model) says the results
+    would depend on the thread count: then it stays at every core (``fixed_reason`` says why);
+    a number is fixed (its :meth:`ThreadGovernor.step` never changes it)."""
     if setting == "auto":
-        return ThreadGovernor(len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
+        if cores > 1 and invariant is not None and not invariant(cores):
+            gov = ThreadGovernor(cores, adaptive=False)
+            gov.fixed_reason = (f"this CPU's kernels give other bits on 1 thread than on "
+                                f"{cores} for this model, so torch_threads 'auto' keeps {cores} "
+                                "threads for a deterministic run (slower beside other work)")
+            return gov
+        return ThreadGovernor(cores)
     return ThreadGovernor(int(setting), adaptive=False)
+
+
+def kernels_thread_invariant(model: torch.nn.Module, batch_size: int, threads: int,
+                             frames: int = 64, seed: int = 0) -> bool:
+    """Whether one training pass of ``model`` (CPU, features ``(B, T, F)`` with
+    ``F = model.config.num_freq``) gives the same bits on 1 thread as on ``threads``: its
+    output and every parameter's gradient of a weighted sum of squares, for every batch size
+    ``B`` from 1 to ``batch_size`` at ``frames`` frames (inputs from ``seed``; the global RNG
+    is forked, so dropout draws alike and nothing outside changes). A check of the shapes
+    training runs, not a proof for every sequence length."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    num_freq = model.config.num_freq
+    before, training = torch.get_num_threads(), model.training
+    gen = torch.Generator().manual_seed(seed)
+    model.train()                                       # the kernels training runs
+    try:
+        for batch in range(1, batch_size + 1):
+            x = torch.randn(batch, frames, num_freq, generator=gen)
+            w = torch.rand(batch, frames * num_freq * model.config.embedding_dim, generator=gen)
+            results = []
+            for n in (1, threads):
+                torch.set_num_threads(n)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    out = model(x).reshape(batch, -1)
+                    grads = torch.autograd.grad((out * out * w).sum(), params, allow_unused=True)
+                results.append([out.detach()] + [g for g in grads if g is not None])
+            if not all(torch.equal(a, b) for a, b in zip(*results)):
+                return False
+        return True
+    finally:
+        torch.set_num_threads(before)
+        model.train(training)
 
 
 class ThreadGovernor:
@@ -81,6 +128,7 @@ class ThreadGovernor:
         self._busy, self._own, self._clock, self._set = busy, own, clock, set_threads
         self.threads = max_threads
         self.other_cores = 0.0
+        self.fixed_reason: str | None = None     # why an 'auto' governor does not adapt
         self._last = self._sample()
         self._set(self.threads)
 
