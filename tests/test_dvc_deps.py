@@ -581,3 +581,14 @@ def test_param_and_data_mismatches_are_named(tmp_path):
         "stft: RUN_PARAMS key 'dask' is a dep through ['dask']"]
     assert data_dep_problems(root) == [f"train@{k}: dep data/b is no out of an earlier stage"
                                        for k in "ab"]
+
+
+def test_dvc_lock_is_not_git_ignored():
+    """DVC refuses a git-ignored dvc.lock ("'dvc.lock' is git-ignored"): `dvc repro` and
+    `dvc status` would fail in every checkout."""
+    import shutil
+    import subprocess
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "dvc.lock"], cwd=REPO)
+    assert ignored.returncode == 1, ".gitignore ignores dvc.lock"
