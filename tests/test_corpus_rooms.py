@@ -23,6 +23,7 @@ from bootsep.pipeline.corpus.rooms import (
     measured_rt60,
     reverberant_images,
     room_rirs,
+    source_positions,
 )
 from bootsep.pipeline.corpus.spatialize import circular_array, free_field_images, source_position
 from bootsep.pipeline.corpus.tts_cache import ENV_VAR
@@ -193,6 +194,28 @@ def test_same_seed_same_bytes_whatever_the_workers(half, cache, tmp_path):
     again = tmp_path / "again"
     build_tts_corpus(tiny(rooms=rooms(fraction=0.5)), SEED, again, workers=1,
                      show_progress=False, cache_dir=cache)
+    assert tree_digest(again) == tree_digest(half)
+
+
+def test_same_bytes_whatever_pyroomacoustics_threads(half, cache, tmp_path):
+    """pyroomacoustics sums the image sources on num_threads threads (default: every CPU) and
+    the sum depends on the count; the builder fixes it, so a 3-core machine (or PRA_NUM_THREADS)
+    gives the bytes of this one, and the user's setting is back afterwards."""
+    room = Room(size_m=(6.0, 5.0, 3.0), rt60_s=0.5, array_m=(3.0, 2.5, 1.4))
+    pos = source_positions([30.0, 100.0], [1.5, 2.0])
+    before = pra.constants.get("num_threads")
+    try:
+        rirs = {}
+        for n in (1, 3):
+            pra.constants.set("num_threads", n)
+            rirs[n] = room_rirs(room, MICS, pos, FS, C, 40)[0][0]
+        assert not np.array_equal(rirs[1], rirs[3])     # the dependence the builder removes
+        again = tmp_path / "again"
+        build_tts_corpus(tiny(rooms=rooms(fraction=0.5)), SEED, again, workers=2,
+                         show_progress=False, cache_dir=cache)
+        assert pra.constants.get("num_threads") == 3
+    finally:
+        pra.constants.set("num_threads", before)
     assert tree_digest(again) == tree_digest(half)
 
 

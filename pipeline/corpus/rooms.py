@@ -15,11 +15,18 @@ pyroomacoustics' direct path ``1 / r_m`` (version 0.10's ``att / dist``) delayed
 becomes ``r_0 / r_m`` at ``r_m / c`` (r_0: source to array centre), so a reverberant image is
 the free-field image plus the reflections (pyroomacoustics' windowed-sinc delays instead of
 exact ones), and its direct path at microphone 0 is the free-field image's channel 0.
+
+pyroomacoustics sums the image sources into a response on ``constants['num_threads']``
+threads (default: every CPU), and the sum depends on that count (1 and 2 threads differ by
+2e-7): the corpus builder fixes it at one (:func:`rir_threads`) while its worker threads
+render the mixtures, so that the corpus does not depend on the machine.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +84,25 @@ def _fits(units, dists, size, margin) -> bool:
         if max(offsets) - min(offsets) > size[axis] - 2 * margin:
             return False
     return True
+
+
+RIR_THREADS = 1        # pyroomacoustics' RIR builder threads while a corpus is built
+
+
+@contextmanager
+def rir_threads(n: int = RIR_THREADS) -> Iterator[None]:
+    """pyroomacoustics' RIR builder on ``n`` threads inside the block (its ``num_threads``, a
+    process-wide setting, restored after): its sum over the image sources depends on the
+    count, so a corpus is built with a fixed one whatever the machine's CPU count. Not for
+    overlapping blocks in concurrent threads (the last to leave restores)."""
+    import pyroomacoustics as pra
+
+    before = pra.constants.get("num_threads")
+    pra.constants.set("num_threads", int(n))
+    try:
+        yield
+    finally:
+        pra.constants.set("num_threads", before)
 
 
 def room_rirs(room: Room, mic_pos: np.ndarray, src_pos: list[np.ndarray], fs: int,

@@ -84,6 +84,7 @@ from bootsep.pipeline.corpus.rooms import (
     draw_room,
     measured_rt60,
     reverberant_images,
+    rir_threads,
     room_rirs,
     source_positions,
 )
@@ -182,7 +183,7 @@ def build_tts_corpus(p: TtsSettings, seed: int, out_dir: Path, *, workers: int |
     rows: dict[str, list] = {split: [None] * (p.mixtures[split] + extra.get(split, 0))
                              for split in SPLITS}
     with Progress(len(plans), "tts mixtures", unit="mix", enabled=show_progress) as bar, \
-            ThreadPoolExecutor(max_workers=workers) as pool_ex:
+            rir_threads(), ThreadPoolExecutor(max_workers=workers) as pool_ex:
         futures = {pool_ex.submit(render_mixture, plan, mics, p, out_dir / plan.split): plan
                    for plan in plans}
         for fut in as_completed(futures):
