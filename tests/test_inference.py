@@ -110,3 +110,16 @@ def test_model_masks_in_length_sorted_passes_keep_the_input_order(batch_size):
     assert [m.shape[1] for m in masks] == [12, 5, 20, 9, 5]
     for lm, m in zip(logmags, masks):
         np.testing.assert_allclose(m, model_masks(model, [lm], 2, **kw)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_soft_masks_softmax_is_scipys_bit_for_bit(k):
+    """The loop over K in soft_masks gives scipy.special.softmax's very bits (evaluation,
+    relabelling and `bootsep separate` keep their outputs)."""
+    from scipy.special import softmax
+
+    from bootsep.evaluate.inference import _softmax_over_first
+
+    x = np.random.default_rng(k).normal(size=(k, 40, 33)) * 30.0
+    x[:, 0, 0] = -1e300                      # underflow everywhere in a bin: still the same
+    assert np.array_equal(_softmax_over_first(x), softmax(x, axis=0), equal_nan=True)
