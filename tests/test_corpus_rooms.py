@@ -22,6 +22,7 @@ from bootsep.pipeline.corpus.rooms import (
     draw_room,
     measured_rt60,
     reverberant_images,
+    rir_threads,
     room_rirs,
     source_positions,
 )
@@ -203,19 +204,16 @@ def test_same_bytes_whatever_pyroomacoustics_threads(half, cache, tmp_path):
     gives the bytes of this one, and the user's setting is back afterwards."""
     room = Room(size_m=(6.0, 5.0, 3.0), rt60_s=0.5, array_m=(3.0, 2.5, 1.4))
     pos = source_positions([30.0, 100.0], [1.5, 2.0])
-    before = pra.constants.get("num_threads")
-    try:
-        rirs = {}
-        for n in (1, 3):
-            pra.constants.set("num_threads", n)
+    rirs = {}
+    for n in (1, 3):
+        with rir_threads(n):
             rirs[n] = room_rirs(room, MICS, pos, FS, C, 40)[0][0]
-        assert not np.array_equal(rirs[1], rirs[3])     # the dependence the builder removes
-        again = tmp_path / "again"
+    assert not np.array_equal(rirs[1], rirs[3])         # the dependence the builder removes
+    again = tmp_path / "again"
+    with rir_threads(3):                                 # the user's setting, restored after
         build_tts_corpus(tiny(rooms=rooms(fraction=0.5)), SEED, again, workers=2,
                          show_progress=False, cache_dir=cache)
         assert pra.constants.get("num_threads") == 3
-    finally:
-        pra.constants.set("num_threads", before)
     assert tree_digest(again) == tree_digest(half)
 
 
