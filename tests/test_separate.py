@@ -320,10 +320,12 @@ def test_blocks_match_whole_file_model(sep):
     assert blocked.shape == whole.shape and np.isfinite(blocked).all()
     np.testing.assert_allclose(blocked.sum(0), mix[0], atol=1e-3)   # masks still partition the mix
     # an untrained net clusters each block a little differently (its K-means permutes the
-    # sources from block to block): a loose match, but the same order as the whole file
-    assert np.mean([si_sdr(blocked[k], whole[k]) for k in range(2)]) > 6.0
+    # sources from block to block): a loose match, in one source order over the whole file
+    # (which of the two K-means calls the first source is arbitrary, as in any separation)
+    order = best_order(blocked, whole)
+    assert np.mean([si_sdr(blocked[order[k]], whole[k]) for k in range(2)]) > 6.0
     for a in range(0, mix.shape[1], 10 * RATE):
-        assert best_order(blocked[:, a:a + 10 * RATE], whole[:, a:a + 10 * RATE]) == (0, 1)
+        assert best_order(blocked[:, a:a + 10 * RATE], whole[:, a:a + 10 * RATE]) == order
 
 
 # ---------------------------------------------------------------------------------------
