@@ -765,7 +765,8 @@ class TeacherEntry(Section):
     ``spatial.wpe``) and masks refined by beamforming after it (``mvdr``:
     ``spatial.beamform``). ``fit_train: false`` fits it on the valid and test splits only: a
     teacher no student learns from skips the training mixtures (its fit there is most of its
-    cost); the training conditions may not name it."""
+    cost); the training conditions may not name it. ``wpe_iterations`` (with ``dereverb:
+    wpe``) replaces ``spatial.wpe.iterations`` for this teacher (null: the shared value)."""
 
     method: str = _p(Choice(*TEACHER_METHODS))
     channels: str = _p(Choice(*CHANNEL_SETS))
@@ -773,6 +774,7 @@ class TeacherEntry(Section):
     dereverb: str = _p(Choice(*DEREVERB_METHODS), default="none")
     beamform: str = _p(Choice(*BEAMFORM_METHODS), default="none")
     fit_train: bool = _p(Flag(), default=True)
+    wpe_iterations: int | None = _p(NullOr(Int(1)), default=None)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -790,6 +792,11 @@ class TeacherEntry(Section):
             where.fail(self.key("stft" if self.stft is not None else "dereverb"),
                        self.stft.as_dict() if self.stft is not None else self.dereverb,
                        "null / none for the paper's teacher (its features are the student's)")
+        if self.loaded("wpe_iterations", "dereverb") and self.wpe_iterations is not None \
+                and self.dereverb != "wpe":
+            where.fail(self.key("wpe_iterations"), self.wpe_iterations,
+                       "null unless the teacher's dereverb is wpe (it overrides "
+                       "spatial.wpe.iterations)")
 
 
 @section

@@ -173,7 +173,8 @@ def assert_config_error(result, params: str, key: str, *also: str) -> str:
 NODES = list(nodes(RAW))
 # keys with a default when absent (bootsep/config.py `_p(..., default=)`): deleting them is valid
 OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.teachers.*.beamform",
-            "spatial.teachers.*.fit_train", "corpus.tts.heldout_valid_mixtures",
+            "spatial.teachers.*.fit_train", "spatial.teachers.*.wpe_iterations",
+            "corpus.tts.heldout_valid_mixtures",
             "self_training.keep_confident",
             "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
             "train_conditions.*.*.lr_schedule",

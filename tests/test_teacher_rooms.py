@@ -220,6 +220,10 @@ def _with_teacher(entry: dict, wpe: dict | None = None) -> dict:
      "spatial.teachers.rooms.stft", "expected a mapping with keys window_ms, hop_ms"),
     ({"method": "paper", "channels": "pair", "dereverb": "wpe"},
      "spatial.teachers.rooms.dereverb", "paper"),
+    ({"method": "cacgmm", "channels": "all", "wpe_iterations": 1},
+     "spatial.teachers.rooms.wpe_iterations", "unless the teacher's dereverb is wpe"),
+    ({"method": "cacgmm", "channels": "all", "dereverb": "wpe", "wpe_iterations": 0},
+     "spatial.teachers.rooms.wpe_iterations", ">= 1"),
 ])
 def test_bad_teacher_entries_are_one_line_errors_naming_the_key(entry, key, problem):
     with pytest.raises(BootsepError) as err:
@@ -240,6 +244,24 @@ def test_bad_wpe_settings_and_a_window_of_no_whole_samples_are_refused():
                                   cfg.spatial.delay.as_dict())
     with pytest.raises(BootsepError, match="spatial.teachers.rooms.stft"):
         teacher.stft_config(STUDENT)
+
+
+def test_a_teachers_wpe_iterations_replace_the_shared_ones_for_it_alone():
+    from bootsep.pipeline.teachers.spec import Teacher
+    data = _with_teacher({"method": "cacgmm", "channels": "all", "dereverb": "wpe",
+                          "wpe_iterations": 1}, {"iterations": 3})
+    data["spatial"]["teachers"]["shared"] = {"method": "cacgmm", "channels": "all",
+                                             "dereverb": "wpe"}
+    data["spatial"]["teachers"]["dry"] = {"method": "cacgmm", "channels": "all"}
+    cfg = parse_config(data)
+    own, shared, dry = (dict(Teacher.from_spatial(n, cfg.spatial).wpe)
+                        for n in ("rooms", "shared", "dry"))
+    assert own == {**cfg.spatial.wpe.as_dict(), "iterations": 1}
+    assert shared == cfg.spatial.wpe.as_dict() and shared["iterations"] == 3
+    assert dry == {}                                   # no WPE, no settings
+    # the shards record the iterations the teacher ran
+    assert Teacher.from_spatial("rooms", cfg.spatial).attrs(STUDENT)["wpe.iterations"] == 1
+    assert Teacher.from_spatial("shared", cfg.spatial).attrs(STUDENT)["wpe.iterations"] == 3
 
 
 def test_entries_without_the_new_keys_keep_todays_teacher():

@@ -21,7 +21,8 @@ class Teacher:
     mixture's pair channel; ``all``: every stored microphone), ``num_components`` K and the
     method's settings (``spatial.<method>``) as sorted ``(key, value)`` items; ``stft``: its own
     ``(window_ms, hop_ms)`` or None (the student's STFT); ``dereverb``: ``none`` or ``wpe`` with
-    ``wpe`` (``spatial.wpe``) as sorted items; ``beamform``: ``none`` or ``mvdr`` with
+    ``wpe`` (``spatial.wpe``, its iterations the entry's ``wpe_iterations`` where set) as
+    sorted items; ``beamform``: ``none`` or ``mvdr`` with
     ``beamform_settings`` (``spatial.beamform``) as sorted items."""
 
     name: str
@@ -61,9 +62,12 @@ class Teacher:
     def from_config(cls, name: str, entry, num_components: int, settings: dict,
                     wpe: dict | None = None, beamform: dict | None = None) -> Teacher:
         own = None if entry.stft is None else (entry.stft.window_ms, entry.stft.hop_ms)
+        wpe = dict(wpe or {})
+        if wpe and entry.wpe_iterations is not None:        # the entry's own iterations
+            wpe["iterations"] = int(entry.wpe_iterations)
         return cls(name, entry.method, entry.channels, int(num_components),
                    tuple(sorted(settings.items())), own, entry.dereverb,
-                   tuple(sorted((wpe or {}).items())) if entry.dereverb == "wpe" else (),
+                   tuple(sorted(wpe.items())) if entry.dereverb == "wpe" else (),
                    entry.beamform,
                    tuple(sorted((beamform or {}).items())) if entry.beamform == "mvdr" else ())
 
