@@ -1,4 +1,4 @@
-"""params.yaml is read and checked in one place (bootsep/config.py); so are model files.
+"""params.yaml is read and checked in one place (the bootsep/config package); so are model files.
 
 The central test walks every node of the repository's params.yaml, replaces it with a string
 and with a list (and deletes every key), and runs the stage command that reads it: each must
@@ -171,7 +171,8 @@ def assert_config_error(result, params: str, key: str, *also: str) -> str:
 # --------------------------------------------------------------------------- the walk
 
 NODES = list(nodes(RAW))
-# keys with a default when absent (bootsep/config.py `_p(..., default=)`): deleting them is valid
+# keys with a default when absent (bootsep/config/checks.py `_p(..., default=)`): deleting them
+# is valid
 OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.teachers.*.beamform",
             "spatial.teachers.*.fit_train", "spatial.teachers.*.wpe_iterations",
             "corpus.tts.heldout_valid_mixtures",

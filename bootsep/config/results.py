@@ -1,0 +1,57 @@
+"""``evaluate``, ``report`` and ``realcheck``: scoring, the report and the real-recordings
+check."""
+
+from __future__ import annotations
+
+from bootsep.config.checks import (
+    NAME,
+    Int,
+    ListOf,
+    Maybe,
+    NullOr,
+    Num,
+    Text,
+    _p,
+)
+from bootsep.config.section import Section, section
+
+
+@section
+class EvaluateSettings(Section):
+    """``evaluate`` (paper §3.3)."""
+
+    kmeans_threshold_db: float = _p(Num())
+    kmeans_seed: int = _p(Int(0))
+    # soft K-means masks exp(-beta |v - mu_k|^2), normalised over k; null: binary (the paper's,
+    # and the default of params files that predate the key)
+    mask_beta: float | None = _p(NullOr(Num(0, lo_open=True)), default=None)
+    batch_size: int = _p(Int(1))
+    # the bootstrapped models whose ensembles with their own teachers are measured (§3.3)
+    ensemble_models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))
+    confidence_percentile: float = _p(Num(0, 100))
+    # per-bin ensemble: candidates for the probability that the model's label of a bin is
+    # right (each >= 1/K); the evaluate stage picks one per model on the validation split
+    perbin_trust: tuple = _p(ListOf(Num(0, 1)))
+    random_seed: int = _p(Int(0))
+    examples: int = _p(Int(0))
+
+
+@section
+class ReportSettings(Section):
+    ci_level: float = _p(Num(0, 1, lo_open=True, hi_open=True))
+
+
+@section
+class RealcheckSettings(Section):
+    """``realcheck``: real recordings mixed two at a time as the corpus mixes, scored by trained
+    models (a check only, never trained on: stages/s10_realcheck.py)."""
+
+    root: str = _p(Text(expected="a folder path"))
+    raw_sample_rate: int = _p(Int(1))
+    models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))
+    teachers: tuple = _p(ListOf(Text(NAME.pattern, "the name of an entry of spatial.teachers"),
+                                min_len=0))
+    seed: int = _p(Int(0))
+    pairs: int | None = _p(Maybe(Int(1)))
+    min_seconds: float = _p(Num(0))
+
