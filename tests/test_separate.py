@@ -49,9 +49,11 @@ REPO_SPATIAL = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.
 
 
 def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed: int = 0,
-                      teacher: str = "paper", mask_beta: float | None = None) -> Path:
+                      teacher: str = "paper", mask_beta: float | None = None,
+                      extra_teachers: dict | None = None) -> Path:
     """A model folder as the trainer writes it (model.pt + params.json), tiny and untrained,
-    trained on the labels of the shipped params.yaml's teacher ``teacher``."""
+    trained on the labels of teacher ``teacher`` of the shipped params.yaml's spatial section
+    (plus ``extra_teachers``, entries of ``spatial.teachers`` the default run leaves out)."""
     cfg = StftConfig(sample_rate=RATE, win_length=256, hop_length=64, window="hann")
     mcfg = ModelConfig(num_freq=cfg.num_freq, hidden=hidden, num_layers=1, embedding_dim=8)
     model = init_model(mcfg, seed=seed)
@@ -63,7 +65,8 @@ def make_model_folder(root: Path, name: str = "tiny", *, hidden: int = 16, seed:
     save_checkpoint(folder / "model.pt", {"model_state": model.state_dict(), "epoch": 1,
                                           "valid_loss": 0.5, "bootsep_version": __version__,
                                           **meta})
-    params = {"spatial": REPO_SPATIAL,
+    spatial = {**REPO_SPATIAL, "teachers": {**REPO_SPATIAL["teachers"], **(extra_teachers or {})}}
+    params = {"spatial": spatial,
               "confidence": {"jsd_samples": 200, "seed": 2},
               "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0}}
     if mask_beta is not None:
@@ -250,7 +253,9 @@ def test_a_delay_teacher_model_separates_with_every_channel(tmp_path):
     mix = sum(images)
     scale = 0.5 / np.abs(mix).max()
     mix, refs = (mix * scale).astype(np.float32), np.stack([im[0] for im in images]) * scale
-    sep = Separator.from_pretrained(make_model_folder(tmp_path, "delay_alpha_1", teacher="delay"),
+    sep = Separator.from_pretrained(make_model_folder(tmp_path, "delay_alpha_1", teacher="delay",
+                                                      extra_teachers={"delay": {
+                                                          "method": "delay", "channels": "all"}}),
                                     device="cpu", threshold=0.0)
     assert sep.spatial.teacher.method == "delay" and sep.channels_used(4) == 4
     out, info = sep.separate(mix, RATE, approach="spatial")
