@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bootsep.config.checks import ENSEMBLE_JOIN
+
 SPATIAL_PREFIX = "spatial_"
 
 
@@ -38,10 +40,18 @@ def approach_beamformer(approach: str) -> str | None:
 ENSEMBLE_PREFIX = "ensemble_"
 
 
+def ensemble_members(entry: str, own_teacher) -> tuple[str, str]:
+    """``(model, teacher)`` of an ``evaluate.ensemble_models`` entry: ``'<model>'`` (the model
+    with its own teacher, ``own_teacher(model)``) or ``'<model>+<teacher>'`` (with another
+    spatial teacher, e.g. a stereo-pair teacher no student learned from)."""
+    model, _, teacher = entry.partition(ENSEMBLE_JOIN)
+    return model, (teacher or own_teacher(model))
+
+
 def ensemble_approach(kind: str, model: str, models) -> str:
-    """The approach name of ``model``'s ensemble ``kind`` (confidence, random, oracle, perbin)
-    with its teacher: ``ensemble_<kind>`` for the first of ``models`` (``evaluate.
-    ensemble_models``; the paper's Table 1 names), ``ensemble_<kind>@<model>`` for the others."""
+    """The approach name of ensemble entry ``model``'s ensemble ``kind`` (confidence, random,
+    oracle, perbin): ``ensemble_<kind>`` for the first of ``models`` (``evaluate.
+    ensemble_models``; the paper's Table 1 names), ``ensemble_<kind>@<entry>`` for the others."""
     return f"{ENSEMBLE_PREFIX}{kind}" + ("" if model == models[0] else f"@{model}")
 
 

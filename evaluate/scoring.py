@@ -64,7 +64,8 @@ def score(est: MixtureEstimates, split: str, approach: str, teacher: str) -> dic
 def ensemble_rows(rows: dict[str, list[dict]], spatial_approach: str, model: str,
                   threshold: float, seed: int, suffix: str = "") -> dict[str, list[dict]]:
     """The three ensembles' rows between a spatial teacher's approach and a model, each a copy
-    of the chosen approach's row (paper §3.3); named ``ensemble_<kind><suffix>``."""
+    of the chosen approach's row (paper §3.3) with the teacher's ``mean_confidence`` (the one
+    the switch read); named ``ensemble_<kind><suffix>``."""
     spatial, learned = rows[spatial_approach], rows[model]
     conf = np.array([r["mean_confidence"] for r in spatial])
     picks = {"ensemble_confidence": choose_confidence(conf, threshold),
@@ -72,16 +73,19 @@ def ensemble_rows(rows: dict[str, list[dict]], spatial_approach: str, model: str
              "ensemble_oracle": choose_oracle(np.array([r["si_sdr"] for r in spatial]),
                                               np.array([r["si_sdr"] for r in learned]))}
     return {name + suffix: [{**(s if use_spatial else m), "approach": name + suffix,
+                             "mean_confidence": s["mean_confidence"],
                              "choice": spatial_approach if use_spatial else model}
                             for s, m, use_spatial in zip(spatial, learned, pick)]
             for name, pick in picks.items()}
 
 
-def model_ensemble_rows(rows: dict[str, list[dict]], model: str, teacher: str, threshold: float,
-                        seed: int, name_of: dict[tuple[str, str], str]) -> dict[str, list[dict]]:
-    """:func:`ensemble_rows` of ``model`` and its spatial ``teacher``, named as ``name_of``
-    ``(model, kind) -> approach`` names them (``ensemble_<kind>`` plus the model's suffix)."""
-    suffix = name_of[model, "confidence"][len("ensemble_confidence"):]
+def model_ensemble_rows(rows: dict[str, list[dict]], entry: str, model: str, teacher: str,
+                        threshold: float, seed: int, name_of: dict[tuple[str, str], str]
+                        ) -> dict[str, list[dict]]:
+    """:func:`ensemble_rows` of ``model`` and spatial ``teacher`` (``evaluate.ensemble_models``
+    entry ``entry``), named as ``name_of`` ``(entry, kind) -> approach`` names them
+    (``ensemble_<kind>`` plus the entry's suffix)."""
+    suffix = name_of[entry, "confidence"][len("ensemble_confidence"):]
     return ensemble_rows(rows, teacher_approach(teacher), model, threshold, seed, suffix)
 
 
@@ -103,34 +107,36 @@ def best_candidate(rows: dict[str, list[dict]], candidates: dict) -> tuple | Non
     return best
 
 
-def choose_on_valid(valid_by: dict[str, list[dict]], ens_teacher: dict[str, str],
+def choose_on_valid(valid_by: dict[str, list[dict]], members: dict[str, tuple[str, str]],
                     thresholds: dict[str, float], candidates: dict[tuple[str, float], str],
                     name_of: dict[tuple[str, str], str], seed: int) -> dict[str, float]:
-    """Each ensemble model's per-bin trust (``candidates``: (model, trust) -> the approach
-    name of its validation rows): the candidate of the highest mean validation
-    SI-SDRi (the first on a tie, and without references). Adds the validation rows of each
-    model's chosen per-bin and its confidence ensemble to ``valid_by`` (under their test
-    names), from which the best ensemble is chosen."""
+    """Each ensemble entry's per-bin trust (``members``: entry -> (model, teacher);
+    ``candidates``: (entry, trust) -> the approach name of its validation rows): the
+    candidate of the highest mean validation SI-SDRi (the first on a tie, and without
+    references). Adds the validation rows of each entry's chosen per-bin and its confidence
+    ensemble to ``valid_by`` (under their test names), from which the best ensemble is
+    chosen."""
     trust = {}
-    for m, t in ens_teacher.items():
-        tried = {q: approach for (model, q), approach in candidates.items() if model == m}
+    for e, (m, t) in members.items():
+        tried = {q: approach for (entry, q), approach in candidates.items() if entry == e}
         found = best_candidate(valid_by, tried)
-        trust[m] = next(iter(tried)) if found is None else found[0]
-        valid_by[name_of[m, "perbin"]] = valid_by[tried[trust[m]]]
-        rows = model_ensemble_rows(valid_by, m, t, thresholds[m], seed, name_of)
-        valid_by[name_of[m, "confidence"]] = rows[name_of[m, "confidence"]]
+        trust[e] = next(iter(tried)) if found is None else found[0]
+        valid_by[name_of[e, "perbin"]] = valid_by[tried[trust[e]]]
+        rows = model_ensemble_rows(valid_by, e, m, t, thresholds[e], seed, name_of)
+        valid_by[name_of[e, "confidence"]] = rows[name_of[e, "confidence"]]
     return trust
 
 
 def best_ensemble(rows: dict[str, list[dict]], candidates: dict[tuple[str, str], str]
                   ) -> dict | None:
-    """The candidate ``(model, kind) -> approach`` with the highest mean SI-SDRi over its
-    rows (the first on a tie); None when no candidate has a finite mean (no references)."""
+    """The candidate ``(entry, kind) -> approach`` with the highest mean SI-SDRi over its
+    rows (the first on a tie) as ``{entry, kind, approach, si_sdri}``; None when no candidate
+    has a finite mean (no references)."""
     found = best_candidate(rows, candidates)
     if found is None:
         return None
-    (model, kind), mean = found
-    return {"model": model, "kind": kind, "approach": candidates[model, kind], "si_sdri": mean}
+    (entry, kind), mean = found
+    return {"entry": entry, "kind": kind, "approach": candidates[entry, kind], "si_sdri": mean}
 
 
 def csv_text(rows: list[dict]) -> str:

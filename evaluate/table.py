@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bootsep.config.checks import ENSEMBLE_JOIN
 from bootsep.errors import BootsepError
 from bootsep.evaluate.estimates import (
     approach_beamformer,
@@ -98,8 +99,8 @@ def _channels(teachers: dict[str, tuple[str, str]], teacher: str | None) -> str:
 def approach_label(conditions: dict[str, Condition], ensembles: dict[str, str], approach: str,
                    teachers: dict[str, tuple[str, str]],
                    rounds: dict[str, tuple[str, str]] | None = None) -> tuple[str, str, tuple]:
-    """(channels, human label, paper key) of an approach; ``ensembles``: the ensembled models
-    (``evaluate.ensemble_models``, in order) -> their teachers; ``teachers``: name -> (method,
+    """(channels, human label, paper key) of an approach; ``ensembles``: the entries of
+    ``evaluate.ensemble_models`` (in order) -> their teachers; ``teachers``: name -> (method,
     channels); ``rounds``: self-training round -> (base teacher, student). Paper keys only for
     the paper's own method (and for ensembles, the first model's per-mixture switches)."""
     steered = approach_beamformer(approach)
@@ -117,8 +118,8 @@ def approach_label(conditions: dict[str, Condition], ensembles: dict[str, str], 
         return _channels(teachers, teacher), f"Spatial teacher {teacher} ({method})", key
     ens = approach_ensemble(approach, list(ensembles)) if approach not in conditions else None
     if ens is not None and ens[1] in ensembles:
-        kind, model = ens
-        ens_teacher = ensembles[model]
+        kind, entry = ens
+        ens_teacher, model = ensembles[entry], entry.partition(ENSEMBLE_JOIN)[0]
         paper = (teachers.get(ens_teacher, ("paper",))[0] == "paper"
                  and approach in ENSEMBLES)           # the first model's switches: the paper's rows
         return (_channels(teachers, ens_teacher),
@@ -141,8 +142,8 @@ def table1(conditions: dict[str, Condition], ensembles: dict[str, str], rows: li
            rounds: dict[str, tuple[str, str]] | None = None) -> dict:
     """``{approach: {label, channels, n, metric, metric_ci, quality, quantity, paper}}`` for
     the training ``conditions`` (by name, in Table 1 order), the spatial algorithm and the
-    ensembles of each model of ``ensembles`` (model -> its teacher, in the order of
-    ``evaluate.ensemble_models``). ``has_refs`` False marks every row
+    ensembles of each entry of ``ensembles`` (``evaluate.ensemble_models`` entry -> its
+    teacher, in their order). ``has_refs`` False marks every row
     ``needs_references``; ``skipped`` (condition -> reason) gives the conditions that were not
     trained a row with ``skipped`` and no numbers. ``teachers``: name -> (method, channels),
     one row each (default: a paper teacher ``paper``); ``label_accuracy``: the labels stage's
@@ -256,8 +257,10 @@ def ensemble_note(ensemble: dict) -> str:
     if best:
         chosen = ("" if best.get("valid_si_sdri") is None else
                   f", chosen on the validation split ({best['valid_si_sdri']:.2f} dB there)")
+        teacher = f" with teacher {best['teacher']}" if best.get("teacher") else ""
         text += (f" Best ensemble usable on new audio (used by `bootsep separate`{chosen}): "
-                 f"{best['kind']} of {best['model']} ({best['si_sdri']:.2f} dB SI-SDRi).")
+                 f"{best['kind']} of {best['model']}{teacher} ({best['si_sdri']:.2f} dB "
+                 "SI-SDRi).")
     return text
 
 

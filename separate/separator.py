@@ -25,7 +25,9 @@ Approaches (``approach=``):
   ``perbin`` (per bin, the teacher's posterior times the likelihood of the model's aligned
   mask read as a label right with the file's ``perbin_trust``:
   :func:`~bootsep.evaluate.perbin.perbin_masks`);
-  otherwise the confidence switch with the model's own entry of ``models``. A file without an
+  otherwise the better on the validation split of the two (confidence or per-bin) of the
+  model's own entry of ``models`` (the confidence switch where the entry does not say). A file
+  without an
   entry for the model (or an older one with a single ``threshold``) gives the confidence
   switch with that threshold, with a warning when it was computed for another model;
   ``--threshold`` forces the confidence switch with the given threshold.
@@ -156,11 +158,7 @@ class Separator:
         dev = resolve_device(device)
         model, meta = load_model(path, dev)
         _check_stft(meta["stft"], model, path)
-        settings = _training_settings(path, meta)
-        conf, ev = settings["confidence"], settings["evaluate"]
-        spatial = SpatialSettings(settings["teacher"], jsd_samples=int(conf["jsd_samples"]),
-                                  jsd_seed=int(conf["seed"]))
-        source = warning = None
+        source = warning = teacher = None
         kind, used, trust = "confidence", None, None
         if threshold is not None:
             threshold, source = _check_threshold(threshold, "--threshold"), "given"
@@ -170,12 +168,17 @@ class Separator:
             name = model_name(meta, path)
             choice = read_ensemble_choice(ensemble_file if explicit else ensemble_file_of(path),
                                           name, required=explicit)
-            threshold, source, kind, used, trust = (choice.threshold, choice.source, choice.kind,
-                                                    choice.used, choice.perbin_trust)
+            threshold, source, kind, used, trust, teacher = (
+                choice.threshold, choice.source, choice.kind, choice.used, choice.perbin_trust,
+                choice.teacher)
             computed_for = choice.computed_for
             if threshold is not None and computed_for is not None and computed_for != name:
                 warning = (f"{source}: the ensemble threshold was computed for model "
                            f"'{computed_for}', not '{name}' ({path}); pass --threshold to override")
+        settings = _training_settings(path, meta, teacher)
+        conf, ev = settings["confidence"], settings["evaluate"]
+        spatial = SpatialSettings(settings["teacher"], jsd_samples=int(conf["jsd_samples"]),
+                                  jsd_seed=int(conf["seed"]))
         return cls(model, meta, path=path, device=dev, spatial=spatial,
                    kmeans_threshold_db=float(ev["kmeans_threshold_db"]),
                    kmeans_seed=int(ev["kmeans_seed"]), mask_beta=ev.get("mask_beta"),
@@ -554,14 +557,18 @@ class EnsembleChoice:
     kind: str = "confidence"
     used: str | None = None
     perbin_trust: float | None = None
+    teacher: str | None = None      # the entry's spatial teacher (None: the model's own)
 
 
 def read_ensemble_choice(path: str | os.PathLike, name: str,
                          required: bool = True) -> EnsembleChoice:
     """The ensemble of model ``name`` in the evaluate stage's ``ensemble.json``: the best
-    measured one (``best``) when it is this model's, else the confidence switch of the model's
-    own entry of ``models``, else (no entry: an older file, or a model not in
-    ``evaluate.ensemble_models``) the confidence switch with the file's ``threshold``.
+    measured one (``best``) when it is this model's; else, among the model's own entries of
+    ``models`` (an entry per ``evaluate.ensemble_models`` item naming the model: with its own
+    teacher or another; those with a stereo-pair teacher first, as ``best`` is chosen), the
+    entry and kind (confidence switch or per-bin) of the highest validation SI-SDRi (the
+    confidence switch where an entry does not say); else (no entry: an older file, or a model
+    not in ``evaluate.ensemble_models``) the confidence switch with the file's ``threshold``.
     A missing file that is not ``required`` gives no threshold."""
     path = Path(path)
     if not path.is_file():
@@ -570,15 +577,17 @@ def read_ensemble_choice(path: str | os.PathLike, name: str,
     data = read_ensemble_file(path)                   # read once
     threshold, source, computed_for = _threshold_of(data, path)
     models, best = data.get("models"), data.get("best")
-    if not isinstance(models, dict) or name not in models:
+    own = {k: e for k, e in models.items() if _entry_model(k, e) == name} \
+        if isinstance(models, dict) else {}
+    if not own:
         of = computed_for or "the file"
         return EnsembleChoice(threshold, source, computed_for, "confidence",
                               f"confidence switch with the threshold of {of}")
-    entry = models[name]
-    if not isinstance(entry, dict) or "threshold" not in entry:
-        raise BootsepError(f"ensemble file's models.{name} has no 'threshold'", path)
-    own = _check_threshold(entry["threshold"], f"{path}: models.{name}")
-    if isinstance(best, dict) and best.get("model") == name:
+    for key, entry in own.items():
+        if not isinstance(entry, dict) or "threshold" not in entry:
+            raise BootsepError(f"ensemble file's models.{key} has no 'threshold'", path)
+    best_key = (best.get("entry") or best.get("model")) if isinstance(best, dict) else None
+    if best_key in own:
         kind = best.get("kind")
         if kind not in ENSEMBLE_KINDS:
             raise BootsepError(f"ensemble file's best.kind is {kind!r}; expected one of "
@@ -586,26 +595,67 @@ def read_ensemble_choice(path: str | os.PathLike, name: str,
         gain = best.get("si_sdri")
         gain = f" ({gain:.2f} dB SI-SDRi on the test split)" if isinstance(gain, (int, float)) \
             else ""
-        trust = None
-        if kind == "perbin":
-            trust = entry.get("perbin_trust")
-            if not isinstance(trust, (int, float)) or not 0 <= trust <= 1:
-                raise BootsepError(f"ensemble file's models.{name}.perbin_trust is {trust!r}; "
-                                   "expected a number in [0, 1] (rerun the evaluate stage)", path)
-        return EnsembleChoice(own, source, name, kind, f"best measured ensemble: {kind} of "
-                              f"{name} with teacher {entry.get('teacher')}{gain}",
-                              None if trust is None else float(trust))
+        return _choice(own, best_key, kind, path, source, name, f"best measured ensemble: "
+                       f"{kind} of {name} with teacher {own[best_key].get('teacher')}{gain}")
     other = (f"; the best measured is {best.get('kind')} of {best.get('model')}"
              if isinstance(best, dict) else "")
-    return EnsembleChoice(own, source, name, "confidence",
-                          f"confidence switch of {name}'s own entry{other}")
+    pair = {k: e for k, e in own.items() if e.get("channels") == "pair"}
+    key, kind, valid = max(((k, *_own_best_kind(e)) for k, e in (pair or own).items()),
+                           key=lambda c: -math.inf if c[2] is None else c[2])
+    if valid is None:
+        return _choice(own, key, "confidence", path, source, name,
+                       f"confidence switch of {name}'s own entry{other}")
+    return _choice(own, key, kind, path, source, name, f"{name}'s better measured ensemble: "
+                   f"{kind} with teacher {own[key].get('teacher')} ({valid:.2f} dB SI-SDRi on "
+                   f"the validation split){other}")
 
 
-def _training_settings(folder: Path, meta: dict) -> dict:
-    """The spatial teacher (the model's own, for a model trained on a teacher's labels; the
-    round's base teacher, for a self-training round's student; else the paper's), confidence
-    and evaluate settings of the params the model was trained with (``params_file`` of
-    params.json, checked as params.yaml is: one-line errors naming it)."""
+def _entry_model(key: str, entry) -> str:
+    """The model of ``ensemble.json``'s entry ``key`` (its ``model``; older files: the key)."""
+    model = entry.get("model") if isinstance(entry, dict) else None
+    return str(model) if model else key
+
+
+def _choice(own: dict, key: str, kind: str, path: Path, source: str, name: str,
+            used: str) -> EnsembleChoice:
+    """The :class:`EnsembleChoice` of entry ``key`` of ``own`` with ``kind``."""
+    entry = own[key]
+    trust = _perbin_trust(entry, path, key) if kind == "perbin" else None
+    teacher = entry.get("teacher")
+    return EnsembleChoice(_check_threshold(entry["threshold"], f"{path}: models.{key}"),
+                          source, name, kind, used, trust,
+                          None if teacher is None else str(teacher))
+
+
+def _own_best_kind(entry: dict) -> tuple[str, float | None]:
+    """The usable kind (confidence or perbin) with the higher validation SI-SDRi in the model's
+    own ``entry`` of ``ensemble.json`` (its ``valid_si_sdri``, written by the evaluate stage),
+    and that SI-SDRi; ``("confidence", None)`` when the entry does not say (an older file)."""
+    valid = entry.get("valid_si_sdri")
+    if not isinstance(valid, dict):
+        return "confidence", None
+    scores = {k: valid.get(k) for k in USABLE}
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in scores.values()):
+        return "confidence", None
+    kind = max(USABLE, key=lambda k: scores[k])     # ties: the first, the confidence switch
+    return kind, float(scores[kind])
+
+
+def _perbin_trust(entry: dict, path: Path, key: str) -> float:
+    """The entry's ``perbin_trust``, checked (a one-line error naming the file)."""
+    trust = entry.get("perbin_trust")
+    if not isinstance(trust, (int, float)) or not 0 <= trust <= 1:
+        raise BootsepError(f"ensemble file's models.{key}.perbin_trust is {trust!r}; "
+                           "expected a number in [0, 1] (rerun the evaluate stage)", path)
+    return float(trust)
+
+
+def _training_settings(folder: Path, meta: dict, teacher: str | None = None) -> dict:
+    """The spatial teacher (``teacher``, the one of the ensemble entry chosen, when given; else
+    the model's own, for a model trained on a teacher's labels; the round's base teacher, for
+    a self-training round's student; else the paper's), confidence and evaluate settings of
+    the params the model was trained with (``params_file`` of params.json, checked as
+    params.yaml is: one-line errors naming it)."""
     path = folder / PARAMS_JSON
     if not path.is_file():
         return {"teacher": DEFAULT_TEACHER, **{k: dict(v) for k, v in DEFAULT_SETTINGS.items()}}
@@ -621,7 +671,7 @@ def _training_settings(folder: Path, meta: dict) -> dict:
                        prefix="params_file")
     teachers = cfg.spatial.teachers
     cond = meta.get("condition") if isinstance(meta.get("condition"), dict) else {}
-    name = cond.get("teacher")
+    name = teacher or cond.get("teacher")
     if name is None:       # a ground-truth model: the paper's teacher, if configured
         name = next((n for n, e in teachers.items() if e.method == "paper"), next(iter(teachers)))
     if name not in teachers and "self_training" in data["params_file"]:
@@ -631,7 +681,8 @@ def _training_settings(folder: Path, meta: dict) -> dict:
                               prefix="params_file").self_training.rounds
         name = rounds[name].teacher if name in rounds else name
     if name not in teachers:
-        raise BootsepError(f"the model's teacher '{name}' is not in params_file.spatial.teachers"
+        whose = "ensemble's" if teacher else "model's"
+        raise BootsepError(f"the {whose} teacher '{name}' is not in params_file.spatial.teachers"
                            " (nor a round of params_file.self_training.rounds)", path)
     teacher = Teacher.from_spatial(name, cfg.spatial)
     return {"teacher": teacher, "confidence": cfg.confidence.as_dict(),

@@ -1,29 +1,32 @@
 """DVC stage ``evaluate``: separate the test split with every approach and score it (§3.3–3.4).
 
 Approaches: every spatial teacher (``spatial_<teacher>``: its posteriors on channel 0), every
-trained model (DC embeddings + K-means), and for each model M of ``evaluate.ensemble_models``
-four ensembles with M's own teacher T: *confidence* (T when the mixture's mean confidence is
+trained model (DC embeddings + K-means), and for each entry of ``evaluate.ensemble_models``
+(a model M with its own teacher T, or ``M+T`` with another teacher T) four ensembles:
+*confidence* (T when the mixture's mean confidence is
 above the ``confidence_percentile``-th percentile of the validation mixtures' confidences by
 T), *random* (a seeded coin), *oracle* (the better by true SI-SDR) and *perbin* (per bin, T's
 posterior times the likelihood of M's aligned mask read as a label right with probability
 q: :func:`~bootsep.evaluate.perbin.perbin_masks`). They are named ``ensemble_<kind>`` for
-the first model, ``ensemble_<kind>@<model>`` for the others
+the first entry, ``ensemble_<kind>@<entry>`` for the others
 (:func:`~bootsep.evaluate.estimates.ensemble_approach`). The validation split is separated by
 every teacher (the thresholds, and Fig. 2) and by the ensemble models with every candidate q
-of ``evaluate.perbin_trust``: each model's q, and the best ensemble usable on new audio
-(confidence or per-bin), are chosen there by mean SI-SDRi, never on the test split.
+of ``evaluate.perbin_trust``: each entry's q, and the best ensemble usable on new stereo
+audio (confidence or per-bin, among the entries whose teacher works on the stereo pair; all
+entries when none does), are chosen there by mean SI-SDRi, never on the test split.
 
 Writes ``data/results/eval/``: ``per_mixture.csv`` (one row per mixture x approach, every
 metric, the manifest's ``subset``, ``condition`` and ``rt60_s``, and ``si_sdr_direct`` /
 ``si_sdri_direct`` against the direct path where the manifest has ``s{k}_direct``),
 ``ensemble.json`` and ``examples/`` (wavs to listen to, masks for the report's
-figures). ``ensemble.json``: ``models`` (per model: teacher, threshold, percentile,
-valid_mixtures, the chosen ``perbin_trust``, approach names, ``valid_si_sdri`` of every trust
-candidate and of the confidence and perbin ensembles, their ``test_si_sdri``),
-``best`` (the model and kind, confidence or perbin, of the highest mean validation SI-SDRi,
-``valid_si_sdri``, and its test ``si_sdri``; random and oracle cannot run on new audio; null
+figures). ``ensemble.json``: ``models`` (per entry: model, teacher, the teacher's channels
+(pair or all), threshold, percentile, valid_mixtures, the chosen ``perbin_trust``, approach
+names, ``valid_si_sdri`` of every trust candidate and of the confidence and perbin ensembles,
+their ``test_si_sdri``), ``best`` (the entry, its model and teacher, and the kind, confidence
+or perbin, of the highest mean validation SI-SDRi, ``valid_si_sdri``, and its test
+``si_sdri``; random and oracle cannot run on new audio; null
 without references; without references each model's trust is the first candidate) and, for
-readers of one model, the first model's ``model``, ``teacher``, ``threshold``,
+readers of one model, the first entry's ``model``, ``teacher``, ``threshold``,
 ``percentile``, ``valid_mixtures``.
 
 Without references (a folder of recordings) the metrics are NaN, but every approach still
@@ -44,10 +47,15 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import load_config, teacher_entries
+from bootsep.config import ENSEMBLE_JOIN, load_config, teacher_entries
 from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import KINDS, USABLE, confidence_threshold
-from bootsep.evaluate.estimates import beamformer_approach, ensemble_approach, teacher_approach
+from bootsep.evaluate.estimates import (
+    beamformer_approach,
+    ensemble_approach,
+    ensemble_members,
+    teacher_approach,
+)
 from bootsep.evaluate.scoring import (
     best_ensemble,
     choose_on_valid,
@@ -88,7 +96,7 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     device = resolve_device(params.train.device)
     thread_governor(params.train.torch_threads)   # evaluation: a fixed count (auto: every core)
     models, num_sources = {}, params.train.num_sources
-    ens_models = list(ev.ensemble_models)
+    ens_entries = list(ev.ensemble_models)      # 'model' or 'model+teacher'
     for i, trust in enumerate(ev.perbin_trust):
         if trust < 1.0 / num_sources:
             raise BootsepError(f"evaluate.perbin_trust[{i}] is {trust}; it must be at least "
@@ -97,18 +105,23 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     for name in condition_names(params.train_conditions):
         reason = skipped_reason(Path(model_root) / name)
         if reason:
-            if name in ens_models:
+            if name in (members := {e: e.partition(ENSEMBLE_JOIN)[0] for e in ens_entries}
+                        ).values():
                 raise BootsepError(f"evaluate.ensemble_models names '{name}', which was "
                                    f"{reason}; name a spatial condition", params.path)
             log.info(f"evaluate: leaving out {name}, {reason}")
             continue
         models[name], _ = load_model(Path(model_root) / name, device, expect_stft=cfg)
-    teachers = list(teacher_entries(params))
+    channels_of = {t: channels for t, (_, channels) in teacher_entries(params).items()}
+    teachers = list(channels_of)
     by_name = {c.name: c for c in conditions(params.train_conditions)}
-    # each listed model's ensembles switch (or mix) between it and its own teacher
-    ens_teacher = {m: by_name[m].teacher for m in ens_models}
-    first_teacher = ens_teacher[ens_models[0]]
-    name_of = {(m, k): ensemble_approach(k, m, ens_models) for m in ens_models for k in KINDS}
+    # each entry's ensembles switch (or mix) between a model and its own teacher (or the one
+    # the entry names): entry -> model, entry -> teacher
+    members = {e: ensemble_members(e, lambda m: by_name[m].teacher) for e in ens_entries}
+    ens_model = {e: m for e, (m, _) in members.items()}
+    ens_teacher = {e: t for e, (_, t) in members.items()}
+    first_teacher = ens_teacher[ens_entries[0]]
+    name_of = {(e, k): ensemble_approach(k, e, ens_entries) for e in ens_entries for k in KINDS}
     common = dict(cfg=cfg, teachers=teachers, num_sources=num_sources, corpus_dir=corpus_dir,
                   shard_root=shard_root, threshold_db=ev.kmeans_threshold_db,
                   seed=ev.kmeans_seed, beta=ev.mask_beta, batch_size=ev.batch_size,
@@ -116,26 +129,28 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
 
     # validation split: the teachers (confidence thresholds, Fig. 2), and the ensemble models
     # with every per-bin trust candidate (the trust, and the best ensemble, are chosen here)
-    candidates = {(m, q): f"{name_of[m, 'perbin']}~{q:g}" for m in ens_models
+    candidates = {(e, q): f"{name_of[e, 'perbin']}~{q:g}" for e in ens_entries
                   for q in ev.perbin_trust}
-    valid_teacher = {**{teacher_approach(t): t for t in teachers}, **ens_teacher,
-                     **{a: ens_teacher[m] for (m, _), a in candidates.items()}}
+    own_teacher = {m: by_name[m].teacher or first_teacher for m in ens_model.values()}
+    valid_teacher = {**{teacher_approach(t): t for t in teachers}, **own_teacher,
+                     **{a: ens_teacher[e] for (e, _), a in candidates.items()}}
     valid_by: dict[str, list[dict]] = {a: [] for a in valid_teacher}
     with Progress(summary_count(shard_root / "stft" / "valid"), "evaluate valid", "mix") as bar:
-        for est in split_estimates("valid", models={m: models[m] for m in ens_models},
-                                   perbin={a: (m, ens_teacher[m], q)
-                                           for (m, q), a in candidates.items()}, **common):
+        for est in split_estimates("valid", models={m: models[m] for m in ens_model.values()},
+                                   perbin={a: (ens_model[e], ens_teacher[e], q)
+                                           for (e, q), a in candidates.items()}, **common):
             for a, rows in valid_by.items():
                 rows.append(score(est, "valid", a, valid_teacher[a]))
             bar.update(1)
     valid_rows = [r for t in teachers for r in valid_by[teacher_approach(t)]]
-    thresholds = {m: confidence_threshold(np.array([r["mean_confidence"]
+    thresholds = {e: confidence_threshold(np.array([r["mean_confidence"]
                                                     for r in valid_by[teacher_approach(t)]]),
                                           ev.confidence_percentile)
-                  for m, t in ens_teacher.items()}
-    trust = choose_on_valid(valid_by, ens_teacher, thresholds, candidates, name_of,
+                  for e, t in ens_teacher.items()}
+    trust = choose_on_valid(valid_by, members, thresholds, candidates, name_of,
                              ev.random_seed)
-    perbin = {name_of[m, "perbin"]: (m, ens_teacher[m], trust[m]) for m in ens_models}
+    perbin = {name_of[e, "perbin"]: (ens_model[e], ens_teacher[e], trust[e])
+              for e in ens_entries}
     bf = params.spatial.beamform
     beamformers = {beamformer_approach(t): (e.channels, stft_config_ms(
         cfg, bf.window_ms, bf.hop_ms, "spatial.beamform"), bf.loading)
@@ -158,41 +173,47 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
                 bar.update(1)
         first_spatial = teacher_approach(first_teacher)
         has_refs = all(np.isfinite(r["si_sdr"]) for r in test_rows[first_spatial])
-        for m, t in ens_teacher.items():
-            rows = model_ensemble_rows(test_rows, m, t, thresholds[m], ev.random_seed, name_of)
+        for e, (m, t) in members.items():
+            rows = model_ensemble_rows(test_rows, e, m, t, thresholds[e], ev.random_seed,
+                                       name_of)
             # without references only the confidence ensemble can choose (the others need metrics)
             test_rows.update(rows if has_refs else {k: v for k, v in rows.items()
-                                                    if k == name_of[m, "confidence"]})
-        usable = {(m, k): name_of[m, k] for m in ens_models for k in USABLE}
+                                                    if k == name_of[e, "confidence"]})
+        # the best usable on new stereo audio: among the entries with a stereo-pair teacher
+        # (bootsep separate's input), all of them when none has one
+        pair = [e for e in ens_entries if channels_of.get(ens_teacher[e]) == "pair"]
+        usable = {(e, k): name_of[e, k] for e in (pair or ens_entries) for k in USABLE}
         best = best_ensemble(valid_by, usable) if has_refs else None
         if best is not None:    # chosen on the validation split; its test score beside it
-            best = {**best, "valid_si_sdri": best.pop("si_sdri"),
+            best = {**best, "model": ens_model[best["entry"]],
+                    "teacher": ens_teacher[best["entry"]], "valid_si_sdri": best.pop("si_sdri"),
                     "si_sdri": float(np.mean([r["si_sdri"] for r in test_rows[best["approach"]]]))}
         all_rows = valid_rows + [r for rows in test_rows.values() for r in rows]
         write_text_atomic(tmp / "per_mixture.csv", csv_text(all_rows))
         valid_mixtures = len(valid_rows) // len(teachers)
-        entries = {m: {"teacher": t, "threshold": float(thresholds[m]),
-                       "perbin_trust": trust[m],
+        entries = {e: {"model": ens_model[e], "teacher": t, "channels": channels_of[t],
+                       "threshold": float(thresholds[e]),
+                       "perbin_trust": trust[e],
                        "valid_si_sdri": {"perbin_trust": {f"{q:g}": mean_si_sdri(valid_by,
-                                                                          candidates[m, q])
+                                                                          candidates[e, q])
                                                           for q in ev.perbin_trust},
-                                         **{k: mean_si_sdri(valid_by, name_of[m, k])
+                                         **{k: mean_si_sdri(valid_by, name_of[e, k])
                                             for k in USABLE}},
                        "percentile": ev.confidence_percentile, "valid_mixtures": valid_mixtures,
-                       "approaches": {k: name_of[m, k] for k in KINDS
-                                      if name_of[m, k] in test_rows},
+                       "approaches": {k: name_of[e, k] for k in KINDS
+                                      if name_of[e, k] in test_rows},
                        "test_si_sdri": {k: (float(np.mean([r["si_sdri"]
-                                                           for r in test_rows[name_of[m, k]]]))
+                                                           for r in test_rows[name_of[e, k]]]))
                                             if has_refs else None) for k in USABLE}}
-                   for m, t in ens_teacher.items()}
-        first = entries[ens_models[0]]
+                   for e, t in ens_teacher.items()}
+        first = entries[ens_entries[0]]
         write_text_atomic(tmp / "ensemble.json", json.dumps(
-            {"model": ens_models[0], "teacher": first["teacher"],
+            {"model": first["model"], "teacher": first["teacher"],
              "percentile": ev.confidence_percentile, "threshold": first["threshold"],
              "valid_mixtures": valid_mixtures, "has_references": bool(has_refs),
              "models": entries, "best": best}, indent=2) + "\n")
     log.info(f"evaluate: {len(test_rows[first_spatial])} test mixtures x {len(test_rows)} "
              "approaches, confidence thresholds "
-             + ", ".join(f"{m} {v:.4f}" for m, v in thresholds.items())
+             + ", ".join(f"{e} {v:.4f}" for e, v in thresholds.items())
              + (f"; best ensemble {best['approach']} ({best['si_sdri']:.2f} dB SI-SDRi)"
                 if best else "") + f" -> {out}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config, teacher_entries
-from bootsep.evaluate.estimates import teacher_approach
+from bootsep.evaluate.estimates import ensemble_members, teacher_approach
 from bootsep.evaluate.figures import (
     example_figure,
     fig2_confidence_vs_sdr,
@@ -61,7 +61,8 @@ def main(params_path: str | os.PathLike, results: str | os.PathLike = RESULTS,
     teachers = teacher_entries(params)
     accuracy = (json.loads(labels_path.read_text()).get("label_accuracy") or {}) \
         if labels_path.is_file() else {}
-    ensembles = {m: conds[m].teacher for m in params.evaluate.ensemble_models}
+    ensembles = {e: ensemble_members(e, lambda m: conds[m].teacher)[1]
+                 for e in params.evaluate.ensemble_models}
     table = table1(conds, ensembles, rows, labels, level, has_refs, skipped,
                    teachers=teachers, label_accuracy=accuracy,
                    rounds={n: (e.teacher, e.student)

@@ -257,7 +257,11 @@ def test_ensemble_models_accept_spatial_and_rounds_conditions():
     data = copy.deepcopy(RAW)
     data["evaluate"]["ensemble_models"] = ["round_1_alpha_1", "delay_pair_alpha_1"]
     assert parse_config(data).evaluate.ensemble_models == ("round_1_alpha_1", "delay_pair_alpha_1")
-    assert parse_config(RAW).evaluate.ensemble_models == ("alpha_1", "delay_pair_alpha_1")
+    assert parse_config(RAW).evaluate.ensemble_models[:2] == ("alpha_1", "delay_pair_alpha_1")
+    # 'model+teacher': another teacher than the model's own, a ground-truth model's too
+    data["evaluate"]["ensemble_models"] = ["alpha_1", "alpha_1+delay_pair", "gt+round_1"]
+    assert parse_config(data).evaluate.ensemble_models[1:] == ("alpha_1+delay_pair",
+                                                               "gt+round_1")
 
 
 def test_smoke_overlay_loads():
@@ -289,6 +293,16 @@ def test_smoke_overlay_loads():
      "'gt_subset', a ground-truth condition (no teacher to ensemble with); expected a spatial"),
     ("evaluate.ensemble_models", ["alpha_1", "round_1_alpha_1", "alpha_1"],
      "evaluate.ensemble_models[2]: 'alpha_1' is listed twice"),
+    ("evaluate.ensemble_models", ["alpha_1", "alpha_1+paper"],       # its own teacher, named
+     "evaluate.ensemble_models[1]: 'alpha_1+paper' is listed twice (as 'alpha_1': model "
+     "alpha_1 with teacher paper)"),
+    ("evaluate.ensemble_models", ["alpha_1", "alpha_1+nope"], "evaluate.ensemble_models[1] is "
+     "'alpha_1+nope'; expected '<condition>+<teacher>' with a teacher of spatial.teachers or "
+     "self_training.rounds (paper, delay_pair"),
+    ("evaluate.ensemble_models", ["alpha_1", "nope+paper"], "evaluate.ensemble_models[1] is "
+     "'nope+paper'; expected a spatial or rounds training condition"),
+    ("evaluate.ensemble_models", ["alpha_1", "alpha_1+"], "evaluate.ensemble_models is "
+     "['alpha_1', 'alpha_1+']; expected a non-empty list of strings"),
     ("evaluate.ensemble_models", [], "evaluate.ensemble_models is []; expected a non-empty list"),
     ("evaluate.ensemble_models", "alpha_1", "evaluate.ensemble_models is 'alpha_1'; expected a "
      "non-empty list of strings"),

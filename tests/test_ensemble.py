@@ -12,7 +12,7 @@ from bootsep.evaluate.ensemble import (
     choose_random,
     confidence_threshold,
 )
-from bootsep.evaluate.estimates import approach_ensemble, ensemble_approach
+from bootsep.evaluate.estimates import approach_ensemble, ensemble_approach, ensemble_members
 from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.evaluate.scoring import (
     ENSEMBLES,
@@ -144,9 +144,23 @@ def test_model_ensemble_rows_take_the_names_of_ensemble_approach():
     models = ["alpha_1", "m2"]
     name_of = {(m, k): ensemble_approach(k, m, models) for m in models for k in KINDS}
     for m in models:
-        out = model_ensemble_rows(rows, m, "t", 0.2, 1, name_of)
+        out = model_ensemble_rows(rows, m, m, "t", 0.2, 1, name_of)
         assert set(out) == {name_of[m, k] for k in ("confidence", "random", "oracle")}
         assert {r["choice"] for r in out[name_of[m, "oracle"]]} <= {"spatial_t", m}
+    # an entry 'model+teacher': named after the entry, switching between that model and teacher
+    rows["spatial_u"] = rows["spatial_t"]
+    entries = ["alpha_1", "m2+u"]
+    name_of = {(e, k): ensemble_approach(k, e, entries) for e in entries for k in KINDS}
+    out = model_ensemble_rows(rows, "m2+u", "m2", "u", 0.2, 1, name_of)
+    assert set(out) == {f"ensemble_{k}@m2+u" for k in ("confidence", "random", "oracle")}
+    assert {r["choice"] for r in out["ensemble_oracle@m2+u"]} <= {"spatial_u", "m2"}
+
+
+def test_ensemble_members_name_the_model_and_its_teacher():
+    own = {"alpha_1": "paper", "m2": "delay_pair"}.__getitem__
+    assert ensemble_members("alpha_1", own) == ("alpha_1", "paper")
+    assert ensemble_members("m2+cacgmm_pair_rooms", own) == ("m2", "cacgmm_pair_rooms")
+    assert ensemble_members("gt+delay_pair", own) == ("gt", "delay_pair")   # own never asked
 
 
 def test_ensemble_names_round_trip():
@@ -168,7 +182,7 @@ def test_best_ensemble_is_the_highest_mean_si_sdri():
     cands = {("m1", "confidence"): "a", ("m1", "perbin"): "b", ("m2", "perbin"): "c",
              ("m2", "confidence"): "d"}
     # c's mean (2.5) beats a (2.0) and b (1.33); d has a NaN (no references): not measured
-    assert best_ensemble(table, cands) == {"model": "m2", "kind": "perbin", "approach": "c",
+    assert best_ensemble(table, cands) == {"entry": "m2", "kind": "perbin", "approach": "c",
                                            "si_sdri": 2.5}
     assert best_ensemble(table, {("m1", "confidence"): "a", ("m1", "perbin"): "a"})["kind"] \
         == "confidence"                                              # a tie: the first
@@ -190,7 +204,7 @@ def _valid_case(perbin_means: dict[float, list[float]], refs: bool = True):
 
 def test_perbin_trust_and_best_ensemble_are_chosen_on_the_validation_rows():
     valid, cands, names = _valid_case({0.5: [5, 1, 4], 0.7: [5, 3, 5], 0.9: [4, 3, 5]})
-    trust = choose_on_valid(valid, {"m": "t"}, {"m": 0.5}, cands, names, seed=0)
+    trust = choose_on_valid(valid, {"m": ("m", "t")}, {"m": 0.5}, cands, names, seed=0)
     assert trust == {"m": 0.7}                          # mean 4.33 beats 3.33 and 4.0
     assert valid["ensemble_perbin"] is valid[cands["m", 0.7]]
     # the confidence switch takes the teacher above the threshold, the model below: 5, 3, 4
@@ -201,9 +215,11 @@ def test_perbin_trust_and_best_ensemble_are_chosen_on_the_validation_rows():
 
 def test_perbin_trust_ties_and_no_references_take_the_first_candidate():
     valid, cands, names = _valid_case({0.6: [1, 2, 3], 0.8: [3, 2, 1]})
-    assert choose_on_valid(valid, {"m": "t"}, {"m": 0.5}, cands, names, seed=0) == {"m": 0.6}
+    assert choose_on_valid(valid, {"m": ("m", "t")}, {"m": 0.5}, cands, names, seed=0) \
+        == {"m": 0.6}
     valid, cands, names = _valid_case({0.6: [1, 2, 3], 0.8: [9, 9, 9]}, refs=False)
-    assert choose_on_valid(valid, {"m": "t"}, {"m": 0.5}, cands, names, seed=0) == {"m": 0.6}
+    assert choose_on_valid(valid, {"m": ("m", "t")}, {"m": 0.5}, cands, names, seed=0) \
+        == {"m": 0.6}
 
 
 # ---------------------------------------------------------------------------------------

@@ -660,6 +660,74 @@ def test_separate_uses_the_best_measured_ensemble(tmp_path, monkeypatch):
     assert info["approach"] == "model" and info["ensemble_kind"] is None
 
 
+@pytest.mark.parametrize("valid, kind", [
+    ({"confidence": 1.0, "perbin": 2.5}, "perbin"),
+    ({"confidence": 2.5, "perbin": 1.0}, "confidence"),
+    ({"confidence": 2.0, "perbin": 2.0}, "confidence"),     # a tie: the paper's switch
+    ({"confidence": 2.0}, "confidence"),                    # the entry does not say
+])
+def test_another_model_uses_its_own_better_ensemble(tmp_path, valid, kind):
+    # best is alpha_2's; alpha_1 takes the better (on valid) of its own two usable ensembles
+    best = {"model": "alpha_2", "kind": "perbin", "approach": "ensemble_perbin@alpha_2",
+            "si_sdri": 4.25}
+    models = multi_model_layout(tmp_path, best)
+    ens = tmp_path / "data" / "results" / "eval" / "ensemble.json"
+    data = json.loads(ens.read_text())
+    data["models"]["alpha_1"]["valid_si_sdri"] = valid
+    ens.write_text(json.dumps(data))
+    sep = Separator.from_pretrained(models["alpha_1"], device="cpu")
+    assert sep.ensemble_kind == kind and sep.threshold == 0.3
+    assert sep.perbin_trust == (0.7 if kind == "perbin" else None)
+    assert "the best measured is perbin of alpha_2" in sep.ensemble_used
+    if kind == "perbin":
+        assert "alpha_1's better measured ensemble: perbin" in sep.ensemble_used
+        assert "2.50 dB" in sep.ensemble_used
+        data["models"]["alpha_1"]["perbin_trust"] = 3.0     # checked as for the best's
+        ens.write_text(json.dumps(data))
+        with pytest.raises(BootsepError, match="alpha_1.perbin_trust is 3.0"):
+            Separator.from_pretrained(models["alpha_1"], device="cpu")
+
+
+def test_an_entry_with_another_teacher_brings_that_teacher(tmp_path):
+    # evaluate.ensemble_models 'alpha_1+delay_pair': alpha_1's entries are its own (paper)
+    # and the one with delay_pair; the better on valid among the stereo-pair ones is used, with
+    # its teacher (for the spatial approach too), threshold and trust
+    models = multi_model_layout(tmp_path, None)
+    ens = tmp_path / "data" / "results" / "eval" / "ensemble.json"
+    data = json.loads(ens.read_text())
+    data["models"]["alpha_1"]["valid_si_sdri"] = {"confidence": 1.0, "perbin": 2.0}
+    data["models"]["alpha_1+delay_pair"] = {
+        "model": "alpha_1", "teacher": "delay_pair", "channels": "pair", "threshold": 0.05,
+        "perbin_trust": 0.9, "valid_si_sdri": {"confidence": 2.5, "perbin": 3.0}}
+    data["models"]["alpha_1+cacgmm"] = {       # better, but not a stereo-pair teacher
+        "model": "alpha_1", "teacher": "cacgmm", "channels": "all", "threshold": 0.1,
+        "perbin_trust": 0.8, "valid_si_sdri": {"confidence": 5.0, "perbin": 6.0}}
+    ens.write_text(json.dumps(data))
+    sep = Separator.from_pretrained(models["alpha_1"], device="cpu")
+    assert sep.spatial.teacher.name == "delay_pair" and sep.spatial.teacher.method == "delay"
+    assert (sep.ensemble_kind, sep.threshold, sep.perbin_trust) == ("perbin", 0.05, 0.9)
+    assert "perbin with teacher delay_pair (3.00 dB" in sep.ensemble_used
+    # the file's best names the entry: that one, whatever the others measured
+    data["best"] = {"entry": "alpha_1+cacgmm", "model": "alpha_1", "teacher": "cacgmm",
+                    "kind": "confidence", "approach": "ensemble_confidence@alpha_1+cacgmm",
+                    "si_sdri": 5.5}
+    ens.write_text(json.dumps(data))
+    sep = Separator.from_pretrained(models["alpha_1"], device="cpu")
+    assert (sep.spatial.teacher.name, sep.ensemble_kind, sep.threshold) == \
+        ("cacgmm", "confidence", 0.1)
+    assert sep.ensemble_used.startswith("best measured ensemble: confidence of alpha_1 with "
+                                        "teacher cacgmm")
+    # --threshold: the model's own teacher and the confidence switch
+    forced = Separator.from_pretrained(models["alpha_1"], device="cpu", threshold=0.2)
+    assert forced.spatial.teacher.name == "paper" and forced.ensemble_kind == "confidence"
+    # an entry naming a teacher the model's params do not have: one line naming the folder
+    data["best"]["teacher"] = data["models"]["alpha_1+cacgmm"]["teacher"] = "nope"
+    ens.write_text(json.dumps(data))
+    with pytest.raises(BootsepError, match=r"the ensemble's teacher 'nope' is not in "
+                                           r"params_file.spatial.teachers"):
+        Separator.from_pretrained(models["alpha_1"], device="cpu")
+
+
 def test_perbin_block_is_the_product_of_the_aligned_masks(tmp_path):
     # the block's masks are perbin_masks of the teacher's posteriors and the model's masks
     # aligned to them, with the file's perbin_trust (an independent rebuild)

@@ -85,21 +85,28 @@ def test_pipeline_produces_table1_and_figures(smoke):
             <= set(table), model
     ensemble = json.loads((smoke / "data/results/eval/ensemble.json").read_text())
     assert list(ensemble["models"]) == ens_models
-    for model, entry in ensemble["models"].items():
+    teachers = {**params["spatial"]["teachers"], **params["self_training"]["rounds"]}
+    for key, entry in ensemble["models"].items():
+        model, _, teacher = key.partition("+")         # 'model' or 'model+teacher'
         group = "rounds" if model in params["train_conditions"]["rounds"] else "spatial"
-        assert entry["teacher"] == params["train_conditions"][group][model]["teacher"]
+        assert entry["model"] == model
+        assert entry["teacher"] == (teacher or params["train_conditions"][group][model]["teacher"])
+        assert entry["channels"] in ("pair", "all") and entry["teacher"] in teachers
         assert np.isfinite(entry["threshold"]) and entry["valid_mixtures"] > 0
         for kind in ("confidence", "perbin"):
             approach = entry["approaches"][kind]
             assert entry["test_si_sdri"][kind] == pytest.approx(table[approach]["si_sdri"],
                                                                 abs=1e-4)
     best = ensemble["best"]
-    assert best["kind"] in ("confidence", "perbin") and best["model"] in ens_models
-    # chosen on the validation split (issue 21: no choice on the test split), scored on test
-    assert best["valid_si_sdri"] == max(e["valid_si_sdri"][k]
-                                        for e in ensemble["models"].values()
-                                        for k in ("confidence", "perbin"))
-    assert best["si_sdri"] == ensemble["models"][best["model"]]["test_si_sdri"][best["kind"]]
+    assert best["kind"] in ("confidence", "perbin") and best["entry"] in ens_models
+    assert (best["model"], best["teacher"]) == (ensemble["models"][best["entry"]]["model"],
+                                                ensemble["models"][best["entry"]]["teacher"])
+    # chosen on the validation split (issue 21: no choice on the test split), among the entries
+    # whose teacher works on the stereo pair (bootsep separate's input), scored on test
+    pair = [e for e in ensemble["models"].values() if e["channels"] == "pair"]
+    assert pair and best["valid_si_sdri"] == max(e["valid_si_sdri"][k] for e in pair
+                                                 for k in ("confidence", "perbin"))
+    assert best["si_sdri"] == ensemble["models"][best["entry"]]["test_si_sdri"][best["kind"]]
     for e in ensemble["models"].values():
         tried = e["valid_si_sdri"]["perbin_trust"]
         assert e["valid_si_sdri"]["perbin"] == max(tried.values())
@@ -344,7 +351,8 @@ def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
             assert est_rate == rate and est.shape == (audio.shape[0],) and np.isfinite(est).all()
         assert json.loads((out / f"{name}.json").read_text())
     # the best measured ensemble's model uses it on stereo input (issue 21)
-    best = json.loads((smoke / "data/results/eval/ensemble.json").read_text())["best"]
+    ensemble = json.loads((smoke / "data/results/eval/ensemble.json").read_text())
+    best = ensemble["best"]
     proc = subprocess.run(["bootsep", "separate", str(tmp_path / "stereo.wav"), "--model",
                            str(smoke / "data/models" / best["model"]), "--out", str(out / "best")],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True)
@@ -352,7 +360,9 @@ def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
     info = json.loads((out / "best" / "stereo.json").read_text())
     assert info["ensemble_kind"] == best["kind"]
     assert info["ensemble_used"].startswith(f"best measured ensemble: {best['kind']} of "
-                                            f"{best['model']}")
+                                            f"{best['model']} with teacher {best['teacher']}")
+    # chosen among the entries whose teacher works on the stereo pair (bootsep separate's input)
+    assert ensemble["models"][best["entry"]]["channels"] == "pair"
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ Imports only the standard library and PyYAML (the package core).
 """
 
 from bootsep.config.checks import (
+    ENSEMBLE_ENTRY,
+    ENSEMBLE_JOIN,
     ENV_NAME,
     NAME,
     NOT_LOADED,
@@ -132,6 +134,8 @@ __all__ = [
     "CORPUS_KINDS",
     "DEFAULT_PARAMS",
     "DEREVERB_METHODS",
+    "ENSEMBLE_ENTRY",
+    "ENSEMBLE_JOIN",
     "ENV_NAME",
     "FREE_STRINGS",
     "LABELS_OF",

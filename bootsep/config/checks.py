@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 SPLITS = ("train", "valid", "test")
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")            # condition and model size names
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENSEMBLE_JOIN = "+"                                # evaluate.ensemble_models: 'model+teacher'
+ENSEMBLE_ENTRY = re.compile(r"^[A-Za-z0-9_-]+(" + re.escape(ENSEMBLE_JOIN) + r"[A-Za-z0-9_-]+)?$")
 
 
 class _NotLoaded:

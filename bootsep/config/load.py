@@ -14,6 +14,7 @@ import yaml
 from bootsep.config.checks import (
     _ALL,
     _MISSING,
+    ENSEMBLE_JOIN,
     Check,
     Nested,
     _join,
@@ -74,19 +75,35 @@ class Config(Section):
         if self.loaded("evaluate", "train_conditions") \
                 and self.evaluate.loaded("ensemble_models") \
                 and self.train_conditions.loaded(*LABEL_KINDS):
-            groups = {n: g for n, g, _ in self.train_conditions.entries()}
-            usable = [n for n, g in groups.items() if g != "gt"]
-            models = self.evaluate.ensemble_models
-            for i, name in enumerate(models):
+            entries = {n: (g, e) for n, g, e in self.train_conditions.entries()}
+            usable = [n for n, (g, _) in entries.items() if g != "gt"]
+            spatial = self.spatial.teachers if self.loaded("spatial") \
+                and self.spatial.loaded("teachers") else None
+            rounds = self.self_training.rounds if self.loaded("self_training") \
+                and self.self_training.loaded("rounds") else None
+            seen = {}
+            for i, entry in enumerate(self.evaluate.ensemble_models):
                 key = f"evaluate.ensemble_models[{i}]"
-                if groups.get(name) == "gt":
+                name, _, teacher = entry.partition(ENSEMBLE_JOIN)
+                group = entries.get(name, (None, None))[0]
+                if group == "gt" and not teacher:
                     where.error(f"{key} is '{name}', a ground-truth condition (no teacher to "
-                                "ensemble with); expected a spatial or rounds condition")
-                if name not in groups:
-                    where.fail(key, name, "a spatial or rounds training condition "
-                               f"({', '.join(usable) or 'none defined'})")
-                if name in models[:i]:
-                    where.error(f"{key}: '{name}' is listed twice")
+                                "ensemble with); expected a spatial or rounds condition, or "
+                                f"'{name}+<teacher>'")
+                if name not in entries:
+                    where.fail(key, entry, "a spatial or rounds training condition "
+                               f"({', '.join(usable) or 'none defined'}), or "
+                               "'<condition>+<teacher>'")
+                if teacher and spatial is not None and rounds is not None \
+                        and teacher not in spatial and teacher not in rounds:
+                    where.fail(key, entry, "'<condition>+<teacher>' with a teacher of "
+                               f"spatial.teachers or self_training.rounds "
+                               f"({', '.join([*spatial, *rounds])})")
+                pair = (name, teacher or entries[name][1].teacher)
+                if pair in seen:
+                    where.error(f"{key}: '{entry}' is listed twice (as "
+                                f"'{seen[pair]}': model {pair[0]} with teacher {pair[1]})")
+                seen[pair] = entry
         if self.loaded("realcheck", "train_conditions") \
                 and self.train_conditions.loaded(*LABEL_KINDS):
             names = [n for n, _, _ in self.train_conditions.entries()]

@@ -4,6 +4,7 @@ check."""
 from __future__ import annotations
 
 from bootsep.config.checks import (
+    ENSEMBLE_ENTRY,
     NAME,
     Int,
     ListOf,
@@ -26,8 +27,10 @@ class EvaluateSettings(Section):
     # and the default of params files that predate the key)
     mask_beta: float | None = _p(NullOr(Num(0, lo_open=True)), default=None)
     batch_size: int = _p(Int(1))
-    # the bootstrapped models whose ensembles with their own teachers are measured (§3.3)
-    ensemble_models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))
+    # the bootstrapped models whose ensembles with a spatial teacher are measured (§3.3):
+    # 'model' (its own teacher) or 'model+teacher' (another one, e.g. a stereo-pair teacher)
+    ensemble_models: tuple = _p(ListOf(Text(ENSEMBLE_ENTRY.pattern, "a training condition's "
+                                            "name, or 'model+teacher'")))
     confidence_percentile: float = _p(Num(0, 100))
     # per-bin ensemble: candidates for the probability that the model's label of a bin is
     # right (each >= 1/K); the evaluate stage picks one per model on the validation split
