@@ -48,6 +48,11 @@ def ensemble_members(entry: str, own_teacher) -> tuple[str, str]:
     return model, (teacher or own_teacher(model))
 
 
+def ensemble_model(entry: str) -> str:
+    """The model of an ``evaluate.ensemble_models`` entry (:func:`ensemble_members`)."""
+    return entry.partition(ENSEMBLE_JOIN)[0]
+
+
 def ensemble_approach(kind: str, model: str, models) -> str:
     """The approach name of ensemble entry ``model``'s ensemble ``kind`` (confidence, random,
     oracle, perbin): ``ensemble_<kind>`` for the first of ``models`` (``evaluate.

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bootsep.config.checks import ENSEMBLE_JOIN
 from bootsep.errors import BootsepError
 from bootsep.evaluate.estimates import (
     approach_beamformer,
@@ -28,6 +27,7 @@ from bootsep.evaluate.estimates import (
     approach_teacher,
     beamformer_approach,
     ensemble_approach,
+    ensemble_model,
     teacher_approach,
 )
 from bootsep.evaluate.paper import paper_key, paper_row
@@ -119,7 +119,7 @@ def approach_label(conditions: dict[str, Condition], ensembles: dict[str, str], 
     ens = approach_ensemble(approach, list(ensembles)) if approach not in conditions else None
     if ens is not None and ens[1] in ensembles:
         kind, entry = ens
-        ens_teacher, model = ensembles[entry], entry.partition(ENSEMBLE_JOIN)[0]
+        ens_teacher, model = ensembles[entry], ensemble_model(entry)
         paper = (teachers.get(ens_teacher, ("paper",))[0] == "paper"
                  and approach in ENSEMBLES)           # the first model's switches: the paper's rows
         return (_channels(teachers, ens_teacher),

@@ -25,9 +25,10 @@ Approaches (``approach=``):
   ``perbin`` (per bin, the teacher's posterior times the likelihood of the model's aligned
   mask read as a label right with the file's ``perbin_trust``:
   :func:`~bootsep.evaluate.perbin.perbin_masks`);
-  otherwise the better on the validation split of the two (confidence or per-bin) of the
-  model's own entry of ``models`` (the confidence switch where the entry does not say). A file
-  without an
+  otherwise, of the model's own entries of ``models`` (one per ``evaluate.ensemble_models``
+  item naming it, with its own teacher or another; stereo-pair teachers first), the entry and
+  kind (confidence or per-bin) of the highest validation SI-SDRi (the confidence switch where
+  no entry says); the chosen entry's teacher is the ``spatial`` one too. A file without an
   entry for the model (or an older one with a single ``threshold``) gives the confidence
   switch with that threshold, with a warning when it was computed for another model;
   ``--threshold`` forces the confidence switch with the given threshold.

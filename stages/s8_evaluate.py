@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.atomic import atomic_dir, write_text_atomic
-from bootsep.config import ENSEMBLE_JOIN, load_config, teacher_entries
+from bootsep.config import load_config, teacher_entries
 from bootsep.errors import BootsepError
 from bootsep.evaluate.ensemble import KINDS, USABLE, confidence_threshold
 from bootsep.evaluate.estimates import (
@@ -102,11 +102,16 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
             raise BootsepError(f"evaluate.perbin_trust[{i}] is {trust}; it must be at least "
                                f"1/K = {1 / num_sources:.3f} (K = train.num_sources)",
                                params.path)
+    by_name = {c.name: c for c in conditions(params.train_conditions)}
+    # each entry's ensembles switch (or mix) between a model and its own teacher (or the one
+    # the entry names): entry -> (model, teacher), entry -> model, entry -> teacher
+    members = {e: ensemble_members(e, lambda m: by_name[m].teacher) for e in ens_entries}
+    ens_model = {e: m for e, (m, _) in members.items()}
+    ens_teacher = {e: t for e, (_, t) in members.items()}
     for name in condition_names(params.train_conditions):
         reason = skipped_reason(Path(model_root) / name)
         if reason:
-            if name in (members := {e: e.partition(ENSEMBLE_JOIN)[0] for e in ens_entries}
-                        ).values():
+            if name in ens_model.values():
                 raise BootsepError(f"evaluate.ensemble_models names '{name}', which was "
                                    f"{reason}; name a spatial condition", params.path)
             log.info(f"evaluate: leaving out {name}, {reason}")
@@ -114,12 +119,6 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
         models[name], _ = load_model(Path(model_root) / name, device, expect_stft=cfg)
     channels_of = {t: channels for t, (_, channels) in teacher_entries(params).items()}
     teachers = list(channels_of)
-    by_name = {c.name: c for c in conditions(params.train_conditions)}
-    # each entry's ensembles switch (or mix) between a model and its own teacher (or the one
-    # the entry names): entry -> model, entry -> teacher
-    members = {e: ensemble_members(e, lambda m: by_name[m].teacher) for e in ens_entries}
-    ens_model = {e: m for e, (m, _) in members.items()}
-    ens_teacher = {e: t for e, (_, t) in members.items()}
     first_teacher = ens_teacher[ens_entries[0]]
     name_of = {(e, k): ensemble_approach(k, e, ens_entries) for e in ens_entries for k in KINDS}
     common = dict(cfg=cfg, teachers=teachers, num_sources=num_sources, corpus_dir=corpus_dir,
