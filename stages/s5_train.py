@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 def model_config(params: Config, num_freq: int) -> ModelConfig:
     """``model.size`` picks one entry of ``model.sizes`` (``paper`` = 4 x 300, D = 15)."""
     return ModelConfig(num_freq=num_freq, **params.model.shape.as_dict(),
-                       dropout=params.model.dropout)
+                       dropout=params.model.dropout, input_norm=params.model.input_norm)
 
 
 def write_skipped(out: Path, timing: Path, meta: dict, reason: str) -> None:
@@ -127,7 +127,7 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
         log.info(f"train {condition.name}: skipped, {NO_REFERENCES} -> {out}")
         return
     keep = subset_ids(train_groups, condition.fraction, cfg.seed)
-    warm = warm_state(teacher_dir, model_root, stft) if condition.warm_start else None
+    warm = warm_state(teacher_dir, model_root, stft, mcfg) if condition.warm_start else None
     meta = {"condition": condition.to_dict(), "model_config": mcfg.to_dict(),
             "stft": asdict(stft), "train": asdict(cfg), "num_sources": cfg.num_sources,
             "train_mixtures": None if keep is None else len(keep),

@@ -15,6 +15,7 @@ from bootsep.train.model import (
     ModelConfig,
     init_model,
     paper_config,
+    remove_utterance_mean,
 )
 
 SMALL = ModelConfig(num_freq=17, hidden=8, num_layers=2, embedding_dim=5, dropout=0.0)
@@ -143,6 +144,50 @@ def test_config_round_trip():
     cfg = ModelConfig(num_freq=65, hidden=64, num_layers=2, embedding_dim=20, dropout=0.3)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert ModelConfig.from_dict({}) == ModelConfig()
+
+
+UTTERANCE = ModelConfig(num_freq=17, hidden=8, num_layers=2, embedding_dim=5,
+                        input_norm="utterance")
+
+
+def test_remove_utterance_mean_against_a_loop():
+    x = _features(3, 9, 17, seed=4).double()
+    lengths = torch.tensor([9, 2, 5])
+    out = remove_utterance_mean(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        mean = x[b, :n].mean(dim=0)   # the utterance's own frames only
+        torch.testing.assert_close(out[b], x[b] - mean, rtol=0, atol=1e-12)
+        torch.testing.assert_close(out[b, :n].mean(dim=0), torch.zeros(17, dtype=x.dtype),
+                                   rtol=0, atol=1e-12)
+
+
+def test_utterance_norm_ignores_gain_and_fixed_colouration():
+    """A gain (a constant in dB) or an equaliser (a constant per frequency) of the recording
+    does not change the embeddings; with the global normalisation it does."""
+    x, lengths = _features(2, 10, 17, seed=5), torch.tensor([10, 6])
+    colour = torch.linspace(-12.0, 9.0, 17)
+    for cfg, invariant in ((UTTERANCE, True), (SMALL, False)):
+        model = init_model(cfg, seed=1).eval()
+        model.set_stats(torch.full((17,), -30.0), torch.full((17,), 20.0))
+        base = model(x, lengths)
+        for shifted in (x + 15.0, x + colour):
+            same = torch.allclose(model(shifted, lengths), base, rtol=0, atol=1e-5)
+            assert same == invariant, cfg
+
+
+def test_utterance_norm_keeps_padding_invariance():
+    model = init_model(UTTERANCE, seed=3).eval()
+    short, long = _features(1, 5, 17, seed=1), _features(1, 12, 17, seed=2)
+    batch = torch.cat([long, torch.nn.functional.pad(short, (0, 0, 0, 7), value=123.0)])
+    together = model(batch, torch.tensor([12, 5]))
+    torch.testing.assert_close(together[1, :5], model(short, torch.tensor([5]))[0],
+                               rtol=0, atol=1e-6)
+    assert torch.equal(together[1, 5:], torch.zeros_like(together[1, 5:]))
+
+
+def test_unknown_input_norm_is_refused():
+    with pytest.raises(BootsepError, match="input_norm is 'cepstral'; expected one of global"):
+        ModelConfig(input_norm="cepstral")
 
 
 def test_input_validation():

@@ -129,6 +129,18 @@ def test_shards_that_record_no_student_are_refused(workspace, tmp_path):
     assert str(summary) in message
 
 
+def test_a_student_with_another_input_norm_is_refused(workspace, tmp_path):
+    """Same weight shapes, another network: model.input_norm changed since the relabelling."""
+    shards, models = workspace
+    params = round_params(tmp_path / "p.yaml", warm_start=True)
+    raw = yaml.safe_load(params.read_text())
+    raw["model"]["input_norm"] = "utterance"
+    params.write_text(yaml.safe_dump(raw))
+    message = _refused(params, shards, models, "is not this condition's")
+    assert "input_norm='global'" in message and "input_norm='utterance'" in message
+    assert str(models / "alpha_1" / BEST_MODEL) in message
+
+
 def test_weights_of_another_model_size_are_one_line(tmp_path):
     small = init_model(ModelConfig(num_freq=17, hidden=8, num_layers=1, embedding_dim=4), 0)
     with pytest.raises(BootsepError, match="do not fit") as info:

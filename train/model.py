@@ -1,11 +1,12 @@
 """Deep-clustering BLSTM (paper §3.1; Hershey et al. 2016, Isik et al. 2016).
 
-Log-magnitude frames ``(B, T, F)`` are normalised per frequency, run through a stack of
-bidirectional LSTMs, and a dense ``tanh`` layer maps each frame to ``F`` embeddings of
-dimension ``D``, each scaled to unit norm.  The paper's network is 4 BLSTM layers with 300
-units per direction and ``D = 15`` (:func:`paper_config`).  Weights come from
-:func:`init_model`, which depends on its seed only, so every model in an experiment can share
-"the same random initialization" (§3.3).
+Log-magnitude frames ``(B, T, F)`` are normalised per frequency (with ``input_norm:
+utterance``, less each utterance's own mean too: a gain or a fixed equaliser on the recording
+then changes nothing), run through a stack of bidirectional LSTMs, and a dense ``tanh`` layer
+maps each frame to ``F`` embeddings of dimension ``D``, each scaled to unit norm.  The paper's
+network is 4 BLSTM layers with 300 units per direction and ``D = 15`` (:func:`paper_config`).
+Weights come from :func:`init_model`, which depends on its seed only, so every model in an
+experiment can share "the same random initialization" (§3.3).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from bootsep.config import INPUT_NORMS
 from bootsep.errors import BootsepError
 from bootsep.pipeline.padding import frames_valid
 
@@ -32,6 +34,9 @@ class ModelConfig:
         num_layers: Number of stacked BLSTM layers.
         embedding_dim: Embedding dimension ``D`` per T-F bin.
         dropout: Dropout between BLSTM layers (the paper gives none).
+        input_norm: ``global``: the training set's per-frequency mean and std
+            (:class:`FeatureNormalizer`); ``utterance``: then less each utterance's mean over
+            its valid frames (:func:`remove_utterance_mean`).
     """
 
     num_freq: int = 129
@@ -39,6 +44,12 @@ class ModelConfig:
     num_layers: int = 4
     embedding_dim: int = 15
     dropout: float = 0.0
+    input_norm: str = "global"
+
+    def __post_init__(self):
+        if self.input_norm not in INPUT_NORMS:
+            raise BootsepError(f"input_norm is {self.input_norm!r}; expected one of "
+                               f"{', '.join(INPUT_NORMS)}")
 
     def to_dict(self) -> dict:
         """Plain dict (JSON/YAML-safe), the inverse of :meth:`from_dict`."""
@@ -209,6 +220,8 @@ class DeepClusteringBLSTM(nn.Module):
         lengths = _check_lengths(lengths, batch, frames)
 
         x = self.normalizer(features)
+        if self.config.input_norm == "utterance":
+            x = remove_utterance_mean(x, lengths)
         if not (self.use_packed if self.use_packed is not None else x.is_cuda):
             valid = frames_mask(lengths, frames).to(x.device)                # (B, T)
             emb = self._embed(padded_blstm(self.blstm, x, lengths))
@@ -228,6 +241,19 @@ class DeepClusteringBLSTM(nn.Module):
         emb = torch.tanh(self.embed(hidden))
         emb = emb.view(*hidden.shape[:-1], self.config.num_freq, self.config.embedding_dim)
         return nn.functional.normalize(emb, p=2.0, dim=-1).flatten(-2)
+
+
+def remove_utterance_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``x (B, T, F)`` less each utterance's per-frequency mean over its first ``lengths[b]``
+    frames (cepstral mean normalisation of log-magnitudes: a gain or a fixed per-frequency
+    colouration of the recording is a constant offset per frequency, removed).
+
+    After the global standardisation this is ``(X - mean_utt(X)) / std``: the training set's
+    per-frequency std still scales it. Padded frames get the same offset (they are masked).
+    """
+    valid = frames_mask(lengths, x.shape[1]).to(device=x.device, dtype=x.dtype)[..., None]
+    count = lengths.to(device=x.device, dtype=x.dtype)[:, None, None]
+    return x - (x * valid).sum(dim=1, keepdim=True) / count
 
 
 def frames_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bootsep.config import WINDOWS, Choice, Int, Num, parse_mapping, parse_value
+from bootsep.config import INPUT_NORMS, WINDOWS, Choice, Int, Num, parse_mapping, parse_value
 from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
 from bootsep.train.checkpoint import load_checkpoint
@@ -17,7 +17,8 @@ from bootsep.train.skipped import SKIPPED
 
 # What model.pt must hold besides the weights (written by the trainer, loop.Trainer._save_model)
 MODEL_CONFIG = {"num_freq": Int(1), "hidden": Int(1), "num_layers": Int(1),
-                "embedding_dim": Int(1), "dropout": Num(0, 1, hi_open=True)}
+                "embedding_dim": Int(1), "dropout": Num(0, 1, hi_open=True),
+                "input_norm": Choice(*INPUT_NORMS)}
 STFT = {"sample_rate": Int(1), "win_length": Int(1), "hop_length": Int(1),
         "window": Choice(*WINDOWS)}
 
@@ -48,6 +49,8 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu", *,
         kind = type(state["model_state"]).__name__
         raise BootsepError(f"not a bootsep model (model_state is a {kind}, not a mapping of "
                            "weights)", path)
+    if isinstance(state["model_config"], dict) and "input_norm" not in state["model_config"]:
+        state["model_config"]["input_norm"] = "global"   # saved before model.input_norm existed
     mcfg = ModelConfig.from_dict(parse_mapping(state["model_config"], MODEL_CONFIG, "model_config",
                                                path))
     stft = StftConfig(**parse_mapping(state["stft"], STFT, "stft", path))

@@ -21,6 +21,7 @@ from bootsep.errors import BootsepError
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.layout import SUMMARY_NAME
 from bootsep.train.loop import BEST_MODEL
+from bootsep.train.model import ModelConfig
 from bootsep.train.saved_model import load_model
 
 STUDENT_KEY = "student"
@@ -50,11 +51,12 @@ def round_student(teacher_dir: Path) -> tuple[str, str]:
     return student, digest
 
 
-def warm_state(teacher_dir: Path, model_root: Path,
-               stft: StftConfig) -> tuple[str, str, dict]:
+def warm_state(teacher_dir: Path, model_root: Path, stft: StftConfig,
+               config: ModelConfig) -> tuple[str, str, dict]:
     """The round's student, its model digest and its weights (a state dict), checked against
     the digest the relabelling recorded and loaded as any model folder is
-    (:func:`~bootsep.train.saved_model.load_model`, trained on ``stft``)."""
+    (:func:`~bootsep.train.saved_model.load_model`, trained on ``stft``); a student whose
+    network differs from ``config`` (the condition's) is a one-line error."""
     student, digest = round_student(teacher_dir)
     path = Path(model_root) / student / BEST_MODEL
     if not path.is_file():
@@ -65,6 +67,9 @@ def warm_state(teacher_dir: Path, model_root: Path,
         raise BootsepError(f"changed since the round was relabelled with it (sha256 {found[:12]}, "
                            f"recorded {digest[:12]}); rerun the round's relabel stage", path)
     model, _ = load_model(path.parent, expect_stft=stft)
+    if model.config != config:
+        raise BootsepError(f"its network ({model.config}) is not this condition's ({config}); "
+                           "the round's student must have the same model settings", path)
     return student, digest, model.state_dict()
 
 

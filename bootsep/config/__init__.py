@@ -115,6 +115,7 @@ from bootsep.config.spatial import (
     WpeSettings,
 )
 from bootsep.config.training import (
+    INPUT_NORMS,
     LABEL_KINDS,
     LABELS_OF,
     LR_SCHEDULES,
@@ -138,6 +139,7 @@ __all__ = [
     "ENSEMBLE_JOIN",
     "ENV_NAME",
     "FREE_STRINGS",
+    "INPUT_NORMS",
     "LABELS_OF",
     "LABEL_KINDS",
     "LR_SCHEDULES",

@@ -20,6 +20,7 @@ from bootsep.config.checks import (
 )
 from bootsep.config.section import Section, section
 
+INPUT_NORMS = ("global", "utterance")             # model.input_norm (bootsep.train.model)
 LR_SCHEDULES = ("plateau", "cosine")              # train.lr_schedule (bootsep.train.schedule)
 LABEL_KINDS = ("gt", "spatial", "rounds")   # the groups of train_conditions
 LABELS_OF = {"gt": "gt", "spatial": "spatial", "rounds": "spatial"}   # group -> kind of labels
@@ -39,6 +40,7 @@ class ModelSettings(Section):
     size: str = _p(Text(NAME.pattern, "the name of an entry of model.sizes"))
     sizes: dict = _p(MapOf(Nested(ModelSize), "{hidden, num_layers, embedding_dim}", min_len=1))
     dropout: float = _p(Num(0, 1, hi_open=True))
+    input_norm: str = _p(Choice(*INPUT_NORMS), default="global")
 
     def validate(self, where):
         if self.loaded("size", "sizes") and self.size not in self.sizes:
