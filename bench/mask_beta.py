@@ -7,6 +7,12 @@ Run from a workspace the pipeline has filled (``params.yaml``, ``data/corpus``, 
 
     python bench/mask_beta.py --split valid --betas 1,1.5,2,3,5
     python bench/mask_beta.py --split test --models gt,cacgmm_rooms_alpha_1
+    python bench/mask_beta.py --split test --betas 2 --models gt --rows /tmp/gt_rows
+
+``--rows DIR`` also writes each beta's rows as ``DIR/per_mixture_<beta>.csv`` (``binary``,
+``2``, ...) in the evaluate stage's ``per_mixture.csv`` format, the approach column naming the
+model, for paired per-mixture comparisons of two trainings (a model folder renamed under
+``data/models`` is scored under its new name).
 
 Each beta separates the split with every model through the evaluate stage's own
 :func:`~bootsep.evaluate.separation.split_estimates` (``binary``: the paper's masks) and scores
@@ -33,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bootsep.atomic import write_text_atomic
 from bootsep.config import load_config
-from bootsep.evaluate.scoring import score
+from bootsep.evaluate.scoring import csv_text, score
 from bootsep.evaluate.separation import split_estimates
 from bootsep.pipeline.storage.layout import stft_config
 from bootsep.train.conditions import condition_names
@@ -52,7 +59,7 @@ def parse_betas(text: str) -> list[float | None]:
 
 
 def measure(split: str, betas: list[float | None], model_names: list[str] | None,
-            params_path: str = "params.yaml") -> dict:
+            params_path: str = "params.yaml", rows_dir: Path | None = None) -> dict:
     params = load_config(params_path, ("stft", "evaluate", "train"))
     cfg, ev = stft_config(params.stft), params.evaluate
     names = model_names or [n for n in condition_names(params.train_conditions)
@@ -62,6 +69,7 @@ def measure(split: str, betas: list[float | None], model_names: list[str] | None
     for beta in betas:
         key = "binary" if beta is None else f"{beta:g}"
         groups: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+        rows: list[dict] = []
         for est in split_estimates(split, cfg, models, [], num_sources=params.train.num_sources,
                                    corpus_dir=Path("data/corpus"), shard_root=Path("data/shards"),
                                    threshold_db=ev.kmeans_threshold_db, seed=ev.kmeans_seed,
@@ -69,12 +77,15 @@ def measure(split: str, betas: list[float | None], model_names: list[str] | None
                                    device=torch.device("cpu")):
             for name in models:
                 row = _score(est, split, name)
+                rows.append(row)
                 for group in ("all", row["subset"], row["condition"]):
                     if group:
                         groups[name, group].append(row["si_sdri"])
         for (name, group), values in groups.items():
             entry = result["models"].setdefault(name, {}).setdefault(key, {})
             entry[group] = {"si_sdri": round(float(np.mean(values)), 4), "n": len(values)}
+        if rows_dir is not None:
+            write_text_atomic(Path(rows_dir) / f"per_mixture_{key}.csv", csv_text(rows))
     return result
 
 
@@ -92,10 +103,14 @@ def main() -> None:
     ap.add_argument("--models", default="",
                     help="comma-separated model names (default: every trained condition)")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--rows", type=Path, default=None, metavar="DIR",
+                    help="also write each beta's per-mixture rows to DIR/per_mixture_<beta>.csv")
     args = ap.parse_args()
+    if args.rows is not None:
+        args.rows.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     result = measure(args.split, parse_betas(args.betas),
-                     [m for m in args.models.split(",") if m] or None, args.params)
+                     [m for m in args.models.split(",") if m] or None, args.params, args.rows)
     keys = list(next(iter(result["models"].values()))) if result["models"] else []
     print(f"{args.split}: mean SI-SDRi (dB) per beta; params.yaml evaluate.mask_beta = "
           f"{result['params_mask_beta']}")

@@ -228,26 +228,39 @@ def test_spatial_separation_beats_the_mixture(smoke):
     assert table["spatial_delay"]["label_accuracy"] > 0.7
 
 
-def test_mask_beta_bench_reproduces_the_evaluate_stage(smoke):
+def test_mask_beta_bench_reproduces_the_evaluate_stage(smoke, tmp_path):
     # bench/mask_beta.py separates with the evaluate stage's own code: its row for params.yaml's
-    # beta is the evaluate stage's test mean for the model, mixture for mixture
+    # beta is the evaluate stage's test mean for the model, and its --rows file the stage's
+    # per_mixture.csv rows of the model, mixture for mixture
     import csv
+
+    def rows(path):
+        with open(path, newline="") as f:
+            return {r["id"]: r for r in csv.DictReader(f)
+                    if r["split"] == "test" and r["approach"] == "gt"}
 
     beta = yaml.safe_load((smoke / "params.yaml").read_text())["evaluate"]["mask_beta"]
     assert beta is not None                      # the default run uses soft masks
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "mask_beta.py"), "--split",
-                           "test", "--betas", f"{beta}", "--models", "gt"],
+                           "test", "--betas", f"{beta}", "--models", "gt",
+                           "--rows", str(tmp_path / "rows")],
                           cwd=smoke, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["params_mask_beta"] == beta and set(out["models"]["gt"]) == {"binary", f"{beta:g}"}
-    with open(smoke / "data/results/eval/per_mixture.csv", newline="") as f:
-        stage = [float(r["si_sdri"]) for r in csv.DictReader(f)
-                 if r["split"] == "test" and r["approach"] == "gt"]
+    stage = rows(smoke / "data/results/eval/per_mixture.csv")
     soft = out["models"]["gt"][f"{beta:g}"]["all"]
     assert soft["n"] == len(stage)
-    assert soft["si_sdri"] == pytest.approx(np.mean(stage), abs=1e-3)
+    assert soft["si_sdri"] == pytest.approx(np.mean([float(r["si_sdri"]) for r in stage.values()]),
+                                            abs=1e-3)
     assert out["models"]["gt"]["binary"]["all"]["si_sdri"] != soft["si_sdri"]
+    bench = rows(tmp_path / "rows" / f"per_mixture_{beta:g}.csv")
+    assert bench.keys() == stage.keys()
+    for uid, row in stage.items():
+        for key in ("subset", "condition", "si_sdr", "si_sdri", "si_sir", "si_sar"):
+            assert bench[uid][key] == row[key], (uid, key)
+    binary = rows(tmp_path / "rows" / "per_mixture_binary.csv")
+    assert binary.keys() == stage.keys()
 
 
 def test_beamform_bench_reproduces_the_evaluate_stage(smoke):
