@@ -138,9 +138,10 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     model = init_model(mcfg, seed=cfg.seed)   # same initialisation for every condition (§3.3)
     stream = ShardStream(train_groups, condition, stft, seed=cfg.seed, max_frames=cfg.max_frames,
                          shuffle_buffer=cfg.shuffle_buffer, keep=keep,
-                         augment=SpectralAugment(tuple(cfg.augment_warp), cfg.augment_tilt_db))
+                         augment=SpectralAugment(tuple(cfg.augment_warp), cfg.augment_tilt_db),
+                         utterance_weighting=cfg.utterance_weighting)
     valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None,
-                        shuffle=False)
+                        shuffle=False, utterance_weighting=cfg.utterance_weighting)
     timing = timing_path(model_root, condition.name)
     trainer = Trainer(model, cfg, stream, valid, out, fp, meta, timing)
     if trainer.try_resume() and not trainer.state.done:

@@ -180,6 +180,7 @@ OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.t
             "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
             "train_conditions.*.*.lr_schedule",
             "train.lr_schedule", "train.augment_warp", "train.augment_tilt_db", "train.batch_parts",
+            "train.utterance_weighting",
             "evaluate.mask_beta", "model.input_norm")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)
         and not any(re.fullmatch(o.replace(".", r"\.").replace("*", r"[^.]+"), dotted(p))

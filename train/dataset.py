@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from bootsep.config import UTTERANCE_WEIGHTINGS
 from bootsep.pipeline.malloc import release_large_blocks
 from bootsep.pipeline.padding import frames_valid, pad_stack
 from bootsep.pipeline.stft import StftConfig
@@ -39,7 +40,12 @@ from bootsep.pipeline.storage.shards import Shard, check_aligned
 from bootsep.train.augment import SpectralAugment
 from bootsep.train.conditions import Condition
 from bootsep.train.labels import ideal_binary_labels
-from bootsep.train.weights import confidence_map, magnitude_from_db, magnitude_share
+from bootsep.train.weights import (
+    confidence_map,
+    linear_in_mass,
+    magnitude_from_db,
+    magnitude_share,
+)
 
 FRAME_KEYS = ("features", "labels", "confidence")
 
@@ -92,11 +98,17 @@ def crop(example: dict, max_frames: int | None, rng: np.random.Generator) -> dic
     return {**example, **{k: example[k][sl] for k in FRAME_KEYS if example.get(k) is not None}}
 
 
-def finish(example: dict) -> dict:
-    """Add the loss weights ``w = C(α) · |X|/Σ|X|`` of the (cropped) example (§2.3)."""
+def finish(example: dict, linear: bool = False) -> dict:
+    """Add the loss weights ``w = C(α) · |X|/Σ|X|`` of the (cropped) example (§2.3); with
+    ``linear`` (``train.utterance_weighting: linear``) a confidence-weighted example's weights
+    are divided by ``√Σw`` (:func:`~bootsep.train.weights.linear_in_mass`: its loss then scales
+    with its confidence mass, not its square). Without confidence (ground truth, α = 0) every
+    example has ``Σw = 1`` and its weights are left as they are."""
     share = magnitude_share(magnitude_from_db(example["features"]))
     conf = example.get("confidence")
     weights = share if conf is None else (conf * share).astype(np.float32)
+    if linear and conf is not None:
+        weights = linear_in_mass(weights)
     return {"id": example["id"], "features": example["features"], "labels": example["labels"],
             "weights": weights}
 
@@ -107,12 +119,17 @@ class ShardStream(IterableDataset):
     def __init__(self, groups: Sequence[Sequence[Path]], condition: Condition, stft: StftConfig, *,
                  seed: int, max_frames: int | None = 400, shuffle: bool = True,
                  shuffle_buffer: int = 64, keep: frozenset[str] | None = None,
-                 augment: SpectralAugment | None = None):
+                 augment: SpectralAugment | None = None,
+                 utterance_weighting: str = "quadratic"):
         self.groups = [tuple(Path(p) for p in g) for g in groups]
         self.condition, self.stft = condition, stft
         self.seed, self.max_frames = seed, max_frames
         self.shuffle, self.shuffle_buffer, self.keep = shuffle, max(1, shuffle_buffer), keep
         self.augment = augment if augment is not None and augment.active else None
+        if utterance_weighting not in UTTERANCE_WEIGHTINGS:
+            raise ValueError(f"utterance_weighting {utterance_weighting!r} is not one of "
+                             f"{', '.join(UTTERANCE_WEIGHTINGS)}")
+        self.linear = utterance_weighting == "linear"
         self.epoch = 0
         self._counts: list[int] | None = None
 
@@ -158,7 +175,8 @@ class ShardStream(IterableDataset):
             for gi in order[worker::workers]:
                 for ex in read_group(self.groups[gi], self.condition, self.stft, self.keep):
                     ex = crop(ex, self.max_frames, rng)
-                    yield finish(ex if self.augment is None else self.augment(ex, rng))
+                    yield finish(ex if self.augment is None else self.augment(ex, rng),
+                                 self.linear)
         return examples(), rng
 
     def __iter__(self) -> Iterator[dict]:

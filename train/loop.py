@@ -99,6 +99,7 @@ class TrainConfig:
     num_sources: int = 2
     augment_warp: tuple[float, float] = (1.0, 1.0)   # train/augment.py: warp factor range
     augment_tilt_db: float = 0.0                     # and spectral tilt (off by default)
+    utterance_weighting: str = "quadratic"   # train/weights.py: an utterance's loss ~ (Σw)² | Σw
     batch_parts: int = 1              # CPU: a batch as this many parts on threads (batch_parts.py)
 
 

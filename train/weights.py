@@ -3,6 +3,12 @@
 w_{t,f}(α) = C_{t,f}(α) · |X_{t,f}| / Σ_{t,f} |X_{t,f}|, with C(α) = (C_cl C_JSD C_post)^α (eq. 7).
 α = 0 gives the pure magnitude weights of Wang et al. (2018), which the ground-truth
 conditions use too.
+
+Eq. 8 weights every *pair* of bins by ``w_i w_j``, so an utterance's loss scales with the square
+of its weight mass ``m = Σw``: within a batch the mixture-level confidence counts twice
+(C^α acts on a mixture like C^{2α}). :func:`linear_in_mass` (``train.utterance_weighting:
+linear``) divides an utterance's weights by ``√m``, so its loss scales with ``m`` and the
+mixture's confidence counts once, while the bins keep their relative weights.
 """
 
 from __future__ import annotations
@@ -49,3 +55,12 @@ def training_weights(mag: np.ndarray, alpha: float, c_cl: float | None = None,
     if alpha == 0 or c_post is None:
         return share
     return (confidence_map(c_cl, c_jsd, c_post, alpha) * share).astype(np.float32)
+
+
+def linear_in_mass(weights: np.ndarray) -> np.ndarray:
+    """``w / √(Σw)`` for one utterance's weights (any shape): its eq. 8 loss then scales with its
+    mass ``Σw`` instead of ``(Σw)²``; all-zero weights stay zero. float32 out."""
+    mass = float(np.sum(weights, dtype=np.float64))
+    if mass <= 0:
+        return np.zeros_like(weights, dtype=np.float32)
+    return (np.asarray(weights, dtype=np.float32) / np.float32(math.sqrt(mass))).astype(np.float32)

@@ -22,6 +22,7 @@ from bootsep.config.section import Section, section
 
 INPUT_NORMS = ("global", "utterance")             # model.input_norm (bootsep.train.model)
 LR_SCHEDULES = ("plateau", "cosine")              # train.lr_schedule (bootsep.train.schedule)
+UTTERANCE_WEIGHTINGS = ("quadratic", "linear")    # train.utterance_weighting (train/weights.py)
 LABEL_KINDS = ("gt", "spatial", "rounds")   # the groups of train_conditions
 LABELS_OF = {"gt": "gt", "spatial": "spatial", "rounds": "spatial"}   # group -> kind of labels
 
@@ -75,6 +76,7 @@ class TrainSettings(Section):
     num_sources: int = _p(Int(1))
     augment_warp: tuple = _p(Pair(Num(0.5, 2.0)), default=(1.0, 1.0))
     augment_tilt_db: float = _p(Num(0, 40), default=0.0)
+    utterance_weighting: str = _p(Choice(*UTTERANCE_WEIGHTINGS), default="quadratic")
     batch_parts: int = _p(Int(1), default=1)
 
 
