@@ -97,8 +97,8 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     params = load_config(params_path, PARAMS + RUN_PARAMS, condition=condition_name)
     [condition] = conditions(params.train_conditions)
     cfg = TrainConfig(**params.train.as_dict())
-    own = {k: getattr(condition, k) for k in ("epochs", "lr_schedule")
-           if getattr(condition, k) is not None}     # the condition's own epochs and schedule
+    own = {k: getattr(condition, k) for k in ("epochs", "lr_schedule", "utterance_weighting")
+           if getattr(condition, k) is not None}     # the condition's own settings
     cfg = replace(cfg, **own)
     stft = stft_config(params.stft)
     mcfg = model_config(params, stft.num_freq)

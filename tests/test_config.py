@@ -178,7 +178,7 @@ OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.t
             "corpus.tts.heldout_valid_mixtures",
             "self_training.keep_confident",
             "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
-            "train_conditions.*.*.lr_schedule",
+            "train_conditions.*.*.lr_schedule", "train_conditions.*.*.utterance_weighting",
             "train.lr_schedule", "train.augment_warp", "train.augment_tilt_db", "train.batch_parts",
             "train.utterance_weighting",
             "evaluate.mask_beta", "model.input_norm")

@@ -91,7 +91,8 @@ def test_stage_trains_gt_subset_and_alpha(corpus, tmp_path):
 def test_a_condition_trains_its_own_epochs_and_schedule(corpus, tmp_path, group, name):
     params = write_params(tmp_path / "params.yaml")          # train.epochs 2, plateau
     raw = yaml.safe_load(params.read_text())
-    raw["train_conditions"][group][name].update(epochs=3, lr_schedule="cosine")
+    raw["train_conditions"][group][name].update(epochs=3, lr_schedule="cosine",
+                                                utterance_weighting="linear")
     params.write_text(yaml.safe_dump(raw))
     main(params, name, shard_root=corpus, model_root=tmp_path / "models")
     rows = list(csv.DictReader((tmp_path / "models" / name / LOG_CSV).open()))
@@ -101,6 +102,7 @@ def test_a_condition_trains_its_own_epochs_and_schedule(corpus, tmp_path, group,
     best = load_checkpoint(tmp_path / "models" / name / BEST_MODEL)
     assert best["train"]["epochs"] == 3 and best["train"]["lr_schedule"] == "cosine"
     assert best["condition"]["epochs"] == 3
+    assert best["train"]["utterance_weighting"] == "linear"
 
 
 def _corrupt(root: Path, tmp_path: Path, stage: str, name: str, value) -> Path:

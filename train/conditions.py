@@ -34,6 +34,7 @@ class Condition:
             instead of the shared random initialisation.
         epochs: this condition's epochs (None: ``train.epochs``).
         lr_schedule: this condition's learning-rate schedule (None: ``train.lr_schedule``).
+        utterance_weighting: this condition's (None: ``train.utterance_weighting``).
     """
 
     name: str
@@ -44,6 +45,7 @@ class Condition:
     warm_start: bool = False
     epochs: int | None = None
     lr_schedule: str | None = None
+    utterance_weighting: str | None = None
 
     @property
     def uses_confidence(self) -> bool:
@@ -58,7 +60,8 @@ def conditions(settings: TrainConditions) -> list[Condition]:
     ground-truth ones first (the order of Table 1)."""
     out = []
     for name, group, entry in settings.entries():
-        own = {"epochs": entry.epochs, "lr_schedule": entry.lr_schedule}
+        own = {"epochs": entry.epochs, "lr_schedule": entry.lr_schedule,
+               "utterance_weighting": entry.utterance_weighting}
         if LABELS_OF[group] == "gt":
             out.append(Condition(name, "gt", 0.0, entry.fraction, **own))
         else:

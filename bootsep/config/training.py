@@ -82,10 +82,12 @@ class TrainSettings(Section):
 
 @section
 class ConditionSchedule(Section):
-    """A training condition's own number of ``epochs`` and ``lr_schedule`` (null: ``train``'s)."""
+    """A training condition's own ``epochs``, ``lr_schedule`` and ``utterance_weighting``
+    (null: ``train``'s)."""
 
     epochs: int | None = _p(NullOr(Int(1)), default=None)
     lr_schedule: str | None = _p(NullOr(Choice(*LR_SCHEDULES)), default=None)
+    utterance_weighting: str | None = _p(NullOr(Choice(*UTTERANCE_WEIGHTINGS)), default=None)
 
 
 @section
