@@ -30,7 +30,7 @@ from bootsep.errors import BootsepError
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config
 from bootsep.train.augment import SpectralAugment
 from bootsep.train.checkpoint import save_checkpoint
-from bootsep.train.conditions import conditions
+from bootsep.train.conditions import OVERRIDES, conditions
 from bootsep.train.dataset import ShardStream
 from bootsep.train.inputs import (
     check_inputs,
@@ -97,7 +97,7 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     params = load_config(params_path, PARAMS + RUN_PARAMS, condition=condition_name)
     [condition] = conditions(params.train_conditions)
     cfg = TrainConfig(**params.train.as_dict())
-    own = {k: getattr(condition, k) for k in ("epochs", "lr_schedule", "utterance_weighting")
+    own = {k: getattr(condition, k) for k in OVERRIDES
            if getattr(condition, k) is not None}     # the condition's own settings
     cfg = replace(cfg, **own)
     stft = stft_config(params.stft)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 from bootsep.config import LABELS_OF, TrainConditions
 
+OVERRIDES = ("epochs", "lr_schedule", "utterance_weighting")   # train settings a condition may set
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -60,8 +62,7 @@ def conditions(settings: TrainConditions) -> list[Condition]:
     ground-truth ones first (the order of Table 1)."""
     out = []
     for name, group, entry in settings.entries():
-        own = {"epochs": entry.epochs, "lr_schedule": entry.lr_schedule,
-               "utterance_weighting": entry.utterance_weighting}
+        own = {k: getattr(entry, k) for k in OVERRIDES}
         if LABELS_OF[group] == "gt":
             out.append(Condition(name, "gt", 0.0, entry.fraction, **own))
         else:
