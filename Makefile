@@ -5,9 +5,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Debian packages the embedded text-to-speech corpus needs, and the real recordings the
-# realcheck stage mixes (pocketsphinx-testdata: realcheck.root).
-APT_PACKAGES := flite espeak-ng fortunes fortunes-min pocketsphinx-testdata
+# Debian packages the embedded text-to-speech corpus needs (festival and its festvox voices:
+# pipeline/corpus/tts.py, FESTIVAL_PACKAGES), and the real recordings the realcheck stage
+# mixes (pocketsphinx-testdata: realcheck.root).
+FESTIVAL_PACKAGES := festival festvox-kdlpc16k festvox-czech-dita festvox-czech-machac \
+	festvox-czech-ph festvox-czech-krb festvox-suopuhe-lj festvox-suopuhe-mv \
+	festvox-italp16k festvox-itapc16k festvox-ca-ona-hts
+APT_PACKAGES := flite espeak-ng fortunes fortunes-min pocketsphinx-testdata $(FESTIVAL_PACKAGES)
 SMOKE_DIR ?=
 PYTEST_ARGS ?=
 
@@ -25,6 +29,9 @@ system-deps:
 	@missing=""; \
 	command -v flite >/dev/null || missing="$$missing flite"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	for p in $(FESTIVAL_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
 	[ -f /usr/share/games/fortunes/fortunes ] || missing="$$missing fortunes"; \
 	[ -f /usr/share/games/fortunes/literature ] || [ -f /usr/share/games/fortunes/wisdom ] || missing="$$missing fortunes-min"; \
 	[ -d /usr/share/pocketsphinx/test/data/librivox ] || missing="$$missing pocketsphinx-testdata"; \

@@ -23,7 +23,7 @@ from bootsep.config.checks import (
 from bootsep.config.section import Section, section
 
 CORPUS_KINDS = ("tts", "wsj0-2mix-spatialized", "folder")
-TTS_ENGINES = ("kokoro", "espeak-ng", "flite")   # corpus.tts.speakers keys
+TTS_ENGINES = ("kokoro", "espeak-ng", "flite", "festival")   # corpus.tts.speakers keys
 
 
 @section

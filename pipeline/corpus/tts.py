@@ -1,10 +1,15 @@
-"""Synthetic speakers for the embedded corpus: Kokoro neural voices, espeak-ng and flite.
+"""Synthetic speakers for the embedded corpus: Kokoro neural voices, espeak-ng, flite and
+Festival's recorded-voice diphone and HTS voices.
 
 The paper (§3.2) mixes WSJ0 speakers; here a *speaker* is a fixed synthesizer setting.
 Kokoro speakers (:mod:`.kokoro`) are blends of the model's five voice styles with their own
 speed, vocal-tract warp and spectral tilt; espeak-ng speakers combine an English voice with a
 variant (``+m3``, ``+f2``, ...), each (voice, variant) used once; flite speakers use its
-kal/awb/rms/slt voices, several speakers per voice when asked for more than four. Pitch and
+kal/awb/rms/slt voices, several speakers per voice when asked for more than four; Festival
+speakers take one of its packaged voices, each cut from the recordings of one real person
+(US English, Czech, Finnish, Italian, Catalan: they read the English sentences with their own
+letter-to-sound rules), with their own duration stretch, vocal-tract warp and spectral tilt
+(as Kokoro's), several speakers per voice when asked for more than there are voices. Pitch and
 rate are drawn from a seeded generator. ``make_speakers`` takes a count per engine.
 
 Synthesized utterances are trimmed of leading/trailing silence, resampled to the corpus
@@ -22,13 +27,32 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from bootsep.config import TTS_ENGINES as ENGINES  # speaker ids are numbered in this order
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import resample
 from bootsep.pipeline.corpus import kokoro
 from bootsep.pipeline.corpus.kokoro import KokoroVoice
 
-INSTALL_HINT = "apt-get install flite espeak-ng"
-ENGINES = ("kokoro", "espeak-ng", "flite")   # speaker ids are numbered in this order
+# Festival voices (Debian package in the comment), each one recorded person, and their gender.
+FESTIVAL_VOICES = {
+    "ked_diphone": "m",          # festvox-kdlpc16k, US English
+    "czech_dita": "f",           # festvox-czech-dita
+    "czech_machac": "m",         # festvox-czech-machac
+    "suo_fi_lj_diphone": "f",    # festvox-suopuhe-lj, Finnish
+    "czech_ph": "m",             # festvox-czech-ph
+    "lp_diphone": "f",           # festvox-italp16k, Italian
+    "pc_diphone": "m",           # festvox-itapc16k
+    "upc_ca_ona_hts": "f",       # festvox-ca-ona-hts, Catalan (HTS; ignores the stretch)
+    "hy_fi_mv_diphone": "m",     # festvox-suopuhe-mv
+    "czech_krb": "m",            # festvox-czech-krb, a boy
+}
+# Festival's Italian intonation fails on most questions ("SIOD ERROR: wrong type of argument to
+# get_c_val", exit 0, no audio): these voices read a question as a statement.
+FESTIVAL_NO_QUESTIONS = ("lp_diphone", "pc_diphone")
+FESTIVAL_PACKAGES = ("festival festvox-kdlpc16k festvox-czech-dita festvox-czech-machac "
+                     "festvox-czech-ph festvox-czech-krb festvox-suopuhe-lj festvox-suopuhe-mv "
+                     "festvox-italp16k festvox-itapc16k festvox-ca-ona-hts")
+INSTALL_HINT = f"apt-get install flite espeak-ng {FESTIVAL_PACKAGES}"
 
 # flite voices: gender and default mean F0 (Hz, measured). rms ignores int_f0_target_mean,
 # so its pitch is not drawn (None).
@@ -41,6 +65,8 @@ FLITE_F0_FACTOR = (0.85, 1.18)      # pitch: factor on the voice's mean F0
 FLITE_STRETCH = (0.9, 1.15)         # rate: duration_stretch (>1 is slower)
 ESPEAK_PITCH = (35, 65)             # -p, 0..99 (50 = the variant's default)
 ESPEAK_WPM = (145, 185)             # -s, words per minute (175 = default)
+FESTIVAL_STRETCH = (0.9, 1.15)      # Duration_Stretch (>1 is slower), before the warp
+FESTIVAL_WARP = (0.9, 1.12)         # vocal-tract/pitch warp w, as Kokoro's (both genders)
 
 TARGET_ACTIVE_RMS = 10 ** (-26 / 20)   # -26 dBFS active-speech level (as ITU-T P.56 use)
 FRAME_SECONDS = 0.01
@@ -52,9 +78,11 @@ TRIM_MARGIN_SECONDS = 0.02
 @dataclass(frozen=True)
 class Speaker:
     """One synthetic speaker. ``pitch``: flite mean F0 in Hz, espeak ``-p`` (0..99), or
-    None (no pitch control; kokoro); ``rate``: flite duration_stretch, espeak words/minute
-    or kokoro speed; ``kokoro``: the blend, warp and tilt of a kokoro speaker (its
-    ``voice`` is the blend's dominant style)."""
+    None (no pitch control; kokoro, festival); ``rate``: flite duration_stretch, espeak
+    words/minute, kokoro speed or festival Duration_Stretch; ``kokoro``: the blend, warp and
+    tilt of a kokoro speaker (its ``voice`` is the blend's dominant style); ``warp`` and
+    ``tilt``: a festival speaker's vocal-tract warp and spectral tilt (:func:`synthesize`;
+    1 and 0, no change, for the other engines)."""
 
     id: str
     engine: str
@@ -64,6 +92,8 @@ class Speaker:
     rate: float
     gender: str
     kokoro: KokoroVoice | None = None
+    warp: float = 1.0
+    tilt: float = 0.0
 
     @property
     def voice_name(self) -> str:
@@ -78,10 +108,24 @@ class Speaker:
         if self.engine == "flite":
             pitch = "" if self.pitch is None else f":f0={self.pitch:g}"
             return f"flite:{self.voice}{pitch}:stretch={self.rate:g}"
+        if self.engine == "festival":
+            return (f"festival:{self.voice}:stretch={self.rate:g}:warp={self.warp:g}"
+                    f":tilt={self.tilt:g}")
         return f"espeak-ng:{self.voice_name}:p={self.pitch:g}:s={self.rate:g}"
 
+    def stdin(self, text: str) -> str | None:
+        """What :meth:`command` reads on its standard input: festival's text, else None."""
+        if self.engine != "festival":
+            return None
+        return text.replace("?", ".") if self.voice in FESTIVAL_NO_QUESTIONS else text
+
     def command(self, text: str, wav_path: str | os.PathLike) -> list[str]:
-        """The synthesizer command line that writes ``text`` to ``wav_path``."""
+        """The synthesizer command line that writes ``text`` to ``wav_path`` (festival's
+        reads the text from its standard input)."""
+        if self.engine == "festival":   # synthesized at stretch x warp: the warp keeps the duration
+            return ["text2wave", "-eval", f"(voice_{self.voice})", "-eval",
+                    f"(Parameter.set 'Duration_Stretch {self.rate * self.warp:g})",
+                    "-o", os.fspath(wav_path)]
         if self.engine == "flite":
             cmd = ["flite", "-voice", self.voice]
             if self.pitch is not None:
@@ -141,7 +185,22 @@ def _flite_speakers(n: int, rng: np.random.Generator) -> list[tuple]:
     return out
 
 
-_MAKERS = {"kokoro": _kokoro_speakers, "espeak-ng": _espeak_speakers, "flite": _flite_speakers}
+def _festival_speakers(n: int, rng: np.random.Generator) -> list[tuple]:
+    """The voices in turn (alternately female and male), then again with new draws of
+    stretch, warp (rounded to 0.01) and tilt."""
+    pool = _alternating(list(FESTIVAL_VOICES.items()), len(FESTIVAL_VOICES))
+    out = []
+    for k in range(n):
+        voice, gender = pool[k % len(pool)]
+        rate = round(float(rng.uniform(*FESTIVAL_STRETCH)), 2)
+        warp = round(float(rng.uniform(*FESTIVAL_WARP)), 2)
+        tilt = round(float(rng.uniform(*kokoro.TILT)), 2)
+        out.append(("festival", voice, "", None, rate, gender, None, warp, tilt))
+    return out
+
+
+_MAKERS = {"kokoro": _kokoro_speakers, "espeak-ng": _espeak_speakers, "flite": _flite_speakers,
+           "festival": _festival_speakers}
 
 
 def make_speakers(counts: dict[str, int], rng: np.random.Generator) -> list[Speaker]:
@@ -165,7 +224,8 @@ def check_engines(speakers: list[Speaker]) -> None:
     engines = sorted({s.engine for s in speakers})
     if "kokoro" in engines:
         kokoro.engine()     # a BootsepError naming the packages when missing
-    programs = sorted({"espeak-ng" if e == "kokoro" else e for e in engines})  # kokoro: IPA
+    program = {"kokoro": "espeak-ng", "festival": "text2wave"}       # kokoro: espeak-ng's IPA
+    programs = sorted({program.get(e, e) for e in engines})
     for engine in programs:
         if shutil.which(engine) is None:
             raise BootsepError(f"speech synthesizer '{engine}' not found (install: {INSTALL_HINT})")
@@ -175,6 +235,13 @@ def check_engines(speakers: list[Speaker]) -> None:
             if s.engine == "flite" and s.voice not in listing:
                 raise BootsepError(f"flite has no voice '{s.voice}' "
                                    f"(it lists: {' '.join(listing)})")
+    if "festival" in engines:
+        listing = _run(["festival", "--pipe"], "festival", stdin="(print (voice.list))")
+        installed = listing.strip().strip("()").split()
+        for s in speakers:
+            if s.engine == "festival" and s.voice not in installed:
+                raise BootsepError(f"festival has no voice '{s.voice}' (install: "
+                                   f"{FESTIVAL_PACKAGES}; it lists: {' '.join(installed)})")
     if "espeak-ng" in engines:
         langs = _voice_table(_run(["espeak-ng", "--voices"], "espeak-ng"), column=1)
         variants = {f.rsplit("/", 1)[-1] for f in
@@ -193,11 +260,12 @@ def _voice_table(listing: str, column: int) -> set[str]:
     return {r[column] for r in rows if len(r) > column}
 
 
-def _run(cmd: list[str], engine: str, what: str | None = None) -> str:
-    """Run ``cmd`` and return its stdout; a missing program or a non-zero exit status is
-    a one-line :class:`BootsepError` (``what`` names the command in it)."""
+def _run(cmd: list[str], engine: str, what: str | None = None, stdin: str | None = None) -> str:
+    """Run ``cmd`` (``stdin`` on its standard input) and return its stdout; a missing
+    program or a non-zero exit status is a one-line :class:`BootsepError` (``what`` names
+    the command in it)."""
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        res = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise BootsepError(f"cannot run {engine} ({exc}; install: {INSTALL_HINT})") from exc
     if res.returncode != 0:
@@ -220,7 +288,7 @@ def run_synthesizer(speaker: Speaker, text: str,
     """
     wav_path = Path(wav_path)
     where = f"{speaker.engine} voice {speaker.voice_name}"
-    _run(speaker.command(text, wav_path), speaker.engine, where)
+    _run(speaker.command(text, wav_path), speaker.engine, where, stdin=speaker.stdin(text))
     try:
         audio, rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
     except Exception as exc:  # soundfile raises several types
@@ -275,6 +343,10 @@ def synthesize(speaker: Speaker, text: str, sample_rate: int, tmp_dir: str | os.
             x, rate = run_synthesizer(speaker, text, wav)
         finally:
             wav.unlink(missing_ok=True)
+        if speaker.warp != 1.0:     # read as if sampled at rate x warp: pitch, formants x warp
+            rate = int(round(rate * speaker.warp))
+        if speaker.tilt != 0.0:
+            x = kokoro.tilt_filter(x, speaker.tilt)
     x = trim_silence(resample(x, rate, sample_rate, np.float64), sample_rate)
     level = active_rms(x, sample_rate)
     if level <= 0:

@@ -7,7 +7,7 @@ synthesis code changes its output). The root outlives DVC's deletion of the corp
 ``$BOOTSEP_TTS_CACHE``, or ``.cache/tts`` under the working folder (the repository root when
 DVC runs the stage). Entries are written atomically, so the cache only changes speed, never
 the corpus (the engines' own versions are not in the key: clear the folder after upgrading
-espeak-ng, flite or the kokoro packages).
+espeak-ng, flite, festival or the kokoro packages).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from bootsep.atomic import atomic_path
 from bootsep.errors import BootsepError
 
 CACHE_VERSION = 1
+# Speaker settings added after version 1, left out of the key at their neutral value, so the
+# utterances cached before them keep their keys.
+LATER_SETTINGS = {"warp": 1.0, "tilt": 0.0}
 ENV_VAR = "BOOTSEP_TTS_CACHE"
 DEFAULT_DIR = Path(".cache") / "tts"
 
@@ -35,7 +38,8 @@ def default_root() -> Path:
 
 def cache_key(speaker, text: str, sample_rate: int) -> str:
     """sha256 hex of every setting that changes the utterance (not the speaker's id)."""
-    settings = {k: v for k, v in dataclasses.asdict(speaker).items() if k != "id"}
+    settings = {k: v for k, v in dataclasses.asdict(speaker).items()
+                if k != "id" and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
     blob = json.dumps({"version": CACHE_VERSION, "speaker": settings, "text": text,
                        "sample_rate": int(sample_rate)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

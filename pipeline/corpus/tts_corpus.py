@@ -5,9 +5,10 @@
 Steps, all driven by ``corpus.seed`` and the ``corpus.tts`` params:
 
 1. ``speakers[engine]`` speakers per engine (:mod:`.tts`; Kokoro neural voices,
-   :mod:`.kokoro`, espeak-ng and flite). Speakers of ``test_engines`` are *held out*: they
-   read only their split's sentences and appear only in the ``heldout_mixtures`` extra test mixtures
-   (ids after the in-domain ones), which mix two of them; with ``heldout_valid_mixtures``
+   :mod:`.kokoro`, espeak-ng, flite and Festival's recorded voices). Speakers of
+   ``test_engines`` are *held out*: they read only their split's sentences and appear only
+   in the ``heldout_mixtures`` extra test mixtures (ids after the in-domain ones), which mix
+   two of them; with ``heldout_valid_mixtures``
    they are split speaker-disjointly between valid and test (:func:`split_heldout`), and
    that many extra validation mixtures mix two of the valid ones, so that choices made on
    the validation split see voices of an engine never trained on. The other speakers are split
