@@ -19,11 +19,11 @@ import scipy.signal
 from bootsep.errors import BootsepError
 from bootsep.pipeline.corpus import kokoro
 from bootsep.pipeline.corpus.tts import (
-    FESTIVAL_NO_QUESTIONS,
     FESTIVAL_STRETCH,
     FESTIVAL_VOICES,
     FESTIVAL_WARP,
     check_engines,
+    festival_text,
     make_speakers,
     run_synthesizer,
     synthesize,
@@ -74,15 +74,24 @@ def test_every_voice_speaks_distinct_audio(speakers, tmp_path):
     assert not list(tmp_path.iterdir())       # temporary wavs are removed
 
 
-def test_every_voice_reads_a_question(speakers, tmp_path):
-    """Festival's Italian voices fail on most questions (no audio, exit 0); they read the
-    question as a statement, every other voice as it is."""
-    question = "Why did the lone ranger kill Tonto?"
+@pytest.mark.parametrize("text, plain", [
+    ("Why did the lone ranger kill Tonto?", "Why did the lone ranger kill Tonto."),
+    ("I don't know why but, suddenly, I want to discuss declining I.Q.",
+     "I don't know why but, suddenly, I want to discuss declining I Q."),
+    ("-- Mr. Smith (1984): \"No!\"", "Mr Smith 1984 No."),
+])
+def test_festival_reads_the_plain_words(text, plain):
+    assert festival_text(text) == plain
+
+
+def test_every_voice_reads_sentences_its_front_end_failed_on(speakers, tmp_path):
+    """Raw, the Italian voices gave no audio for the question and the Finnish ones for "I.Q."
+    (exit 0, "SIOD ERROR"); every voice reads their plain words."""
     for s in speakers[:len(FESTIVAL_VOICES)]:
-        assert s.stdin(question) == (question.replace("?", ".")
-                                     if s.voice in FESTIVAL_NO_QUESTIONS else question)
-        audio = synthesize(s, question, FS, tmp_path, s.id)
-        assert len(audio) > FS // 2 and np.isfinite(audio).all()
+        for text in ("Why did the lone ranger kill Tonto?", "Suddenly, declining I.Q."):
+            assert s.stdin(text) == festival_text(text)
+            audio = synthesize(s, text, FS, tmp_path, s.id)
+            assert len(audio) > FS // 2 and np.isfinite(audio).all()
 
 
 def _centroid_hz(x: np.ndarray, rate: int, top_hz: float = 3500.0) -> float:
