@@ -10,6 +10,7 @@ the nearest multiple of ``2**-15`` (libsndfile's own conversion varies with its 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -104,8 +105,15 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
     if data.dtype.kind == "f" and (subtype or sf.default_subtype(fmt)) == "PCM_16":
         data = float_to_pcm16(data)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), data, sample_rate, subtype=subtype, format=fmt)
+    buf = io.BytesIO()      # encoded in memory: libsndfile reports a full disk only as
+    sf.write(buf, data, sample_rate, subtype=subtype, format=fmt)   # "System error."
+    try:                    # Python's file I/O: an OSError with its errno, naming the file
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            fh.write(buf.getvalue())
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
 
 
 

@@ -100,3 +100,27 @@ def test_references_are_channel_0_at_the_rate_and_length(tmp_path):
     np.testing.assert_array_equal(refs[1], resample(images[1].T, 16000, 8000)[0])
     with pytest.raises(BootsepError, match=r"s1\.wav: source image has 800 samples at 8000 Hz"):
         load_references(paths, 8000, 799)
+
+
+def test_full_disk_is_an_os_error_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    """libsndfile says only "System error." when the disk fills: the samples are encoded in
+    memory and written by Python, whose OSError carries ENOSPC, which the CLI turns into its
+    one-line "no space left" message naming the file."""
+    import builtins
+    import errno
+
+    from bootsep.cli import environment_error
+    from bootsep.pipeline import audio
+
+    def full_open(file, mode="r", *args, **kwargs):
+        return builtins.open("/dev/full", mode, *args, **kwargs) if mode == "wb" else \
+            builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(audio, "open", full_open, raising=False)
+    path = tmp_path / "mix.flac"
+    with pytest.raises(OSError) as err:
+        write_audio(path, np.zeros((2, 8000)), 8000)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    message = environment_error(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
