@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the embedded text-to-speech corpus needs (festival and its festvox voices:
-# pipeline/corpus/tts.py, FESTIVAL_PACKAGES), and the real recordings the realcheck stage
-# mixes (pocketsphinx-testdata: realcheck.root).
+# pipeline/corpus/tts.py, FESTIVAL_VOICES; a test checks the two lists agree), and the real
+# recordings the realcheck stage mixes (pocketsphinx-testdata: realcheck.root).
 FESTIVAL_PACKAGES := festival festvox-kdlpc16k festvox-czech-dita festvox-czech-machac \
 	festvox-czech-ph festvox-czech-krb festvox-suopuhe-lj festvox-suopuhe-mv \
 	festvox-italp16k festvox-itapc16k festvox-ca-ona-hts

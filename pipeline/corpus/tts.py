@@ -34,22 +34,21 @@ from bootsep.pipeline.audio import resample
 from bootsep.pipeline.corpus import kokoro
 from bootsep.pipeline.corpus.kokoro import KokoroVoice
 
-# Festival voices (Debian package in the comment), each one recorded person, and their gender.
+# Festival voices, each one recorded person: gender and the Debian package that installs it.
 FESTIVAL_VOICES = {
-    "ked_diphone": "m",          # festvox-kdlpc16k, US English
-    "czech_dita": "f",           # festvox-czech-dita
-    "czech_machac": "m",         # festvox-czech-machac
-    "suo_fi_lj_diphone": "f",    # festvox-suopuhe-lj, Finnish
-    "czech_ph": "m",             # festvox-czech-ph
-    "lp_diphone": "f",           # festvox-italp16k, Italian
-    "pc_diphone": "m",           # festvox-itapc16k
-    "upc_ca_ona_hts": "f",       # festvox-ca-ona-hts, Catalan (HTS; ignores the stretch)
-    "hy_fi_mv_diphone": "m",     # festvox-suopuhe-mv
-    "czech_krb": "m",            # festvox-czech-krb, a boy
+    "ked_diphone": ("m", "festvox-kdlpc16k"),          # US English
+    "czech_dita": ("f", "festvox-czech-dita"),
+    "czech_machac": ("m", "festvox-czech-machac"),
+    "suo_fi_lj_diphone": ("f", "festvox-suopuhe-lj"),  # Finnish
+    "czech_ph": ("m", "festvox-czech-ph"),
+    "lp_diphone": ("f", "festvox-italp16k"),           # Italian
+    "pc_diphone": ("m", "festvox-itapc16k"),
+    "upc_ca_ona_hts": ("f", "festvox-ca-ona-hts"),     # Catalan (HTS; ignores the stretch)
+    "hy_fi_mv_diphone": ("m", "festvox-suopuhe-mv"),
+    "czech_krb": ("m", "festvox-czech-krb"),           # a boy
 }
-FESTIVAL_PACKAGES = ("festival festvox-kdlpc16k festvox-czech-dita festvox-czech-machac "
-                     "festvox-czech-ph festvox-czech-krb festvox-suopuhe-lj festvox-suopuhe-mv "
-                     "festvox-italp16k festvox-itapc16k festvox-ca-ona-hts")
+# What the Makefile's FESTIVAL_PACKAGES installs (tested to agree).
+FESTIVAL_PACKAGES = " ".join(["festival"] + [pkg for _, pkg in FESTIVAL_VOICES.values()])
 INSTALL_HINT = f"apt-get install flite espeak-ng {FESTIVAL_PACKAGES}"
 
 # flite voices: gender and default mean F0 (Hz, measured). rms ignores int_f0_target_mean,
@@ -193,7 +192,7 @@ def _flite_speakers(n: int, rng: np.random.Generator) -> list[tuple]:
 def _festival_speakers(n: int, rng: np.random.Generator) -> list[tuple]:
     """The voices in turn (alternately female and male), then again with new draws of
     stretch, warp (rounded to 0.01) and tilt."""
-    pool = _alternating(list(FESTIVAL_VOICES.items()), len(FESTIVAL_VOICES))
+    pool = _alternating([(v, g) for v, (g, _) in FESTIVAL_VOICES.items()], len(FESTIVAL_VOICES))
     out = []
     for k in range(n):
         voice, gender = pool[k % len(pool)]
