@@ -289,8 +289,8 @@ def inspect(path, utterance, png):
               help="Output folder: <name>_s1.wav, <name>_s2.wav, ... and <name>.json per input.")
 @click.option("--approach", default="auto", show_default=True,
               type=click.Choice(["auto", "spatial", "model", "ensemble"]),
-              help="auto: the model for mono input, the confidence ensemble for "
-                   "stereo/multichannel.")
+              help="auto: the model for mono input; for stereo/multichannel input the "
+                   "ensemble the evaluate stage measured best for the model (ensemble.json).")
 @click.option("--num-sources", type=int, default=None,
               help="Sources to separate (default: the model's, 2).")
 @click.option("--overwrite", is_flag=True,

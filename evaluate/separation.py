@@ -33,7 +33,7 @@ def references(mix: Mixture, cfg: StftConfig, length: int) -> np.ndarray | None:
     """Source images at channel 0 ``(K, length)`` at the STFT rate, or None without references."""
     if not mix.has_references:
         return None
-    return load_references(mix.source_images, cfg.sample_rate, length)
+    return load_references(mix.source_images, cfg.sample_rate, length, **mix.segment())
 
 
 def direct_references(mix: Mixture, split_dir: Path, cfg: StftConfig,
@@ -49,7 +49,8 @@ def direct_references(mix: Mixture, split_dir: Path, cfg: StftConfig,
         k = paths.index("") + 1
         raise BootsepError(f"mixture '{mix.id}' has no s{k}_direct but other direct paths",
                            split_dir / MANIFEST_NAME)
-    return load_references([split_dir / p for p in paths], cfg.sample_rate, length)
+    return load_references([split_dir / p for p in paths], cfg.sample_rate, length,
+                           **mix.segment())
 
 
 def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepClusteringBLSTM],
@@ -103,7 +104,8 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                 raise BootsepError(f"utterance '{uid}' is not in the {split} manifest; rerun "
                                    "the pipeline", stft_path)
             length = int(lengths[u])
-            mix = load_at_rate(manifest[uid].mixture, cfg.sample_rate, min_channels=1)[0]
+            mix = load_at_rate(manifest[uid].mixture, cfg.sample_rate, min_channels=1,
+                               channels=[0], **manifest[uid].segment())[0]
             masks = {**{teacher_approach(t): np.moveaxis(posteriors[t][u].astype(np.float32),
                                                          -1, 0) for t in teachers},
                      **{name: learned[name][u] for name in models}}
@@ -124,7 +126,7 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
             for name, (channels, long, loading) in (beamformers or {}).items():
                 chans = [0, int(pair_channels[u])] if channels == "pair" else None
                 audio = load_at_rate(manifest[uid].mixture, cfg.sample_rate, min_channels=2,
-                                     channels=chans)
+                                     channels=chans, **manifest[uid].segment())
                 t_masks = masks[teacher_approach(approach_beamformer(name))]
                 out.estimates[name] = mvdr_separate(audio, t_masks, cfg, long, loading=loading)
             if seen < keep_masks:

@@ -42,14 +42,18 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
 
 
 def read_audio(path: str | os.PathLike, min_channels: int = 1,
-               channels: Sequence[int] | None = None) -> tuple[np.ndarray, int]:
+               channels: Sequence[int] | None = None, start: int = 0,
+               frames: int | None = None) -> tuple[np.ndarray, int]:
     """Read ``(channels, samples)`` float32 audio and its sample rate.
 
     ``channels`` selects (and orders) channels; only those are converted to float, so reading
-    channel 0 of an 8-channel 16-bit file costs about one channel's conversion (the file is
-    still decoded whole). The values equal soundfile's float32 reading of the whole file.
+    channel 0 of an 8-channel 16-bit file costs about one channel's conversion. ``start`` and
+    ``frames`` read the segment of ``frames`` samples from sample ``start`` (None: to the end;
+    a segment of a long recording, :mod:`bootsep.pipeline.corpus.folder`), decoding only that
+    part. The values equal soundfile's float32 reading of the whole file, sliced.
     Raises :class:`BootsepError` for a missing, unreadable or empty file, fewer than
-    ``min_channels`` channels, a channel the file lacks, or non-finite samples.
+    ``min_channels`` channels, a channel the file lacks, a segment past the file's end, or
+    non-finite samples.
     """
     path = Path(path)
     info = audio_info(path)
@@ -58,13 +62,18 @@ def read_audio(path: str | os.PathLike, min_channels: int = 1,
     pick = list(range(info.channels)) if channels is None else [int(c) for c in channels]
     if any(not 0 <= c < info.channels for c in pick):
         raise BootsepError(f"has {info.channels} channel(s), channel(s) {pick} requested", path)
+    segment = {} if start == 0 and frames is None else _segment(path, info.frames, start, frames)
     pcm16 = info.subtype == "PCM_16"
     try:
-        data, rate = sf.read(str(path), dtype="int16" if pcm16 else "float32", always_2d=True)
+        data, rate = sf.read(str(path), dtype="int16" if pcm16 else "float32", always_2d=True,
+                             **segment)
     except Exception as exc:
         raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
     if data.shape[0] == 0:
         raise BootsepError("empty audio file (0 samples)", path)
+    if segment and data.shape[0] != segment["stop"] - segment["start"]:
+        raise BootsepError(f"ends after {segment['start'] + data.shape[0]} samples, its header "
+                           f"says {info.frames}", path)
     if pcm16:                                 # exactly soundfile's int16 -> float32 scaling
         audio = pcm_to_float(data.T[pick])
     else:
@@ -72,6 +81,17 @@ def read_audio(path: str | os.PathLike, min_channels: int = 1,
         if not np.isfinite(audio).all():
             raise BootsepError("contains NaN or infinite samples", path)
     return audio, int(rate)
+
+
+def _segment(path: Path, length: int, start: int, frames: int | None) -> dict:
+    """soundfile's ``start``/``stop`` of the segment ``frames`` samples from ``start`` (None:
+    to the end) of a file of ``length`` samples; a segment outside it is an error."""
+    start = int(start)
+    stop = length if frames is None else start + int(frames)
+    if start < 0 or stop <= start or stop > length:
+        raise BootsepError(f"has {length} samples; samples {start} to {stop} were asked for "
+                           "(the manifest's start and num_samples)", path)
+    return {"start": start, "stop": stop}
 
 
 def pcm_to_float(pcm: np.ndarray) -> np.ndarray:
@@ -118,18 +138,23 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
 
 
 def load_at_rate(path: Path, rate: int, min_channels: int = 1,
-                 channels: list[int] | None = None) -> np.ndarray:
-    """Read audio ``(C, L)`` (the ``channels`` chosen) and resample it to ``rate`` when needed."""
-    audio, sr = read_audio(path, min_channels=min_channels, channels=channels)
+                 channels: list[int] | None = None, start: int = 0,
+                 frames: int | None = None) -> np.ndarray:
+    """Read audio ``(C, L)`` (the ``channels`` chosen; the segment ``start``, ``frames`` of
+    :func:`read_audio`) and resample it to ``rate`` when needed."""
+    audio, sr = read_audio(path, min_channels=min_channels, channels=channels, start=start,
+                           frames=frames)
     return resample(audio, sr, rate)
 
 
-def load_references(paths: Sequence[Path], rate: int, length: int) -> np.ndarray:
-    """Channel 0 of each source image file at ``rate``: ``(K, length)`` float32; an image of
-    another length than the mixture's ``length`` samples is an error naming it."""
+def load_references(paths: Sequence[Path], rate: int, length: int, start: int = 0,
+                    frames: int | None = None) -> np.ndarray:
+    """Channel 0 of each source image file at ``rate`` (the segment ``start``, ``frames`` of
+    each): ``(K, length)`` float32; an image of another length than the mixture's ``length``
+    samples is an error naming it."""
     refs = []
     for path in paths:
-        ref = load_at_rate(path, rate, channels=[0])[0]
+        ref = load_at_rate(path, rate, channels=[0], start=start, frames=frames)[0]
         if ref.shape[-1] != length:
             raise BootsepError(f"source image has {ref.shape[-1]} samples at {rate} Hz, the "
                                f"mixture {length}", path)

@@ -5,8 +5,9 @@
 
 Approaches (``approach=``):
 
-- ``model``: the learned deep-clustering model on channel 0 (embeddings + K-means, binary
-  masks). The only choice for mono input.
+- ``model``: the learned deep-clustering model on channel 0 (embeddings + K-means; the
+  masks binary, or soft of the sharpness ``evaluate.mask_beta`` the model was evaluated
+  with). The only choice for mono input.
 - ``spatial``: the model's spatial teacher (the one whose labels it learned from; the paper's
   for a ground-truth model), its posteriors (eq. 3) as soft masks on channel 0: the paper's
   IPD -> PCA -> GMM (§2.1) on channels 0 and 1, or the ``delay`` teacher on channels 0 and 1

@@ -175,7 +175,7 @@ NODES = list(nodes(RAW))
 # is valid
 OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.teachers.*.beamform",
             "spatial.teachers.*.fit_train", "spatial.teachers.*.wpe_iterations",
-            "corpus.tts.heldout_valid_mixtures",
+            "corpus.tts.heldout_valid_mixtures", "corpus.folder.segment_seconds",
             "self_training.keep_confident",
             "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
             "train_conditions.*.*.lr_schedule", "train_conditions.*.*.utterance_weighting",

@@ -197,6 +197,7 @@ class FolderSettings(Section):
     valid_fraction: float = _p(Num(0, 1, hi_open=True))
     test_fraction: float = _p(Num(0, 1, hi_open=True))
     num_sources: int = _p(Int(1))
+    segment_seconds: float | None = _p(Maybe(Num(0, lo_open=True)), default=None)
 
     def validate(self, where):
         if self.loaded("valid_fraction", "test_fraction") \

@@ -34,6 +34,18 @@ first ``round(n * test_fraction)`` go to test, the next ``round(n * valid_fracti
 valid, the rest to train. A split with a positive fraction gets at least one recording as
 long as train keeps one.
 
+Long recordings (``segment_seconds``, null: each recording one mixture): a recording of
+``L`` samples, ``S`` the segment length in samples, is cut into ``n = round(L / S)``
+consecutive segments of equal length (to a sample: between 3/4 and 5/4 of ``S``), each a
+mixture of its own (manifest ``start``; ``recording`` and ``segment`` name its origin); one
+shorter than 1.5 ``S`` stays whole, its id unchanged. Talkers move and change over minutes:
+the spatial teachers fit one model per mixture, and the trainer takes one crop of at most
+``train.max_frames`` per mixture and epoch, so a recording left whole gives one spatial model
+to all of it and one 3.2 s crop per epoch. The split is drawn per recording (its segments
+stay together: no recording is both trained and tested on). Segment ids are the
+recording's with ``__seg<k>`` (``k`` from 0, four digits) appended: unique, as the
+recordings' are.
+
 Ids are the path relative to the layout's top folder without its suffix, with ``/``
 written ``__`` and other characters outside ``[A-Za-z0-9._-]`` written ``_``; a clash
 (``a.wav`` beside ``a.flac``) gets ``-2``, ``-3``, ... in sorted order.
@@ -102,12 +114,37 @@ def index_folder(cfg: FolderSettings, seed: int, out_dir: Path) -> dict[str, int
     channels.summary()
 
     assignment = split_assignment(len(rows), valid_fraction, test_fraction, seed)
+    rows = [segment_rows(row, cfg.segment_seconds) for row in rows]   # ids stay unique
     counts = {}
     for split in SPLITS:
-        split_rows = [dict(row, split=split) for row, s in zip(rows, assignment) if s == split]
+        split_rows = [dict(r, split=split) for group, s in zip(rows, assignment) if s == split
+                      for r in group]
         write_manifest(Path(out_dir) / split / MANIFEST_NAME, split_rows, num_sources)
         counts[split] = len(split_rows)
     return counts
+
+
+def segment_bounds(length: int, segment: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the ``max(1, round(length / segment))`` consecutive, equal (to a
+    sample) segments that cover ``length`` samples."""
+    n = max(1, int(np.floor(length / segment + 0.5)))
+    edges = [length * i // n for i in range(n + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def segment_rows(row: dict, segment_seconds: float | None) -> list[dict]:
+    """The manifest rows of one recording's row: itself when ``segment_seconds`` is None or
+    the recording is one segment long, else one per segment (:func:`segment_bounds`) with
+    its ``start``, ``num_samples``, ``duration_s``, ``recording`` and ``segment``."""
+    if segment_seconds is None:
+        return [row]
+    rate = row["sample_rate"]
+    bounds = segment_bounds(row["num_samples"], max(1, round(segment_seconds * rate)))
+    if len(bounds) == 1:
+        return [row]
+    return [dict(row, id=f"{row['id']}__seg{k:04d}", start=a, num_samples=b - a,
+                 duration_s=(b - a) / rate, recording=row["id"], segment=k)
+            for k, (a, b) in enumerate(bounds)]
 
 
 def require_root(value, param: str) -> Path:

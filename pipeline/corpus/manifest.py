@@ -3,9 +3,11 @@ stage and everything after it.
 
 Required columns: ``id, split, mixture, sample_rate, num_channels, num_samples,
 num_sources`` and ``s{k}_image`` for k = 1..num_sources (empty when the corpus has no
-references). Any further columns (speakers, azimuths, levels, text, ...) are kept as
-strings in :attr:`Mixture.meta`. Paths are relative to the manifest's folder, or absolute
-for corpora read in place.
+references). Optional: ``start``, the mixture's first sample in its files (a segment of a
+long recording, :mod:`bootsep.pipeline.corpus.folder`; the mixture is then its
+``num_samples`` samples from there; empty or absent: the whole files). Any further columns
+(speakers, azimuths, levels, text, ...) are kept as strings in :attr:`Mixture.meta`. Paths
+are relative to the manifest's folder, or absolute for corpora read in place.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ SPLITS = ("train", "valid", "test")
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("id", "split", "mixture", "sample_rate", "num_channels",
                     "num_samples", "num_sources")
+START_COLUMN = "start"
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,17 @@ class Mixture:
     num_samples: int
     source_images: tuple[Path, ...] = ()
     meta: dict = field(default_factory=dict, compare=False)
+    start: int | None = None     # first sample in the files of a segment; None: whole files
 
     @property
     def has_references(self) -> bool:
         return len(self.source_images) > 0
+
+    def segment(self) -> dict:
+        """The ``start`` and ``frames`` arguments of :func:`~bootsep.pipeline.audio.read_audio`
+        (and the loaders over it) that read this mixture from its files: none for a whole
+        file, else its ``num_samples`` samples from ``start``."""
+        return {} if self.start is None else {"start": self.start, "frames": self.num_samples}
 
 
 def image_column(k: int) -> str:
@@ -86,10 +96,14 @@ def read_manifest(path: str | os.PathLike) -> list[Mixture]:
                     source_images=(tuple(_resolve(path.parent, p) for p in images)
                                    if all(images) else ()),
                     meta={c: v for c, v in row.items() if c not in REQUIRED_COLUMNS
-                          and not c.endswith("_image")},
+                          and c != START_COLUMN and not c.endswith("_image")},
+                    start=int(row[START_COLUMN]) if row.get(START_COLUMN) else None,
                 )
             except (TypeError, ValueError) as exc:
                 raise BootsepError(f"line {line}: bad value ({exc})", path) from exc
+            if mix.start is not None and mix.start < 0:
+                raise BootsepError(f"line {line}: start is {mix.start}, not a sample index",
+                                   path)
             if mix.id in seen:
                 raise BootsepError(f"line {line}: duplicate mixture id '{mix.id}'", path)
             seen.add(mix.id)

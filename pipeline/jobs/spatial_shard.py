@@ -132,7 +132,8 @@ def read_audio_channels(manifest: str | None, ids: list[str], pair_channels: np.
         if i not in by_id:
             raise BootsepError(f"mixture {i} of the stft shard is not in the manifest", manifest)
         chans = [0, int(pair)] if channels == "pair" else list(range(num_channels))
-        audio.append(load_at_rate(by_id[i].mixture, rate, min_channels=2, channels=chans))
+        audio.append(load_at_rate(by_id[i].mixture, rate, min_channels=2, channels=chans,
+                                  **by_id[i].segment()))
     num_samples = np.array([a.shape[-1] for a in audio])
     out = np.zeros((len(audio), audio[0].shape[0] if audio else 2, num_samples.max(initial=1)),
                    np.float32)

@@ -40,7 +40,7 @@ def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int],
     pair = pair_channel(mix.id, min(audio_info(mix.mixture).channels, num_channels),
                         candidates, seed)
     audio = load_at_rate(mix.mixture, cfg.sample_rate, min_channels=2,
-                         channels=list(range(num_channels)))
+                         channels=list(range(num_channels)), **mix.segment())
     spec = stft(audio, cfg)                                          # (C, T, F)
     exponent = complex_exponent(spec)                                # float16 storage scale
     out = {"mix_stft": complex_to_pairs(spec[0], exponent),
@@ -48,7 +48,8 @@ def compute_stft_utterance(mix: Mixture, cfg: StftConfig, candidates: list[int],
            "mix_logmag_db": log_magnitude_db(spec[0]),               # eq. 2
            "num_samples": audio.shape[-1], "pair_channel": pair, "stft_exponent": exponent}
     if mix.has_references:
-        refs = load_references(mix.source_images, cfg.sample_rate, audio.shape[-1])
+        refs = load_references(mix.source_images, cfg.sample_rate, audio.shape[-1],
+                               **mix.segment())
         out["source_mag"] = np.abs(stft(refs, cfg)).transpose(1, 0, 2)  # (T, S, F)
     return out
 
