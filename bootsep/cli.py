@@ -22,6 +22,7 @@ import click
 
 from bootsep import __version__
 from bootsep.errors import BootsepError
+from bootsep.separate.defaults import BLOCK_SECONDS, OVERLAP_SECONDS
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 70        # EX_SOFTWARE of sysexits.h: a bug, not the user's input
@@ -302,9 +303,9 @@ def inspect(path, utterance, png):
 @click.option("--ensemble-file", type=click.Path(dir_okay=False), default=None,
               help="ensemble.json of the evaluate stage [default: found from the model's path, "
                    "<model>/../../results/eval/ensemble.json].")
-@click.option("--block-seconds", type=float, default=20.0, show_default=True,
+@click.option("--block-seconds", type=float, default=BLOCK_SECONDS, show_default=True,
               help="Long input is processed in blocks of this length.")
-@click.option("--overlap-seconds", type=float, default=4.0, show_default=True,
+@click.option("--overlap-seconds", type=float, default=OVERLAP_SECONDS, show_default=True,
               help="Overlap between blocks (source order alignment and cross-fade).")
 @user_errors
 def separate(inputs, model, out, approach, num_sources, overwrite, device, threshold, ensemble_file,

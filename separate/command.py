@@ -24,6 +24,7 @@ from bootsep.atomic import write_text_atomic
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import AUDIO_SUFFIXES
 from bootsep.separate.blocks import check_block_seconds, scan_audio, separate_file
+from bootsep.separate.defaults import BLOCK_SECONDS, OVERLAP_SECONDS
 from bootsep.separate.separator import Separator
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def separate_one(sep: Separator, path: Path, out: Path, *, approach: str, num_so
 def main(inputs: Sequence[str], model: str, out: str, approach: str = "auto",
          num_sources: int | None = None, overwrite: bool = False, device: str = "auto",
          threshold: float | None = None, ensemble_file: str | None = None,
-         block_seconds: float | None = 20.0, overlap_seconds: float = 4.0,
+         block_seconds: float | None = BLOCK_SECONDS,
+         overlap_seconds: float = OVERLAP_SECONDS,
          progress: bool = True) -> None:
     """The command body; raises :class:`BootsepError` (one line) at the end if any input failed."""
     out_dir = Path(out)

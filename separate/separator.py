@@ -76,6 +76,7 @@ from bootsep.separate.blocks import (
     plan_blocks,
     separate_array,
 )
+from bootsep.separate.defaults import BLOCK_SECONDS, OVERLAP_SECONDS
 from bootsep.train.loop import resolve_device
 from bootsep.train.model import DeepClusteringBLSTM
 from bootsep.train.saved_model import load_model
@@ -230,8 +231,10 @@ class Separator:
     # ------------------------------------------------------------------ separation
 
     def separate(self, audio: np.ndarray, sample_rate: int, approach: str = "auto",
-                 num_sources: int | None = None, *, block_seconds: float | None = 20.0,
-                 overlap_seconds: float = 4.0, progress: bool = False) -> tuple[np.ndarray, dict]:
+                 num_sources: int | None = None, *,
+                 block_seconds: float | None = BLOCK_SECONDS,
+                 overlap_seconds: float = OVERLAP_SECONDS,
+                 progress: bool = False) -> tuple[np.ndarray, dict]:
         """Separate ``audio`` ``(L,)`` or ``(C, L)`` at ``sample_rate`` into ``(K, L)`` float32.
 
         Returns the sources (same rate and length as the input) and an info dict: the
