@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,14 +154,38 @@ def test_train_epoch_bench():
     assert out["frames_per_epoch"] > 16 * 180 and out["epoch_seconds"][0] > 0
 
 
-def test_teacher_delay_bench(tmp_path):
-    """The delay-teacher measurement runs on a corpus the corpus stage wrote (tiny scale)."""
+@pytest.fixture(scope="module")
+def smoke_corpus(tmp_path_factory) -> Path:
+    """A smoke workspace whose corpus stage has run (tiny scale), shared by the module."""
     from bootsep.smoke import prepare_workspace
 
-    work = prepare_workspace(tmp_path / "ws")
+    work = prepare_workspace(tmp_path_factory.mktemp("bench") / "ws")
     subprocess.run([sys.executable, "-m", "bootsep", "-q", "corpus", "--out", "data/corpus"],
                    cwd=work, check=True, timeout=600)
-    out = run_bench("teacher_delay.py", str(work / "data" / "corpus"), "--n", "4",
-                    "--params", str(work / "params.yaml"))
+    return work
+
+
+def test_teacher_delay_bench(smoke_corpus):
+    """The delay-teacher measurement runs on a corpus the corpus stage wrote (tiny scale)."""
+    out = run_bench("teacher_delay.py", str(smoke_corpus / "data" / "corpus"), "--n", "4",
+                    "--params", str(smoke_corpus / "params.yaml"))
     text = json.dumps(out)
     assert "delay" in text and "paper" in text
+
+
+def test_long_recordings_bench(smoke_corpus, tmp_path):
+    """Recordings built from the test mixtures, the teacher fitted whole and per segment."""
+    built = run_bench("long_recordings.py", "build", "--corpus",
+                      str(smoke_corpus / "data" / "corpus"), "--out", str(tmp_path / "long"),
+                      "--scenes", "2", "--repeat", "2", "--limit", "2")
+    assert built["recordings"] == 2 and built["recording_seconds"][0] > 0
+    scenes = json.loads((tmp_path / "long" / "scenes.json").read_text())["scenes"]
+    for name, edges in scenes.items():
+        assert sf.info(str(tmp_path / "long" / "mix" / f"{name}.wav")).frames == edges[-1]
+        assert len(edges) == 3
+    out = run_bench("long_recordings.py", "teacher", "--recordings", str(tmp_path / "long"),
+                    "--segments", "1", "--params", str(smoke_corpus / "params.yaml"))
+    whole, segments = out["approaches"]["whole (scored on 1 s)"], out["approaches"]["segments 1 s"]
+    assert whole["n"] == segments["n"] >= 2         # the same segments scored both ways
+    assert whole["paired_difference"] == 0.0
+    assert np.isfinite(segments["si_sdri"]) and np.isfinite(segments["paired_difference"])
