@@ -7,11 +7,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the embedded text-to-speech corpus needs (festival and its festvox voices:
 # pipeline/corpus/tts.py, FESTIVAL_VOICES; a test checks the two lists agree), and the real
-# recordings the realcheck stage mixes (pocketsphinx-testdata: realcheck.root).
+# recordings the realcheck stage mixes (pocketsphinx-testdata and asterisk's telephone prompts:
+# realcheck.sets).
 FESTIVAL_PACKAGES := festival festvox-kdlpc16k festvox-czech-dita festvox-czech-machac \
 	festvox-czech-ph festvox-czech-krb festvox-suopuhe-lj festvox-suopuhe-mv \
 	festvox-italp16k festvox-itapc16k festvox-ca-ona-hts
-APT_PACKAGES := flite espeak-ng fortunes fortunes-min pocketsphinx-testdata $(FESTIVAL_PACKAGES)
+REAL_SPEECH_PACKAGES := pocketsphinx-testdata asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav \
+	asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav
+APT_PACKAGES := flite espeak-ng fortunes fortunes-min $(REAL_SPEECH_PACKAGES) $(FESTIVAL_PACKAGES)
 SMOKE_DIR ?=
 PYTEST_ARGS ?=
 
@@ -29,12 +32,11 @@ system-deps:
 	@missing=""; \
 	command -v flite >/dev/null || missing="$$missing flite"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
-	for p in $(FESTIVAL_PACKAGES); do \
+	for p in $(FESTIVAL_PACKAGES) $(REAL_SPEECH_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	[ -f /usr/share/games/fortunes/fortunes ] || missing="$$missing fortunes"; \
 	[ -f /usr/share/games/fortunes/literature ] || [ -f /usr/share/games/fortunes/wisdom ] || missing="$$missing fortunes-min"; \
-	[ -d /usr/share/pocketsphinx/test/data/librivox ] || missing="$$missing pocketsphinx-testdata"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$missing"; \

@@ -1,8 +1,12 @@
 """Real recordings as a check (issue 22): human speech mixed two at a time as the corpus mixes.
 
-The recordings (by default Debian's ``pocketsphinx-testdata``: a few read sentences, digits and
-commands) are never trained on. Each lies in a group, the speaker proxy: its first folder below
-the root, or its own name for a file at the top; only recordings of different groups are mixed.
+The recordings are never trained on. They come in sets (``realcheck.sets``; by default Debian's
+``pocketsphinx-testdata``, a few read sentences, digits and commands of several speakers, and
+``asterisk-core-sounds-*-wav``, telephone prompts of four professional speakers in five
+languages), each mixed within itself. In a set each recording lies in a group, the speaker:
+the capturing group of the set's ``group`` pattern in its path, or by default its first folder
+below the root, or its own name for a file at the top; only recordings of different groups are
+mixed.
 
 A recording is read (wav/flac, or headerless 16-bit little-endian mono ``.raw`` at a given
 rate), resampled to the STFT rate, trimmed and set to the corpus's active-speech level
@@ -23,6 +27,8 @@ and SI-SDR/SIR/SAR and SI-SDRi are measured against the images at channel 0.
 from __future__ import annotations
 
 import os
+import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,20 +109,39 @@ class RealMixture:
 
 # ------------------------------------------------------------------------- recordings
 
-def list_recordings(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
-    """``(id, group, path)`` of every wav/flac/raw file below ``root``, sorted by id."""
+def set_seed(seed: int, name: str) -> int:
+    """The seed of the set named ``name``: its draws independent of every other set's and of
+    the sets' order."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+def list_recordings(root: str | os.PathLike,
+                    group: str | None = None) -> list[tuple[str, str, Path]]:
+    """``(id, group, path)`` of every wav/flac/raw file below ``root``, sorted by id. The group
+    is the capturing group of ``group`` searched in the path below the root (files it does not
+    match are left out), or without a pattern the first folder, or the name of a file at the
+    top."""
     root = Path(root)
     if not root.is_dir():
         raise BootsepError("recordings folder not found", root)
+    pattern = re.compile(group) if group is not None else None
     out = []
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() not in SUFFIXES or not path.is_file():
             continue
         rel = path.relative_to(root).with_suffix("")
-        group = rel.parts[0] if len(rel.parts) > 1 else rel.name
-        out.append((rel.as_posix(), group, path))
+        if pattern is None:
+            name = rel.parts[0] if len(rel.parts) > 1 else rel.name
+        else:
+            match = pattern.search(rel.as_posix())
+            if match is None or not match.group(1):
+                continue
+            name = match.group(1)
+        out.append((rel.as_posix(), name, path))
     if not out:
-        raise BootsepError(f"no recordings ({', '.join(SUFFIXES)}) in this folder", root)
+        raise BootsepError(f"no recordings ({', '.join(SUFFIXES)})"
+                           + ("" if group is None else f" whose path matches {group!r}")
+                           + " in this folder", root)
     return out
 
 
@@ -140,12 +165,24 @@ def read_recording(path: str | os.PathLike, raw_rate: int) -> tuple[np.ndarray, 
     return data.astype(np.float32) / np.float32(PCM16_SCALE), int(raw_rate)
 
 
-def load_recordings(root: str | os.PathLike, rate: int, raw_rate: int,
-                    min_seconds: float) -> tuple[list[Recording], list[str]]:
-    """The recordings below ``root`` at ``rate``, trimmed and at the corpus's active level, and
-    the ids of those left out for being shorter than ``min_seconds`` after trimming."""
+def _frames(path: Path) -> int:
+    """Samples per channel in the header of a wav/flac file (unreadable: a one-line error)."""
+    try:
+        return int(sf.info(str(path)).frames)
+    except Exception as exc:  # soundfile raises several types for broken files
+        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
+
+
+def load_recordings(root: str | os.PathLike, rate: int, raw_rate: int, min_seconds: float,
+                    group: str | None = None) -> tuple[list[Recording], list[str]]:
+    """The recordings below ``root`` (grouped by ``group``, :func:`list_recordings`) at
+    ``rate``, trimmed and at the corpus's active level, and the ids of those left out for being
+    shorter than ``min_seconds`` after trimming (an empty wav/flac file among them)."""
     kept, short = [], []
-    for rid, group, path in list_recordings(root):
+    for rid, group_name, path in list_recordings(root, group):
+        if path.suffix.lower() != RAW_SUFFIX and _frames(path) == 0:
+            short.append(rid)       # an empty file of a package (asterisk's ru is.wav): 0 s long
+            continue
         x, sr = read_recording(path, raw_rate)
         x = trim_silence(resample(x, sr, rate, np.float64), rate)
         level = active_rms(x, rate)
@@ -154,16 +191,18 @@ def load_recordings(root: str | os.PathLike, rate: int, raw_rate: int,
         if len(x) < min_seconds * rate:
             short.append(rid)
             continue
-        kept.append(Recording(rid, group, x * (TARGET_ACTIVE_RMS / level)))
+        kept.append(Recording(rid, group_name, x * (TARGET_ACTIVE_RMS / level)))
     return kept, short
 
 
 # ------------------------------------------------------------------------- mixtures
 
 def cross_group_pairs(recordings: Sequence[Recording]) -> list[tuple[int, int]]:
-    """Every ``(i, j)``, ``i < j``, of recordings of different groups."""
-    return [(i, j) for i in range(len(recordings)) for j in range(i + 1, len(recordings))
-            if recordings[i].group != recordings[j].group]
+    """Every ``(i, j)``, ``i < j``, of recordings of different groups (in row order)."""
+    groups = np.array([r.group for r in recordings], dtype=object)
+    i, j = np.triu_indices(len(recordings), k=1)
+    keep = groups[i] != groups[j]
+    return list(zip(i[keep].tolist(), j[keep].tolist()))
 
 
 def choose_pairs(pairs: Sequence[tuple[int, int]], count: int | None,

@@ -1,17 +1,18 @@
 """DVC stage ``realcheck``: real recordings mixed as the corpus mixes, scored by trained models.
 
-A check of what the corpus's voices teach (issue 22): the recordings under ``realcheck.root``
-(Debian's ``pocketsphinx-testdata`` by default) are mixed two at a time, only across groups
+A check of what the corpus's voices teach (issue 22): the recordings of each set of
+``realcheck.sets`` (Debian's ``pocketsphinx-testdata`` and ``asterisk-core-sounds-*-wav`` by
+default) are mixed two at a time, within the set and only across its groups
 (:mod:`bootsep.evaluate.realcheck`), with the corpus's level, geometry and scaling draws
 (``corpus.tts``); each model of ``realcheck.models`` separates channel 0 and each teacher of
 ``realcheck.teachers`` its stereo pair, and the ensemble that ``bootsep separate`` uses on stereo
 input (``ensemble.json``'s best, chosen by the evaluate stage on the validation split) the
 pair as the product does (:class:`~bootsep.separate.separator.Separator`). Never trained on.
 
-Writes ``data/results/realcheck/realcheck.json``: the recordings, per mixture its draws and
-every approach's SI-SDR/SIR/SAR and SI-SDRi, and per approach the means with their 95%
-confidence intervals. A model folder that is a "skipped" marker (:mod:`bootsep.train.skipped`)
-is left out with a note.
+Writes ``data/results/realcheck/realcheck.json``: per set its recordings and summary, per
+mixture its set, draws and every approach's SI-SDR/SIR/SAR and SI-SDRi, and per approach the
+means over every mixture with their 95% confidence intervals. A model folder that is a
+"skipped" marker (:mod:`bootsep.train.skipped`) is left out with a note.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bootsep.evaluate.realcheck import (
     mix_pair,
     score,
     score_mixture,
+    set_seed,
 )
 from bootsep.evaluate.realcheck_table import summarize
 from bootsep.pipeline.corpus.spatialize import array_geometry
@@ -48,7 +50,9 @@ MODEL_ROOT = Path("data/models")
 OUT = Path("data/results/realcheck")
 ENSEMBLE_FILE = Path("data/results/eval/ensemble.json")
 CI_LEVEL = 0.95
-INSTALL_HINT = "apt-get install pocketsphinx-testdata"
+INSTALL_HINT = ("apt-get install pocketsphinx-testdata asterisk-core-sounds-en-wav "
+                "asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav "
+                "asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav")
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +90,11 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
          out: str | os.PathLike = OUT, ensemble_file: str | os.PathLike = ENSEMBLE_FILE) -> None:
     params = load_config(params_path, PARAMS + RUN_PARAMS)
     rc, tts, cfg = params.realcheck, params.corpus.tts, stft_config(params.stft)
-    if not Path(rc.root).is_dir():
-        raise BootsepError(f"realcheck.root: {rc.root} is not a folder; install the real "
-                           f"recordings with `{INSTALL_HINT}` or point realcheck.root at a "
-                           "folder of speech recordings", params.path)
+    for name, entry in rc.sets.items():
+        if not Path(entry.root).is_dir():
+            raise BootsepError(f"realcheck.sets.{name}.root: {entry.root} is not a folder; "
+                               f"install the real recordings with `{INSTALL_HINT}` or point it "
+                               "at a folder of speech recordings", params.path)
     device = resolve_device(params.train.device)
     thread_governor(params.train.torch_threads)   # a fixed count (auto: every core)
     models, notes = {}, []
@@ -110,21 +115,28 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
         if t.stft is not None:      # evaluate/realcheck.py fits on the student's STFT only
             raise BootsepError(f"realcheck.teachers: '{t.name}' has its own stft; expected a "
                                "teacher on the student's STFT", params_path)
-    recordings, short = load_recordings(rc.root, cfg.sample_rate, rc.raw_sample_rate,
-                                        rc.min_seconds)
-    pairs = choose_pairs(cross_group_pairs(recordings), rc.pairs, rc.seed)
-    if not pairs:
-        raise BootsepError(f"realcheck.root: {rc.root} holds no two recordings of different "
-                           f"groups of at least {rc.min_seconds} s", params.path)
+    sets = {}
+    for name, entry in rc.sets.items():
+        recordings, short = load_recordings(entry.root, cfg.sample_rate, rc.raw_sample_rate,
+                                            rc.min_seconds, entry.group)
+        seed = set_seed(rc.seed, name)
+        pairs = choose_pairs(cross_group_pairs(recordings), entry.pairs, seed)
+        if not pairs:
+            raise BootsepError(f"realcheck.sets.{name}.root: {entry.root} holds no two "
+                               f"recordings of different groups of at least {rc.min_seconds} s",
+                               params.path)
+        sets[name] = (entry, recordings, short, seed, pairs)
     mics = array_geometry(tts.array)
     mixing = MixSettings(tuple(tts.relative_level_db), tts.min_azimuth_separation_deg,
                          tuple(tts.distance_m), tts.speed_of_sound, tts.peak, tts.max_seconds,
                          tuple(params.stft.pair_channels))
     product = product_separator(Path(model_root), Path(ensemble_file), params.train.device)
     mixtures = []
-    with Progress(len(pairs), "realcheck", "mix") as bar:
-        for i, j in pairs:
-            mix = mix_pair(recordings, i, j, mics, cfg.sample_rate, mixing, rc.seed)
+    todo = [(name, recordings, seed, i, j) for name, (_, recordings, _, seed, pairs) in sets.items()
+            for i, j in pairs]
+    with Progress(len(todo), "realcheck", "mix") as bar:
+        for name, recordings, seed, i, j in todo:
+            mix = mix_pair(recordings, i, j, mics, cfg.sample_rate, mixing, seed)
             scores = score_mixture(mix, models, teachers, cfg, mics, tts.speed_of_sound,
                                    threshold_db=params.evaluate.kmeans_threshold_db,
                                    seed=params.evaluate.kmeans_seed,
@@ -134,15 +146,20 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
                 sources, _ = sep.separate(mix.mixture[[0, mix.pair_channel]], cfg.sample_rate,
                                           "ensemble", block_seconds=None)
                 scores[name] = score(sources, mix)
-            mixtures.append({**mix.record(), "scores": scores})
+            mixtures.append({"set": name, **mix.record(), "scores": scores})
             bar.update(1)
-    summary = summarize(mixtures, CI_LEVEL)
-    result = {"root": rc.root, "sample_rate": cfg.sample_rate, "ci_level": CI_LEVEL,
-              "notes": notes,
-              "recordings": [{"id": r.id, "group": r.group,
-                              "seconds": round(r.num_samples / cfg.sample_rate, 3)}
-                             for r in recordings],
-              "too_short": short, "summary": summary, "mixtures": mixtures}
+    result = {"sample_rate": cfg.sample_rate, "ci_level": CI_LEVEL, "notes": notes,
+              "sets": {name: {"root": entry.root, "group": entry.group,
+                              "recordings": [{"id": r.id, "group": r.group,
+                                              "seconds": round(r.num_samples / cfg.sample_rate,
+                                                               3)}
+                                             for r in recordings],
+                              "too_short": short,
+                              "summary": summarize([m for m in mixtures if m["set"] == name],
+                                                   CI_LEVEL)}
+                       for name, (entry, recordings, short, _, _) in sets.items()},
+              "summary": summarize(mixtures, CI_LEVEL), "mixtures": mixtures}
     with atomic_dir(out) as tmp:
         write_text_atomic(tmp / "realcheck.json", json.dumps(result, indent=1) + "\n")
-    log.info(f"realcheck: {len(mixtures)} mixtures of {len(recordings)} recordings -> {out}")
+    log.info(f"realcheck: {len(mixtures)} mixtures of "
+             f"{sum(len(v[1]) for v in sets.values())} recordings in {len(sets)} sets -> {out}")

@@ -31,7 +31,12 @@ from bootsep.evaluate.figures import (
     fig3_spatial_vs_model,
     training_curves,
 )
-from bootsep.evaluate.realcheck_table import read_realcheck, realcheck_markdown, summarize
+from bootsep.evaluate.realcheck_table import (
+    read_realcheck,
+    realcheck_markdown,
+    set_summaries,
+    summarize,
+)
 from bootsep.evaluate.table import read_rows, table1, table1_json_rows, table1_markdown
 from bootsep.train.conditions import conditions
 from bootsep.train.skipped import skipped_reason
@@ -112,4 +117,5 @@ def realcheck_section(results: Path, level: float) -> tuple[str, dict]:
     data = read_realcheck(path)
     return ("\n" + realcheck_markdown(data, level),
             {"realcheck": {"mixtures": len(data["mixtures"]),
-                           "approaches": summarize(data["mixtures"], level)}})
+                           "approaches": summarize(data["mixtures"], level),
+                           "sets": set_summaries(data, level)}})

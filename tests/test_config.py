@@ -56,7 +56,7 @@ DECLARED = {name: importlib.import_module(f"bootsep.stages.{name}") for name in 
 # mappings whose keys the user names (their entries may come and go)
 FREE_MAPS = ("model.sizes", "train_conditions.gt", "train_conditions.spatial",
              "train_conditions.rounds", "dask.worker_env", "spatial.teachers",
-             "self_training.rounds", "corpus.tts.speakers")
+             "self_training.rounds", "corpus.tts.speakers", "realcheck.sets")
 
 
 def nodes(node, path=()):
@@ -181,7 +181,7 @@ OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.t
             "train_conditions.*.*.lr_schedule", "train_conditions.*.*.utterance_weighting",
             "train.lr_schedule", "train.augment_warp", "train.augment_tilt_db", "train.batch_parts",
             "train.utterance_weighting",
-            "evaluate.mask_beta", "model.input_norm")
+            "evaluate.mask_beta", "model.input_norm", "realcheck.sets.*.group")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)
         and not any(re.fullmatch(o.replace(".", r"\.").replace("*", r"[^.]+"), dotted(p))
                     for o in OPTIONAL)]
@@ -230,7 +230,7 @@ def test_free_strings_are_exactly_the_documented_ones():
             continue
         accepted.add(".".join(map(str, path)))
     assert accepted == {"corpus.wsj0-2mix-spatialized.root", "corpus.folder.root",
-                        "realcheck.root"}
+                        "realcheck.sets.pocketsphinx.root", "realcheck.sets.asterisk.root"}
     assert all(free(k) for k in accepted)
 
 

@@ -26,6 +26,7 @@ from bootsep.evaluate.realcheck import (
     load_recordings,
     mix_pair,
     read_recording,
+    set_seed,
 )
 from bootsep.evaluate.realcheck_table import realcheck_markdown, summarize
 from bootsep.pipeline.corpus.spatialize import circular_array
@@ -103,6 +104,41 @@ def test_listing_groups_by_folder_and_loads_at_the_stft_rate(tmp_path):
     assert 1.7 * RATE <= recs[0].num_samples <= 2.0 * RATE + 1
     for r in recs:   # every recording at the corpus's active level
         assert active_rms(r.audio, RATE) == pytest.approx(10 ** (-26 / 20), rel=1e-9)
+
+
+def test_a_group_pattern_names_speakers_and_leaves_out_what_it_does_not_match(tmp_path):
+    # asterisk's layout: <lang>_<COUNTRY>_<f|m>_<speaker>/, one speaker in two languages, and
+    # language folders that are links or other files
+    root = tmp_path / "sounds"
+    rng = np.random.default_rng(3)
+    for folder in ("en_US_f_Allison", "es_MX_f_Allison", "it_IT_m_Carlo", "it_IT_m_Carlo/digits"):
+        write_wav(root / folder / "x.wav", 0.3 * harmonic(RATE, 1.6, 200, 2.0, 0.0, rng), RATE)
+    write_wav(root / "en" / "y.wav", 0.3 * harmonic(RATE, 1.6, 200, 2.0, 0.0, rng), RATE)
+    sf.write(str(root / "it_IT_m_Carlo" / "empty.wav"), np.zeros(0), RATE, subtype="PCM_16")
+    pattern = "^[a-z]{2}_[A-Z]{2}_[fm]_([A-Za-z]+)/"
+    listed = list_recordings(root, pattern)
+    assert [(i, g) for i, g, _ in listed] == [
+        ("en_US_f_Allison/x", "Allison"), ("es_MX_f_Allison/x", "Allison"),
+        ("it_IT_m_Carlo/digits/x", "Carlo"), ("it_IT_m_Carlo/empty", "Carlo"),
+        ("it_IT_m_Carlo/x", "Carlo")]
+    recs, short = load_recordings(root, RATE, 16000, 1.0, pattern)
+    assert short == ["it_IT_m_Carlo/empty"]          # an empty file of a package: too short
+    assert cross_group_pairs(recs) == [(0, 2), (0, 3), (1, 2), (1, 3)]   # Allison x Carlo only
+    with pytest.raises(BootsepError, match=r"sounds: no recordings .* whose path matches"):
+        list_recordings(root, "^nobody_([a-z]+)/")
+
+
+def test_set_seeds_differ_per_set_and_not_by_order():
+    assert set_seed(22, "asterisk") == set_seed(22, "asterisk")
+    assert len({set_seed(22, "asterisk"), set_seed(22, "pocketsphinx"),
+                set_seed(23, "asterisk")}) == 3
+
+
+def test_cross_group_pairs_equal_the_loop():
+    recs = recordings((3, 1, 2, 2))
+    loop = [(i, j) for i in range(len(recs)) for j in range(i + 1, len(recs))
+            if recs[i].group != recs[j].group]
+    assert cross_group_pairs(recs) == loop and cross_group_pairs(recs[:1]) == []
 
 
 @pytest.mark.parametrize("name, content", [("odd.raw", b"\x01\x02\x03"), ("empty.raw", b""),
@@ -185,10 +221,15 @@ def test_table_renders_means_and_intervals():
     mixtures = [{"scores": {"gt": {"si_sdri": float(v), "si_sdr": float(v) - 1},
                             "spatial_delay_pair": {"si_sdri": 4.0, "si_sdr": 3.0}}}
                 for v in values]
-    md = realcheck_markdown({"root": "/usr/share/pocketsphinx/test/data/",
-                             "mixtures": mixtures}, 0.95)
+    sets = {"ps": {"root": "/usr/share/pocketsphinx/test/data/",
+                   "recordings": [{"id": "a", "group": "a"}, {"id": "b/1", "group": "b"},
+                                  {"id": "b/2", "group": "b"}]}}
+    md = realcheck_markdown({"sets": sets, "mixtures": [{"set": "ps", **m} for m in mixtures]},
+                            0.95)
     half = scipy.stats.t.ppf(0.975, 5) * values.std(ddof=1) / np.sqrt(6)
-    assert "## Real recordings (pocketsphinx-testdata), 6 mixtures" in md
+    assert "## Real recordings, 6 mixtures" in md
+    assert "ps (pocketsphinx-testdata): 6 mixtures of 3 recordings, 2 groups." in md
+    assert "| Approach | SI-SDRi | SI-SDR |\n|---|---|---|\n" in md      # one set: no set columns
     assert f"| gt | {values.mean():.1f} ± {half:.1f} | {values.mean() - 1:.1f} ± {half:.1f} |" \
         in md
     assert "| spatial_delay_pair | 4.0 ± 0.0 | 3.0 ± 0.0 |" in md
@@ -196,13 +237,29 @@ def test_table_renders_means_and_intervals():
     assert one == {"mean": pytest.approx(values[0]), "ci": None}     # JSON-safe: no NaN
 
 
+def test_table_has_a_column_per_set():
+    mixtures = ([{"set": "ps", "scores": {"gt": {"si_sdri": v, "si_sdr": v}}} for v in (1.0, 3.0)]
+                + [{"set": "ast", "scores": {"gt": {"si_sdri": v, "si_sdr": v},
+                                             "spatial_delay_pair": {"si_sdri": 9.0,
+                                                                    "si_sdr": 8.0}}}
+                   for v in (5.0, 5.0, 5.0, 5.0)])
+    sets = {"ps": {"root": "/usr/share/pocketsphinx/test/data", "recordings": []},
+            "ast": {"root": "/usr/share/asterisk/sounds", "recordings": []}}
+    md = realcheck_markdown({"sets": sets, "mixtures": mixtures}, 0.95)
+    assert "ast (asterisk-core-sounds-*-wav): 4 mixtures" in md
+    assert "| Approach | SI-SDRi | SI-SDR | SI-SDRi ps | SI-SDRi ast |\n|---|---|---|---|---|" in md
+    mean_all = (1 + 3 + 20) / 6
+    assert f"| gt | {mean_all:.1f} ± " in md and " | 2.0 ± 12.7 | 5.0 ± 0.0 |" in md
+    assert "| spatial_delay_pair | 9.0 ± 0.0 | 8.0 ± 0.0 | – | 9.0 ± 0.0 |" in md
+
+
 # ------------------------------------------------------------------------- the stage
 
 def stage_params(tmp_path: Path, root: Path, **realcheck) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["realcheck"].update({"root": str(root), "models": ["gt", "alpha_1"],
-                                "teachers": ["delay_pair"], "min_seconds": 1.0,
-                                "pairs": None, **realcheck})
+    params["realcheck"].update({"sets": {"fake": {"root": str(root), "pairs": None}},
+                                "models": ["gt", "alpha_1"], "teachers": ["delay_pair"],
+                                "min_seconds": 1.0, **realcheck})
     params["train"]["device"] = "cpu"
     params["train"]["torch_threads"] = 1
     path = tmp_path / "params.yaml"
@@ -210,12 +267,23 @@ def stage_params(tmp_path: Path, root: Path, **realcheck) -> Path:
     return path
 
 
+def test_the_install_hint_names_what_the_makefile_installs():
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("REAL_SPEECH_PACKAGES :="))
+    assert line.split(":=", 1)[1].split() == stage.INSTALL_HINT.split()[2:]
+    roots = {e["root"] for e in yaml.safe_load((REPO / "params.yaml").read_text())
+             ["realcheck"]["sets"].values()}
+    assert roots == {"/usr/share/pocketsphinx/test/data", "/usr/share/asterisk/sounds"}
+    assert all(Path(r).is_dir() for r in roots)     # installed by the README's test command
+
+
 def test_missing_root_names_the_param_and_the_package(tmp_path):
     params = stage_params(tmp_path, tmp_path / "nowhere")
     result = CliRunner().invoke(cli, ["realcheck", "--params", str(params)])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1, result.output
-    assert "realcheck.root" in lines[0] and "apt-get install pocketsphinx-testdata" in lines[0]
+    assert "realcheck.sets.fake.root" in lines[0] and "nowhere" in lines[0]
+    assert "apt-get install pocketsphinx-testdata asterisk-core-sounds-en-wav" in lines[0]
 
 
 @pytest.mark.parametrize("key, value, named", [
@@ -244,14 +312,17 @@ def test_stage_end_to_end_and_report(tmp_path, one_torch_thread):
     out = tmp_path / "results" / "realcheck"
     stage.main(params, model_root=models, out=out, ensemble_file=tmp_path / "none.json")
     data = json.loads((out / "realcheck.json").read_text())
-    assert [r["id"] for r in data["recordings"]] == ["a/1", "a/2", "b/1", "top"]
+    assert [r["id"] for r in data["sets"]["fake"]["recordings"]] == ["a/1", "a/2", "b/1", "top"]
     assert len(data["mixtures"]) == 5                   # 6 pairs, less a/1 + a/2
+    assert {m["set"] for m in data["mixtures"]} == {"fake"}
+    assert data["sets"]["fake"]["too_short"] == []
     for mix in data["mixtures"]:
         assert mix["groups"][0] != mix["groups"][1]
         assert set(mix["scores"]) == {"gt", "alpha_1", "spatial_delay_pair"}
         for s in mix["scores"].values():
             assert all(np.isfinite(s[k]) for k in ("si_sdr", "si_sir", "si_sar", "si_sdri"))
     assert data["summary"] == summarize(data["mixtures"], 0.95)
+    assert data["sets"]["fake"]["summary"] == data["summary"]
     first = (out / "realcheck.json").read_bytes()
     stage.main(params, model_root=models, out=out,               # deterministic
                ensemble_file=tmp_path / "none.json")
@@ -261,6 +332,30 @@ def test_stage_end_to_end_and_report(tmp_path, one_torch_thread):
     assert "5 mixtures" in md and "| spatial_delay_pair |" in md
     assert extra["realcheck"]["approaches"]["gt"]["n"] == 5
     assert s9_report.realcheck_section(tmp_path / "elsewhere", 0.95) == ("", {})
+
+
+def test_stage_mixes_each_set_within_itself(tmp_path, one_torch_thread):
+    models = tmp_path / "models"
+    make_model_folder(models, "gt")
+    one, two = fake_recordings(tmp_path / "one", seed=1), fake_recordings(tmp_path / "two", seed=2)
+    sets = {"one": {"root": str(one), "pairs": None},
+            "two": {"root": str(two), "pairs": 2, "group": "^([ab])/"}}   # top.raw left out
+    params = stage_params(tmp_path, one, sets=sets, models=["gt"], teachers=[])
+    out = tmp_path / "out"
+    stage.main(params, model_root=models, out=out, ensemble_file=tmp_path / "none.json")
+    data = json.loads((out / "realcheck.json").read_text())
+    assert list(data["sets"]) == ["one", "two"]
+    assert [r["id"] for r in data["sets"]["two"]["recordings"]] == ["a/1", "a/2", "b/1"]
+    by_set = {name: [m for m in data["mixtures"] if m["set"] == name] for name in sets}
+    assert len(by_set["one"]) == 5 and len(by_set["two"]) == 2     # 2 of its 2 a-b pairs
+    assert all(m["groups"] in (["a", "b"], ["b", "a"]) for m in by_set["two"])
+    assert data["sets"]["two"]["summary"] == summarize(by_set["two"], 0.95)
+    # a set's mixtures do not depend on the other sets (its own seed)
+    alone = stage_params(tmp_path, one, sets={"two": sets["two"]}, models=["gt"], teachers=[])
+    stage.main(alone, model_root=models, out=tmp_path / "alone",
+               ensemble_file=tmp_path / "none.json")
+    assert json.loads((tmp_path / "alone" / "realcheck.json").read_text())["mixtures"] \
+        == by_set["two"]
 
 
 def test_stage_scores_the_ensemble_that_separate_uses(tmp_path, one_torch_thread, monkeypatch):
@@ -299,3 +394,12 @@ def test_stage_scores_the_ensemble_that_separate_uses(tmp_path, one_torch_thread
     ens.write_text(json.dumps({**json.loads(ens.read_text()), "best": None}))
     stage.main(params, model_root=models["alpha_1"].parent, out=out, ensemble_file=ens)
     assert set(json.loads((out / "realcheck.json").read_text())["summary"]) == {"alpha_1"}
+
+
+@pytest.mark.parametrize("group", ["(unclosed", "no_group/", "(two)_(groups)"])
+def test_a_group_pattern_needs_one_capturing_group(tmp_path, group):
+    params = stage_params(tmp_path, tmp_path, sets={"x": {"root": str(tmp_path), "pairs": None,
+                                                          "group": group}})
+    with pytest.raises(BootsepError, match=r"realcheck\.sets\.x\.group .*a regular expression "
+                                           r"with one capturing group"):
+        load_config(params, ("realcheck",))

@@ -18,7 +18,7 @@ A stage loads only the keys it declares (``PARAMS + RUN_PARAMS``, e.g. ``"stft"`
 declare raises ``AttributeError``.
 
 Free strings (any non-empty text is accepted, nothing to check it against):
-``corpus.wsj0-2mix-spatialized.root``, ``corpus.folder.root`` and ``realcheck.root`` (folder
+``corpus.wsj0-2mix-spatialized.root``, ``corpus.folder.root`` and ``realcheck.sets.*.root`` (folder
 paths, checked when the corpus is built or the recordings read) and the values of
 ``dask.worker_env`` (environment variables). Every other string is one of a fixed set
 (``stft.window``, ``corpus.kind``, ...), a name defined elsewhere in the file (``model.size``,

@@ -189,6 +189,24 @@ class Text(Scalar):
         return value
 
 
+class Pattern(Scalar):
+    """A regular expression with exactly one capturing group (returned as the string)."""
+
+    def __init__(self, expected: str = "a regular expression with one capturing group"):
+        self.expected, self.plural = expected, "regular expressions"
+
+    def convert(self, value):
+        if not isinstance(value, str) or not value.strip():
+            raise _Reject
+        try:
+            groups = re.compile(value).groups
+        except re.error:
+            raise _Reject from None
+        if groups != 1:
+            raise _Reject
+        return value
+
+
 class Maybe(Scalar):
     """``null`` or ``inner``."""
 

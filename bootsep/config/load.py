@@ -34,7 +34,7 @@ from bootsep.errors import BootsepError
 
 DEFAULT_PARAMS = "params.yaml"
 FREE_STRINGS = ("corpus.wsj0-2mix-spatialized.root", "corpus.folder.root", "dask.worker_env.*",
-                "realcheck.root")
+                "realcheck.sets.*.root")
 
 
 @section

@@ -8,9 +8,12 @@ from bootsep.config.checks import (
     NAME,
     Int,
     ListOf,
+    MapOf,
     Maybe,
+    Nested,
     NullOr,
     Num,
+    Pattern,
     Text,
     _p,
 )
@@ -45,16 +48,28 @@ class ReportSettings(Section):
 
 
 @section
+class RealcheckSet(Section):
+    """A folder of real speech (an entry of ``realcheck.sets``), mixed within itself: two
+    recordings of different groups (speakers) per mixture. ``group``: a regular expression
+    whose one capturing group, searched in a recording's path below ``root``, names its group
+    (recordings it does not match are not used); null: the first folder below the root, or
+    the file's own name at the top."""
+
+    root: str = _p(Text(expected="a folder path"))
+    pairs: int | None = _p(Maybe(Int(1)))
+    group: str | None = _p(Maybe(Pattern()), default=None)
+
+
+@section
 class RealcheckSettings(Section):
     """``realcheck``: real recordings mixed two at a time as the corpus mixes, scored by trained
     models (a check only, never trained on: stages/s10_realcheck.py)."""
 
-    root: str = _p(Text(expected="a folder path"))
+    sets: dict = _p(MapOf(Nested(RealcheckSet), "{root, pairs, group}", min_len=1))
     raw_sample_rate: int = _p(Int(1))
     models: tuple = _p(ListOf(Text(NAME.pattern, "the name of a training condition")))
     teachers: tuple = _p(ListOf(Text(NAME.pattern, "the name of an entry of spatial.teachers"),
                                 min_len=0))
     seed: int = _p(Int(0))
-    pairs: int | None = _p(Maybe(Int(1)))
     min_seconds: float = _p(Num(0))
 
