@@ -142,10 +142,10 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
                                    seed=params.evaluate.kmeans_seed,
                                    beta=params.evaluate.mask_beta, device=device)
             if product is not None:
-                name, sep = product
+                approach, sep = product
                 sources, _ = sep.separate(mix.mixture[[0, mix.pair_channel]], cfg.sample_rate,
                                           "ensemble", block_seconds=None)
-                scores[name] = score(sources, mix)
+                scores[approach] = score(sources, mix)
             mixtures.append({"set": name, **mix.record(), "scores": scores})
             bar.update(1)
     result = {"sample_rate": cfg.sample_rate, "ci_level": CI_LEVEL, "notes": notes,

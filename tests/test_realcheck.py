@@ -382,6 +382,7 @@ def test_stage_scores_the_ensemble_that_separate_uses(tmp_path, one_torch_thread
     data = json.loads((out / "realcheck.json").read_text())
     name = "separate_ensemble_perbin@alpha_2"
     assert set(data["summary"]) == {"alpha_1", name}
+    assert {m["set"] for m in data["mixtures"]} == {"fake"}         # the set's, not the product's
     assert len(scored) == len(data["mixtures"]) == 5
     sep = Separator.from_pretrained(models["alpha_2"], device="cpu", ensemble_file=ens)
     for (sources, mix), row in zip(scored, data["mixtures"]):
