@@ -41,7 +41,7 @@ from bootsep.errors import BootsepError, exception_text
 from bootsep.evaluate.estimates import teacher_approach
 from bootsep.evaluate.inference import apply_masks, model_masks
 from bootsep.evaluate.metrics import separation_metrics
-from bootsep.pipeline.audio import PCM16_SCALE, read_audio, resample
+from bootsep.pipeline.audio import PCM16_SCALE, audio_info, read_audio, resample
 from bootsep.pipeline.corpus.tts import TARGET_ACTIVE_RMS, active_rms, trim_silence
 from bootsep.pipeline.corpus.tts_corpus import draw_geometry, pcm16_images, source_images
 from bootsep.pipeline.features import log_magnitude_db
@@ -165,14 +165,6 @@ def read_recording(path: str | os.PathLike, raw_rate: int) -> tuple[np.ndarray, 
     return data.astype(np.float32) / np.float32(PCM16_SCALE), int(raw_rate)
 
 
-def _frames(path: Path) -> int:
-    """Samples per channel in the header of a wav/flac file (unreadable: a one-line error)."""
-    try:
-        return int(sf.info(str(path)).frames)
-    except Exception as exc:  # soundfile raises several types for broken files
-        raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
-
-
 def load_recordings(root: str | os.PathLike, rate: int, raw_rate: int, min_seconds: float,
                     group: str | None = None) -> tuple[list[Recording], list[str]]:
     """The recordings below ``root`` (grouped by ``group``, :func:`list_recordings`) at
@@ -180,7 +172,7 @@ def load_recordings(root: str | os.PathLike, rate: int, raw_rate: int, min_secon
     shorter than ``min_seconds`` after trimming (an empty wav/flac file among them)."""
     kept, short = [], []
     for rid, group_name, path in list_recordings(root, group):
-        if path.suffix.lower() != RAW_SUFFIX and _frames(path) == 0:
+        if path.suffix.lower() != RAW_SUFFIX and audio_info(path, allow_empty=True).frames == 0:
             short.append(rid)       # an empty file of a package (asterisk's ru is.wav): 0 s long
             continue
         x, sr = read_recording(path, raw_rate)

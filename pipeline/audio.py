@@ -27,8 +27,9 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 PCM16_SCALE = 32768.0          # 2**15: 16-bit PCM level q is the sample q / 2**15
 
 
-def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
-    """Header of an audio file; unreadable or empty files are a one-line error."""
+def audio_info(path: str | os.PathLike, allow_empty: bool = False) -> sf._SoundFileInfo:
+    """Header of an audio file; unreadable or (unless ``allow_empty``) empty files are a
+    one-line error."""
     path = Path(path)
     if not path.is_file():
         raise BootsepError("file not found", path)
@@ -36,7 +37,7 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for broken files
         raise BootsepError(f"unreadable audio ({exception_text(exc)})", path) from exc
-    if info.frames == 0:
+    if info.frames == 0 and not allow_empty:
         raise BootsepError("empty audio file (0 samples)", path)
     return info
 

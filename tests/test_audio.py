@@ -11,6 +11,7 @@ import soundfile as sf
 from bootsep.errors import BootsepError
 from bootsep.pipeline.audio import (
     PCM16_SCALE,
+    audio_info,
     float_to_pcm16,
     load_references,
     pcm_to_float,
@@ -124,3 +125,11 @@ def test_full_disk_is_an_os_error_naming_the_file_and_leaves_nothing(tmp_path, m
     message = environment_error(err.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_file_is_an_error_unless_allowed(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(str(path), np.zeros(0), 8000, subtype="PCM_16")
+    with pytest.raises(BootsepError, match=r"empty\.wav: empty audio file \(0 samples\)"):
+        audio_info(path)
+    assert audio_info(path, allow_empty=True).frames == 0
