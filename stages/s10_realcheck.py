@@ -35,7 +35,7 @@ from bootsep.evaluate.realcheck import (
     score_mixture,
     set_seed,
 )
-from bootsep.evaluate.realcheck_table import summarize
+from bootsep.evaluate.realcheck_table import set_summaries, summarize
 from bootsep.pipeline.corpus.spatialize import array_geometry
 from bootsep.pipeline.storage.layout import stft_config
 from bootsep.pipeline.teachers.spec import Teacher
@@ -154,11 +154,11 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
                                               "seconds": round(r.num_samples / cfg.sample_rate,
                                                                3)}
                                              for r in recordings],
-                              "too_short": short,
-                              "summary": summarize([m for m in mixtures if m["set"] == name],
-                                                   CI_LEVEL)}
+                              "too_short": short}
                        for name, (entry, recordings, short, _, _) in sets.items()},
               "summary": summarize(mixtures, CI_LEVEL), "mixtures": mixtures}
+    for name, per_set in set_summaries(result, CI_LEVEL).items():
+        result["sets"][name]["summary"] = per_set["approaches"]
     with atomic_dir(out) as tmp:
         write_text_atomic(tmp / "realcheck.json", json.dumps(result, indent=1) + "\n")
     log.info(f"realcheck: {len(mixtures)} mixtures of "
