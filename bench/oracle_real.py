@@ -9,7 +9,7 @@ Run from a workspace the corpus stage has filled (``params.yaml``, ``data/corpus
     python bench/oracle_real.py --condition anechoic --sets asterisk
 
 The real mixtures are made exactly as the ``realcheck`` stage makes them (its own
-``load_recordings``, ``choose_pairs`` and ``mix_pair`` with the stage's seeds); the corpus
+``MixSettings.from_params``, ``draw_set`` and ``mix_pair``, with the stage's seeds); the corpus
 mixtures are read from ``data/corpus/<split>``. Each is separated by the ideal binary mask of its
 source images at microphone 0 (``train.labels.ideal_binary_labels``, the labels the GT model
 learns) on the students' STFT and scored like everything else
@@ -35,14 +35,7 @@ import numpy as np
 from bootsep.config import load_config
 from bootsep.evaluate.inference import apply_masks
 from bootsep.evaluate.metrics import separation_metrics
-from bootsep.evaluate.realcheck import (
-    MixSettings,
-    choose_pairs,
-    cross_group_pairs,
-    load_recordings,
-    mix_pair,
-    set_seed,
-)
+from bootsep.evaluate.realcheck import MixSettings, draw_set, mix_pair
 from bootsep.evaluate.stats import mean_ci
 from bootsep.pipeline.audio import read_audio
 from bootsep.pipeline.corpus.spatialize import array_geometry
@@ -66,17 +59,14 @@ def real_scores(params, cfg: StftConfig, sets: list[str] | None) -> dict[str, li
     """Oracle SI-SDRi of every mixture of each realcheck set, made as the stage makes them."""
     rc, tts = params.realcheck, params.corpus.tts
     mics = array_geometry(tts.array)
-    mixing = MixSettings(tuple(tts.relative_level_db), tts.min_azimuth_separation_deg,
-                         tuple(tts.distance_m), tts.speed_of_sound, tts.peak, tts.max_seconds,
-                         tuple(params.stft.pair_channels))
+    mixing = MixSettings.from_params(tts, params.stft.pair_channels)
     out = {}
     for name, entry in rc.sets.items():
         if sets and name not in sets:
             continue
-        recordings, _ = load_recordings(entry.root, cfg.sample_rate, rc.raw_sample_rate,
-                                        rc.min_seconds, entry.group)
-        seed = set_seed(rc.seed, name)
-        pairs = choose_pairs(cross_group_pairs(recordings), entry.pairs, seed)
+        recordings, _, seed, pairs = draw_set(
+            name, entry.root, entry.group, entry.pairs, seed=rc.seed, rate=cfg.sample_rate,
+            raw_rate=rc.raw_sample_rate, min_seconds=rc.min_seconds)
         out[f"real {name}"] = [
             ibm_sdri(m.images[:, 0], m.mixture[0], cfg)
             for m in (mix_pair(recordings, i, j, mics, cfg.sample_rate, mixing, seed)

@@ -81,6 +81,13 @@ class MixSettings:
     max_seconds: float
     pair_channels: tuple[int, ...]
 
+    @classmethod
+    def from_params(cls, tts, pair_channels) -> MixSettings:
+        """The settings of a ``corpus.tts`` section and ``stft.pair_channels``."""
+        return cls(tuple(tts.relative_level_db), tts.min_azimuth_separation_deg,
+                   tuple(tts.distance_m), tts.speed_of_sound, tts.peak, tts.max_seconds,
+                   tuple(pair_channels))
+
 
 @dataclass(frozen=True)
 class RealMixture:
@@ -205,6 +212,18 @@ def choose_pairs(pairs: Sequence[tuple[int, int]], count: int | None,
         return list(pairs)
     rng = np.random.default_rng([seed, STREAM_CHOICE])
     return [pairs[k] for k in sorted(rng.choice(len(pairs), count, replace=False))]
+
+
+def draw_set(name: str, root: str | os.PathLike, group: str | None, count: int | None, *,
+             seed: int, rate: int, raw_rate: int,
+             min_seconds: float) -> tuple[list[Recording], list[str], int, list[tuple[int, int]]]:
+    """A set's recordings (:func:`load_recordings`), those too short, its seed
+    (:func:`set_seed` of ``seed`` and ``name``) and its ``count`` drawn cross-group pairs
+    (:func:`choose_pairs`; all of them when None)."""
+    recordings, short = load_recordings(root, rate, raw_rate, min_seconds, group)
+    set_rng_seed = set_seed(seed, name)
+    pairs = choose_pairs(cross_group_pairs(recordings), count, set_rng_seed)
+    return recordings, short, set_rng_seed, pairs
 
 
 def mix_pair(recordings: Sequence[Recording], i: int, j: int, mics: np.ndarray, rate: int,

@@ -27,13 +27,10 @@ from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.evaluate.realcheck import (
     MixSettings,
-    choose_pairs,
-    cross_group_pairs,
-    load_recordings,
+    draw_set,
     mix_pair,
     score,
     score_mixture,
-    set_seed,
 )
 from bootsep.evaluate.realcheck_table import set_summaries, summarize
 from bootsep.pipeline.corpus.spatialize import array_geometry
@@ -117,19 +114,16 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
                                "teacher on the student's STFT", params_path)
     sets = {}
     for name, entry in rc.sets.items():
-        recordings, short = load_recordings(entry.root, cfg.sample_rate, rc.raw_sample_rate,
-                                            rc.min_seconds, entry.group)
-        seed = set_seed(rc.seed, name)
-        pairs = choose_pairs(cross_group_pairs(recordings), entry.pairs, seed)
+        recordings, short, seed, pairs = draw_set(
+            name, entry.root, entry.group, entry.pairs, seed=rc.seed, rate=cfg.sample_rate,
+            raw_rate=rc.raw_sample_rate, min_seconds=rc.min_seconds)
         if not pairs:
             raise BootsepError(f"realcheck.sets.{name}.root: {entry.root} holds no two "
                                f"recordings of different groups of at least {rc.min_seconds} s",
                                params.path)
         sets[name] = (entry, recordings, short, seed, pairs)
     mics = array_geometry(tts.array)
-    mixing = MixSettings(tuple(tts.relative_level_db), tts.min_azimuth_separation_deg,
-                         tuple(tts.distance_m), tts.speed_of_sound, tts.peak, tts.max_seconds,
-                         tuple(params.stft.pair_channels))
+    mixing = MixSettings.from_params(tts, params.stft.pair_channels)
     product = product_separator(Path(model_root), Path(ensemble_file), params.train.device)
     mixtures = []
     todo = [(name, recordings, seed, i, j) for name, (_, recordings, _, seed, pairs) in sets.items()
