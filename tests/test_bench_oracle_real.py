@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from oracles import bench_attr, si_sdr_db
 
-from bootsep.pipeline.stft import StftConfig
+from bootsep.evaluate.inference import apply_masks
+from bootsep.pipeline.stft import StftConfig, stft
+from bootsep.train.labels import ideal_binary_labels
 
 ibm_sdri = bench_attr("oracle_real", "ibm_sdri")
 CFG = StftConfig()
@@ -27,10 +29,6 @@ def test_overlapping_noise_gains_less_and_matches_the_reference_si_sdr():
     mix = images.sum(0)
     got = ibm_sdri(images, mix, CFG)
     assert 3.0 < got < 15.0
-    from bootsep.evaluate.inference import apply_masks
-    from bootsep.pipeline.stft import stft
-    from bootsep.train.labels import ideal_binary_labels
-
     mags = np.abs(np.stack([stft(s, CFG) for s in images], axis=1))
     lab = ideal_binary_labels(mags)
     masks = np.stack([(lab == k) for k in range(2)]).astype(np.float32)
