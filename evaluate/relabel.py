@@ -1,18 +1,24 @@
 """Self-training (issue 21): a spatial teacher refitted with a student's masks as a per-bin prior.
 
-Round r + 1 of the bootstrap relabels every split with the teacher's delay model initialised
-from, and combined with, the round-r student's masks (a product of experts: the student's
-per-bin source probabilities multiply the spatial likelihoods in every E-step; Drude et al.,
-ICASSP 2019, integrate neural masks and spatial mixture models this way). The student is
-single-channel: its masks come from channel 0 alone (DC embeddings + K-means, soft or binary
-as evaluation separates: ``evaluate.mask_beta``), turned into probabilities
-``q = (1 - floor) m + floor / K``. On the test
-split the result is the per-bin ensemble of teacher and student on stereo input.
+Round r + 1 of the bootstrap relabels every split with the teacher's delay or cACGMM
+model initialised from, and combined with, the round-r student's masks (a product of experts:
+the student's per-bin source probabilities multiply the spatial likelihoods in every E-step;
+Drude et al., ICASSP 2019, integrate neural masks and spatial mixture models this way). The
+student is single-channel: its masks come from channel 0 alone (DC embeddings + K-means, soft
+or binary as evaluation separates: ``evaluate.mask_beta``), turned into probabilities
+``q = (1 - floor) m + floor / K``. On the test split the result is the per-bin ensemble of
+teacher and student on stereo input (or on every microphone, for an all-microphone teacher).
 
-With ``self_training.keep_confident`` a mixture on which the base teacher is confident keeps
-the teacher's own fit (no prior, the teacher's own initialisation),
-so a student that does not know a voice cannot pull a good spatial fit off it; the confidence
-threshold is chosen on the validation split (:func:`keep_threshold`).
+With ``self_training.keep_confident`` a mixture keeps the teacher's own fit (no prior, the
+teacher's own initialisation) where a score says the teacher beats the relabelling, so a
+student that does not know a voice cannot pull a good spatial fit off it. Two scores
+(:func:`keep_scores`): the base teacher's mixture confidence, or the gain of its fit term
+(C_JSD, eq. 5 generalised) over the relabelled fit's, i.e. whether the teacher's clusters are
+the more distinct of the two fits of the same model to the same mixture. The score and its
+threshold are chosen on the validation split by label accuracy (:func:`choose_keep`). The
+second wins for the 8-microphone cACGMM in rooms, whose student-initialised fits separate
+sources too close in azimuth for its delay init but lose elsewhere; the first for the stereo
+pair's delay model, which the student's prior improves on most mixtures.
 
 :func:`compute_relabel_shard` is one Dask task: the spatial shard of one stft shard, written
 like a teacher's (:mod:`bootsep.pipeline.jobs.spatial_shard`), so that the confidence,
@@ -28,7 +34,13 @@ import torch
 
 from bootsep.errors import BootsepError
 from bootsep.evaluate.inference import model_masks
-from bootsep.pipeline.jobs.spatial_shard import fit_teacher, read_channels, write_spatial_shard
+from bootsep.pipeline.jobs.spatial_shard import (
+    fit_teacher,
+    read_audio_channels,
+    read_channels,
+    refine_frames,
+    write_spatial_shard,
+)
 from bootsep.pipeline.padding import pad_stack
 from bootsep.pipeline.stft import StftConfig
 from bootsep.pipeline.storage.schema import FIELDS
@@ -49,10 +61,53 @@ def student_prior(masks: list[np.ndarray], floor: float, num_frames: int) -> np.
     return out
 
 
+KEEP_SCORES = ("confidence", "fit_gain")     # keep_confident's candidates, in order of preference
+
+
+def keep_scores(teacher: dict, relabelled: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-mixture scores ``(N,)`` for keeping the base teacher's fit, higher: keep.
+    ``confidence``: the teacher's mixture confidence; ``fit_gain``: the teacher's fit term
+    ``c_jsd`` less the relabelled fit's (only with ``relabelled``). ``teacher``,
+    ``relabelled``: confidence shard columns ``mean_confidence`` and ``c_jsd``
+    (:func:`read_confidence`)."""
+    scores = {"confidence": np.asarray(teacher["mean_confidence"], np.float64)}
+    if relabelled is not None:
+        scores["fit_gain"] = np.asarray(teacher["c_jsd"], np.float64) \
+            - np.asarray(relabelled["c_jsd"], np.float64)
+    return scores
+
+
+def read_confidence(path: str | Path, cfg: StftConfig, ids: list[str]) -> dict:
+    """``mean_confidence`` and ``c_jsd`` ``(N,)`` of a confidence shard whose utterances must
+    be ``ids``."""
+    with Shard(path, stage="confidence", stft=cfg) as c:
+        if c.ids != ids:
+            raise BootsepError("confidence shard's utterances differ from those of its stft "
+                               "shard (rerun its stage)", path)
+        return {k: c.utterances(k) for k in ("mean_confidence", "c_jsd")}
+
+
+def choose_keep(scores: dict[str, np.ndarray], teacher_accuracy: np.ndarray,
+                relabel_accuracy: np.ndarray) -> tuple[str, float, float, int]:
+    """The score of ``scores`` (:func:`keep_scores`) and its :func:`keep_threshold` with the
+    best mean label accuracy of the switched labels (ties: the first in :data:`KEEP_SCORES`
+    order): ``(score, threshold, accuracy, mixtures kept)``."""
+    best = None
+    for name in (n for n in KEEP_SCORES if n in scores):
+        threshold, accuracy, kept = keep_threshold(scores[name], teacher_accuracy,
+                                                   relabel_accuracy)
+        if best is None or accuracy > best[2] + 1e-12:
+            best = (name, threshold, accuracy, kept)
+    if best is None:
+        raise ValueError(f"choose_keep: no score of {KEEP_SCORES} given")
+    return best
+
+
 def keep_threshold(confidence: np.ndarray, teacher_accuracy: np.ndarray,
                    relabel_accuracy: np.ndarray) -> tuple[float, float, int]:
-    """The base teacher's mixture confidence at and above which a mixture keeps the teacher's
-    own fit: the cut of the validation mixtures, most confident first, that maximises the
+    """The score (the base teacher's mixture confidence, or another of :func:`keep_scores`)
+    at and above which a mixture keeps the teacher's own fit: the cut of the validation
+    mixtures, highest score first, that maximises the
     mean per-mixture label accuracy of the switched labels (teacher's above the cut,
     relabelled below); ``inf`` (relabel every mixture) unless keeping some strictly beats it.
     All ``(N,)``; returns ``(threshold, mean accuracy there, mixtures kept)``."""
@@ -127,29 +182,43 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
                           out_dir: str, keep_at: float = float("inf"),
                           teacher_confidence: str | None = None,
                           teacher_spatial: str | None = None,
-                          relabelled: str | None = None) -> dict:
+                          relabelled: str | None = None, manifest: str | None = None,
+                          keep_score: str = "confidence",
+                          relabelled_confidence: str | None = None) -> dict:
     """One Dask task: ``teacher`` refitted on stft shard ``stft_path`` with the student in
     ``model_dir`` as its prior; written as a spatial shard with ``attrs``.
 
-    Mixtures whose ``mean_confidence`` in the base teacher's confidence shard
-    ``teacher_confidence`` is at least ``keep_at`` keep the teacher's own fit: copied from its
-    spatial shard ``teacher_spatial`` (no prior, its own initialisation). ``relabelled``: a
+    Mixtures whose ``keep_score`` (:func:`keep_scores`: from the base teacher's confidence
+    shard ``teacher_confidence``, and for ``fit_gain`` the confidence shard
+    ``relabelled_confidence`` of ``relabelled``) is at least ``keep_at`` keep the teacher's
+    own fit: copied from its spatial shard ``teacher_spatial`` (no prior, its own
+    initialisation). ``relabelled``: a
     spatial shard of this stft shard relabelled earlier without keeping (the validation
-    split's first pass), whose fits the other mixtures copy instead of refitting them."""
+    split's first pass), whose fits the other mixtures copy instead of refitting them. A
+    teacher with ``beamform: mvdr`` refines the refitted masks as its spatial stage does, on
+    the mixtures' audio read through the split's ``manifest``."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
         X, lengths, ids = read_channels(s, teacher.channels)
         logmags = [lm.astype(np.float32) for lm in s.all_frames("mix_logmag_db")]
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
+        pair_channels, num_channels = s.utterances("pair_channel"), int(s.attrs["num_channels"])
     keep = np.zeros(len(ids), bool)
     if np.isfinite(keep_at):
         if teacher_confidence is None or teacher_spatial is None:
             raise BootsepError("keep_at needs the base teacher's confidence and spatial shards",
                                stft_path)
-        with Shard(teacher_confidence, stage="confidence", stft=cfg) as c:
-            if c.ids != ids:
-                raise BootsepError("confidence shard's utterances differ from those of "
-                                   f"{stft_path}", teacher_confidence)
-            keep = c.utterances("mean_confidence") >= keep_at
+        teacher_scores = read_confidence(teacher_confidence, cfg, ids)
+        relabelled_scores = None
+        if keep_score == "fit_gain":
+            if relabelled_confidence is None:
+                raise BootsepError("keep_score fit_gain needs the relabelled fit's confidence "
+                                   "shard", stft_path)
+            relabelled_scores = read_confidence(relabelled_confidence, cfg, ids)
+        scores = keep_scores(teacher_scores, relabelled_scores)
+        if keep_score not in scores:
+            raise BootsepError(f"unknown keep_score {keep_score!r}; expected one of "
+                               f"{', '.join(KEEP_SCORES)}", stft_path)
+        keep = scores[keep_score] >= keep_at
     T = X.shape[2]
     kept, rest = np.flatnonzero(keep), np.flatnonzero(~keep)
     parts = [(kept, stored_fit(teacher_spatial, cfg, ids, kept, T))] if kept.size else []
@@ -162,8 +231,14 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
                             threshold_db=kmeans_threshold_db, seed=kmeans_seed, beta=mask_beta)
         prior = student_prior(masks, floor, T)
         logmag = pad_stack([logmags[r] for r in rest], fill=-np.inf)[0]
-        parts.append((rest, fit_teacher(X[rest], logmag, lengths[rest], teacher, cfg, geometry,
-                                        prior=prior, prior_weight=weight)))
+        fit = fit_teacher(X[rest], logmag, lengths[rest], teacher, cfg, geometry, prior=prior,
+                          prior_weight=weight)
+        if teacher.beamform != "none":
+            audio, num_samples = read_audio_channels(manifest, [ids[r] for r in rest],
+                                                     pair_channels[rest], num_channels,
+                                                     teacher.channels, cfg.sample_rate)
+            refine_frames(fit[0], audio, num_samples, lengths[rest], teacher, cfg)
+        parts.append((rest, fit))
     frames, utterances, info = merge_fits(parts, len(ids))
     return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, attrs, split, index,
                                ids, lengths, frames, utterances,

@@ -1,17 +1,21 @@
 """DVC stage ``relabel@<round>``: a self-training round's labels (issue 21).
 
-The round (an entry of ``self_training.rounds``) names a spatial teacher (``delay`` method)
-and a trained student (a training condition). Every split is relabelled by the teacher's
-model initialised from, and combined with, the student's masks
+The round (an entry of ``self_training.rounds``) names a spatial teacher (``delay`` or
+``cacgmm`` method, on the student's STFT; its ``dereverb`` and ``beamform`` apply as in its own
+stage) and a trained student (a training condition). Every split is relabelled by the
+teacher's model initialised from, and combined with, the student's masks
 (:func:`bootsep.evaluate.relabel.compute_relabel_shard`, one Dask task per stft shard), and
 its confidence computed as the confidence stage does, into
 ``data/shards/spatial/<round>/<split>`` and ``data/shards/confidence/<round>/<split>``: from
 there on a round is a teacher like any other (its students, Table 1 row, ensemble).
 
-With ``self_training.keep_confident`` the validation split is relabelled first, a threshold on
-the base teacher's mixture confidence is chosen there (:func:`choose_keep_threshold`), and
-every split's mixtures at or above it keep the base teacher's own fit, copied from its spatial
-shards (the validation split's other mixtures from that first pass: nothing is fitted twice).
+With ``self_training.keep_confident`` the validation split is relabelled first (every
+mixture) with its confidence, a keep score and its threshold are chosen there
+(:func:`choose_keep_rule`: the base teacher's confidence, or its fit term's gain over the
+relabelled fit's), and every split's mixtures at or above it keep the base teacher's own fit,
+copied from its spatial shards. With the teacher's confidence only the other mixtures are
+refitted; the fit-term gain needs every mixture's refit (and its confidence) first. Nothing is
+fitted twice: the second pass copies the first's fits.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.atomic import atomic_dir
-from bootsep.config import SPLITS, load_config
+from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.evaluate.quality import mixture_label_accuracy
-from bootsep.evaluate.relabel import compute_relabel_shard, keep_threshold
+from bootsep.evaluate.relabel import choose_keep, compute_relabel_shard, keep_scores, keep_threshold
+from bootsep.pipeline.corpus.manifest import MANIFEST_NAME
 from bootsep.pipeline.jobs.confidence_shard import compute_confidence_shard
 from bootsep.pipeline.parallel import run_tasks
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, write_summary
@@ -49,35 +54,49 @@ PARAMS = ("stft", "spatial", "confidence", "self_training.rounds.{key}",
 RUN_PARAMS = ("dask",)
 
 
-def choose_keep_threshold(root: Path, base: str, relabelled: Path, cfg) -> dict | None:
+def choose_keep_rule(root: Path, base: str, relabelled: Path, relabelled_conf: Path,
+                     cfg) -> dict | None:
     """keep_confident's choice on the validation split: every mixture's label accuracy
     (magnitude-weighted, against the ideal binary labels) under the base teacher and
-    relabelled, and the teacher's mixture confidence -> :func:`keep_threshold`. None without
-    references (no ``source_mag`` in the stft shards)."""
-    conf, acc_t, acc_r = [], [], []
+    relabelled (the spatial shards ``relabelled``, every mixture refitted, and their confidence
+    shards ``relabelled_conf``), the keep scores (:func:`keep_scores`) -> :func:`choose_keep`.
+    None without references (no ``source_mag`` in the stft shards)."""
+    teacher_cols: dict[str, list] = {"mean_confidence": [], "c_jsd": []}
+    relabel_cols: dict[str, list] = {"mean_confidence": [], "c_jsd": []}
+    acc_t, acc_r = [], []
     groups = aligned_shard_paths(root / "stft" / "valid", root / "spatial" / base / "valid",
-                                 root / "confidence" / base / "valid", relabelled)
+                                 root / "confidence" / base / "valid", relabelled,
+                                 relabelled_conf)
     for group in groups:
-        with open_aligned(group, ("stft", "spatial", "confidence", "spatial"), cfg) as \
-                (st, sp, cf, rl):
+        with open_aligned(group, ("stft", "spatial", "confidence", "spatial", "confidence"),
+                          cfg) as (st, sp, cf, rl, rc):
             if "source_mag" not in st:
                 return None
-            conf.extend(cf.utterances("mean_confidence").tolist())
+            for cols, shard in ((teacher_cols, cf), (relabel_cols, rc)):
+                for k, v in cols.items():
+                    v.extend(shard.utterances(k).tolist())
             for src, lm, lab_t, lab_r in zip(st.all_frames("source_mag"),
                                              st.all_frames("mix_logmag_db"),
                                              sp.all_frames("labels"), rl.all_frames("labels")):
                 acc_t.append(mixture_label_accuracy(src, lm, lab_t))
                 acc_r.append(mixture_label_accuracy(src, lm, lab_r))
     a_t, a_r = np.nan_to_num(acc_t, nan=1.0), np.nan_to_num(acc_r, nan=1.0)   # silent: no vote
-    keep_at, accuracy, kept = keep_threshold(np.array(conf), a_t, a_r)
-    return {"keep_at": keep_at if np.isfinite(keep_at) else None, "accuracy": accuracy,
-            "kept": kept, "mixtures": len(conf), "teacher_accuracy": float(a_t.mean()),
-            "relabel_accuracy": float(a_r.mean())}
+    scores = keep_scores(teacher_cols, relabel_cols)
+    score, keep_at, accuracy, kept = choose_keep(scores, a_t, a_r)
+    per_score = {}
+    for name, values in scores.items():
+        t, acc, n = keep_threshold(values, a_t, a_r)
+        per_score[name] = {"keep_at": t if np.isfinite(t) else None, "accuracy": acc, "kept": n}
+    return {"score": score, "keep_at": keep_at if np.isfinite(keep_at) else None,
+            "accuracy": accuracy, "kept": kept, "mixtures": len(a_t),
+            "teacher_accuracy": float(a_t.mean()), "relabel_accuracy": float(a_r.mean()),
+            "scores": per_score}
 
 
 def main(params_path: str | os.PathLike, round_name: str,
          shard_root: str | os.PathLike = SHARD_ROOT,
-         model_root: str | os.PathLike = MODEL_ROOT) -> None:
+         model_root: str | os.PathLike = MODEL_ROOT,
+         corpus_dir: str | os.PathLike = "data/corpus") -> None:
     keys = tuple(k.format(key=round_name) for k in PARAMS + RUN_PARAMS)
     rounds = load_config(params_path, ("self_training.rounds",)).self_training.rounds
     if round_name not in rounds:
@@ -87,18 +106,14 @@ def main(params_path: str | os.PathLike, round_name: str,
     st, sp = params.self_training, params.spatial
     entry = st.rounds[round_name]
     base = sp.teachers[entry.teacher]
-    if base.method != "delay":
+    if base.method not in ("delay", "cacgmm"):
         raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', "
-                           f"a {base.method} teacher; expected a delay teacher (the only "
-                           "method that takes a prior)", params_path)
+                           f"a {base.method} teacher; expected a delay or cacgmm teacher (the "
+                           "methods that take a prior)", params_path)
     if base.stft is not None:
         raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', a "
                            "teacher with its own stft; expected one on the student's STFT (the "
                            "student's masks are its prior, bin by bin)", params_path)
-    if base.beamform != "none":
-        raise BootsepError(f"self_training.rounds.{round_name}.teacher is '{entry.teacher}', a "
-                           f"teacher with beamform {base.beamform}; expected one without (the "
-                           "relabelling refits the delay model only)", params_path)
     teacher = Teacher.from_spatial(round_name, sp, entry=base)
     model_dir = Path(model_root) / entry.student
     if not (model_dir / BEST_MODEL).is_file():
@@ -124,60 +139,83 @@ def main(params_path: str | os.PathLike, round_name: str,
                            f"base teacher '{entry.teacher}' (run confidence@{entry.teacher})",
                            base_conf)
 
-    def relabel(split: str, out: Path, keep_at: float, first_pass: Path | None = None
-                ) -> list[dict]:
-        """Relabel ``split`` into ``out``; ``first_pass``: its relabelling without keeping,
-        whose fits the mixtures not kept copy."""
+    def relabel(split: str, out: Path, keep_at: float = float("inf"),
+                first_pass: Path | None = None, first_conf: Path | None = None) -> list[dict]:
+        """Relabel ``split`` into ``out`` (keeping the teacher's fit where ``score`` reaches
+        ``keep_at``); ``first_pass``: its relabelling without keeping, whose fits the
+        mixtures not kept copy, ``first_conf``: that relabelling's confidence shards."""
         inputs = shard_paths(root / "stft" / split)
         out.mkdir()
-        tasks = [(str(p), cfg, teacher, {**attrs, "keep_at": keep_at}, str(model_dir),
-                  st.prior_floor, st.prior_weight, ev.kmeans_threshold_db, ev.kmeans_seed,
-                  ev.mask_beta, split, i, str(out), keep_at, str(base_conf / split / p.name),
-                  str(base_spatial / split / p.name),
-                  None if first_pass is None else str(first_pass / p.name))
+        tasks = [(str(p), cfg, teacher, {**attrs, "keep_score": score, "keep_at": keep_at},
+                  str(model_dir), st.prior_floor, st.prior_weight, ev.kmeans_threshold_db,
+                  ev.kmeans_seed, ev.mask_beta, split, i, str(out), keep_at,
+                  str(base_conf / split / p.name), str(base_spatial / split / p.name),
+                  None if first_pass is None else str(first_pass / p.name),
+                  str(Path(corpus_dir) / split / MANIFEST_NAME), score,
+                  None if first_conf is None else str(first_conf / p.name))
                  for i, p in enumerate(inputs)]
         return run_tasks(compute_relabel_shard, tasks, dask, f"relabel {round_name} {split}",
                          unit="shard")
 
+    def confidence(split: str, spatial: Path, out: Path) -> list[dict]:
+        """The confidence shards of the spatial shards ``spatial`` into ``out``."""
+        inputs = shard_paths(spatial)
+        out.mkdir()
+        tasks = [(str(p), cfg, conf.jsd_samples, conf.seed, split, i, str(out))
+                 for i, p in enumerate(inputs)]
+        return run_tasks(compute_confidence_shard, tasks, dask,
+                         f"confidence {round_name} {split}", unit="shard")
+
+    def every_mixture(split: str) -> tuple[Path, Path, list[dict], list[dict]]:
+        """``split`` relabelled without keeping, and its confidence, in scratch folders."""
+        sp_first, cf_first = sp_tmp / f"{split}-every-mixture", cf_tmp / f"{split}-every-mixture"
+        results = relabel(split, sp_first)
+        return sp_first, cf_first, results, confidence(split, sp_first, cf_first)
+
     with atomic_dir(roots["spatial"]) as sp_tmp, atomic_dir(roots["confidence"]) as cf_tmp:
-        keep_at, choice = float("inf"), None
-        first = sp_tmp / "valid-every-mixture"          # the validation split, nothing kept
-        results = {"valid": relabel("valid", first, keep_at)}
+        score, keep_at, choice = "confidence", float("inf"), None
+        first = {"valid": every_mixture("valid")}
         if st.keep_confident:
-            choice = choose_keep_threshold(root, entry.teacher, first, cfg)
+            choice = choose_keep_rule(root, entry.teacher, first["valid"][0], first["valid"][1],
+                                      cfg)
             if choice is None:
                 log.info(f"relabel {round_name}: no references in the validation split; every "
                          "mixture relabelled (keep_confident needs them to choose)")
             else:
-                keep_at = choice["keep_at"]
+                score = choice["score"]
+                keep_at = float("inf") if choice["keep_at"] is None else choice["keep_at"]
                 log.info(f"relabel {round_name}: validation label accuracy, teacher "
                          f"{choice['teacher_accuracy']:.4f}, relabelled "
                          f"{choice['relabel_accuracy']:.4f}, keeping the teacher's fit at "
-                         f"confidence >= {keep_at:.4g} ({choice['kept']} of "
+                         f"{score} >= {keep_at:.4g} ({choice['kept']} of "
                          f"{choice['mixtures']} mixtures) {choice['accuracy']:.4f}")
-        if np.isfinite(keep_at):     # copies: kept fits the teacher's, the others first's
-            results["valid"] = relabel("valid", sp_tmp / "valid", keep_at, first)
-            shutil.rmtree(first)
-        else:
-            first.rename(sp_tmp / "valid")
-        for split in SPLITS:
-            if split not in results:
+        results = {}
+        for split in entry.splits:      # fit_train: false skips train
+            if np.isfinite(keep_at) and score == "fit_gain" and split not in first:
+                first[split] = every_mixture(split)      # the score needs every mixture's refit
+            conf_results = None
+            if split in first and not np.isfinite(keep_at):     # nothing kept: the first pass
+                sp_first, cf_first, results[split], conf_results = first.pop(split)
+                sp_first.rename(sp_tmp / split)
+                cf_first.rename(cf_tmp / split)
+            elif split in first:        # copies: kept fits the teacher's, the others first's
+                sp_first, cf_first, _, _ = first.pop(split)
+                results[split] = relabel(split, sp_tmp / split, keep_at, sp_first, cf_first)
+                shutil.rmtree(sp_first)
+                shutil.rmtree(cf_first)
+            else:                       # refits only the mixtures not kept
                 results[split] = relabel(split, sp_tmp / split, keep_at)
             write_summary(sp_tmp / split, {
                 "stage": "relabel", "teacher": round_name, "base_teacher": entry.teacher,
                 STUDENT_KEY: entry.student, DIGEST_KEY: student_digest,
                 "split": split, "shards": len(results[split]),
-                "keep_at": keep_at if np.isfinite(keep_at) else None,
+                "keep_score": score, "keep_at": keep_at if np.isfinite(keep_at) else None,
                 **({"keep_choice": choice} if choice is not None and split == "valid" else {}),
                 **{k: sum(r.get(k, 0) for r in results[split])
                    for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins",
                              "kept_teacher")}})
-            inputs = shard_paths(sp_tmp / split)
-            (cf_tmp / split).mkdir()
-            tasks = [(str(p), cfg, conf.jsd_samples, conf.seed, split, i, str(cf_tmp / split))
-                     for i, p in enumerate(inputs)]
-            conf_results = run_tasks(compute_confidence_shard, tasks, dask,
-                                     f"confidence {round_name} {split}", unit="shard")
+            if conf_results is None:
+                conf_results = confidence(split, sp_tmp / split, cf_tmp / split)
             values = [v for r in conf_results for v in r["mean_confidence"]]
             write_summary(cf_tmp / split, {
                 "stage": "confidence", "teacher": round_name, "split": split,

@@ -151,9 +151,12 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     perbin = {name_of[e, "perbin"]: (ens_model[e], ens_teacher[e], trust[e])
               for e in ens_entries}
     bf = params.spatial.beamform
-    beamformers = {beamformer_approach(t): (e.channels, stft_config_ms(
-        cfg, bf.window_ms, bf.hop_ms, "spatial.beamform"), bf.loading)
-        for t, e in params.spatial.teachers.items() if e.beamform != "none"}
+    long = stft_config_ms(cfg, bf.window_ms, bf.hop_ms, "spatial.beamform")
+    entries = {**params.spatial.teachers,     # a round's masks steer as its base teacher's do
+               **{r: params.spatial.teachers[e.teacher]
+                  for r, e in params.self_training.rounds.items()}}
+    beamformers = {beamformer_approach(t): (e.channels, long, bf.loading)
+                   for t, e in entries.items() if e.beamform != "none"}
     teacher_of = {**{teacher_approach(t): t for t in teachers},
                   **{a: t for t in teachers if (a := beamformer_approach(t)) in beamformers},
                   **{n: by_name[n].teacher or first_teacher for n in models},

@@ -176,7 +176,7 @@ NODES = list(nodes(RAW))
 OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.teachers.*.beamform",
             "spatial.teachers.*.fit_train", "spatial.teachers.*.wpe_iterations",
             "corpus.tts.heldout_valid_mixtures", "corpus.folder.segment_seconds",
-            "self_training.keep_confident",
+            "self_training.keep_confident", "self_training.rounds.*.fit_train",
             "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
             "train_conditions.*.*.lr_schedule", "train_conditions.*.*.utterance_weighting",
             "train.lr_schedule", "train.augment_warp", "train.augment_tilt_db", "train.batch_parts",
@@ -343,6 +343,9 @@ def test_smoke_overlay_loads():
      "false)"),
     ("spatial.teachers.paper.fit_train", "no", "spatial.teachers.paper.fit_train is 'no'; "
      "expected true or false"),
+    ("self_training.rounds.round_1.fit_train", False, "train_conditions.rounds.round_1_alpha_1."
+     "teacher is 'round_1', a round relabelled without the training split "
+     "(self_training.rounds.round_1.fit_train: false)"),
     ("train_conditions.spatial", {"alpha.1": {"teacher": "paper", "alpha": 1.0, "fraction": 1.0}},
      "train_conditions.spatial has an entry named 'alpha.1'; names may only hold letters"),
 ])

@@ -1,12 +1,18 @@
 """The self-training prior (evaluate/relabel.py): the student's masks, soft or binary, as
 per-bin source probabilities for the delay teacher's product of experts; keep_confident's
-threshold against a brute-force search."""
+threshold against a brute-force search, and its choice between keep scores."""
 
 import numpy as np
 import pytest
 
 from bootsep.evaluate.inference import soft_masks
-from bootsep.evaluate.relabel import keep_threshold, student_prior
+from bootsep.evaluate.relabel import (
+    KEEP_SCORES,
+    choose_keep,
+    keep_scores,
+    keep_threshold,
+    student_prior,
+)
 
 
 def test_student_prior_mixes_the_masks_with_the_floor_and_pads_uniformly():
@@ -61,6 +67,39 @@ def test_keep_threshold_keeps_the_confident_mixtures_where_the_teacher_is_better
     assert (t, kept) == (float("inf"), 0) and mean == pytest.approx(0.9)
     with pytest.raises(ValueError):
         keep_threshold(conf, np.ones(3), np.ones(4))
+
+
+def test_keep_scores_are_the_confidence_and_the_fit_terms_gain():
+    teacher = {"mean_confidence": np.array([0.2, 0.05]), "c_jsd": np.array([0.6, 0.3])}
+    relabelled = {"mean_confidence": np.array([0.1, 0.2]), "c_jsd": np.array([0.5, 0.4])}
+    scores = keep_scores(teacher, relabelled)
+    assert set(scores) == set(KEEP_SCORES)
+    np.testing.assert_array_equal(scores["confidence"], [0.2, 0.05])
+    np.testing.assert_allclose(scores["fit_gain"], [0.1, -0.1])
+    assert set(keep_scores(teacher)) == {"confidence"}           # no refit: confidence only
+
+
+def test_choose_keep_takes_the_score_whose_cut_is_best_on_valid():
+    """Brute force over the scores: the chosen one's cut reaches the best mean switched
+    accuracy of any score's; ties go to the teacher's confidence (no refit needed)."""
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        n = int(rng.integers(1, 10))
+        acc_t, acc_r = rng.uniform(0.5, 1.0, n), rng.uniform(0.5, 1.0, n)
+        scores = {"confidence": rng.uniform(size=n), "fit_gain": rng.normal(size=n)}
+        name, t, mean, kept = choose_keep(scores, acc_t, acc_r)
+        best = {k: _brute_force_keep(v, acc_t, acc_r) for k, v in scores.items()}
+        assert mean == pytest.approx(max(b[0] for b in best.values()))
+        assert (t, kept) == (best[name][2], best[name][1])
+        if best["confidence"][0] >= best["fit_gain"][0] - 1e-12:
+            assert name == "confidence"
+    # the fit term's gain separates where the confidence cannot
+    acc_t, acc_r = np.array([0.9, 0.6, 0.9, 0.6]), np.array([0.7, 0.8, 0.7, 0.8])
+    scores = {"confidence": np.array([0.5, 0.5, 0.1, 0.1]),
+              "fit_gain": np.array([0.2, -0.1, 0.3, -0.2])}
+    assert choose_keep(scores, acc_t, acc_r)[:2] == ("fit_gain", 0.2)
+    with pytest.raises(ValueError):
+        choose_keep({}, acc_t, acc_r)
 
 
 def _fake_fit(rng, lengths, T, F=5, K=2):

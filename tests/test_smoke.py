@@ -124,31 +124,58 @@ def test_pipeline_produces_table1_and_figures(smoke):
 
 
 def test_relabel_keeps_the_teachers_fit_where_valid_chose_it(smoke):
-    """self_training.keep_confident: the threshold chosen on the validation split (its
-    held-out-engine mixtures included) is applied to every split: exactly the mixtures whose
-    base teacher's confidence reaches it keep the teacher's fit."""
+    """self_training.keep_confident: the score and threshold chosen on the validation split (its
+    held-out-engine mixtures included) are applied to every split the round relabels: with the
+    teacher's confidence exactly the mixtures reaching it keep the teacher's fit; with the fit
+    term's gain every mixture whose fit is not the teacher's has a gain below it (its fit term
+    in the round's confidence is its refit's)."""
+    from bootsep.evaluate.relabel import KEEP_SCORES
     from bootsep.pipeline.storage.layout import SUMMARY_NAME
     from bootsep.pipeline.storage.shards import Shard, shard_paths
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     assert params["self_training"]["keep_confident"] is True
     tts = params["corpus"]["tts"]
+
+    def column(root, split, name, kind):
+        out = []
+        for path in shard_paths(root / split):
+            with Shard(path) as shard:
+                out.extend(shard.utterances(name) if kind == "utterances"
+                           else shard.all_frames(name))
+        return out
+
     for name, entry in params["self_training"]["rounds"].items():
         root = smoke / "data/shards/spatial" / name
         valid = json.loads((root / "valid" / SUMMARY_NAME).read_text())
         choice = valid["keep_choice"]
         assert choice["mixtures"] == tts["mixtures"]["valid"] + tts["heldout_valid_mixtures"]
         assert choice["accuracy"] >= choice["relabel_accuracy"] - 1e-9
-        keep_at = choice["keep_at"]
+        assert choice["score"] in KEEP_SCORES and set(choice["scores"]) == set(KEEP_SCORES)
+        assert choice["accuracy"] == pytest.approx(max(c["accuracy"]
+                                                       for c in choice["scores"].values()))
+        keep_at, score = choice["keep_at"], choice["score"]
         assert valid["keep_at"] == keep_at and (keep_at is None) == (choice["kept"] == 0)
-        for split in ("train", "valid", "test"):
+        splits = ("train", "valid", "test") if entry.get("fit_train", True) else ("valid", "test")
+        assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(splits)
+        base_conf = smoke / "data/shards/confidence" / entry["teacher"]
+        for split in splits:
             summary = json.loads((root / split / SUMMARY_NAME).read_text())
-            conf = []
-            for path in shard_paths(smoke / "data/shards/confidence" / entry["teacher"] / split):
-                with Shard(path) as shard:
-                    conf.append(shard.utterances("mean_confidence"))
-            conf = np.concatenate(conf)
-            want = 0 if keep_at is None else int((conf >= keep_at).sum())
-            assert summary["kept_teacher"] == want and summary["keep_at"] == keep_at, split
+            assert summary["keep_at"] == keep_at and summary["keep_score"] == score, split
+            if keep_at is None:
+                assert summary["kept_teacher"] == 0, split
+            elif score == "confidence":
+                conf = np.array(column(base_conf, split, "mean_confidence", "utterances"))
+                assert summary["kept_teacher"] == int((conf >= keep_at).sum()), split
+            else:
+                base = column(smoke / "data/shards/spatial" / entry["teacher"], split,
+                              "posteriors", "frames")
+                mine = column(root, split, "posteriors", "frames")
+                kept = np.array([np.array_equal(a, b) for a, b in zip(base, mine)])
+                assert int(kept.sum()) >= summary["kept_teacher"], split    # (or refitted alike)
+                gain = np.array(column(base_conf, split, "c_jsd", "utterances")) \
+                    - np.array(column(smoke / "data/shards/confidence" / name, split, "c_jsd",
+                                      "utterances"))
+                assert np.all(gain[~kept] < keep_at), split
 
 
 def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
@@ -430,6 +457,8 @@ def test_folder_without_references_runs_every_stage(folder_smoke):
                  for k in ("confidence", "perbin")}    # the ensembles that need no references
     beamformers = [t for t, e in params["spatial"]["teachers"].items()
                    if e.get("beamform", "none") != "none"]
+    beamformers += [r for r, e in params["self_training"]["rounds"].items()  # as their teacher
+                    if e["teacher"] in beamformers]
     approaches = {*(f"spatial_{t}" for t in teachers), *ensembles,
                   *(f"beamformer_{t}" for t in beamformers),
                   *params["train_conditions"]["spatial"], *params["train_conditions"]["rounds"]}

@@ -152,6 +152,12 @@ class Config(Section):
                 if entry.loaded("teacher") and entry.teacher not in rounds:
                     where.fail(f"train_conditions.rounds.{name}.teacher", entry.teacher,
                                f"an entry of self_training.rounds ({', '.join(rounds) or 'none'})")
+                elif entry.loaded("teacher") and rounds[entry.teacher].loaded("fit_train") \
+                        and not rounds[entry.teacher].fit_train:
+                    where.error(f"train_conditions.rounds.{name}.teacher is '{entry.teacher}', "
+                                "a round relabelled without the training split "
+                                f"(self_training.rounds.{entry.teacher}.fit_train: false); set "
+                                "fit_train: true or name another round")
 
 
 

@@ -19,6 +19,12 @@ from bootsep.config.checks import (
 )
 from bootsep.config.section import Section, section
 
+
+def fitted_splits(fit_train: bool) -> tuple[str, ...]:
+    """``SPLITS``, less ``train`` unless ``fit_train`` (a teacher's or round's splits)."""
+    return SPLITS if fit_train else tuple(s for s in SPLITS if s != "train")
+
+
 TEACHER_METHODS = ("paper", "delay", "cacgmm", "iva")
 CHANNEL_SETS = ("pair", "all")
 DEREVERB_METHODS = ("none", "wpe")
@@ -68,7 +74,7 @@ class TeacherEntry(Section):
     def splits(self) -> tuple[str, ...]:
         """The splits the teacher is fitted on (``SPLITS``, less ``train`` without
         ``fit_train``)."""
-        return SPLITS if self.fit_train else tuple(s for s in SPLITS if s != "train")
+        return fitted_splits(self.fit_train)
 
     def validate(self, where):
         if self.loaded("method", "channels") and self.method == "paper" \
@@ -187,10 +193,18 @@ class SpatialSettings(Section):
 @section
 class RoundEntry(Section):
     """One self-training round: spatial teacher ``teacher`` refitted with the masks of model
-    ``student`` (a training condition) as a per-bin prior."""
+    ``student`` (a training condition) as a per-bin prior. ``fit_train: false`` relabels the
+    valid and test splits only, as a teacher's: a round no student learns from (its relabelled
+    teacher's Table 1 rows) skips the training mixtures."""
 
     teacher: str = _p(Text(NAME.pattern, "the name of an entry of spatial.teachers"))
     student: str = _p(Text(NAME.pattern, "the name of a training condition"))
+    fit_train: bool = _p(Flag(), default=True)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits the round relabels (``SPLITS``, less ``train`` without ``fit_train``)."""
+        return fitted_splits(self.fit_train)
 
 
 @section

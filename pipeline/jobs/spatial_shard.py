@@ -125,7 +125,8 @@ def read_audio_channels(manifest: str | None, ids: list[str], pair_channels: np.
     channels the stft shard holds: ``all`` its ``num_channels``, ``pair`` channel 0 and each
     mixture's pair channel) and their ``(B,)`` lengths in samples."""
     if manifest is None:
-        raise BootsepError("a teacher with its own stft reads the corpus's manifest; none given")
+        raise BootsepError("a teacher with its own stft or with beamformers reads the corpus's "
+                           "manifest; none given")
     by_id = {m.id: m for m in read_manifest(manifest)}
     audio = []
     for i, pair in zip(ids, pair_channels):
@@ -179,8 +180,8 @@ def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, t
                 cfg: StftConfig, geometry: tuple, prior: np.ndarray | None = None,
                 prior_weight: float = 1.0) -> tuple[dict, dict, dict]:
     """The teacher's frame and utterance arrays of a padded batch ``X (B, C, T, F)``;
-    ``prior (B, T, F, K)``: per-bin source probabilities combined with the delay model (a
-    self-training round; the EM starts from them)."""
+    ``prior (B, T, F, K)``: per-bin source probabilities combined with the delay or cACGMM
+    model (a self-training round; the EM starts from them)."""
     if teacher.method == "paper":
         if prior is not None:
             raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
@@ -193,10 +194,10 @@ def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, t
                           psd_context=w["psd_context"], power_floor_db=w["power_floor_db"],
                           ridge=w["ridge"])
     mic_pos = geometry[0] if teacher.channels == "all" else None
-    if teacher.method in ("cacgmm", "iva") and prior is not None:
-        raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
+    if teacher.method == "iva" and prior is not None:
+        raise BootsepError(f"teacher {teacher.name}: the iva method takes no prior")
     if teacher.method == "cacgmm":
-        return _cacgmm(X, lengths, teacher, cfg, mic_pos, geometry[1])
+        return _cacgmm(X, lengths, teacher, cfg, mic_pos, geometry[1], prior, prior_weight)
     if teacher.method == "iva":
         return _iva(X, lengths, teacher)
     return _delay(X, lengths, teacher, cfg, mic_pos, geometry[1], prior, prior_weight)
@@ -296,8 +297,12 @@ def _delay(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_soun
     return frames, utterances, {"outlier_prior_sum": float(u["outlier_prior"].sum())}
 
 
-def _cacgmm(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound):
-    """The cACGMM from the delay model's posteriors, batch by batch like :func:`_delay`."""
+def _cacgmm(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sound,
+            prior=None, prior_weight: float = 1.0):
+    """The cACGMM from the delay model's posteriors, batch by batch like :func:`_delay`; with
+    a ``prior (B, T, F, K)`` (a self-training round) from the prior instead, combined with it
+    in every E-step (:func:`cacgmm_masks`): a student's masks do not depend on the sources'
+    directions, so they also start sources too close for the delay model apart."""
     B, C, T, F = X.shape
     K = teacher.num_components
     o = teacher.options
@@ -307,17 +312,21 @@ def _cacgmm(X, lengths, teacher: Teacher, cfg: StftConfig, mic_pos, speed_of_sou
     fit = np.empty((B, T, F), bool)
     per, init_degenerate = [], 0
     for sl, t, Xb, valid in _batches(X, lengths):
-        init = delay_masks(Xb, valid, num_components=K, **kw)
-        r = cacgmm_masks(Xb, valid, init_posteriors=init.posteriors,
-                         init_degenerate=init.degenerate, iterations=o["iterations"],
+        if prior is None:
+            init = delay_masks(Xb, valid, num_components=K, **kw)
+            start = dict(init_posteriors=init.posteriors, init_degenerate=init.degenerate)
+            init_degenerate += int(init.degenerate.sum())
+        else:
+            start = dict(init_posteriors=prior[sl, :t], prior=prior[sl, :t],
+                         prior_weight=prior_weight)
+        r = cacgmm_masks(Xb, valid, iterations=o["iterations"],
                          threshold_db=kw["threshold_db"], weight_power=kw["weight_power"],
                          eps=o["eps"], min_source_share=kw["min_source_share"],
-                         priors=o["priors"], single_model=True)
+                         priors=o["priors"], single_model=True, **start)
         post[sl, :t], labels[sl, :t], fit[sl, :t] = r.posteriors, r.labels, r.fit_mask
         post[sl, t:], labels[sl, t:], fit[sl, t:] = 1.0 / K, 0, False
         per.append(_cacg_fields(r.model, r.single_model, r.freq_weights, r.n_iter,
                                 r.degenerate, r.fit_bins))
-        init_degenerate += int(init.degenerate.sum())
     frames = {"fit_mask": fit, "posteriors": post, "labels": labels}
     return frames, _concat(per), {"init_degenerate": init_degenerate}
 

@@ -149,7 +149,8 @@ def cacgmm_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
                  iterations: int = 3, threshold_db: float = -40.0,
                  weight_power: float = 1.0, eps: float | None = None, min_fit_bins: int = 2,
                  min_source_share: float = 0.02, priors: str = "frequency",
-                 single_model: bool = False) -> CacgmmResult:
+                 single_model: bool = False, prior: np.ndarray | None = None,
+                 prior_weight: float = 1.0) -> CacgmmResult:
     """Fit the per-frequency cACGMM (module docstring) to a padded batch.
 
     ``X``: complex ``(B, C, T, F)`` STFTs, C >= 2, channel 0 the reference; ``valid``:
@@ -161,6 +162,14 @@ def cacgmm_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
     mixture weights over all frequencies). ``single_model``: also fit the 1-component model
     of the same bins (:func:`fit_model` with ``posteriors=None``, sharing the features) for
     :func:`cacg_jsd`.
+
+    ``prior``: optional ``(B, T, F, K)`` per-bin source probabilities (a student's masks, rows
+    summing to 1, no zeros: floor them) combined with the spatial model in every E-step as a
+    product of experts, ``gamma_k ~ pi_kf p(z | k, f) prior_k^prior_weight`` (as
+    :func:`bootsep.pipeline.teachers.delay.delay_masks` combines it; a uniform prior or
+    ``prior_weight = 0`` changes nothing). The returned posteriors and log-likelihood include
+    it. The init is ``init_posteriors`` still (a self-training round passes the prior there
+    too).
     """
     X, valid, B, C, T, F = _check_input(X, valid, "cacgmm_masks")
     init = np.asarray(init_posteriors)
@@ -178,11 +187,12 @@ def cacgmm_masks(X: np.ndarray, valid: np.ndarray | None = None, *,
     if priors not in ("frequency", "mixture"):
         raise BootsepError(f"cacgmm_masks: priors must be 'frequency' or 'mixture', got {priors!r}")
     em = _Em(C, eps, B if priors == "mixture" else None)
+    lq = None if prior is None else _log_prior(prior, prior_weight, (B, T, F, K))
     logpri, A, logdet = em.mstep(obs.phi, obs.w, g0.astype(_FEAT), None)
     for _ in range(int(iterations)):
-        gamma, Q, _ = em.estep(obs.phi, obs.w, logpri, A, logdet)
+        gamma, Q, _ = em.estep(obs.phi, obs.w, logpri, A, logdet, lq)
         logpri, A, logdet = em.mstep(obs.phi, obs.w, gamma, Q)
-    gamma, _, ll = em.estep(obs.phi, obs.w, logpri, A, logdet)
+    gamma, _, ll = em.estep(obs.phi, obs.w, logpri, A, logdet, lq)
     cov = em.covariances()
 
     # degenerate: too few fit bins, a channel without spatial cue, a flagged or flat init, or
@@ -373,6 +383,23 @@ def cacg_jsd(model_k: CacgmmModel, model_1: CacgmmModel, freq_weights: np.ndarra
 
 # --------------------------------------------------------------------------- internals
 
+def _log_prior(prior, weight: float, shape: tuple) -> np.ndarray | None:
+    """``weight * log(prior)`` of a per-bin prior ``(B, T, F, K)`` in the E-step's layout
+    ``(B F, K, T)`` float32; None for ``weight == 0``."""
+    p = np.asarray(prior, dtype=np.float64)
+    if p.shape != shape:
+        raise BootsepError(f"cacgmm_masks: prior must be (B, T, F, K) = {shape}, got {p.shape}")
+    if not np.isfinite(weight) or weight < 0:
+        raise BootsepError(f"cacgmm_masks: prior_weight must be >= 0, got {weight}")
+    if weight == 0:
+        return None
+    if not (np.all(np.isfinite(p)) and np.all(p > 0)):
+        raise BootsepError("cacgmm_masks: the prior must be finite and positive (floor it)")
+    B, T, F, K = shape
+    lq = float(weight) * np.log(p / p.sum(axis=-1, keepdims=True))
+    return np.ascontiguousarray(lq.transpose(0, 2, 3, 1).reshape(B * F, K, T), dtype=_FEAT)
+
+
 def _check_input(X, valid, name):
     X = np.asarray(X)
     if X.ndim != 4 or X.shape[1] < 2 or not np.iscomplexobj(X):
@@ -484,13 +511,16 @@ class _Em:
         np.maximum(Q, np.float32(1e-12), out=Q)
         return Q
 
-    def estep(self, phi, w, logpri, A, logdet):
+    def estep(self, phi, w, logpri, A, logdet, logprior=None):
         """Responsibilities ``(N, K, T)`` float32, the quadratic forms ``(N, K, T)`` and the
-        per-bin log-density ``log p(z)`` ``(N, T)``."""
+        per-bin log-density ``log p(z)`` ``(N, T)``; ``logprior (N, K, T)``: a per-bin
+        log-prior added to every component's log-density (a product of experts)."""
         Q = self.quadratic_forms(phi, A)
         L = np.log(Q)
         L *= np.float32(-self.C)
         L += (logpri - logdet + self.const).astype(_FEAT)[:, :, None]
+        if logprior is not None:
+            L += logprior
         K = L.shape[1]
         m = L[:, 0].copy()
         for k in range(1, K):
