@@ -9,6 +9,7 @@ e.g. after ``make repro``::
 
     python bench/beamform.py --teacher cacgmm_rooms --split valid --windows 256/64,512/128 \\
         --iterations 1,2
+    python bench/beamform.py --split valid --windows 512/128 --iterations 1,3 --oracle
 
 The teacher is refitted without its beamformers (the spatial stage's
 :func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher` on the stft shards), then refined with
@@ -37,11 +38,13 @@ from bootsep.config import load_config
 from bootsep.evaluate.inference import apply_masks
 from bootsep.evaluate.metrics import separation_metrics
 from bootsep.evaluate.separation import references
+from bootsep.pipeline.audio import load_at_rate
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, read_manifest
 from bootsep.pipeline.jobs.spatial_shard import fit_teacher, read_audio_channels, read_channels
+from bootsep.pipeline.stft import stft
 from bootsep.pipeline.storage.layout import stft_config
 from bootsep.pipeline.storage.shards import Shard, shard_paths
-from bootsep.pipeline.teachers.beamform import mvdr_separate, refine_masks
+from bootsep.pipeline.teachers.beamform import mvdr_from_images, mvdr_separate, refine_masks
 from bootsep.pipeline.teachers.spec import Teacher, stft_config_ms
 
 
@@ -54,9 +57,16 @@ def parse_windows(text: str) -> list[tuple[float, float]]:
     return out
 
 
+def ideal_binary_masks(images: np.ndarray, cfg, num_frames: int) -> np.ndarray:
+    """The ideal binary masks ``(K, num_frames, F)`` of source images ``images (K, C, L)`` at
+    channel 0 on the grid ``cfg``: 1 where the source's image is the loudest."""
+    power = np.abs(stft(images[:, 0], cfg)[:, :num_frames]) ** 2
+    return (power == power.max(axis=0, keepdims=True)).astype(np.float32)
+
+
 def measure(teacher_name: str, split: str, windows: list[tuple[float, float]],
             iterations: list[int], limit: int | None = None,
-            params_path: str = "params.yaml") -> dict:
+            params_path: str = "params.yaml", oracle: bool = False) -> dict:
     params = load_config(params_path, ("stft", "spatial"))
     cfg, sp = stft_config(params.stft), params.spatial
     teacher = replace(Teacher.from_spatial(teacher_name, sp), beamform="none",
@@ -93,6 +103,17 @@ def measure(teacher_name: str, split: str, windows: list[tuple[float, float]],
                     estimates[f"refined {key}"] = apply_masks(specs[u], refined, cfg, L)
                     estimates[f"beamformer {key}"] = mvdr_separate(x, refined, cfg, long,
                                                                    loading=loading)
+            if oracle:          # the headroom: beamformers steered by the truth
+                images = np.stack([load_at_rate(p, cfg.sample_rate)[:, :L]
+                                   for p in mix.source_images])              # (K, C, L)
+                ibm = ideal_binary_masks(images, cfg, T)
+                estimates["ideal binary masks"] = apply_masks(specs[u], ibm, cfg, L)
+                for win, hop in windows:
+                    long = stft_config_ms(cfg, win, hop, "--windows")
+                    estimates[f"beamformer ibm {win:g}/{hop:g}"] = mvdr_separate(
+                        x, ibm, cfg, long, loading=loading)
+                    estimates[f"beamformer images {win:g}/{hop:g}"] = mvdr_from_images(
+                        x, images, long, loading=loading)
             refs = references(mix, cfg, L)
             for name, est in estimates.items():
                 value = float(np.mean(separation_metrics(est, refs, x[0])["si_sdri"]))
@@ -116,9 +137,13 @@ def main() -> None:
     ap.add_argument("--iterations", default="1,2", help="comma-separated numbers of passes")
     ap.add_argument("--limit", type=int, default=None, help="stop after this many mixtures")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also the ideal binary masks and the beamformers they steer, and those "
+                         "of the true images' covariances (the headroom)")
     args = ap.parse_args()
     result = measure(args.teacher, args.split, parse_windows(args.windows),
-                     [int(n) for n in args.iterations.split(",") if n], args.limit, args.params)
+                     [int(n) for n in args.iterations.split(",") if n], args.limit, args.params,
+                     args.oracle)
     approaches = result["approaches"]
     groups = list(approaches["masks"])
     print(f"{args.teacher} on {args.split}: mean SI-SDRi (dB)")

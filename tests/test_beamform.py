@@ -21,6 +21,7 @@ from bootsep.pipeline.stft import StftConfig, istft, stft
 from bootsep.pipeline.storage.shards import Shard, shard_paths
 from bootsep.pipeline.teachers.beamform import (
     apply_beamformer,
+    mvdr_from_images,
     mvdr_separate,
     ratio_masks,
     refine_masks,
@@ -133,6 +134,20 @@ def test_mvdr_steered_by_ideal_masks_beats_the_masks():
         bf, masked = si_sdr_db(out[k], images[k, 0]), si_sdr_db(_masked(mix, ideal)[k],
                                                                images[k, 0])
         assert bf > 15.0 and bf > masked + 1.0, (k, bf, masked)
+
+
+def test_the_true_images_steer_the_oracle_beamformer_above_the_ideal_masks():
+    """``bench/beamform.py --oracle``'s headroom: the beamformers of the true images'
+    covariances beat those steered by the ideal masks, which equal mvdr_separate's with the
+    masked mixture as images."""
+    _, images, mix, ideal = _mixture(5)
+    oracle = mvdr_from_images(mix, images, LONG)
+    steered = mvdr_separate(mix, ideal, STUDENT, LONG)
+    masked_images = istft(ideal[:, None] * stft(mix, STUDENT)[None], STUDENT, mix.shape[-1])
+    np.testing.assert_allclose(mvdr_from_images(mix, masked_images, LONG), steered, atol=1e-6)
+    for k in range(2):
+        best, bf = si_sdr_db(oracle[k], images[k, 0]), si_sdr_db(steered[k], images[k, 0])
+        assert best > bf + 1.0 and best > 25.0, (k, best, bf)
 
 
 def test_refinement_repairs_a_corrupted_mask():

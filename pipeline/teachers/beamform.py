@@ -65,9 +65,18 @@ def mvdr_separate(audio: np.ndarray, masks: np.ndarray, cfg: StftConfig, long: S
     L = audio.shape[-1]
     X = stft(audio, cfg)                                                   # (C, T, F)
     images = istft(masks[:, None] * X[None, :, :masks.shape[1]], cfg, L)  # (K, C, L)
+    return mvdr_from_images(audio, images, long, loading=loading)
+
+
+def mvdr_from_images(audio: np.ndarray, images: np.ndarray, long: StftConfig, *,
+                     loading: float = 1e-3) -> np.ndarray:
+    """The MVDR beamformers of :func:`mvdr_separate` from multichannel source images
+    ``images (K, C, L)`` (estimated, or the true ones: an oracle), applied to ``audio (C, L)``;
+    outputs ``(K, L)``."""
+    L = audio.shape[-1]
     phi = spatial_covariance(stft(images, long).astype(np.complex128))    # (K, F', C, C)
     w = souden_mvdr(phi, phi.sum(axis=0) - phi, loading=loading)         # others: the noise
-    Y = stft(audio, long).astype(np.complex128)                            # (C, T', F')
+    Y = stft(np.asarray(audio, np.float32), long).astype(np.complex128)   # (C, T', F')
     return istft(apply_beamformer(w[:, None], Y[None])[:, 0], long, L)
 
 
