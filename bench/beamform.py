@@ -22,6 +22,12 @@ validation split, SI-SDRi all / reverberant (89 of 200): its masks 8.05 / 4.75 d
 12.22 / 6.36; two passes at 512/128 ms 9.08 / 6.54 and 11.76 / 7.42 (params.yaml: 512/128, one
 pass). Test split (300), one pass at 512/128 ms: masks 6.57 / 3.92, refined 7.82 / 5.37,
 beamformers 10.18 / 6.25 (anechoic 14.26, held-out engine 8.45).
+
+``--oracle`` (Table 1's workspace of c71bf48, validation split, all / reverberant, 2 min): the
+teacher's beamformers 11.33 / 6.32; the ideal binary masks 11.16 / 10.81, the beamformers they
+steer 15.84 / **13.14**, those of the true images' covariances 32.22 / 19.02: in rooms the
+teacher's masks, not the beamformer, are what is missing (README, "A round for the
+all-microphone teacher in rooms").
 """
 
 from __future__ import annotations
