@@ -192,9 +192,9 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
     shard ``teacher_confidence``, and for ``fit_gain`` the confidence shard
     ``relabelled_confidence`` of ``relabelled``) is at least ``keep_at`` keep the teacher's
     own fit: copied from its spatial shard ``teacher_spatial`` (no prior, its own
-    initialisation). ``relabelled``: a
-    spatial shard of this stft shard relabelled earlier without keeping (the validation
-    split's first pass), whose fits the other mixtures copy instead of refitting them. A
+    initialisation). ``relabelled``: a spatial shard of this stft shard relabelled earlier
+    without keeping (the stage's first pass), whose fits the other mixtures copy instead of
+    refitting them. A
     teacher with ``beamform: mvdr`` refines the refitted masks as its spatial stage does, on
     the mixtures' audio read through the split's ``manifest``."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
