@@ -699,8 +699,8 @@ def test_an_entry_with_another_teacher_brings_that_teacher(tmp_path):
     data["models"]["alpha_1+delay_pair"] = {
         "model": "alpha_1", "teacher": "delay_pair", "channels": "pair", "threshold": 0.05,
         "perbin_trust": 0.9, "valid_si_sdri": {"confidence": 2.5, "perbin": 3.0}}
-    data["models"]["alpha_1+cacgmm"] = {       # better, but not a stereo-pair teacher
-        "model": "alpha_1", "teacher": "cacgmm", "channels": "all", "threshold": 0.1,
+    data["models"]["alpha_1+cacgmm_rooms"] = {       # better, but not a stereo-pair teacher
+        "model": "alpha_1", "teacher": "cacgmm_rooms", "channels": "all", "threshold": 0.1,
         "perbin_trust": 0.8, "valid_si_sdri": {"confidence": 5.0, "perbin": 6.0}}
     ens.write_text(json.dumps(data))
     sep = Separator.from_pretrained(models["alpha_1"], device="cpu")
@@ -708,20 +708,20 @@ def test_an_entry_with_another_teacher_brings_that_teacher(tmp_path):
     assert (sep.ensemble_kind, sep.threshold, sep.perbin_trust) == ("perbin", 0.05, 0.9)
     assert "perbin with teacher delay_pair (3.00 dB" in sep.ensemble_used
     # the file's best names the entry: that one, whatever the others measured
-    data["best"] = {"entry": "alpha_1+cacgmm", "model": "alpha_1", "teacher": "cacgmm",
-                    "kind": "confidence", "approach": "ensemble_confidence@alpha_1+cacgmm",
+    data["best"] = {"entry": "alpha_1+cacgmm_rooms", "model": "alpha_1", "teacher": "cacgmm_rooms",
+                    "kind": "confidence", "approach": "ensemble_confidence@alpha_1+cacgmm_rooms",
                     "si_sdri": 5.5}
     ens.write_text(json.dumps(data))
     sep = Separator.from_pretrained(models["alpha_1"], device="cpu")
     assert (sep.spatial.teacher.name, sep.ensemble_kind, sep.threshold) == \
-        ("cacgmm", "confidence", 0.1)
+        ("cacgmm_rooms", "confidence", 0.1)
     assert sep.ensemble_used.startswith("best measured ensemble: confidence of alpha_1 with "
-                                        "teacher cacgmm")
+                                        "teacher cacgmm_rooms")
     # --threshold: the model's own teacher and the confidence switch
     forced = Separator.from_pretrained(models["alpha_1"], device="cpu", threshold=0.2)
     assert forced.spatial.teacher.name == "paper" and forced.ensemble_kind == "confidence"
     # an entry naming a teacher the model's params do not have: one line naming the folder
-    data["best"]["teacher"] = data["models"]["alpha_1+cacgmm"]["teacher"] = "nope"
+    data["best"]["teacher"] = data["models"]["alpha_1+cacgmm_rooms"]["teacher"] = "nope"
     ens.write_text(json.dumps(data))
     with pytest.raises(BootsepError, match=r"the ensemble's teacher 'nope' is not in "
                                            r"params_file.spatial.teachers"):
