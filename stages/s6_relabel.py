@@ -140,7 +140,8 @@ def main(params_path: str | os.PathLike, round_name: str,
                            base_conf)
 
     def relabel(split: str, out: Path, keep_at: float = float("inf"),
-                first_pass: Path | None = None, first_conf: Path | None = None) -> list[dict]:
+                score: str = "confidence", first_pass: Path | None = None,
+                first_conf: Path | None = None) -> list[dict]:
         """Relabel ``split`` into ``out`` (keeping the teacher's fit where ``score`` reaches
         ``keep_at``); ``first_pass``: its relabelling without keeping, whose fits the
         mixtures not kept copy, ``first_conf``: that relabelling's confidence shards."""
@@ -200,11 +201,12 @@ def main(params_path: str | os.PathLike, round_name: str,
                 cf_first.rename(cf_tmp / split)
             elif split in first:        # copies: kept fits the teacher's, the others first's
                 sp_first, cf_first, _, _ = first.pop(split)
-                results[split] = relabel(split, sp_tmp / split, keep_at, sp_first, cf_first)
+                results[split] = relabel(split, sp_tmp / split, keep_at, score, sp_first,
+                                         cf_first)
                 shutil.rmtree(sp_first)
                 shutil.rmtree(cf_first)
             else:                       # refits only the mixtures not kept
-                results[split] = relabel(split, sp_tmp / split, keep_at)
+                results[split] = relabel(split, sp_tmp / split, keep_at, score)
             write_summary(sp_tmp / split, {
                 "stage": "relabel", "teacher": round_name, "base_teacher": entry.teacher,
                 STUDENT_KEY: entry.student, DIGEST_KEY: student_digest,

@@ -184,7 +184,7 @@ def fit_teacher(X: np.ndarray, logmag: np.ndarray | None, lengths: np.ndarray, t
     model (a self-training round; the EM starts from them)."""
     if teacher.method == "paper":
         if prior is not None:
-            raise BootsepError(f"teacher {teacher.name}: only the delay method takes a prior")
+            raise BootsepError(f"teacher {teacher.name}: the paper method takes no prior")
         return _paper(X, logmag, lengths, teacher)
     if teacher.dereverb == "wpe":
         w = dict(teacher.wpe)
