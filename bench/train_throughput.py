@@ -7,6 +7,7 @@ Run from the repository root::
     python bench/train_throughput.py --device cuda [--amp] --batch 40   # models on a GPU
     python bench/train_throughput.py --contend [--threads auto] [--steps 8]  # beside a busy process
     python bench/train_throughput.py --parts 2 ...   # batches as 2 parts on threads (batch_parts)
+    python bench/train_throughput.py --malloc default ...   # glibc's defaults, not the trainer's
 
 It writes synthetic shard sets (the real schema and STFT: 8 kHz, 32 ms / 8 ms, F = 129) into a
 temporary folder and reports, in the last stdout line, one JSON object:
@@ -58,6 +59,7 @@ from pathlib import Path
 
 import torch
 
+from bootsep.pipeline.malloc import keep_freed_memory
 from bootsep.pipeline.stft import StftConfig
 from bootsep.train.batch_parts import PartsPool, batch_gradients, split_batch
 from bootsep.train.conditions import Condition
@@ -367,11 +369,16 @@ def main() -> None:
                     help="--shards: train.shuffle_buffer (params.yaml default 256)")
     ap.add_argument("--parts", type=int, default=1,
                     help="CPU: each batch as this many parts on threads (train.batch_parts)")
+    ap.add_argument("--malloc", choices=("trainer", "default"), default="trainer",
+                    help="CPU: glibc malloc as the trainer sets it (keep freed memory, "
+                         "pipeline/malloc.py) or glibc's default")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
         _rss_child(args.rss_child[0], int(args.rss_child[1]))
         return
+    if args.malloc == "trainer" and resolve_device(args.device).type == "cpu":
+        keep_freed_memory()                  # as bootsep.train.loop.Trainer does on the CPU
     if args.threads != "auto":
         torch.set_num_threads(int(args.threads))
     quick = args.quick
@@ -382,6 +389,7 @@ def main() -> None:
         machine += f", {torch.cuda.get_device_name(device)}"
     if args.shards is not None:
         print(json.dumps({"machine": machine, "torch_threads": args.threads,
+                          "malloc": args.malloc,
                           **real_shards(args.shards, args.bucket, args.batch or 16, args.epochs,
                                         args.max_batches, args.workers, args.shuffle_buffer,
                                         parts=args.parts)}))

@@ -1,6 +1,6 @@
-"""glibc malloc settings of bootsep's worker processes: the one place that calls ``mallopt``.
+"""glibc malloc settings of bootsep's workers and trainer: the one place that calls ``mallopt``.
 
-The policy, for every kind of worker: fix glibc's mmap threshold instead of letting it slide.
+The policy, for every kind of process: fix glibc's mmap threshold instead of letting it slide.
 By default blocks above the threshold (128 KiB at first) are ``mmap``'ed and unmapped on free,
 and each free of such a block raises the threshold to that block's size, so later blocks of
 that size land on the heap, where they fragment it; numpy asks for transparent huge pages on
@@ -14,6 +14,12 @@ Where the fixed threshold sits depends on what a worker allocates:
   returning to the kernel (on the 2-core machine the page faults were about a third of the
   stft and spatial stages). The cost: a worker keeps its peak heap (a few hundred MiB) until
   it exits.
+- the trainer's own process on the CPU (:func:`keep_freed_memory` too, from
+  :class:`bootsep.train.loop.Trainer`) allocates and frees the same activations every step (a
+  batch's ``(B, T, F, D)`` embeddings and their gradients: 25 MiB at the default batch of 8 x
+  400 frames). Returned to the kernel and faulted in again, they cost 2-3 s of system time an
+  epoch on the 2-core machine; kept, the `gt` condition trains about 15 % faster (README,
+  Benchmarks).
 - training-data loader workers (:func:`release_large_blocks`, from
   :func:`bootsep.train.dataset.worker_init`) live for a whole run and allocate batch-sized
   buffers of every size (then copied to shared memory). The threshold is fixed at 1 MiB, so
@@ -36,6 +42,7 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20      # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
 TRIM_THRESHOLD = 1 << 30
 LOADER_MMAP_THRESHOLD = 1 << 20
+DEFAULT_TRIM_THRESHOLD = 128 << 10   # glibc's M_TRIM_THRESHOLD default
 
 
 @functools.cache
@@ -47,9 +54,11 @@ def keep_freed_memory() -> bool:
 
 @functools.cache
 def release_large_blocks() -> bool:
-    """Loader workers: blocks of 1 MiB and more are mapped and returned on free (once per
-    process); True where glibc accepted the setting."""
-    return _mallopt({M_MMAP_THRESHOLD: LOADER_MMAP_THRESHOLD})
+    """Loader workers: blocks of 1 MiB and more are mapped and returned on free, the heap
+    trimmed at glibc's default (once per process; a worker forked from a trainer that keeps
+    freed memory must not inherit that); True where glibc accepted the settings."""
+    return _mallopt({M_MMAP_THRESHOLD: LOADER_MMAP_THRESHOLD,
+                     M_TRIM_THRESHOLD: DEFAULT_TRIM_THRESHOLD})
 
 
 def _mallopt(settings: dict[int, int]) -> bool:

@@ -112,6 +112,52 @@ def test_gradient_only_on_weighted_bins():
     torch.testing.assert_close(V2.grad, V.grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("B,N,D,C,lengths", [(1, 7, 3, 2, None), (3, 129, 15, 3, [129, 1, 64]),
+                                           (2, 200, 4, 5, [10, 200])])
+def test_closed_form_gradient_matches_autograd_of_affinity_form(B, N, D, C, lengths):
+    """The loss's hand-written backward (∂L/∂V = 4 W (V VᵀWV - Y YᵀWV)) against autograd
+    through the O(N²) oracle, with a non-uniform upstream gradient per utterance."""
+    gen = torch.Generator().manual_seed(7 * N + C)
+    V, Y, w = _random_case(gen, B, N, D, C, lengths)
+    upstream = torch.rand(B, generator=gen, dtype=torch.float64) + 0.5
+    V1 = V.clone().requires_grad_(True)
+    (weighted_dc_loss(V1, Y, w) * upstream).sum().backward()
+    V2 = V.clone().requires_grad_(True)
+    (dc_loss_affinity(V2, Y, w) * upstream).sum().backward()
+    torch.testing.assert_close(V1.grad, V2.grad, rtol=1e-9, atol=1e-14)
+    # and torch's own finite-difference check of the custom backward
+    V3 = V.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: weighted_dc_loss(v, Y, w), (V3,))
+
+
+def test_gradient_through_weights_and_targets_when_they_need_it():
+    """Weights or targets that require a gradient take plain autograd (the closed form
+    differentiates V only): the same loss and V-gradient, and a weight gradient equal to the
+    oracle's."""
+    gen = torch.Generator().manual_seed(8)
+    V, Y, w = _random_case(gen, 2, 60, 6, 2, [60, 33])
+    Va, wa = V.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    weighted_dc_loss(Va, Y, wa).sum().backward()
+    Vb, wb = V.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    dc_loss_affinity(Vb, Y, wb).sum().backward()
+    torch.testing.assert_close(Va.grad, Vb.grad, rtol=1e-9, atol=1e-14)
+    torch.testing.assert_close(wa.grad, wb.grad, rtol=1e-9, atol=1e-12)
+    Vc = V.clone().requires_grad_(True)
+    weighted_dc_loss(Vc, Y, w).sum().backward()
+    torch.testing.assert_close(Vc.grad, Va.grad, rtol=1e-12, atol=1e-16)
+
+
+def test_float32_gradient_close_to_float64():
+    gen = torch.Generator().manual_seed(9)
+    V, Y, w = _random_case(gen, 2, 400, 15, 2, [400, 250])
+    grads = []
+    for dtype in (torch.float64, torch.float32):
+        v = V.to(dtype).clone().requires_grad_(True)
+        weighted_dc_loss(v, Y.to(dtype), w.to(dtype)).sum().backward()
+        grads.append(v.grad.double())
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4 * grads[0].abs().max())
+
+
 def test_padding_equals_truncation():
     gen = torch.Generator().manual_seed(4)
     V, Y, w = _random_case(gen, 1, 64, 8, 2, [30])

@@ -18,7 +18,8 @@ _PROBE = """
 import json, resource, sys
 import numpy as np
 from bootsep.pipeline import malloc
-tuned = getattr(malloc, sys.argv[1])() if sys.argv[1] != "default" else None
+tuned = ([getattr(malloc, name)() for name in sys.argv[1].split("+")][-1]
+         if sys.argv[1] != "default" else None)
 for _ in range(int(sys.argv[3])):
     a = np.ones(int(sys.argv[2]), np.uint8); del a
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -54,3 +55,18 @@ def test_loader_workers_return_large_blocks():
     assert tuned["tuned"] is True
     assert default["faults"] < 100              # default: the threshold slid up, kept on the heap
     assert tuned["faults"] >= 400               # fixed 1 MiB threshold: unmapped, faulted afresh
+
+
+@pytest.mark.skipif(_glibc() is None, reason="needs glibc")
+def test_loader_workers_forked_from_a_trainer_return_memory_too():
+    """The trainer keeps freed memory (keep_freed_memory) and forks its loader workers, which
+    inherit its settings: release_large_blocks resets the trim threshold as well, so a worker
+    returns a freed half-MiB block at the heap's top (below the 1 MiB mmap threshold) as one
+    that never kept memory does."""
+    size = 512 << 10
+    kept = _probe("keep_freed_memory", size, 3)
+    alone = _probe("release_large_blocks", size, 3)
+    forked = _probe("keep_freed_memory+release_large_blocks", size, 3)
+    assert kept["faults"] < 20                  # the trainer: kept, reused
+    assert alone["faults"] >= 50                # a worker: trimmed, faulted in again
+    assert forked["faults"] >= 50 and forked["tuned"] is True

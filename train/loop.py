@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader
 from bootsep import __version__
 from bootsep.atomic import write_text_atomic
 from bootsep.errors import BootsepError, exception_text
+from bootsep.pipeline.malloc import keep_freed_memory
 from bootsep.progress import Progress
 from bootsep.train.batch_parts import PartsPool, batch_gradients, split_batch
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
@@ -160,6 +161,8 @@ class Trainer:
         self.timing: list[dict] = []
         self._clock = _Clock()
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()     # a step's activations reused, not faulted in afresh (malloc.py)
         self.model = model.to(self.device)
         self.threads = thread_governor(
             cfg.torch_threads, None if self.device.type != "cpu" else

@@ -58,16 +58,46 @@ def weighted_dc_loss(
         torch.Size([2])
     """
     V, Y, w = _flatten_bins(embeddings, targets, weights)
-    Vw = V * w.unsqueeze(-1)  # W V, (B, N, D)
-    Yw = Y * w.unsqueeze(-1)  # W Y, (B, N, C)
-    vtwv = torch.bmm(Vw.transpose(1, 2), V)  # (B, D, D)
-    vtwy = torch.bmm(Vw.transpose(1, 2), Y)  # (B, D, C)
-    ytwy = torch.bmm(Yw.transpose(1, 2), Y)  # (B, C, C)
-    return (
-        vtwv.pow(2).sum(dim=(1, 2))
-        - 2.0 * vtwy.pow(2).sum(dim=(1, 2))
-        + ytwy.pow(2).sum(dim=(1, 2))
-    )
+    if torch.is_grad_enabled() and (Y.requires_grad or w.requires_grad):
+        return _low_rank_terms(V, Y, w)[0]      # autograd through every input
+    return _LowRankDCLoss.apply(V, Y, w)
+
+
+def _low_rank_terms(V: torch.Tensor, Y: torch.Tensor, w: torch.Tensor):
+    """Eq. 9 in low-rank form: ``(loss (B,), VY (B, N, D+C), VᵀWV (B, D, D), VᵀWY (B, D, C))``
+    from ``V (B, N, D)``, ``Y (B, N, C)``, ``w (B, N)``; one ``(D+C)``-wide product gives
+    ``VᵀWV`` and ``VᵀWY`` together."""
+    dim = V.shape[-1]
+    VY = torch.cat([V, Y], dim=-1)                                   # (B, N, D+C)
+    gram = torch.bmm((V * w.unsqueeze(-1)).transpose(1, 2), VY)     # Vᵀ W [V Y], (B, D, D+C)
+    vtwv, vtwy = gram[:, :, :dim], gram[:, :, dim:]
+    ytwy = torch.bmm((Y * w.unsqueeze(-1)).transpose(1, 2), Y)      # (B, C, C)
+    loss = (vtwv.pow(2).sum(dim=(1, 2)) - 2.0 * vtwy.pow(2).sum(dim=(1, 2))
+            + ytwy.pow(2).sum(dim=(1, 2)))
+    return loss, VY, vtwv, vtwy
+
+
+class _LowRankDCLoss(torch.autograd.Function):
+    """Eq. 9 with its gradient in closed form, ``∂L/∂V = 4 W (V VᵀWV - Y YᵀWV)``: one
+    ``(B, N, D+C) x (B, D+C, D)`` product instead of autograd's pass back through three
+    products and two weightings (about half the loss's time on the CPU; tested against
+    autograd of the O(N²) form). Targets and weights get no gradient."""
+
+    @staticmethod
+    def forward(ctx, V, Y, w):
+        loss, VY, vtwv, vtwy = _low_rank_terms(V, Y, w)
+        ctx.save_for_backward(VY, w, vtwv, vtwy)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        VY, w, vtwv, vtwy = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        coeffs = torch.cat([vtwv, -vtwy.transpose(1, 2)], dim=1)       # [VᵀWV; -YᵀWV], (B, D+C, D)
+        grad = torch.bmm(VY, coeffs)                                    # V VᵀWV - Y YᵀWV
+        grad.mul_((4.0 * grad_loss)[:, None, None] * w.unsqueeze(-1))
+        return grad, None, None
 
 
 def _flatten_bins(
