@@ -27,6 +27,7 @@ training, labels and evaluation code read it unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -176,65 +177,121 @@ def stored_fit(path: str | Path, cfg: StftConfig, ids: list[str], rows: np.ndarr
     return frames, utterances, info
 
 
-def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, attrs: dict,
-                          model_dir: str, floor: float, weight: float, kmeans_threshold_db: float,
-                          kmeans_seed: int, mask_beta: float | None, split: str, index: int,
-                          out_dir: str, keep_at: float = float("inf"),
-                          teacher_confidence: str | None = None,
-                          teacher_spatial: str | None = None,
-                          relabelled: str | None = None, manifest: str | None = None,
-                          keep_score: str = "confidence",
-                          relabelled_confidence: str | None = None) -> dict:
-    """One Dask task: ``teacher`` refitted on stft shard ``stft_path`` with the student in
-    ``model_dir`` as its prior; written as a spatial shard with ``attrs``.
+@dataclass(frozen=True)
+class StudentPrior:
+    """The round's student and how its masks become the refit's prior.
 
-    Mixtures whose ``keep_score`` (:func:`keep_scores`: from the base teacher's confidence
-    shard ``teacher_confidence``, and for ``fit_gain`` the confidence shard
-    ``relabelled_confidence`` of ``relabelled``) is at least ``keep_at`` keep the teacher's
-    own fit: copied from its spatial shard ``teacher_spatial`` (no prior, its own
-    initialisation). ``relabelled``: a spatial shard of this stft shard relabelled earlier
-    without keeping (the stage's first pass), whose fits the other mixtures copy instead of
-    refitting them. A
-    teacher with ``beamform: mvdr`` refines the refitted masks as its spatial stage does, on
-    the mixtures' audio read through the split's ``manifest``."""
+    Attributes:
+        model_dir: The student's model folder (``data/models/<student>``).
+        floor: ``self_training.prior_floor``: ``q = (1 - floor) m + floor / K``.
+        weight: ``self_training.prior_weight``: the prior's exponent in the E-step.
+        kmeans_threshold_db, kmeans_seed, mask_beta: the masks as evaluation makes them
+            (``evaluate.*``).
+    """
+
+    model_dir: str
+    floor: float
+    weight: float
+    kmeans_threshold_db: float
+    kmeans_seed: int
+    mask_beta: float | None
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """Where a mixture keeps the base teacher's own fit: its ``score`` (:data:`KEEP_SCORES`)
+    at least ``at`` (``inf``: nowhere)."""
+
+    at: float = float("inf")
+    score: str = "confidence"
+
+    def __post_init__(self):
+        if self.score not in KEEP_SCORES:
+            raise BootsepError(f"unknown keep_score {self.score!r}; expected one of "
+                               f"{', '.join(KEEP_SCORES)}")
+
+    @property
+    def keeps(self) -> bool:
+        return bool(np.isfinite(self.at))
+
+
+@dataclass(frozen=True)
+class RelabelSources:
+    """Folders of one split that a relabelling reads besides its stft shards; each holds a
+    shard of the stft shard's name.
+
+    Attributes:
+        teacher_confidence: The base teacher's confidence shards (needed to keep).
+        teacher_spatial: The base teacher's spatial shards (the kept fits are copied).
+        first_pass: The split relabelled earlier without keeping, whose fits the mixtures not
+            kept copy instead of being refitted (None: refit them).
+        first_confidence: That relabelling's confidence shards (keep score ``fit_gain``).
+        manifest: The split's corpus manifest (a beamforming teacher reads the audio).
+    """
+
+    teacher_confidence: str | None = None
+    teacher_spatial: str | None = None
+    first_pass: str | None = None
+    first_confidence: str | None = None
+    manifest: str | None = None
+
+    def shard(self, folder: str, stft_path: str) -> str:
+        """``folder``'s shard of the stft shard ``stft_path``."""
+        return str(Path(getattr(self, folder)) / Path(stft_path).name)
+
+
+def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, attrs: dict,
+                          student: StudentPrior, keep: KeepRule, sources: RelabelSources,
+                          split: str, index: int, out_dir: str) -> dict:
+    """One Dask task: ``teacher`` refitted on stft shard ``stft_path`` with ``student``'s
+    masks as its prior; written as a spatial shard with ``attrs`` into ``out_dir``.
+
+    Mixtures whose ``keep.score`` (:func:`keep_scores`: from the base teacher's confidence,
+    and for ``fit_gain`` the first pass's confidence too) is at least ``keep.at`` keep the
+    teacher's own fit, copied from its spatial shard (no prior, its own initialisation). The
+    others copy the first pass's fits where ``sources.first_pass`` is given, else are refitted.
+    A teacher with ``beamform: mvdr`` refines the refitted masks as its spatial stage does, on
+    the mixtures' audio read through the split's manifest."""
     with Shard(stft_path, stage="stft", stft=cfg) as s:
         X, lengths, ids = read_channels(s, teacher.channels)
         logmags = [lm.astype(np.float32) for lm in s.all_frames("mix_logmag_db")]
         geometry = (s.attrs.get("mic_pos"), s.attrs.get("speed_of_sound"))
         pair_channels, num_channels = s.utterances("pair_channel"), int(s.attrs["num_channels"])
-    keep = np.zeros(len(ids), bool)
-    if np.isfinite(keep_at):
-        if teacher_confidence is None or teacher_spatial is None:
-            raise BootsepError("keep_at needs the base teacher's confidence and spatial shards",
+    kept_rows = np.zeros(len(ids), bool)
+    if keep.keeps:
+        if sources.teacher_confidence is None or sources.teacher_spatial is None:
+            raise BootsepError("keeping needs the base teacher's confidence and spatial shards",
                                stft_path)
-        teacher_scores = read_confidence(teacher_confidence, cfg, ids)
-        relabelled_scores = None
-        if keep_score == "fit_gain":
-            if relabelled_confidence is None:
-                raise BootsepError("keep_score fit_gain needs the relabelled fit's confidence "
-                                   "shard", stft_path)
-            relabelled_scores = read_confidence(relabelled_confidence, cfg, ids)
-        scores = keep_scores(teacher_scores, relabelled_scores)
-        if keep_score not in scores:
-            raise BootsepError(f"unknown keep_score {keep_score!r}; expected one of "
-                               f"{', '.join(KEEP_SCORES)}", stft_path)
-        keep = scores[keep_score] >= keep_at
+        if keep.score == "fit_gain" and sources.first_confidence is None:
+            raise BootsepError("keep_score fit_gain needs the relabelled fit's confidence "
+                               "shard", stft_path)
+        scores = keep_scores(
+            read_confidence(sources.shard("teacher_confidence", stft_path), cfg, ids),
+            None if keep.score != "fit_gain" else
+            read_confidence(sources.shard("first_confidence", stft_path), cfg, ids))
+        kept_rows = scores[keep.score] >= keep.at
     T = X.shape[2]
-    kept, rest = np.flatnonzero(keep), np.flatnonzero(~keep)
-    parts = [(kept, stored_fit(teacher_spatial, cfg, ids, kept, T))] if kept.size else []
-    if rest.size and relabelled is not None:
-        parts.append((rest, stored_fit(relabelled, cfg, ids, rest, T)))
+    kept, rest = np.flatnonzero(kept_rows), np.flatnonzero(~kept_rows)
+    parts = [(kept, stored_fit(sources.shard("teacher_spatial", stft_path), cfg, ids, kept, T))
+             ] if kept.size else []
+    if rest.size and sources.first_pass is not None:
+        parts.append((rest, stored_fit(sources.shard("first_pass", stft_path), cfg, ids, rest,
+                                       T)))
     elif rest.size:
         torch.set_num_threads(1)           # one worker process per core
-        model, _ = load_model(Path(model_dir), "cpu")
+        model, _ = load_model(Path(student.model_dir), "cpu")
         masks = model_masks(model, [logmags[r] for r in rest], teacher.num_components,
-                            threshold_db=kmeans_threshold_db, seed=kmeans_seed, beta=mask_beta)
-        prior = student_prior(masks, floor, T)
+                            threshold_db=student.kmeans_threshold_db, seed=student.kmeans_seed,
+                            beta=student.mask_beta)
+        prior = student_prior(masks, student.floor, T)
         logmag = pad_stack([logmags[r] for r in rest], fill=-np.inf)[0]
         fit = fit_teacher(X[rest], logmag, lengths[rest], teacher, cfg, geometry, prior=prior,
-                          prior_weight=weight)
+                          prior_weight=student.weight)
         if teacher.beamform != "none":
-            audio, num_samples = read_audio_channels(manifest, [ids[r] for r in rest],
+            if sources.manifest is None:
+                raise BootsepError("a beamforming teacher's relabelling needs the split's "
+                                   "manifest (its audio)", stft_path)
+            audio, num_samples = read_audio_channels(sources.manifest, [ids[r] for r in rest],
                                                      pair_channels[rest], num_channels,
                                                      teacher.channels, cfg.sample_rate)
             refine_frames(fit[0], audio, num_samples, lengths[rest], teacher, cfg)
@@ -242,4 +299,4 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
     frames, utterances, info = merge_fits(parts, len(ids))
     return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, attrs, split, index,
                                ids, lengths, frames, utterances,
-                               {**info, "kept_teacher": int(keep.sum())})
+                               {**info, "kept_teacher": int(kept_rows.sum())})

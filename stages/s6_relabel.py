@@ -31,7 +31,15 @@ from bootsep.atomic import atomic_dir
 from bootsep.config import load_config
 from bootsep.errors import BootsepError
 from bootsep.evaluate.quality import mixture_label_accuracy
-from bootsep.evaluate.relabel import choose_keep, compute_relabel_shard, keep_scores, keep_threshold
+from bootsep.evaluate.relabel import (
+    KeepRule,
+    RelabelSources,
+    StudentPrior,
+    choose_keep,
+    compute_relabel_shard,
+    keep_scores,
+    keep_threshold,
+)
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME
 from bootsep.pipeline.jobs.confidence_shard import compute_confidence_shard
 from bootsep.pipeline.parallel import run_tasks
@@ -139,21 +147,23 @@ def main(params_path: str | os.PathLike, round_name: str,
                            f"base teacher '{entry.teacher}' (run confidence@{entry.teacher})",
                            base_conf)
 
-    def relabel(split: str, out: Path, keep_at: float = float("inf"),
-                score: str = "confidence", first_pass: Path | None = None,
-                first_conf: Path | None = None) -> list[dict]:
-        """Relabel ``split`` into ``out`` (keeping the teacher's fit where ``score`` reaches
-        ``keep_at``); ``first_pass``: its relabelling without keeping, whose fits the
-        mixtures not kept copy, ``first_conf``: that relabelling's confidence shards."""
+    student = StudentPrior(str(model_dir), st.prior_floor, st.prior_weight,
+                           ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta)
+
+    def relabel(split: str, out: Path, keep: KeepRule,
+                first_pass: Path | None = None, first_conf: Path | None = None) -> list[dict]:
+        """Relabel ``split`` into ``out`` (keeping the teacher's fit by ``keep``);
+        ``first_pass``: its relabelling without keeping, whose fits the mixtures not kept
+        copy, ``first_conf``: that relabelling's confidence shards."""
         inputs = shard_paths(root / "stft" / split)
         out.mkdir()
-        tasks = [(str(p), cfg, teacher, {**attrs, "keep_score": score, "keep_at": keep_at},
-                  str(model_dir), st.prior_floor, st.prior_weight, ev.kmeans_threshold_db,
-                  ev.kmeans_seed, ev.mask_beta, split, i, str(out), keep_at,
-                  str(base_conf / split / p.name), str(base_spatial / split / p.name),
-                  None if first_pass is None else str(first_pass / p.name),
-                  str(Path(corpus_dir) / split / MANIFEST_NAME), score,
-                  None if first_conf is None else str(first_conf / p.name))
+        sources = RelabelSources(
+            str(base_conf / split), str(base_spatial / split),
+            None if first_pass is None else str(first_pass),
+            None if first_conf is None else str(first_conf),
+            str(Path(corpus_dir) / split / MANIFEST_NAME))
+        shard_attrs = {**attrs, "keep_score": keep.score, "keep_at": keep.at}
+        tasks = [(str(p), cfg, teacher, shard_attrs, student, keep, sources, split, i, str(out))
                  for i, p in enumerate(inputs)]
         return run_tasks(compute_relabel_shard, tasks, dask, f"relabel {round_name} {split}",
                          unit="shard")
@@ -170,11 +180,11 @@ def main(params_path: str | os.PathLike, round_name: str,
     def every_mixture(split: str) -> tuple[Path, Path, list[dict], list[dict]]:
         """``split`` relabelled without keeping, and its confidence, in scratch folders."""
         sp_first, cf_first = sp_tmp / f"{split}-every-mixture", cf_tmp / f"{split}-every-mixture"
-        results = relabel(split, sp_first)
+        results = relabel(split, sp_first, KeepRule())     # keeps nothing
         return sp_first, cf_first, results, confidence(split, sp_first, cf_first)
 
     with atomic_dir(roots["spatial"]) as sp_tmp, atomic_dir(roots["confidence"]) as cf_tmp:
-        score, keep_at, choice = "confidence", float("inf"), None
+        keep, choice = KeepRule(), None
         first = {"valid": every_mixture("valid")}
         if st.keep_confident:
             choice = choose_keep_rule(root, entry.teacher, first["valid"][0], first["valid"][1],
@@ -183,35 +193,34 @@ def main(params_path: str | os.PathLike, round_name: str,
                 log.info(f"relabel {round_name}: no references in the validation split; every "
                          "mixture relabelled (keep_confident needs them to choose)")
             else:
-                score = choice["score"]
-                keep_at = float("inf") if choice["keep_at"] is None else choice["keep_at"]
+                keep = KeepRule(float("inf") if choice["keep_at"] is None else choice["keep_at"],
+                                choice["score"])
                 log.info(f"relabel {round_name}: validation label accuracy, teacher "
                          f"{choice['teacher_accuracy']:.4f}, relabelled "
                          f"{choice['relabel_accuracy']:.4f}, keeping the teacher's fit at "
-                         f"{score} >= {keep_at:.4g} ({choice['kept']} of "
+                         f"{keep.score} >= {keep.at:.4g} ({choice['kept']} of "
                          f"{choice['mixtures']} mixtures) {choice['accuracy']:.4f}")
         results = {}
         for split in entry.splits:      # fit_train: false skips train
-            if np.isfinite(keep_at) and score == "fit_gain" and split not in first:
+            if keep.keeps and keep.score == "fit_gain" and split not in first:
                 first[split] = every_mixture(split)      # the score needs every mixture's refit
             conf_results = None
-            if split in first and not np.isfinite(keep_at):     # nothing kept: the first pass
+            if split in first and not keep.keeps:     # nothing kept: the first pass
                 sp_first, cf_first, results[split], conf_results = first.pop(split)
                 sp_first.rename(sp_tmp / split)
                 cf_first.rename(cf_tmp / split)
             elif split in first:        # copies: kept fits the teacher's, the others first's
                 sp_first, cf_first, _, _ = first.pop(split)
-                results[split] = relabel(split, sp_tmp / split, keep_at, score, sp_first,
-                                         cf_first)
+                results[split] = relabel(split, sp_tmp / split, keep, sp_first, cf_first)
                 shutil.rmtree(sp_first)
                 shutil.rmtree(cf_first)
             else:                       # refits only the mixtures not kept
-                results[split] = relabel(split, sp_tmp / split, keep_at, score)
+                results[split] = relabel(split, sp_tmp / split, keep)
             write_summary(sp_tmp / split, {
                 "stage": "relabel", "teacher": round_name, "base_teacher": entry.teacher,
                 STUDENT_KEY: entry.student, DIGEST_KEY: student_digest,
                 "split": split, "shards": len(results[split]),
-                "keep_score": score, "keep_at": keep_at if np.isfinite(keep_at) else None,
+                "keep_score": keep.score, "keep_at": keep.at if keep.keeps else None,
                 **({"keep_choice": choice} if choice is not None and split == "valid" else {}),
                 **{k: sum(r.get(k, 0) for r in results[split])
                    for k in ("utterances", "degenerate", "not_converged", "fit_bins", "bins",

@@ -5,9 +5,12 @@ threshold against a brute-force search, and its choice between keep scores."""
 import numpy as np
 import pytest
 
+from bootsep.errors import BootsepError
 from bootsep.evaluate.inference import soft_masks
 from bootsep.evaluate.relabel import (
     KEEP_SCORES,
+    KeepRule,
+    RelabelSources,
     choose_keep,
     keep_scores,
     keep_threshold,
@@ -113,6 +116,17 @@ def _fake_fit(rng, lengths, T, F=5, K=2):
                   "degenerate": np.zeros(B, bool), "converged": np.ones(B, bool),
                   "fit_bins": frames["fit_mask"].sum(axis=(1, 2))}
     return frames, utterances
+
+
+def test_keep_rule_and_sources():
+    """A keep rule names a known score (a one-line error otherwise) and keeps only at a finite
+    threshold; the sources name each folder's shard of an stft shard."""
+    assert not KeepRule().keeps and KeepRule(0.3, "fit_gain").keeps
+    with pytest.raises(BootsepError, match="unknown keep_score 'median'"):
+        KeepRule(0.3, "median")
+    sources = RelabelSources(teacher_spatial="shards/spatial/t/valid")
+    assert sources.shard("teacher_spatial", "shards/stft/valid/shard-00003.h5") == \
+        "shards/spatial/t/valid/shard-00003.h5"
 
 
 def test_stored_fit_reads_back_the_rows_of_a_written_spatial_shard(tmp_path):

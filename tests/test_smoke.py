@@ -184,7 +184,12 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
     the EM's start would never separate), the others those of the run without keeping; given
     that run's shard (the stage's validation split), the others are copied from it."""
     from bootsep.config import load_config
-    from bootsep.evaluate.relabel import compute_relabel_shard
+    from bootsep.evaluate.relabel import (
+        KeepRule,
+        RelabelSources,
+        StudentPrior,
+        compute_relabel_shard,
+    )
     from bootsep.pipeline.storage.layout import stft_config
     from bootsep.pipeline.storage.shards import Shard, shard_paths
     from bootsep.pipeline.teachers.spec import Teacher
@@ -205,11 +210,13 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
         relabelled = None if first is None else str(tmp_path / str(first) / stft.name)
         model = smoke / "data/models" / entry.student if first is None \
             else tmp_path / "no-model"                   # copying everything needs no student
-        info = compute_relabel_shard(str(stft), cfg, teacher, {}, str(model),
-                                     st.prior_floor, st.prior_weight,
-                                     ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta,
-                                     "test", 0, str(out), keep_at if at == "copied" else at,
-                                     str(conf_path), str(base), relabelled)
+        student = StudentPrior(str(model), st.prior_floor, st.prior_weight,
+                               ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta)
+        sources = RelabelSources(str(conf_path.parent), str(base.parent),
+                                 None if relabelled is None else str(Path(relabelled).parent))
+        info = compute_relabel_shard(str(stft), cfg, teacher, {}, student,
+                                     KeepRule(keep_at if at == "copied" else at), sources,
+                                     "test", 0, str(out))
         with Shard(out / stft.name) as r:
             runs[at] = [r.all_frames(k) for k in fields] + [r.utterances("delays")]
         assert info["kept_teacher"] == (0 if at == float("inf") else int((conf >= keep_at).sum()))
