@@ -66,7 +66,7 @@ from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream, make_loader
 from bootsep.train.inputs import shard_groups
 from bootsep.train.labels import labels_to_onehot
-from bootsep.train.loop import resolve_device
+from bootsep.train.loop import resolve_device, resolve_loader_workers
 from bootsep.train.loss import normalised_batch_loss, weighted_dc_loss
 from bootsep.train.model import ModelConfig, init_model, paper_config
 from bootsep.train.synthetic import write_synthetic_split
@@ -347,7 +347,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps, smaller corpus")
     ap.add_argument("--batch", type=int, default=None, help="model batch (default 16, quick 4)")
-    ap.add_argument("--workers", type=int, default=1, help="loader workers (params.yaml default 1)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="loader workers (default: as train.loader_workers: auto, 0 on the CPU, "
+                         "1 on CUDA)")
     ap.add_argument("--threads", default="2",
                     help="torch threads: a number or auto (params.yaml train.torch_threads)")
     ap.add_argument("--device", default="cpu",
@@ -384,6 +386,8 @@ def main() -> None:
     quick = args.quick
     batch = args.batch or (4 if quick else 16)
     device = resolve_device(args.device)
+    if args.workers is None:
+        args.workers = resolve_loader_workers("auto", device)
     machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)}"

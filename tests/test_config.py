@@ -281,6 +281,8 @@ def test_smoke_overlay_loads():
     ("train.amp", 1, "train.amp is 1; expected true or false"),
     ("train.device", "gpu", "train.device is 'gpu'; expected one of auto, cpu, cuda, cuda:N"),
     ("train.max_batches_per_epoch", 0, "expected null or an integer >= 1"),
+    ("train.loader_workers", "many", "train.loader_workers is 'many'; expected"),
+    ("train.loader_workers", -1, "train.loader_workers is -1; expected"),
     ("stft.window", "hanning", f"stft.window is 'hanning'; expected one of {', '.join(WINDOWS)}"),
     ("stft.hop_ms", 40, "stft.hop_ms is 40.0; expected a hop of at least one sample and at most"),
     ("stft.pair_channels", 3, "stft.pair_channels is 3; expected a non-empty list of integers"),

@@ -14,6 +14,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from bootsep.errors import BootsepError
 from bootsep.train.checkpoint import load_checkpoint, save_checkpoint
 from bootsep.train.conditions import Condition
 from bootsep.train.dataset import ShardStream
@@ -26,6 +27,7 @@ from bootsep.train.loop import (
     TrainConfig,
     Trainer,
     TrainingInterrupted,
+    resolve_loader_workers,
 )
 from bootsep.train.model import ModelConfig, init_model
 from bootsep.train.schedule import cosine_lr
@@ -480,3 +482,14 @@ def test_cosine_lr_values():
     assert cosine_lr(2.0, 0.25) == pytest.approx(1.0 + 2 ** -0.5)
     with pytest.raises(ValueError, match="outside"):
         cosine_lr(1.0, 1.5)
+
+
+def test_loader_workers_auto_is_none_on_the_cpu_and_one_on_cuda():
+    """train.loader_workers: auto trains on the CPU without a worker process (it would compete
+    for the cores), on CUDA with one; a number is taken as it is, anything else is an error."""
+    assert resolve_loader_workers("auto", torch.device("cpu")) == 0
+    assert resolve_loader_workers("auto", torch.device("cuda")) == 1
+    assert resolve_loader_workers(3, torch.device("cpu")) == 3
+    for bad in (-1, "many", True, 1.5):
+        with pytest.raises(BootsepError, match="train.loader_workers"):
+            resolve_loader_workers(bad, torch.device("cpu"))

@@ -90,7 +90,7 @@ class TrainConfig:
     lr_factor: float = 0.5
     lr_schedule: str = "plateau"      # plateau (the paper's) | cosine (train/schedule.py)
     grad_clip: float = 5.0
-    loader_workers: int = 1
+    loader_workers: int | str = "auto"   # auto: 0 on the CPU, 1 on CUDA (resolve_loader_workers)
     shuffle_buffer: int = 64
     bucket: bool = True               # batches of similar lengths (train/dataset.py)
     torch_threads: int | str = "auto"   # auto: every core, fewer while others are busy
@@ -115,6 +115,21 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BootsepError(f"device '{name}' was asked for but no CUDA device is available")
     return device
+
+
+def resolve_loader_workers(setting: int | str, device: torch.device) -> int:
+    """``train.loader_workers``: a number, or ``auto``: none on the CPU, one on CUDA.
+
+    On the CPU a worker process competes with the BLSTM's threads for the cores, and each
+    epoch's fork makes the trainer copy its (kept, pipeline/malloc.py) heap page by page as it
+    writes to it: on 2 cores the `gt` condition trained in 127 s without a worker against
+    144 s with one, 3 against 32 s of system time (README, Benchmarks). On CUDA the worker
+    prepares batches while the GPU trains."""
+    if setting == "auto":
+        return 1 if device.type == "cuda" else 0
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
+        raise BootsepError(f"train.loader_workers is {setting!r}; expected a number >= 0 or auto")
+    return setting
 
 
 @dataclass
@@ -164,6 +179,7 @@ class Trainer:
         if self.device.type == "cpu":
             keep_freed_memory()     # a step's activations reused, not faulted in afresh (malloc.py)
         self.model = model.to(self.device)
+        self.loader_workers = resolve_loader_workers(cfg.loader_workers, self.device)
         self.threads = thread_governor(
             cfg.torch_threads, None if self.device.type != "cpu" else
             lambda cores: kernels_thread_invariant(self.model, cfg.batch_size, cores))
@@ -381,7 +397,7 @@ class Trainer:
         self.model.train()
         self.train_stream.set_epoch(st.epoch)
         limit = cfg.max_batches_per_epoch
-        total = self.train_stream.num_batches(cfg.batch_size, cfg.loader_workers)
+        total = self.train_stream.num_batches(cfg.batch_size, self.loader_workers)
         total = total if limit is None else min(total, limit)
         name = self.meta["condition"]["name"]
         with Progress(total, f"train {name} epoch {st.epoch + 1}/{cfg.epochs}",
@@ -390,7 +406,7 @@ class Trainer:
                 bar.update(st.position)
             clock = self._clock = _Clock()
             last = time.perf_counter()
-            loader = self._loader(self.train_stream, cfg.loader_workers, cfg.bucket)
+            loader = self._loader(self.train_stream, self.loader_workers, cfg.bucket)
             for i, batch in enumerate(loader):
                 if limit is not None and i >= limit:
                     break

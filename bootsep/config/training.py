@@ -66,7 +66,7 @@ class TrainSettings(Section):
     lr_factor: float = _p(Num(0, 1, lo_open=True, hi_open=True))
     lr_schedule: str = _p(Choice(*LR_SCHEDULES), default="plateau")
     grad_clip: float = _p(Num(0))
-    loader_workers: int = _p(Int(0))
+    loader_workers: int | str = _p(Either(Int(0), Choice("auto")))
     shuffle_buffer: int = _p(Int(1))
     bucket: bool = _p(Flag())
     torch_threads: int | str = _p(Either(Int(1), Choice("auto")))
