@@ -147,6 +147,17 @@ def test_gradient_through_weights_and_targets_when_they_need_it():
     torch.testing.assert_close(Vc.grad, Va.grad, rtol=1e-12, atol=1e-16)
 
 
+def test_second_derivative_is_refused_not_wrong():
+    """The closed-form backward builds no graph: differentiating its gradient again raises
+    instead of returning a silently wrong second derivative."""
+    gen = torch.Generator().manual_seed(10)
+    V, Y, w = _random_case(gen, 1, 20, 3, 2)
+    V = V.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(weighted_dc_loss(V, Y, w).sum(), V, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(grad.sum(), V)
+
+
 def test_float32_gradient_close_to_float64():
     gen = torch.Generator().manual_seed(9)
     V, Y, w = _random_case(gen, 2, 400, 15, 2, [400, 250])

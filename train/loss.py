@@ -9,6 +9,7 @@ the same value from ``D x D``, ``D x C`` and ``C x C`` products, linear in ``N``
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from bootsep.errors import BootsepError
 
@@ -90,6 +91,7 @@ class _LowRankDCLoss(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable             # no graph of the gradient: a second derivative raises
     def backward(ctx, grad_loss):
         VY, w, vtwv, vtwy = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
