@@ -17,9 +17,9 @@ Where the fixed threshold sits depends on what a worker allocates:
 - the trainer's own process on the CPU (:func:`keep_freed_memory` too, from
   :class:`bootsep.train.loop.Trainer`) allocates and frees the same activations every step (a
   batch's ``(B, T, F, D)`` embeddings and their gradients: 25 MiB at the default batch of 8 x
-  400 frames). Returned to the kernel and faulted in again, they cost 2-3 s of system time an
-  epoch on the 2-core machine; kept, the `gt` condition trains about 15 % faster (README,
-  Benchmarks).
+  400 frames). Returned to the kernel and faulted in again, they cost 2-3 s of system time
+  per 80 batches on the 2-core machine; kept, the `gt` condition's batches train 9-16 %
+  faster (README, Benchmarks).
 - training-data loader workers (:func:`release_large_blocks`, from
   :func:`bootsep.train.dataset.worker_init`) live for a whole run and allocate batch-sized
   buffers of every size (then copied to shared memory). The threshold is fixed at 1 MiB, so
