@@ -52,6 +52,7 @@ from bootsep.pipeline.storage.layout import stft_config
 from bootsep.pipeline.storage.shards import Shard, shard_paths
 from bootsep.pipeline.teachers.beamform import mvdr_from_images, mvdr_separate, refine_masks
 from bootsep.pipeline.teachers.spec import Teacher, stft_config_ms
+from bootsep.train.labels import ideal_binary_labels
 
 
 def parse_windows(text: str) -> list[tuple[float, float]]:
@@ -65,9 +66,11 @@ def parse_windows(text: str) -> list[tuple[float, float]]:
 
 def ideal_binary_masks(images: np.ndarray, cfg, num_frames: int) -> np.ndarray:
     """The ideal binary masks ``(K, num_frames, F)`` of source images ``images (K, C, L)`` at
-    channel 0 on the grid ``cfg``: 1 where the source's image is the loudest."""
-    power = np.abs(stft(images[:, 0], cfg)[:, :num_frames]) ** 2
-    return (power == power.max(axis=0, keepdims=True)).astype(np.float32)
+    channel 0 on the grid ``cfg``: the GT model's labels (``ideal_binary_labels``: the
+    loudest source's, ties to the first), one-hot over the sources."""
+    mags = np.abs(stft(images[:, 0], cfg)[:, :num_frames])                  # (K, T, F)
+    labels = ideal_binary_labels(np.moveaxis(mags, 0, 1))                   # (T, F)
+    return (labels[None] == np.arange(len(images))[:, None, None]).astype(np.float32)
 
 
 def measure(teacher_name: str, split: str, windows: list[tuple[float, float]],
