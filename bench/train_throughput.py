@@ -379,13 +379,13 @@ def main() -> None:
     if args.rss_child:
         _rss_child(args.rss_child[0], int(args.rss_child[1]))
         return
-    if args.malloc == "trainer" and resolve_device(args.device).type == "cpu":
+    device = resolve_device(args.device)
+    if args.malloc == "trainer" and device.type == "cpu":
         keep_freed_memory()                  # as bootsep.train.loop.Trainer does on the CPU
     if args.threads != "auto":
         torch.set_num_threads(int(args.threads))
     quick = args.quick
     batch = args.batch or (4 if quick else 16)
-    device = resolve_device(args.device)
     if args.workers is None:
         args.workers = resolve_loader_workers("auto", device)
     machine = f"{platform.machine()} {os.cpu_count()} cpu, torch {torch.__version__}"
