@@ -20,17 +20,18 @@ from sklearn.cluster import KMeans
 from bootsep.pipeline.features import relative_db
 from bootsep.pipeline.padding import pad_stack, unpad
 from bootsep.pipeline.stft import StftConfig, istft
-from bootsep.train.model import DeepClusteringBLSTM
+from bootsep.train.model import DeepClusteringBLSTM, embed_phases
 
 
 @torch.no_grad()
 def embed(model: DeepClusteringBLSTM, features: Sequence[np.ndarray],
           device: torch.device | str = "cpu") -> list[np.ndarray]:
     """Embeddings ``(T_b, F, D)`` float32 of ``B`` log-magnitude spectrograms ``(T_b, F)``, one
-    padded pass."""
+    padded pass (a model of ``frame_stride`` s: of the ``B · s`` phases, interleaved;
+    :func:`~bootsep.train.model.embed_phases`)."""
     batch, lengths = pad_stack([np.asarray(f, dtype=np.float32) for f in features])
     model.eval()
-    out = model(torch.from_numpy(batch).to(device), torch.from_numpy(lengths))
+    out = embed_phases(model, torch.from_numpy(batch).to(device), torch.from_numpy(lengths))
     return unpad(out.float().cpu().numpy(), lengths)
 
 

@@ -70,7 +70,8 @@ log = logging.getLogger(__name__)
 def model_config(params: Config, num_freq: int) -> ModelConfig:
     """``model.size`` picks one entry of ``model.sizes`` (``paper`` = 4 x 300, D = 15)."""
     return ModelConfig(num_freq=num_freq, **params.model.shape.as_dict(),
-                       dropout=params.model.dropout, input_norm=params.model.input_norm)
+                       dropout=params.model.dropout, input_norm=params.model.input_norm,
+                       frame_stride=params.model.frame_stride)
 
 
 def write_skipped(out: Path, timing: Path, meta: dict, reason: str) -> None:
@@ -139,9 +140,11 @@ def main(params_path: str | os.PathLike, condition_name: str, shard_root: Path =
     stream = ShardStream(train_groups, condition, stft, seed=cfg.seed, max_frames=cfg.max_frames,
                          shuffle_buffer=cfg.shuffle_buffer, keep=keep,
                          augment=SpectralAugment(tuple(cfg.augment_warp), cfg.augment_tilt_db),
-                         utterance_weighting=cfg.utterance_weighting)
+                         utterance_weighting=cfg.utterance_weighting,
+                         frame_stride=mcfg.frame_stride)
     valid = ShardStream(valid_groups, condition, stft, seed=cfg.seed, max_frames=None,
-                        shuffle=False, utterance_weighting=cfg.utterance_weighting)
+                        shuffle=False, utterance_weighting=cfg.utterance_weighting,
+                        frame_stride=mcfg.frame_stride)
     timing = timing_path(model_root, condition.name)
     trainer = Trainer(model, cfg, stream, valid, out, fp, meta, timing)
     if trainer.try_resume() and not trainer.state.done:

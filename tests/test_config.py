@@ -180,7 +180,7 @@ OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.t
             "train_conditions.rounds.*.warm_start", "train_conditions.*.*.epochs",
             "train_conditions.*.*.lr_schedule", "train_conditions.*.*.utterance_weighting",
             "train.lr_schedule", "train.augment_warp", "train.augment_tilt_db", "train.batch_parts",
-            "train.utterance_weighting",
+            "train.utterance_weighting", "model.frame_stride",
             "evaluate.mask_beta", "model.input_norm", "realcheck.sets.*.group")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)
         and not any(re.fullmatch(o.replace(".", r"\.").replace("*", r"[^.]+"), dotted(p))
@@ -513,6 +513,8 @@ def test_good_model_folder_loads(tmp_path):
     ({"model_config": [1, 2]}, "model_config is [1, 2]; expected a mapping with keys num_freq"),
     ({"model_config": {**MODEL.to_dict(), "input_norm": "cepstral"}},
      "model_config.input_norm is 'cepstral'; expected one of global, utterance"),
+    ({"model_config": {**MODEL.to_dict(), "frame_stride": 0}},
+     "model_config.frame_stride is 0; expected an integer >= 1"),
     ({"stft": {**asdict(STFT), "window": "nope"}}, "stft.window is 'nope'; expected one of hann"),
     ({"stft": {**asdict(STFT), "hop_length": 128}}, "stft.hop_length is 128; expected at most"),
     ({"stft": {k: v for k, v in asdict(STFT).items() if k != "hop_length"}},
@@ -535,6 +537,15 @@ def test_model_file_from_before_input_norm_loads_as_global(tmp_path):
     old = {k: v for k, v in MODEL.to_dict().items() if k != "input_norm"}
     model, _ = load_model(model_folder(tmp_path, model_config=old))
     assert model.config.input_norm == "global" and model.config == MODEL
+
+
+def test_model_file_from_before_frame_stride_loads_with_stride_one(tmp_path):
+    old = {k: v for k, v in MODEL.to_dict().items() if k != "frame_stride"}
+    model, _ = load_model(model_folder(tmp_path, model_config=old))
+    assert model.config.frame_stride == 1 and model.config == MODEL
+    strided = {**MODEL.to_dict(), "frame_stride": 2}
+    model, _ = load_model(model_folder(tmp_path, model_config=strided))
+    assert model.config.frame_stride == 2
 
 
 def test_model_file_that_is_not_a_mapping(tmp_path):

@@ -3,7 +3,8 @@
 :class:`ShardStream` is a torch ``IterableDataset`` over *shard groups* (the aligned
 stft/spatial/confidence shards of one index). Each epoch it shuffles the shard order from
 ``(seed, epoch)``, splits the shards among loader workers, keeps a small shuffle buffer,
-and crops every utterance to at most ``max_frames`` frames at a random offset. The
+and crops every utterance to at most ``max_frames`` frames at a random offset (after taking one
+phase of its frames for a model of ``frame_stride`` > 1: :func:`take_phase`). The
 stream is a pure function of ``(seed, epoch)`` and the worker count, which is what makes
 an interrupted epoch resumable by skipping the batches already seen.
 
@@ -40,6 +41,7 @@ from bootsep.pipeline.storage.shards import Shard, check_aligned
 from bootsep.train.augment import SpectralAugment
 from bootsep.train.conditions import Condition
 from bootsep.train.labels import ideal_binary_labels
+from bootsep.train.model import frame_phase
 from bootsep.train.weights import (
     confidence_map,
     linear_in_mass,
@@ -88,6 +90,18 @@ def read_group(group: Sequence[Path], condition: Condition, stft: StftConfig,
                "labels": lab, "confidence": conf}
 
 
+def take_phase(example: dict, stride: int, rng: np.random.Generator | None) -> dict:
+    """One phase of the example's frames for a model of ``frame_stride`` ``stride``
+    (:func:`~bootsep.train.model.frame_phase`): drawn from ``rng``, phase 0 without one (the
+    validation loss); ``stride`` 1 returns the example and draws nothing."""
+    if stride == 1:
+        return example
+    frames = example["features"].shape[0]
+    phase = 0 if rng is None else int(rng.integers(min(stride, frames)))
+    sl = frame_phase(frames, stride, phase)
+    return {**example, **{k: example[k][sl] for k in FRAME_KEYS if example.get(k) is not None}}
+
+
 def crop(example: dict, max_frames: int | None, rng: np.random.Generator) -> dict:
     """A random window of at most ``max_frames`` frames (paper §3.2: sequences ≤ 400 frames)."""
     frames = example["features"].shape[0]
@@ -120,7 +134,7 @@ class ShardStream(IterableDataset):
                  seed: int, max_frames: int | None = 400, shuffle: bool = True,
                  shuffle_buffer: int = 64, keep: frozenset[str] | None = None,
                  augment: SpectralAugment | None = None,
-                 utterance_weighting: str = "quadratic"):
+                 utterance_weighting: str = "quadratic", frame_stride: int = 1):
         self.groups = [tuple(Path(p) for p in g) for g in groups]
         self.condition, self.stft = condition, stft
         self.seed, self.max_frames = seed, max_frames
@@ -130,6 +144,9 @@ class ShardStream(IterableDataset):
             raise ValueError(f"utterance_weighting {utterance_weighting!r} is not one of "
                              f"{', '.join(UTTERANCE_WEIGHTINGS)}")
         self.linear = utterance_weighting == "linear"
+        if not (isinstance(frame_stride, int) and frame_stride >= 1):
+            raise ValueError(f"frame_stride must be an integer >= 1, got {frame_stride!r}")
+        self.frame_stride = frame_stride
         self.epoch = 0
         self._counts: list[int] | None = None
 
@@ -174,6 +191,7 @@ class ShardStream(IterableDataset):
         def examples() -> Iterator[dict]:
             for gi in order[worker::workers]:
                 for ex in read_group(self.groups[gi], self.condition, self.stft, self.keep):
+                    ex = take_phase(ex, self.frame_stride, rng if self.shuffle else None)
                     ex = crop(ex, self.max_frames, rng)
                     yield finish(ex if self.augment is None else self.augment(ex, rng),
                                  self.linear)

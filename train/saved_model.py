@@ -18,7 +18,7 @@ from bootsep.train.skipped import SKIPPED
 # What model.pt must hold besides the weights (written by the trainer, loop.Trainer._save_model)
 MODEL_CONFIG = {"num_freq": Int(1), "hidden": Int(1), "num_layers": Int(1),
                 "embedding_dim": Int(1), "dropout": Num(0, 1, hi_open=True),
-                "input_norm": Choice(*INPUT_NORMS)}
+                "input_norm": Choice(*INPUT_NORMS), "frame_stride": Int(1)}
 STFT = {"sample_rate": Int(1), "win_length": Int(1), "hop_length": Int(1),
         "window": Choice(*WINDOWS)}
 
@@ -51,6 +51,8 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu", *,
                            "weights)", path)
     if isinstance(state["model_config"], dict) and "input_norm" not in state["model_config"]:
         state["model_config"]["input_norm"] = "global"   # saved before model.input_norm existed
+    if isinstance(state["model_config"], dict) and "frame_stride" not in state["model_config"]:
+        state["model_config"]["frame_stride"] = 1        # saved before model.frame_stride existed
     mcfg = ModelConfig.from_dict(parse_mapping(state["model_config"], MODEL_CONFIG, "model_config",
                                                path))
     stft = StftConfig(**parse_mapping(state["stft"], STFT, "stft", path))

@@ -42,6 +42,7 @@ class ModelSettings(Section):
     sizes: dict = _p(MapOf(Nested(ModelSize), "{hidden, num_layers, embedding_dim}", min_len=1))
     dropout: float = _p(Num(0, 1, hi_open=True))
     input_norm: str = _p(Choice(*INPUT_NORMS), default="global")
+    frame_stride: int = _p(Int(1), default=1)
 
     def validate(self, where):
         if self.loaded("size", "sizes") and self.size not in self.sizes:
