@@ -13,7 +13,8 @@ like the corpus's (1.5-4 s -> 188-501 frames at 8 kHz, 8 ms hop), then runs
 for ``--epochs`` epochs with ``params.yaml`` overridden only where a flag says so. The last
 stdout line is one JSON object: ``epoch_seconds`` (training part of each epoch, data loading
 included, from the trainer's timing file), ``frames_per_s``, and ``wall_seconds`` of the whole
-stage (input check, validation and saving included).
+stage (input check, validation and saving included). Frames are the model's: with
+``model.frame_stride`` (reported as ``frame_stride``) N, one in N of the STFT's.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def main() -> None:
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)}"
     result = {"machine": machine, "device": str(device), "amp": train.amp and device.type == "cuda",
-              "model_size": cfg.model.size, "batch_size": train.batch_size,
+              "model_size": cfg.model.size, "frame_stride": cfg.model.frame_stride,
+              "batch_size": train.batch_size,
               "loader_workers": train.loader_workers, "train_mixtures": sizes["train"],
               "valid_mixtures": sizes["valid"], "epochs": len(rows),
               "frames_per_epoch": int(rows[0]["frames"]),

@@ -40,7 +40,9 @@ with length-bucketed batches (``--bucket``, train.bucket's default) or not (``--
 epochs, or projected from ``--max-batches`` batches: the first batch's seconds, which include
 filling the loader's buffer, plus the other batches of an epoch at the later batches' rate)
 and ``padding_fraction`` (padded share of the batches' B x T frames, over the whole epoch:
-exact, whatever the machine's load).
+exact, whatever the machine's load). ``--frame-stride N`` trains as ``model.frame_stride: N``
+does (one phase of every N-th frame per example; params.yaml's default is 2): ``frames_per_s``
+then counts the model's frames, and an epoch's seconds fall with the frames.
 """
 
 from __future__ import annotations
@@ -291,7 +293,8 @@ def contention(batch: int, steps: int, threads: int | str, parts: int = 1) -> di
 
 
 def real_shards(root: Path, bucket: bool, batch: int, epochs: int, max_batches: int | None,
-                workers: int, shuffle_buffer: int, max_frames: int = 400, parts: int = 1) -> dict:
+                workers: int, shuffle_buffer: int, max_frames: int = 400, parts: int = 1,
+                frame_stride: int = 1) -> dict:
     """Train the small model on ``root``'s training split (condition gt) as the trainer does
     (weighted DC loss, normalised per batch, clipping, Adam; each batch as ``parts`` parts on
     threads), bucketed or not."""
@@ -303,11 +306,12 @@ def real_shards(root: Path, bucket: bool, batch: int, epochs: int, max_batches: 
     with Shard(groups[0][0]) as s:
         stft = s.stft
     stream = ShardStream(groups, cond, stft, seed=0, max_frames=max_frames,
-                         shuffle_buffer=shuffle_buffer)
+                         shuffle_buffer=shuffle_buffer, frame_stride=frame_stride)
     real = padded = 0
     for b in make_loader(stream, batch, workers, bucket=bucket):      # the epoch's padding
         real, padded = real + int(b["lengths"].sum()), padded + b["mask"].numel()
-    cfg = ModelConfig(num_freq=stft.num_freq, hidden=128, num_layers=2, embedding_dim=15)
+    cfg = ModelConfig(num_freq=stft.num_freq, hidden=128, num_layers=2, embedding_dim=15,
+                      frame_stride=frame_stride)
     model = init_model(cfg, seed=0)
     model.set_stats(*check_inputs(groups, cond, stft, "feature statistics").mean_std())
     pool = PartsPool(parts)
@@ -365,6 +369,8 @@ def main() -> None:
     ap.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=True,
                     help="--shards: length-bucketed batches (train.bucket; default on)")
     ap.add_argument("--epochs", type=int, default=1, help="--shards: epochs timed")
+    ap.add_argument("--frame-stride", type=int, default=1,
+                    help="--shards: train on one phase of every N-th frame (model.frame_stride)")
     ap.add_argument("--max-batches", type=int, default=None,
                     help="--shards: batches timed per epoch (default: the whole epoch)")
     ap.add_argument("--shuffle-buffer", type=int, default=256,
@@ -396,7 +402,7 @@ def main() -> None:
                           "malloc": args.malloc,
                           **real_shards(args.shards, args.bucket, args.batch or 16, args.epochs,
                                         args.max_batches, args.workers, args.shuffle_buffer,
-                                        parts=args.parts)}))
+                                        parts=args.parts, frame_stride=args.frame_stride)}))
         return
     if args.contend:
         print(json.dumps({"machine": machine, "torch_threads": args.threads,

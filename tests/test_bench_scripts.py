@@ -148,10 +148,14 @@ def test_train_throughput_bench_with_batch_parts():
 
 
 def test_train_epoch_bench():
+    from bootsep.config import load_config
+
     out = run_bench("train_epoch.py", "--device", "cpu", "--train", "16", "--valid", "8",
                     "--batch", "8", "--threads", "1", "--workers", "0")
     assert out["device"] == "cpu" and out["epochs"] == 1 and out["train_mixtures"] == 16
-    assert out["frames_per_epoch"] > 16 * 180 and out["epoch_seconds"][0] > 0
+    stride = out["frame_stride"]         # the model's frames: one phase of every stride-th
+    assert stride == load_config(REPO / "params.yaml", ["model"]).model.frame_stride
+    assert out["frames_per_epoch"] > 16 * 180 // stride and out["epoch_seconds"][0] > 0
 
 
 @pytest.fixture(scope="module")
