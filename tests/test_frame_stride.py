@@ -64,6 +64,11 @@ def test_evaluation_embeds_every_frame_of_a_strided_model():
         np.testing.assert_allclose(emb, ref, rtol=0, atol=1e-6)
 
 
+def test_strided_embedding_refuses_a_bad_shape_in_one_line():
+    with pytest.raises(BootsepError, match=r"expected features \(B, T, 17\), got \(4, 17\)"):
+        embed_phases(init_model(STRIDED), torch.zeros(4, 17), torch.tensor([4]))
+
+
 def test_frame_phase_and_config_refuse_what_does_not_exist():
     assert frame_phase(5, 2, 1) == slice(1, None, 2)
     with pytest.raises(BootsepError, match="phase 1 of stride 2 is outside an utterance of 1"):

@@ -321,7 +321,7 @@ def embed_phases(model: DeepClusteringBLSTM, features: torch.Tensor,
     interleaved back, so frame ``t`` gets the embedding of phase ``t mod s``; padded frames are
     zero. ``s = 1``: ``model(features, lengths)``."""
     stride = model.config.frame_stride
-    if stride == 1:
+    if stride == 1 or features.dim() != 3:   # (the model refuses other shapes in one line)
         return model(features, lengths)
     batch, frames, num_freq = features.shape
     lengths = _check_lengths(lengths, batch, frames)
