@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from bootsep.config import load_config
-from bootsep.evaluate.inference import apply_masks
+from bootsep.evaluate.inference import apply_masks, binary_masks
 from bootsep.evaluate.metrics import separation_metrics
 from bootsep.evaluate.separation import references
 from bootsep.pipeline.audio import load_at_rate
@@ -70,7 +70,7 @@ def ideal_binary_masks(images: np.ndarray, cfg, num_frames: int) -> np.ndarray:
     loudest source's, ties to the first), one-hot over the sources."""
     mags = np.abs(stft(images[:, 0], cfg)[:, :num_frames])                  # (K, T, F)
     labels = ideal_binary_labels(np.moveaxis(mags, 0, 1))                   # (T, F)
-    return (labels[None] == np.arange(len(images))[:, None, None]).astype(np.float32)
+    return binary_masks(labels, len(images))
 
 
 def measure(teacher_name: str, split: str, windows: list[tuple[float, float]],

@@ -90,6 +90,11 @@ def read_group(group: Sequence[Path], condition: Condition, stft: StftConfig,
                "labels": lab, "confidence": conf}
 
 
+def frames_of(example: dict, sl: slice) -> dict:
+    """The example with its per-frame arrays (:data:`FRAME_KEYS`) cut to the frames ``sl``."""
+    return {**example, **{k: example[k][sl] for k in FRAME_KEYS if example.get(k) is not None}}
+
+
 def take_phase(example: dict, stride: int, rng: np.random.Generator | None) -> dict:
     """One phase of the example's frames for a model of ``frame_stride`` ``stride``
     (:func:`~bootsep.train.model.frame_phase`): drawn from ``rng``, phase 0 without one (the
@@ -98,8 +103,7 @@ def take_phase(example: dict, stride: int, rng: np.random.Generator | None) -> d
         return example
     frames = example["features"].shape[0]
     phase = 0 if rng is None else int(rng.integers(min(stride, frames)))
-    sl = frame_phase(frames, stride, phase)
-    return {**example, **{k: example[k][sl] for k in FRAME_KEYS if example.get(k) is not None}}
+    return frames_of(example, frame_phase(frames, stride, phase))
 
 
 def crop(example: dict, max_frames: int | None, rng: np.random.Generator) -> dict:
@@ -108,8 +112,7 @@ def crop(example: dict, max_frames: int | None, rng: np.random.Generator) -> dic
     if not max_frames or frames <= max_frames:
         return example
     start = int(rng.integers(0, frames - max_frames + 1))
-    sl = slice(start, start + max_frames)
-    return {**example, **{k: example[k][sl] for k in FRAME_KEYS if example.get(k) is not None}}
+    return frames_of(example, slice(start, start + max_frames))
 
 
 def finish(example: dict, linear: bool = False) -> dict:
