@@ -26,7 +26,7 @@ beamformers 10.18 / 6.25 (anechoic 14.26, held-out engine 8.45).
 ``--oracle`` (Table 1's workspace of c71bf48, validation split, all / reverberant, 2 min): the
 teacher's beamformers 11.33 / 6.32; the ideal binary masks 11.16 / 10.81, the beamformers they
 steer 15.84 / **13.14**, those of the true images' covariances 32.22 / 19.02: in rooms the
-teacher's masks, not the beamformer, are what is missing (README, "A round for the
+teacher's masks, not the beamformer, are what is missing (docs/self_training.md, "A round for the
 all-microphone teacher in rooms").
 """
 

@@ -19,7 +19,7 @@ Where the fixed threshold sits depends on what a worker allocates:
   batch's ``(B, T, F, D)`` embeddings and their gradients: 25 MiB at the default batch of 8 x
   400 frames). Returned to the kernel and faulted in again, they cost 2-3 s of system time
   per 80 batches on the 2-core machine; kept, the `gt` condition's batches train 9-16 %
-  faster (README, Benchmarks).
+  faster (docs/benchmarks.md).
 - training-data loader workers (:func:`release_large_blocks`, from
   :func:`bootsep.train.dataset.worker_init`) live for a whole run and allocate batch-sized
   buffers of every size (then copied to shared memory). The threshold is fixed at 1 MiB, so

@@ -7,7 +7,7 @@ contiguous parts, each run forward and backward single-threaded on its own Pytho
 summing the parts' gradients in a fixed order gives the batch's gradient with no barrier
 between the threads. Measured on 2 cores: the step alone (batch 8 x 400 frames) ~1.15-1.3x
 the frames/s of one pass on 2 intra-op threads, but whole trainings 0.9-1.15x, so the default
-is 1 part (README, Benchmarks; ``bench/train_throughput.py --parts``).
+is 1 part (docs/benchmarks.md; ``bench/train_throughput.py --parts``).
 
 The result does not depend on how many threads run the parts (each part's kernels give the
 same bits on any thread count, tests/test_train_threads.py; the sum's order is fixed); it

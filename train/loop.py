@@ -123,7 +123,7 @@ def resolve_loader_workers(setting: int | str, device: torch.device) -> int:
     On the CPU a worker process competes with the BLSTM's threads for the cores, and each
     epoch's fork makes the trainer copy its (kept, pipeline/malloc.py) heap page by page as it
     writes to it: on 2 cores the `gt` condition trained in 127 s without a worker against
-    144 s with one, 3 against 32 s of system time (README, Benchmarks). On CUDA the worker
+    144 s with one, 3 against 32 s of system time (docs/benchmarks.md). On CUDA the worker
     prepares batches while the GPU trains."""
     if setting == "auto":
         return 1 if device.type == "cuda" else 0

@@ -92,7 +92,7 @@ def weighted_correlations(Y: np.ndarray, Y_tilde: np.ndarray,
     T)``, ``Ỹ (F, CD, T)`` and weights ``w = inverse_power (F, T)``. ``R`` is Hermitian, so each
     frequency's is one BLAS ``zherk`` of ``Ỹ diag(√w)`` (half the multiplications of the general
     product). Measured on the default corpus (8 mics, one thread): the whole WPE about 8 %
-    faster than with nara-wpe's products (README, Benchmarks)."""
+    faster than with nara-wpe's products (docs/benchmarks.md)."""
     from scipy.linalg.blas import zherk
 
     root = np.sqrt(inverse_power)[:, None, :]
