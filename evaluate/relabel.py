@@ -44,6 +44,7 @@ from bootsep.pipeline.jobs.spatial_shard import (
 )
 from bootsep.pipeline.padding import pad_stack
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.layout import same_shard_in
 from bootsep.pipeline.storage.schema import FIELDS
 from bootsep.pipeline.storage.shards import Shard
 from bootsep.pipeline.teachers.spec import Teacher
@@ -235,10 +236,6 @@ class RelabelSources:
     first_confidence: str | None = None
     manifest: str | None = None
 
-    def shard(self, folder: str, stft_path: str) -> str:
-        """``folder``'s shard of the stft shard ``stft_path``."""
-        return str(Path(getattr(self, folder)) / Path(stft_path).name)
-
 
 def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, attrs: dict,
                           student: StudentPrior, keep: KeepRule, sources: RelabelSources,
@@ -266,17 +263,17 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
             raise BootsepError("keep_score fit_gain needs the relabelled fit's confidence "
                                "shard", stft_path)
         scores = keep_scores(
-            read_confidence(sources.shard("teacher_confidence", stft_path), cfg, ids),
+            read_confidence(same_shard_in(sources.teacher_confidence, stft_path), cfg, ids),
             None if keep.score != "fit_gain" else
-            read_confidence(sources.shard("first_confidence", stft_path), cfg, ids))
+            read_confidence(same_shard_in(sources.first_confidence, stft_path), cfg, ids))
         kept_rows = scores[keep.score] >= keep.at
     T = X.shape[2]
     kept, rest = np.flatnonzero(kept_rows), np.flatnonzero(~kept_rows)
-    parts = [(kept, stored_fit(sources.shard("teacher_spatial", stft_path), cfg, ids, kept, T))
-             ] if kept.size else []
+    parts = [(kept, stored_fit(same_shard_in(sources.teacher_spatial, stft_path), cfg, ids,
+                               kept, T))] if kept.size else []
     if rest.size and sources.first_pass is not None:
-        parts.append((rest, stored_fit(sources.shard("first_pass", stft_path), cfg, ids, rest,
-                                       T)))
+        parts.append((rest, stored_fit(same_shard_in(sources.first_pass, stft_path), cfg, ids,
+                                       rest, T)))
     elif rest.size:
         torch.set_num_threads(1)           # one worker process per core
         model, _ = load_model(Path(student.model_dir), "cpu")
@@ -297,6 +294,6 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
             refine_frames(fit[0], audio, num_samples, lengths[rest], teacher, cfg)
         parts.append((rest, fit))
     frames, utterances, info = merge_fits(parts, len(ids))
-    return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, attrs, split, index,
+    return write_spatial_shard(same_shard_in(out_dir, stft_path), cfg, attrs, split, index,
                                ids, lengths, frames, utterances,
                                {**info, "kept_teacher": int(kept_rows.sum())})

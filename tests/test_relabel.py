@@ -2,6 +2,8 @@
 per-bin source probabilities for the delay teacher's product of experts; keep_confident's
 threshold against a brute-force search, and its choice between keep scores."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from bootsep.evaluate.relabel import (
     keep_threshold,
     student_prior,
 )
+from bootsep.pipeline.storage.layout import same_shard_in
 
 
 def test_student_prior_mixes_the_masks_with_the_floor_and_pads_uniformly():
@@ -125,8 +128,8 @@ def test_keep_rule_and_sources():
     with pytest.raises(BootsepError, match="unknown keep_score 'median'"):
         KeepRule(0.3, "median")
     sources = RelabelSources(teacher_spatial="shards/spatial/t/valid")
-    assert sources.shard("teacher_spatial", "shards/stft/valid/shard-00003.h5") == \
-        "shards/spatial/t/valid/shard-00003.h5"
+    assert same_shard_in(sources.teacher_spatial, "shards/stft/valid/shard-00003.h5") == \
+        Path("shards/spatial/t/valid/shard-00003.h5")
 
 
 def test_stored_fit_reads_back_the_rows_of_a_written_spatial_shard(tmp_path):

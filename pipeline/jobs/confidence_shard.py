@@ -12,7 +12,6 @@ so a mixture's C_JSD does not depend on which shard it lands in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from bootsep.pipeline.gmm import GMMParams
 from bootsep.pipeline.jobs import mixture_seed
 from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.stft import StftConfig
+from bootsep.pipeline.storage.layout import same_shard_in
 from bootsep.pipeline.storage.shards import Shard, write_shard
 from bootsep.pipeline.teachers.cacgmm import CacgmmModel, cacg_jsd
 from bootsep.pipeline.teachers.delay import bin_frequencies
@@ -89,7 +89,7 @@ def compute_confidence_shard(spatial_path: str, cfg: StftConfig, n_samples: int,
         ids, teacher, method = sp.ids, sp.attrs.get("teacher"), sp.attrs.get("method")
         out = confidence_of_shard(sp, n_samples, seed)
     per_utterance = ("c_cl", "c_jsd", "mean_c_post", "mean_confidence")
-    path = write_shard(Path(out_dir) / Path(spatial_path).name, stage="confidence", split=split,
+    path = write_shard(same_shard_in(out_dir, spatial_path), stage="confidence", split=split,
                        index=index, ids=ids, stft=cfg, frames={"c_post": out["c_post"]},
                        utterances={k: out[k] for k in per_utterance},
                        attrs={"jsd_samples": n_samples, "jsd_seed": seed,

@@ -43,6 +43,7 @@ from bootsep.pipeline.padding import frames_valid, pad_stack, unpad
 from bootsep.pipeline.spatial import spatial_masks
 from bootsep.pipeline.stft import StftConfig, stft
 from bootsep.pipeline.storage.float16 import complex_from_pairs
+from bootsep.pipeline.storage.layout import same_shard_in
 from bootsep.pipeline.storage.shards import Shard, write_shard
 from bootsep.pipeline.teachers.beamform import refine_masks
 from bootsep.pipeline.teachers.cacgmm import cacgmm_masks, fit_model
@@ -97,7 +98,7 @@ def compute_spatial_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, spl
         frames, utterances, info = fit_teacher(X, logmag, lengths, teacher, cfg, geometry)
     if teacher.beamform != "none":
         refine_frames(frames, audio, num_samples, lengths, teacher, cfg)
-    return write_spatial_shard(Path(out_dir) / Path(stft_path).name, cfg, teacher.attrs(cfg),
+    return write_spatial_shard(same_shard_in(out_dir, stft_path), cfg, teacher.attrs(cfg),
                                split, index, ids, lengths, frames, utterances, info)
 
 

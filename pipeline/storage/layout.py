@@ -28,6 +28,12 @@ def chunk(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
+def same_shard_in(folder: str | Path, shard_path: str | Path) -> Path:
+    """The shard of ``folder`` that stands for ``shard_path``: every stage's shard of a chunk
+    of utterances has the same file name as the stft shard it was computed from."""
+    return Path(folder) / Path(shard_path).name
+
+
 def write_summary(out_dir: Path, summary: dict) -> None:
     """A small JSON beside the shards: counts and totals, for people and DVC metrics."""
     write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True) + "\n")
