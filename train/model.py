@@ -327,10 +327,8 @@ def embed_phases(model: DeepClusteringBLSTM, features: torch.Tensor,
     lengths = _check_lengths(lengths, batch, frames)
     sub = -(-frames // stride)
     parts, part_len = [], []
-    for p in range(stride):
-        if p >= frames:
-            break
-        part = features[:, p::stride]
+    for p in range(min(stride, frames)):
+        part = features[:, frame_phase(frames, stride, p)]
         parts.append(torch.nn.functional.pad(part, (0, 0, 0, sub - part.shape[1])))
         part_len.append(torch.clamp((lengths - p + stride - 1) // stride, min=0))
     counts = torch.cat(part_len)

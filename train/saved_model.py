@@ -19,6 +19,8 @@ from bootsep.train.skipped import SKIPPED
 MODEL_CONFIG = {"num_freq": Int(1), "hidden": Int(1), "num_layers": Int(1),
                 "embedding_dim": Int(1), "dropout": Num(0, 1, hi_open=True),
                 "input_norm": Choice(*INPUT_NORMS), "frame_stride": Int(1)}
+# model_config keys added after models were first saved: what a file without them means
+LATER_MODEL_CONFIG = {"input_norm": "global", "frame_stride": 1}
 STFT = {"sample_rate": Int(1), "win_length": Int(1), "hop_length": Int(1),
         "window": Choice(*WINDOWS)}
 
@@ -49,10 +51,8 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu", *,
         kind = type(state["model_state"]).__name__
         raise BootsepError(f"not a bootsep model (model_state is a {kind}, not a mapping of "
                            "weights)", path)
-    if isinstance(state["model_config"], dict) and "input_norm" not in state["model_config"]:
-        state["model_config"]["input_norm"] = "global"   # saved before model.input_norm existed
-    if isinstance(state["model_config"], dict) and "frame_stride" not in state["model_config"]:
-        state["model_config"]["frame_stride"] = 1        # saved before model.frame_stride existed
+    if isinstance(state["model_config"], dict):
+        state["model_config"] = {**LATER_MODEL_CONFIG, **state["model_config"]}
     mcfg = ModelConfig.from_dict(parse_mapping(state["model_config"], MODEL_CONFIG, "model_config",
                                                path))
     stft = StftConfig(**parse_mapping(state["stft"], STFT, "stft", path))
