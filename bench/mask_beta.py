@@ -8,6 +8,7 @@ Run from a workspace the pipeline has filled (``params.yaml``, ``data/corpus``, 
     python bench/mask_beta.py --split valid --betas 1,1.5,2,3,5
     python bench/mask_beta.py --split test --models gt,cacgmm_rooms_alpha_1
     python bench/mask_beta.py --split test --betas 2 --models gt --rows /tmp/gt_rows
+    python bench/mask_beta.py --split valid --betas 2 --weight none   # K-means unweighted
 
 ``--rows DIR`` also writes each beta's rows as ``DIR/per_mixture_<beta>.csv`` (``binary``,
 ``2``, ...) in the evaluate stage's ``per_mixture.csv`` format, the approach column naming the
@@ -27,6 +28,9 @@ params.yaml); per model binary / 2 / 3: gt 3.74 / 4.90 / 4.91, cacgmm_rooms_alph
 Test split (300: 200 in-domain + 100 held-out engine), binary / beta 2, overall (in-domain,
 held-out engine): gt 0.85 / 3.03 (3.22 / 4.53, -3.89 / 0.04); cacgmm_rooms_alpha_1 0.55 / 2.68
 (2.33 / 3.82, -2.99 / 0.41); delay_pair_alpha_1 0.5 / 2.55 (in-domain 3.73, held-out 0.17).
+
+``--weight`` sets ``evaluate.kmeans_weight`` (default: params.yaml's) for the measurement;
+docs/measurements.md ("Magnitude-weighted K-means") compares the two on Table 1's models.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,7 @@ import torch
 
 from bootsep.atomic import write_text_atomic
 from bootsep.config import load_config
+from bootsep.evaluate.inference import KMEANS_WEIGHTS, KMeansMasks
 from bootsep.evaluate.scoring import csv_text, score
 from bootsep.evaluate.separation import split_estimates
 from bootsep.pipeline.storage.layout import stft_config
@@ -59,21 +65,25 @@ def parse_betas(text: str) -> list[float | None]:
 
 
 def measure(split: str, betas: list[float | None], model_names: list[str] | None,
-            params_path: str = "params.yaml", rows_dir: Path | None = None) -> dict:
+            params_path: str = "params.yaml", rows_dir: Path | None = None,
+            weight: str | None = None) -> dict:
     params = load_config(params_path, ("stft", "evaluate", "train"))
     cfg, ev = stft_config(params.stft), params.evaluate
+    kmeans = KMeansMasks.from_evaluate(ev)
+    if weight is not None:
+        kmeans = replace(kmeans, weight=weight)
     names = model_names or [n for n in condition_names(params.train_conditions)
                             if not skipped_reason(Path("data/models") / n)]
     models = {n: load_model(Path("data/models") / n, "cpu", expect_stft=cfg)[0] for n in names}
-    result: dict = {"split": split, "params_mask_beta": ev.mask_beta, "models": {}}
+    result: dict = {"split": split, "params_mask_beta": ev.mask_beta,
+                    "kmeans_weight": kmeans.weight, "models": {}}
     for beta in betas:
         key = "binary" if beta is None else f"{beta:g}"
         groups: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
         rows: list[dict] = []
         for est in split_estimates(split, cfg, models, [], num_sources=params.train.num_sources,
                                    corpus_dir=Path("data/corpus"), shard_root=Path("data/shards"),
-                                   threshold_db=ev.kmeans_threshold_db, seed=ev.kmeans_seed,
-                                   beta=beta, batch_size=ev.batch_size,
+                                   kmeans=replace(kmeans, beta=beta), batch_size=ev.batch_size,
                                    device=torch.device("cpu")):
             for name in models:
                 row = _score(est, split, name)
@@ -105,15 +115,18 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--rows", type=Path, default=None, metavar="DIR",
                     help="also write each beta's per-mixture rows to DIR/per_mixture_<beta>.csv")
+    ap.add_argument("--weight", default=None, choices=KMEANS_WEIGHTS,
+                    help="K-means bin weights (default: params.yaml's evaluate.kmeans_weight)")
     args = ap.parse_args()
     if args.rows is not None:
         args.rows.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     result = measure(args.split, parse_betas(args.betas),
-                     [m for m in args.models.split(",") if m] or None, args.params, args.rows)
+                     [m for m in args.models.split(",") if m] or None, args.params, args.rows,
+                     args.weight)
     keys = list(next(iter(result["models"].values()))) if result["models"] else []
     print(f"{args.split}: mean SI-SDRi (dB) per beta; params.yaml evaluate.mask_beta = "
-          f"{result['params_mask_beta']}")
+          f"{result['params_mask_beta']}; K-means weight {result['kmeans_weight']}")
     print(f"{'model':28s} {'group':16s} " + " ".join(f"{k:>8s}" for k in keys))
     for name, by_beta in result["models"].items():
         for group in by_beta[keys[0]]:

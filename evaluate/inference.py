@@ -1,8 +1,9 @@
 """Mask inference for the deep-clustering model (paper §3.3; Hershey et al. 2016).
 
 Embed channel 0's log-magnitude (eq. 2), run K-means (K = number of sources) on the
-embeddings of the bins above a level threshold, and turn the centres into masks on channel 0's
-STFT: the paper's binary masks (every bin to its nearest centre) or soft masks
+embeddings of the bins above a level threshold (each bin of equal weight, the paper's, or
+weighted by its magnitude, as the DC loss weights it), and turn the centres into masks on
+channel 0's STFT: the paper's binary masks (every bin to its nearest centre) or soft masks
 ``m_k ∝ exp(−β ‖v − μ_k‖²)`` (``evaluate.mask_beta``), the posteriors of an equal-weight,
 equal-variance Gaussian mixture around the centres, which spare the bins K-means is unsure of
 the binary masks' artefacts. Shapes: ``T`` frames, ``F`` bins, ``D`` embedding size, ``K``
@@ -12,6 +13,7 @@ sources, ``B`` a batch of utterances.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,6 +23,53 @@ from bootsep.pipeline.features import relative_db
 from bootsep.pipeline.padding import pad_stack, unpad
 from bootsep.pipeline.stft import StftConfig, istft
 from bootsep.train.model import DeepClusteringBLSTM, embed_phases
+
+KMEANS_WEIGHTS = ("none", "magnitude")
+# The params.yaml keys of a KMeansMasks (KMeansMasks.from_evaluate): a stage that makes a model's
+# masks lists them among its DVC params (as literals: tests/test_dvc_deps.py reads them).
+KMEANS_PARAMS = ("evaluate.kmeans_threshold_db", "evaluate.kmeans_seed", "evaluate.mask_beta",
+                 "evaluate.kmeans_weight")
+
+
+@dataclass(frozen=True)
+class KMeansMasks:
+    """How a model's embeddings become masks (``evaluate.kmeans_*``, ``evaluate.mask_beta``).
+
+    Attributes:
+        threshold_db: K-means sees the bins within this many dB of the loudest.
+        seed: K-means' seed.
+        beta: soft masks of this sharpness (:func:`soft_masks`); None: binary, the paper's.
+        weight: each bin's weight in K-means: ``none`` (equal, the paper's) or ``magnitude``
+            (``|X|``, the weight the DC loss gives a bin: the magnitude share of eq. 7).
+    """
+
+    threshold_db: float
+    seed: int
+    beta: float | None = None
+    weight: str = "none"
+
+    def __post_init__(self):
+        _check_weight(self.weight)
+        if self.beta is not None and not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0 or None, got {self.beta}")
+
+    @classmethod
+    def from_evaluate(cls, ev) -> KMeansMasks:
+        """From the ``evaluate`` section (:class:`~bootsep.config.results.EvaluateSettings`)."""
+        return cls(float(ev.kmeans_threshold_db), int(ev.kmeans_seed),
+                   None if ev.mask_beta is None else float(ev.mask_beta), ev.kmeans_weight)
+
+    def as_dict(self) -> dict:
+        """JSON-ready (``ensemble.json``'s ``kmeans``, ``bootsep separate``'s report)."""
+        return {"threshold_db": self.threshold_db, "seed": self.seed, "mask_beta": self.beta,
+                "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KMeansMasks:
+        """The inverse of :meth:`as_dict` (KeyError, TypeError or ValueError if unusable)."""
+        beta = d["mask_beta"]
+        return cls(float(d["threshold_db"]), int(d["seed"]),
+                   None if beta is None else float(beta), str(d["weight"]))
 
 
 @torch.no_grad()
@@ -51,20 +100,39 @@ def active_bins(logmag_db: np.ndarray, threshold_db: float, min_bins: int) -> np
 KMEANS_STARTS = 1
 
 
-def kmeans_fit(emb: np.ndarray, active: np.ndarray, num_sources: int, seed: int) -> KMeans:
-    """K-means fitted on the active bins' embeddings (``emb (T, F, D)``, ``active (T, F)``), in
-    float32, the model's own precision: scikit-learn's float32 Lloyd is about 3x faster than
-    its float64 one on these points (measured: 12 against 39 ms a mixture, 3 starts; in
-    float64 K-means was most of the evaluate stage's time); :data:`KMEANS_STARTS` starts."""
+def _check_weight(weight: str) -> None:
+    if weight not in KMEANS_WEIGHTS:
+        raise ValueError(f"K-means weight must be one of {', '.join(KMEANS_WEIGHTS)}, "
+                         f"got {weight!r}")
+
+
+def bin_weights(logmag_db: np.ndarray, weight: str) -> np.ndarray | None:
+    """K-means weights ``(T, F)`` float64 of a log-magnitude ``(T, F)`` in dB (eq. 2): ``|X|``
+    relative to the loudest bin for ``magnitude``, None (equal weights) for ``none``."""
+    _check_weight(weight)
+    if weight == "none":
+        return None
+    return 10.0 ** (relative_db(np.asarray(logmag_db, dtype=np.float64)[None])[0] / 20.0)
+
+
+def kmeans_fit(emb: np.ndarray, active: np.ndarray, num_sources: int, seed: int,
+               weights: np.ndarray | None = None) -> KMeans:
+    """K-means fitted on the active bins' embeddings (``emb (T, F, D)``, ``active (T, F)``), each
+    weighted by ``weights (T, F)`` (None: equally), in float32, the model's own precision:
+    scikit-learn's float32 Lloyd is about 3x faster than its float64 one on these points
+    (measured: 12 against 39 ms a mixture, 3 starts; in float64 K-means was most of the
+    evaluate stage's time); :data:`KMEANS_STARTS` starts."""
     points = emb[active].astype(np.float32)
-    return KMeans(n_clusters=num_sources, n_init=KMEANS_STARTS, random_state=seed).fit(points)
+    sample_weight = None if weights is None else weights[active]
+    return KMeans(n_clusters=num_sources, n_init=KMEANS_STARTS,
+                  random_state=seed).fit(points, sample_weight=sample_weight)
 
 
-def kmeans_assign(emb: np.ndarray, active: np.ndarray, num_sources: int,
-                  seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """K-means on the active bins' embeddings ``(T, F, D)``; returns labels ``(T, F)`` and centres
-    ``(K, D)``."""
-    km = kmeans_fit(emb, active, num_sources, seed)
+def kmeans_assign(emb: np.ndarray, active: np.ndarray, num_sources: int, seed: int,
+                  weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """K-means on the active bins' embeddings ``(T, F, D)`` (weighted as :func:`kmeans_fit`);
+    returns labels ``(T, F)`` and centres ``(K, D)``."""
+    km = kmeans_fit(emb, active, num_sources, seed, weights)
     flat = emb.reshape(-1, emb.shape[-1]).astype(np.float32)
     return km.predict(flat).reshape(emb.shape[:2]), km.cluster_centers_
 
@@ -106,12 +174,12 @@ def apply_masks(spec: np.ndarray, masks: np.ndarray, cfg: StftConfig, length: in
     return istft(masks * spec[None], cfg, length).astype(np.float32)
 
 
-def model_masks(model: DeepClusteringBLSTM, logmags: Sequence[np.ndarray], num_sources: int, *,
-                threshold_db: float, seed: int, beta: float | None,
-                device: torch.device | str = "cpu",
+def model_masks(model: DeepClusteringBLSTM, logmags: Sequence[np.ndarray], num_sources: int,
+                rule: KMeansMasks, *, device: torch.device | str = "cpu",
                 batch_size: int | None = None) -> list[np.ndarray]:
     """DC masks ``(K, T_b, F)`` for ``B`` log-magnitude spectrograms ``(T_b, F)``, in their
-    order: binary (``beta=None``, the paper's) or soft K-means masks of sharpness ``beta``.
+    order, as ``rule`` makes them: binary (``beta=None``, the paper's) or soft K-means masks of
+    sharpness ``beta``, K-means on the bins above its threshold, weighted by its ``weight``.
     Embedded in passes of ``batch_size`` utterances of similar length (sorted by length, so
     little padding is computed; None: one pass)."""
     order = np.argsort([len(lm) for lm in logmags], kind="stable")
@@ -120,11 +188,13 @@ def model_masks(model: DeepClusteringBLSTM, logmags: Sequence[np.ndarray], num_s
     for start in range(0, len(order), step):
         idx = order[start:start + step]
         for i, emb in zip(idx, embed(model, [logmags[i] for i in idx], device)):
-            active = active_bins(logmags[i], threshold_db, min_bins=num_sources)
-            if beta is None:
-                labels, _ = kmeans_assign(emb, active, num_sources, seed)
+            active = active_bins(logmags[i], rule.threshold_db, min_bins=num_sources)
+            weights = bin_weights(logmags[i], rule.weight)
+            if rule.beta is None:
+                labels, _ = kmeans_assign(emb, active, num_sources, rule.seed, weights)
                 out[i] = binary_masks(labels, num_sources)
             else:      # the centres only: every bin's label is not needed
-                out[i] = soft_masks(emb, kmeans_fit(emb, active, num_sources,
-                                                    seed).cluster_centers_, beta)
+                centres = kmeans_fit(emb, active, num_sources, rule.seed,
+                                     weights).cluster_centers_
+                out[i] = soft_masks(emb, centres, rule.beta)
     return out

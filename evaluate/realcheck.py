@@ -39,7 +39,7 @@ import torch
 
 from bootsep.errors import BootsepError, exception_text
 from bootsep.evaluate.estimates import teacher_approach
-from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.evaluate.inference import KMeansMasks, apply_masks, model_masks
 from bootsep.evaluate.metrics import separation_metrics
 from bootsep.pipeline.audio import PCM16_SCALE, audio_info, read_audio, resample
 from bootsep.pipeline.corpus.tts import TARGET_ACTIVE_RMS, active_rms, trim_silence
@@ -250,13 +250,12 @@ def mix_pair(recordings: Sequence[Recording], i: int, j: int, mics: np.ndarray, 
 # ------------------------------------------------------------------------- scoring
 
 def model_estimate(model: DeepClusteringBLSTM, mixture: np.ndarray, cfg: StftConfig, *,
-                   threshold_db: float, seed: int, beta: float | None,
-                   device: torch.device | str = "cpu", num_sources: int = 2) -> np.ndarray:
-    """A model's sources ``(K, L)`` from channel 0 ``(L,)`` (DC embeddings + K-means; soft
-    masks of sharpness ``beta``, binary when None)."""
+                   kmeans: KMeansMasks, device: torch.device | str = "cpu",
+                   num_sources: int = 2) -> np.ndarray:
+    """A model's sources ``(K, L)`` from channel 0 ``(L,)`` (DC embeddings + K-means, masks as
+    ``kmeans`` makes them)."""
     spec = stft(mixture, cfg)
-    masks = model_masks(model, [log_magnitude_db(spec)], num_sources,
-                        threshold_db=threshold_db, seed=seed, beta=beta, device=device)[0]
+    masks = model_masks(model, [log_magnitude_db(spec)], num_sources, kmeans, device=device)[0]
     return apply_masks(spec, masks, cfg, mixture.shape[-1])
 
 
@@ -287,12 +286,11 @@ def score(estimates: np.ndarray, mix: RealMixture) -> dict[str, float]:
 
 def score_mixture(mix: RealMixture, models: Mapping[str, DeepClusteringBLSTM],
                   teachers: Sequence[Teacher], cfg: StftConfig, mics: np.ndarray,
-                  speed_of_sound: float, *, threshold_db: float, seed: int,
-                  beta: float | None,
+                  speed_of_sound: float, *, kmeans: KMeansMasks,
                   device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
     """``{approach: metrics}`` of every model (on channel 0) and teacher on one mixture."""
-    out = {name: score(model_estimate(model, mix.mixture[0], cfg, threshold_db=threshold_db,
-                                      seed=seed, beta=beta, device=device), mix)
+    out = {name: score(model_estimate(model, mix.mixture[0], cfg, kmeans=kmeans,
+                                      device=device), mix)
            for name, model in models.items()}
     for t in teachers:
         out[teacher_approach(t.name)] = score(teacher_estimate(t, mix, cfg, mics,

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from bootsep.errors import BootsepError
-from bootsep.evaluate.inference import model_masks
+from bootsep.evaluate.inference import KMeansMasks, model_masks
 from bootsep.pipeline.jobs.spatial_shard import (
     fit_teacher,
     read_audio_channels,
@@ -186,16 +186,13 @@ class StudentPrior:
         model_dir: The student's model folder (``data/models/<student>``).
         floor: ``self_training.prior_floor``: ``q = (1 - floor) m + floor / K``.
         weight: ``self_training.prior_weight``: the prior's exponent in the E-step.
-        kmeans_threshold_db, kmeans_seed, mask_beta: the masks as evaluation makes them
-            (``evaluate.*``).
+        kmeans: the student's masks as evaluation makes them (``evaluate.*``).
     """
 
     model_dir: str
     floor: float
     weight: float
-    kmeans_threshold_db: float
-    kmeans_seed: int
-    mask_beta: float | None
+    kmeans: KMeansMasks
 
 
 @dataclass(frozen=True)
@@ -278,8 +275,7 @@ def compute_relabel_shard(stft_path: str, cfg: StftConfig, teacher: Teacher, att
         torch.set_num_threads(1)           # one worker process per core
         model, _ = load_model(Path(student.model_dir), "cpu")
         masks = model_masks(model, [logmags[r] for r in rest], teacher.num_components,
-                            threshold_db=student.kmeans_threshold_db, seed=student.kmeans_seed,
-                            beta=student.mask_beta)
+                            student.kmeans)
         prior = student_prior(masks, student.floor, T)
         logmag = pad_stack([logmags[r] for r in rest], fill=-np.inf)[0]
         fit = fit_teacher(X[rest], logmag, lengths[rest], teacher, cfg, geometry, prior=prior,

@@ -19,7 +19,7 @@ import torch
 
 from bootsep.errors import BootsepError
 from bootsep.evaluate.estimates import MixtureEstimates, approach_beamformer, teacher_approach
-from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.evaluate.inference import KMeansMasks, apply_masks, model_masks
 from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.pipeline.audio import load_at_rate, load_references
 from bootsep.pipeline.corpus.manifest import MANIFEST_NAME, Mixture, read_manifest
@@ -55,8 +55,7 @@ def direct_references(mix: Mixture, split_dir: Path, cfg: StftConfig,
 
 def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepClusteringBLSTM],
                     teachers: Sequence[str], *, num_sources: int, corpus_dir: Path,
-                    shard_root: Path, threshold_db: float, seed: int, beta: float | None,
-                    batch_size: int,
+                    shard_root: Path, kmeans: KMeansMasks, batch_size: int,
                     device: torch.device, keep_masks: int = 0,
                     perbin: Mapping[str, tuple[str, str, float]] | None = None,
                     beamformers: Mapping[str, tuple[str, StftConfig, float]] | None = None
@@ -66,7 +65,7 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
     trust)).
 
     A teacher's estimate applies its posteriors (eq. 3, soft masks) to channel 0, as the paper
-    does (§3.3); a model's, its K-means masks (binary, or soft of sharpness ``beta``). A per-bin
+    does (§3.3); a model's, its K-means masks as ``kmeans`` makes them. A per-bin
     ensemble aligns the model's masks to the teacher's posteriors and combines them per bin, the
     model's label right with probability ``trust`` (:func:`~bootsep.evaluate.perbin.perbin_masks`).
     A beamformer approach in ``beamformers`` (approach -> (channels ``pair`` | ``all``, long
@@ -95,8 +94,7 @@ def split_estimates(split: str, cfg: StftConfig, models: Mapping[str, DeepCluste
                                    f"components, the evaluation expects {num_sources} sources",
                                    path)
         logmags = [lm.astype(np.float32) for lm in logmags]
-        learned = {name: model_masks(model, logmags, num_sources, threshold_db=threshold_db,
-                                     seed=seed, beta=beta, device=device,
+        learned = {name: model_masks(model, logmags, num_sources, kmeans, device=device,
                                      batch_size=batch_size)
                    for name, model in models.items()}
         for u, uid in enumerate(ids):

@@ -6,8 +6,8 @@
 Approaches (``approach=``):
 
 - ``model``: the learned deep-clustering model on channel 0 (embeddings + K-means; the
-  masks binary, or soft of the sharpness ``evaluate.mask_beta`` the model was evaluated
-  with). The only choice for mono input.
+  masks binary, or soft of the sharpness ``evaluate.mask_beta``, K-means weighted by
+  ``evaluate.kmeans_weight``, as the model was evaluated). The only choice for mono input.
 - ``spatial``: the model's spatial teacher (the one whose labels it learned from; the paper's
   for a ground-truth model), its posteriors (eq. 3) as soft masks on channel 0: the paper's
   IPD -> PCA -> GMM (§2.1) on channels 0 and 1, or the ``delay`` teacher on channels 0 and 1
@@ -59,7 +59,7 @@ import torch
 from bootsep.config import parse_config
 from bootsep.errors import BootsepError, exception_text
 from bootsep.evaluate.ensemble import USABLE, choose_confidence
-from bootsep.evaluate.inference import apply_masks, model_masks
+from bootsep.evaluate.inference import KMEANS_PARAMS, KMeansMasks, apply_masks, model_masks
 from bootsep.evaluate.perbin import align_masks, perbin_masks
 from bootsep.pipeline.audio import pcm_to_float, resample
 from bootsep.pipeline.channels import INDEPENDENT, describe
@@ -89,16 +89,15 @@ MAX_SOURCES = 8
 CONFIDENCE_ID = "separate"      # mixture id seeding the C_JSD Monte Carlo draws of every block
 
 # The params a model folder's params.json must hold for separation.
-TRAINING_SETTINGS = ("spatial", "confidence", "evaluate.kmeans_threshold_db",
-                     "evaluate.kmeans_seed", "evaluate.mask_beta")
+TRAINING_SETTINGS = ("spatial", "confidence", *KMEANS_PARAMS)
 # Used only when a model folder lacks params.json: the paper's teacher with the values of the
 # shipped params.yaml.
 DEFAULT_TEACHER = Teacher("paper", "paper", "pair", 2, (("max_iter", 100), ("reg_covar", 1e-6),
                                                          ("tau_db", -10.0), ("tol", 1e-4)))
 DEFAULT_SETTINGS = {
     "confidence": {"jsd_samples": 2000, "seed": 2},
-    "evaluate": {"kmeans_threshold_db": -40.0, "kmeans_seed": 0, "mask_beta": None},
 }
+DEFAULT_KMEANS = KMeansMasks(threshold_db=-40.0, seed=0)
 
 
 @dataclass(frozen=True)
@@ -123,16 +122,14 @@ class Separator:
     """
 
     def __init__(self, model: DeepClusteringBLSTM, meta: dict, *, path: Path, device: torch.device,
-                 spatial: SpatialSettings, kmeans_threshold_db: float, kmeans_seed: int,
-                 mask_beta: float | None = None,
+                 spatial: SpatialSettings, kmeans: KMeansMasks = DEFAULT_KMEANS,
                  threshold: float | None = None, threshold_source: str | None = None,
                  threshold_warning: str | None = None, ensemble_kind: str = "confidence",
                  ensemble_used: str | None = None, perbin_trust: float | None = None):
         self.model, self.meta, self.path, self.device = model, meta, Path(path), device
         self.stft_config: StftConfig = meta["stft"]
         self.spatial = spatial
-        self.kmeans_threshold_db, self.kmeans_seed = float(kmeans_threshold_db), int(kmeans_seed)
-        self.mask_beta = None if mask_beta is None else float(mask_beta)
+        self.kmeans = kmeans
         self.threshold, self.threshold_source = threshold, threshold_source
         self.threshold_warning = threshold_warning
         if ensemble_kind not in ENSEMBLE_KINDS:
@@ -155,13 +152,15 @@ class Separator:
         ``threshold`` overrides the ensemble threshold; otherwise it is read from
         ``ensemble_file`` (an error if given and unusable) or, when that is ``None``, from
         :func:`ensemble_file_of` the model if it exists. ``threshold_warning`` is set (one
-        line) when that file's threshold was computed for a model of another name.
+        line) when that file's threshold was computed for a model of another name. The model's
+        masks are made as that file says the evaluate stage made them (its ``kmeans``), else as
+        the params the model was trained with say.
         """
         path = Path(path)
         dev = resolve_device(device)
         model, meta = load_model(path, dev)
         _check_stft(meta["stft"], model, path)
-        source = warning = teacher = None
+        source = warning = teacher = kmeans = None
         kind, used, trust = "confidence", None, None
         if threshold is not None:
             threshold, source = _check_threshold(threshold, "--threshold"), "given"
@@ -171,20 +170,19 @@ class Separator:
             name = model_name(meta, path)
             choice = read_ensemble_choice(ensemble_file if explicit else ensemble_file_of(path),
                                           name, required=explicit)
-            threshold, source, kind, used, trust, teacher = (
+            threshold, source, kind, used, trust, teacher, kmeans = (
                 choice.threshold, choice.source, choice.kind, choice.used, choice.perbin_trust,
-                choice.teacher)
+                choice.teacher, choice.kmeans)
             computed_for = choice.computed_for
             if threshold is not None and computed_for is not None and computed_for != name:
                 warning = (f"{source}: the ensemble threshold was computed for model "
                            f"'{computed_for}', not '{name}' ({path}); pass --threshold to override")
         settings = _training_settings(path, meta, teacher)
-        conf, ev = settings["confidence"], settings["evaluate"]
+        conf = settings["confidence"]
         spatial = SpatialSettings(settings["teacher"], jsd_samples=int(conf["jsd_samples"]),
                                   jsd_seed=int(conf["seed"]))
         return cls(model, meta, path=path, device=dev, spatial=spatial,
-                   kmeans_threshold_db=float(ev["kmeans_threshold_db"]),
-                   kmeans_seed=int(ev["kmeans_seed"]), mask_beta=ev.get("mask_beta"),
+                   kmeans=kmeans or settings["kmeans"],
                    threshold=threshold, threshold_source=source, threshold_warning=warning,
                    ensemble_kind=kind, ensemble_used=used, perbin_trust=trust)
 
@@ -330,11 +328,9 @@ class Separator:
         return bool(choose_confidence(np.array([confidence]), self.threshold)[0])
 
     def model_masks(self, logmag: np.ndarray, num_sources: int) -> np.ndarray:
-        """K-means masks ``(K, T, F)`` (binary, or soft of sharpness ``mask_beta``) from the DC
-        embeddings of channel 0."""
-        return model_masks(self.model, [logmag.astype(np.float32)], num_sources,
-                           threshold_db=self.kmeans_threshold_db, seed=self.kmeans_seed,
-                           beta=self.mask_beta,
+        """K-means masks ``(K, T, F)`` from the DC embeddings of channel 0, as :attr:`kmeans`
+        makes them (binary, or soft of sharpness ``beta``)."""
+        return model_masks(self.model, [logmag.astype(np.float32)], num_sources, self.kmeans,
                            device=self.device)[0]
 
     def spatial_masks(self, spec: np.ndarray, logmag: np.ndarray, num_sources: int,
@@ -375,8 +371,7 @@ class Separator:
             "blocks": blocks,
             "model": self.describe(), "stft": asdict(self.stft_config), "device": str(self.device),
             "spatial_settings": asdict(self.spatial),
-            "kmeans": {"threshold_db": self.kmeans_threshold_db, "seed": self.kmeans_seed,
-                       "mask_beta": self.mask_beta},
+            "kmeans": self.kmeans.as_dict(),
         }
 
 
@@ -563,6 +558,7 @@ class EnsembleChoice:
     used: str | None = None
     perbin_trust: float | None = None
     teacher: str | None = None      # the entry's spatial teacher (None: the model's own)
+    kmeans: KMeansMasks | None = None   # the masks as evaluated (None: the file does not say)
 
 
 def read_ensemble_choice(path: str | os.PathLike, name: str,
@@ -580,6 +576,24 @@ def read_ensemble_choice(path: str | os.PathLike, name: str,
         read_ensemble_threshold(path, required)       # the error of a required file
         return EnsembleChoice(None, None, None)
     data = read_ensemble_file(path)                   # read once
+    return replace(_choice_in(data, path, name), kmeans=_kmeans_of(data, path))
+
+
+def _kmeans_of(data: dict, path: Path) -> KMeansMasks | None:
+    """The masks' rule the evaluate stage wrote in ``ensemble.json`` (``kmeans``: its
+    :meth:`~bootsep.evaluate.inference.KMeansMasks.as_dict`); None for an older file."""
+    entry = data.get("kmeans") if isinstance(data, dict) else None
+    if entry is None:
+        return None
+    try:
+        return KMeansMasks.from_dict(entry)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BootsepError(f"ensemble file's kmeans is unusable ({exception_text(exc)}); "
+                           "expected threshold_db, seed, mask_beta and weight", path) from exc
+
+
+def _choice_in(data, path: Path, name: str) -> EnsembleChoice:
+    """:func:`read_ensemble_choice` of the parsed file ``data``."""
     threshold, source, computed_for = _threshold_of(data, path)
     models, best = data.get("models"), data.get("best")
     own = {k: e for k, e in models.items() if _entry_model(k, e) == name} \
@@ -663,7 +677,8 @@ def _training_settings(folder: Path, meta: dict, teacher: str | None = None) -> 
     params.yaml is: one-line errors naming it)."""
     path = folder / PARAMS_JSON
     if not path.is_file():
-        return {"teacher": DEFAULT_TEACHER, **{k: dict(v) for k, v in DEFAULT_SETTINGS.items()}}
+        return {"teacher": DEFAULT_TEACHER, "kmeans": DEFAULT_KMEANS,
+                **{k: dict(v) for k, v in DEFAULT_SETTINGS.items()}}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -691,7 +706,7 @@ def _training_settings(folder: Path, meta: dict, teacher: str | None = None) -> 
                            " (nor a round of params_file.self_training.rounds)", path)
     teacher = Teacher.from_spatial(name, cfg.spatial)
     return {"teacher": teacher, "confidence": cfg.confidence.as_dict(),
-            "evaluate": cfg.evaluate.as_dict()}
+            "kmeans": KMeansMasks.from_evaluate(cfg.evaluate)}
 
 
 def _check_stft(cfg: StftConfig, model: DeepClusteringBLSTM, path: Path) -> None:

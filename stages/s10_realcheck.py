@@ -25,6 +25,7 @@ from pathlib import Path
 from bootsep.atomic import atomic_dir, write_text_atomic
 from bootsep.config import load_config
 from bootsep.errors import BootsepError
+from bootsep.evaluate.inference import KMeansMasks
 from bootsep.evaluate.realcheck import (
     MixSettings,
     draw_set,
@@ -58,7 +59,8 @@ log = logging.getLogger(__name__)
 # (realcheck.models is checked against the model folders, not train_conditions: a new training
 # condition does not rerun this stage.)
 PARAMS = ("realcheck", "stft", "spatial", "evaluate.kmeans_threshold_db",
-          "evaluate.kmeans_seed", "evaluate.mask_beta", "corpus.tts.relative_level_db",
+          "evaluate.kmeans_seed", "evaluate.mask_beta", "evaluate.kmeans_weight",
+          "corpus.tts.relative_level_db",
           "corpus.tts.min_azimuth_separation_deg", "corpus.tts.distance_m",
           "corpus.tts.speed_of_sound", "corpus.tts.peak", "corpus.tts.max_seconds",
           "corpus.tts.array")
@@ -123,6 +125,7 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
                                params.path)
         sets[name] = (entry, recordings, short, seed, pairs)
     mics = array_geometry(tts.array)
+    kmeans = KMeansMasks.from_evaluate(params.evaluate)
     mixing = MixSettings.from_params(tts, params.stft.pair_channels)
     product = product_separator(Path(model_root), Path(ensemble_file), params.train.device)
     mixtures = []
@@ -132,9 +135,7 @@ def main(params_path: str | os.PathLike, model_root: str | os.PathLike = MODEL_R
         for name, recordings, seed, i, j in todo:
             mix = mix_pair(recordings, i, j, mics, cfg.sample_rate, mixing, seed)
             scores = score_mixture(mix, models, teachers, cfg, mics, tts.speed_of_sound,
-                                   threshold_db=params.evaluate.kmeans_threshold_db,
-                                   seed=params.evaluate.kmeans_seed,
-                                   beta=params.evaluate.mask_beta, device=device)
+                                   kmeans=kmeans, device=device)
             if product is not None:
                 approach, sep = product
                 sources, _ = sep.separate(mix.mixture[[0, mix.pair_channel]], cfg.sample_rate,

@@ -30,6 +30,7 @@ import numpy as np
 from bootsep.atomic import atomic_dir
 from bootsep.config import load_config
 from bootsep.errors import BootsepError
+from bootsep.evaluate.inference import KMeansMasks
 from bootsep.evaluate.quality import mixture_label_accuracy
 from bootsep.evaluate.relabel import (
     KeepRule,
@@ -57,8 +58,8 @@ MODEL_ROOT = Path("data/models")
 # ({key} is the round; tests/test_dvc_deps.py checks both); RUN_PARAMS only change how it runs.
 PARAMS = ("stft", "spatial", "confidence", "self_training.rounds.{key}",
           "self_training.prior_floor", "self_training.prior_weight",
-          "self_training.keep_confident", "evaluate.mask_beta",
-          "evaluate.kmeans_threshold_db", "evaluate.kmeans_seed")
+          "self_training.keep_confident", "evaluate.kmeans_threshold_db",
+          "evaluate.kmeans_seed", "evaluate.mask_beta", "evaluate.kmeans_weight")
 RUN_PARAMS = ("dask",)
 
 
@@ -148,7 +149,7 @@ def main(params_path: str | os.PathLike, round_name: str,
                            base_conf)
 
     student = StudentPrior(str(model_dir), st.prior_floor, st.prior_weight,
-                           ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta)
+                           KMeansMasks.from_evaluate(ev))
 
     def relabel(split: str, out: Path, keep: KeepRule,
                 first_pass: Path | None = None, first_conf: Path | None = None) -> list[dict]:

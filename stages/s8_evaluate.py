@@ -25,7 +25,9 @@ names, ``valid_si_sdri`` of every trust candidate and of the confidence and perb
 their ``test_si_sdri``), ``best`` (the entry, its model and teacher, and the kind, confidence
 or perbin, of the highest mean validation SI-SDRi, ``valid_si_sdri``, and its test
 ``si_sdri``; random and oracle cannot run on new audio; null
-without references; without references each model's trust is the first candidate) and, for
+without references; without references each model's trust is the first candidate),
+``kmeans`` (how the models' masks were made, ``evaluate.kmeans_*`` and ``mask_beta``: ``bootsep
+separate`` makes them the same way) and, for
 readers of one model, the first entry's ``model``, ``teacher``, ``threshold``,
 ``percentile``, ``valid_mixtures``.
 
@@ -56,6 +58,7 @@ from bootsep.evaluate.estimates import (
     ensemble_members,
     teacher_approach,
 )
+from bootsep.evaluate.inference import KMeansMasks
 from bootsep.evaluate.scoring import (
     best_ensemble,
     choose_on_valid,
@@ -122,9 +125,8 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
     first_teacher = ens_teacher[ens_entries[0]]
     name_of = {(e, k): ensemble_approach(k, e, ens_entries) for e in ens_entries for k in KINDS}
     common = dict(cfg=cfg, teachers=teachers, num_sources=num_sources, corpus_dir=corpus_dir,
-                  shard_root=shard_root, threshold_db=ev.kmeans_threshold_db,
-                  seed=ev.kmeans_seed, beta=ev.mask_beta, batch_size=ev.batch_size,
-                  device=device)
+                  shard_root=shard_root, kmeans=KMeansMasks.from_evaluate(ev),
+                  batch_size=ev.batch_size, device=device)
 
     # validation split: the teachers (confidence thresholds, Fig. 2), and the ensemble models
     # with every per-bin trust candidate (the trust, and the best ensemble, are chosen here)
@@ -213,7 +215,8 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
             {"model": first["model"], "teacher": first["teacher"],
              "percentile": ev.confidence_percentile, "threshold": first["threshold"],
              "valid_mixtures": valid_mixtures, "has_references": bool(has_refs),
-             "models": entries, "best": best}, indent=2) + "\n")
+             "kmeans": common["kmeans"].as_dict(), "models": entries, "best": best},
+            indent=2) + "\n")
     log.info(f"evaluate: {len(test_rows[first_spatial])} test mixtures x {len(test_rows)} "
              "approaches, confidence thresholds "
              + ", ".join(f"{e} {v:.4f}" for e, v in thresholds.items())

@@ -181,7 +181,8 @@ OPTIONAL = ("spatial.teachers.*.stft", "spatial.teachers.*.dereverb", "spatial.t
             "train_conditions.*.*.lr_schedule", "train_conditions.*.*.utterance_weighting",
             "train.lr_schedule", "train.augment_warp", "train.augment_tilt_db", "train.batch_parts",
             "train.utterance_weighting", "model.frame_stride",
-            "evaluate.mask_beta", "model.input_norm", "realcheck.sets.*.group")
+            "evaluate.mask_beta", "evaluate.kmeans_weight", "model.input_norm",
+            "realcheck.sets.*.group")
 KEYS = [p for p in NODES if not isinstance(p[-1], int) and not in_free_map(p)
         and not any(re.fullmatch(o.replace(".", r"\.").replace("*", r"[^.]+"), dotted(p))
                     for o in OPTIONAL)]
@@ -498,7 +499,8 @@ def test_good_model_folder_loads(tmp_path):
     assert meta["stft"] == STFT and model.config == MODEL
     sep = Separator.from_pretrained(tmp_path, device="cpu", threshold=0.1)
     assert sep.spatial.teacher.options["tol"] == RAW["spatial"]["paper"]["tol"]
-    assert sep.kmeans_seed == RAW["evaluate"]["kmeans_seed"]
+    assert sep.kmeans.seed == RAW["evaluate"]["kmeans_seed"]
+    assert sep.kmeans.weight == RAW["evaluate"]["kmeans_weight"]
 
 
 @pytest.mark.parametrize("changes, match", [

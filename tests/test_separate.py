@@ -774,7 +774,8 @@ def test_the_model_folders_mask_beta_sets_soft_masks(tmp_path):
     binary = Separator.from_pretrained(make_model_folder(tmp_path, "old"), device="cpu")
     soft = Separator.from_pretrained(make_model_folder(tmp_path, "new", mask_beta=2.5),
                                      device="cpu")
-    assert binary.mask_beta is None and soft.mask_beta == 2.5
+    assert binary.kmeans.beta is None and soft.kmeans.beta == 2.5
+    assert binary.kmeans.weight == soft.kmeans.weight == "none"    # params predating the key
     logmag = log_magnitude_db(stft(mix, soft.stft_config)[0]).astype(np.float32)
     assert set(np.unique(binary.model_masks(logmag, 2))) <= {0.0, 1.0}
     emb = embed(soft.model, [logmag])[0]
@@ -783,6 +784,33 @@ def test_the_model_folders_mask_beta_sets_soft_masks(tmp_path):
                                atol=1e-6)
     _, info = soft.separate(mix[0], RATE)
     assert info["kmeans"]["mask_beta"] == 2.5
+
+
+def test_the_masks_are_made_as_the_evaluate_stage_made_them(tmp_path):
+    """ensemble.json's ``kmeans`` (the evaluate stage's settings, which may have changed since
+    the model was trained) makes the separator's masks; a file without it leaves the training
+    params' settings; an unusable one is a one-line error naming the file."""
+    from bootsep.evaluate.inference import KMeansMasks, model_masks
+    from bootsep.pipeline.features import log_magnitude_db
+    from bootsep.pipeline.stft import stft
+
+    models = multi_model_layout(tmp_path, None)
+    assert Separator.from_pretrained(models["alpha_1"], device="cpu").kmeans == \
+        KMeansMasks(-40.0, 0)
+    ens = tmp_path / "data" / "results" / "eval" / "ensemble.json"
+    data = json.loads(ens.read_text())
+    rule = KMeansMasks(-30.0, 3, beta=2.0, weight="magnitude")
+    ens.write_text(json.dumps({**data, "kmeans": rule.as_dict()}))
+    sep = Separator.from_pretrained(models["alpha_1"], device="cpu")
+    assert sep.kmeans == rule
+    mix, _ = mixture(seconds=1.0)
+    logmag = log_magnitude_db(stft(mix, sep.stft_config)[0]).astype(np.float32)
+    np.testing.assert_array_equal(sep.model_masks(logmag, 2),
+                                  model_masks(sep.model, [logmag], 2, rule)[0])
+    ens.write_text(json.dumps({**data, "kmeans": {**rule.as_dict(), "weight": "power"}}))
+    with pytest.raises(BootsepError, match="kmeans is unusable") as err:
+        Separator.from_pretrained(models["alpha_1"], device="cpu")
+    assert str(ens) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_teacher_with_its_own_stft_fits_there_in_separate(tmp_path):

@@ -184,6 +184,7 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
     the EM's start would never separate), the others those of the run without keeping; given
     that run's shard (the stage's validation split), the others are copied from it."""
     from bootsep.config import load_config
+    from bootsep.evaluate.inference import KMeansMasks
     from bootsep.evaluate.relabel import (
         KeepRule,
         RelabelSources,
@@ -211,7 +212,7 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
         model = smoke / "data/models" / entry.student if first is None \
             else tmp_path / "no-model"                   # copying everything needs no student
         student = StudentPrior(str(model), st.prior_floor, st.prior_weight,
-                               ev.kmeans_threshold_db, ev.kmeans_seed, ev.mask_beta)
+                               KMeansMasks.from_evaluate(ev))
         sources = RelabelSources(str(conf_path.parent), str(base.parent),
                                  None if relabelled is None else str(Path(relabelled).parent))
         info = compute_relabel_shard(str(stft), cfg, teacher, {}, student,

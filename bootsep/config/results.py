@@ -6,6 +6,7 @@ from __future__ import annotations
 from bootsep.config.checks import (
     ENSEMBLE_ENTRY,
     NAME,
+    Choice,
     Int,
     ListOf,
     MapOf,
@@ -29,6 +30,9 @@ class EvaluateSettings(Section):
     # soft K-means masks exp(-beta |v - mu_k|^2), normalised over k; null: binary (the paper's,
     # and the default of params files that predate the key)
     mask_beta: float | None = _p(NullOr(Num(0, lo_open=True)), default=None)
+    # each bin's weight in K-means: none (equal: the paper's, and the default of params files
+    # that predate the key) | magnitude (|X|, as the DC loss weights it)
+    kmeans_weight: str = _p(Choice("none", "magnitude"), default="none")
     batch_size: int = _p(Int(1))
     # the bootstrapped models whose ensembles with a spatial teacher are measured (§3.3):
     # 'model' (its own teacher) or 'model+teacher' (another one, e.g. a stereo-pair teacher)
