@@ -46,7 +46,8 @@ import torch
 
 from bootsep.atomic import write_text_atomic
 from bootsep.config import load_config
-from bootsep.evaluate.inference import KMEANS_WEIGHTS, KMeansMasks
+from bootsep.config.results import KMEANS_WEIGHTS
+from bootsep.evaluate.inference import KMeansMasks
 from bootsep.evaluate.scoring import csv_text, score
 from bootsep.evaluate.separation import split_estimates
 from bootsep.pipeline.storage.layout import stft_config

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from bootsep.config.results import KMEANS_WEIGHTS
 from bootsep.pipeline.features import relative_db
 from bootsep.pipeline.padding import pad_stack, unpad
 from bootsep.pipeline.stft import StftConfig, istft
 from bootsep.train.model import DeepClusteringBLSTM, embed_phases
 
-KMEANS_WEIGHTS = ("none", "magnitude")
 # The params.yaml keys of a KMeansMasks (KMeansMasks.from_evaluate): a stage that makes a model's
 # masks lists them among its DVC params (as literals: tests/test_dvc_deps.py reads them).
 KMEANS_PARAMS = ("evaluate.kmeans_threshold_db", "evaluate.kmeans_seed", "evaluate.mask_beta",

@@ -20,6 +20,8 @@ from bootsep.config.checks import (
 )
 from bootsep.config.section import Section, section
 
+KMEANS_WEIGHTS = ("none", "magnitude")   # evaluate.kmeans_weight (evaluate/inference.py)
+
 
 @section
 class EvaluateSettings(Section):
@@ -32,7 +34,7 @@ class EvaluateSettings(Section):
     mask_beta: float | None = _p(NullOr(Num(0, lo_open=True)), default=None)
     # each bin's weight in K-means: none (equal: the paper's, and the default of params files
     # that predate the key) | magnitude (|X|, as the DC loss weights it)
-    kmeans_weight: str = _p(Choice("none", "magnitude"), default="none")
+    kmeans_weight: str = _p(Choice(*KMEANS_WEIGHTS), default="none")
     batch_size: int = _p(Int(1))
     # the bootstrapped models whose ensembles with a spatial teacher are measured (§3.3):
     # 'model' (its own teacher) or 'model+teacher' (another one, e.g. a stereo-pair teacher)
