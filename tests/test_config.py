@@ -260,7 +260,8 @@ def test_ensemble_models_accept_spatial_and_rounds_conditions():
     data["evaluate"]["ensemble_models"] = ["round_1_alpha_1", "cacgmm_pair_rooms_alpha_1"]
     assert parse_config(data).evaluate.ensemble_models == ("round_1_alpha_1",
                                                            "cacgmm_pair_rooms_alpha_1")
-    assert parse_config(RAW).evaluate.ensemble_models[:2] == ("alpha_1", "cacgmm_pair_rooms_alpha_1")
+    assert parse_config(RAW).evaluate.ensemble_models[:2] == ("alpha_1",
+                                                              "cacgmm_pair_rooms_alpha_1")
     # 'model+teacher': another teacher than the model's own, a ground-truth model's too
     data["evaluate"]["ensemble_models"] = ["alpha_1", "alpha_1+delay_pair", "gt+round_1"]
     assert parse_config(data).evaluate.ensemble_models[1:] == ("alpha_1+delay_pair",
