@@ -35,6 +35,7 @@ import torch
 
 from bootsep.errors import BootsepError
 from bootsep.evaluate.inference import KMeansMasks, model_masks
+from bootsep.evaluate.round_settings import KEEP_SCORES
 from bootsep.pipeline.jobs.spatial_shard import (
     fit_teacher,
     read_audio_channels,
@@ -63,7 +64,6 @@ def student_prior(masks: list[np.ndarray], floor: float, num_frames: int) -> np.
     return out
 
 
-KEEP_SCORES = ("confidence", "fit_gain")     # keep_confident's candidates, in order of preference
 
 
 def keep_scores(teacher: dict, relabelled: dict | None = None) -> dict[str, np.ndarray]:

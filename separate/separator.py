@@ -61,6 +61,7 @@ from bootsep.errors import BootsepError, exception_text
 from bootsep.evaluate.ensemble import USABLE, choose_confidence
 from bootsep.evaluate.inference import KMEANS_PARAMS, KMeansMasks, apply_masks, model_masks
 from bootsep.evaluate.perbin import align_masks, perbin_masks
+from bootsep.evaluate.round_settings import RoundSettings
 from bootsep.pipeline.audio import pcm_to_float, resample
 from bootsep.pipeline.channels import INDEPENDENT, describe
 from bootsep.pipeline.features import log_magnitude_db
@@ -77,6 +78,7 @@ from bootsep.separate.blocks import (
     separate_array,
 )
 from bootsep.separate.defaults import BLOCK_SECONDS, OVERLAP_SECONDS
+from bootsep.separate.rounds import relabelled_fit
 from bootsep.train.loop import resolve_device
 from bootsep.train.model import DeepClusteringBLSTM
 from bootsep.train.saved_model import load_model
@@ -103,11 +105,13 @@ DEFAULT_KMEANS = KMeansMasks(threshold_db=-40.0, seed=0)
 @dataclass(frozen=True)
 class SpatialSettings:
     """The spatial teacher a model's ensemble switches with (its own teacher, for a model
-    trained on a teacher's labels) and eq. 5's Monte Carlo settings."""
+    trained on a teacher's labels) and eq. 5's Monte Carlo settings; ``round``: the teacher
+    is that self-training round's, relabelled with its student's masks on every block."""
 
     teacher: Teacher
     jsd_samples: int
     jsd_seed: int
+    round: RoundSettings | None = None
 
     @property
     def all_channels(self) -> bool:
@@ -125,7 +129,8 @@ class Separator:
                  spatial: SpatialSettings, kmeans: KMeansMasks = DEFAULT_KMEANS,
                  threshold: float | None = None, threshold_source: str | None = None,
                  threshold_warning: str | None = None, ensemble_kind: str = "confidence",
-                 ensemble_used: str | None = None, perbin_trust: float | None = None):
+                 ensemble_used: str | None = None, perbin_trust: float | None = None,
+                 round_student: DeepClusteringBLSTM | None = None):
         self.model, self.meta, self.path, self.device = model, meta, Path(path), device
         self.stft_config: StftConfig = meta["stft"]
         self.spatial = spatial
@@ -140,6 +145,8 @@ class Separator:
         self.ensemble_kind, self.ensemble_used = ensemble_kind, ensemble_used
         self.perbin_trust = perbin_trust
         self.default_num_sources = int(meta.get("num_sources") or 2)
+        # a round's relabelling takes its student's masks as prior (None: this model's)
+        self.round_student = round_student
 
     # ------------------------------------------------------------------ construction
 
@@ -160,7 +167,7 @@ class Separator:
         dev = resolve_device(device)
         model, meta = load_model(path, dev)
         _check_stft(meta["stft"], model, path)
-        source = warning = teacher = kmeans = None
+        source = warning = teacher = kmeans = round_ = None
         kind, used, trust = "confidence", None, None
         if threshold is not None:
             threshold, source = _check_threshold(threshold, "--threshold"), "given"
@@ -170,9 +177,9 @@ class Separator:
             name = model_name(meta, path)
             choice = read_ensemble_choice(ensemble_file if explicit else ensemble_file_of(path),
                                           name, required=explicit)
-            threshold, source, kind, used, trust, teacher, kmeans = (
+            threshold, source, kind, used, trust, teacher, kmeans, round_ = (
                 choice.threshold, choice.source, choice.kind, choice.used, choice.perbin_trust,
-                choice.teacher, choice.kmeans)
+                choice.teacher, choice.kmeans, choice.round)
             computed_for = choice.computed_for
             if threshold is not None and computed_for is not None and computed_for != name:
                 warning = (f"{source}: the ensemble threshold was computed for model "
@@ -180,11 +187,20 @@ class Separator:
         settings = _training_settings(path, meta, teacher)
         conf = settings["confidence"]
         spatial = SpatialSettings(settings["teacher"], jsd_samples=int(conf["jsd_samples"]),
-                                  jsd_seed=int(conf["seed"]))
+                                  jsd_seed=int(conf["seed"]), round=round_)
+        student = None
+        if round_ is not None and round_.student != model_name(meta, path):
+            folder = path.absolute().parent / round_.student
+            if not folder.is_dir():
+                raise BootsepError(f"the model of student '{round_.student}', whose masks the "
+                                   f"ensemble's round '{round_.name}' relabels with, is missing "
+                                   "(expected beside this model)", folder)
+            student, _ = load_model(folder, dev)
         return cls(model, meta, path=path, device=dev, spatial=spatial,
                    kmeans=kmeans or settings["kmeans"],
                    threshold=threshold, threshold_source=source, threshold_warning=warning,
-                   ensemble_kind=kind, ensemble_used=used, perbin_trust=trust)
+                   ensemble_kind=kind, ensemble_used=used, perbin_trust=trust,
+                   round_student=student)
 
     @property
     def sample_rate(self) -> int:
@@ -284,12 +300,15 @@ class Separator:
         y = resample(chans, rate, cfg.sample_rate)
         spec = stft(y, cfg)                                           # (C', T, F)
         logmag = log_magnitude_db(spec[0])                            # eq. 2
-        confidence = channels = None
+        confidence = channels = learned = prior = None
         spatial_masks_ = None
         perbin = approach == "ensemble" and self.ensemble_kind == "perbin"
+        if stereo and self.spatial.round is not None:     # the round's student's masks
+            prior = self.model_masks(logmag, num_sources, self.round_student)
+            learned = prior if self.round_student is None else None
         if stereo:
             spatial_masks_, confidence, channels = self.spatial_masks(spec, logmag, num_sources,
-                                                                      y)
+                                                                      y, prior)
         cue = channels == INDEPENDENT
         if approach == "spatial" and self.beamforms and cue:
             out = mvdr_separate(y, spatial_masks_, cfg, self.spatial.teacher.beamform_config(cfg),
@@ -299,7 +318,7 @@ class Separator:
                                      and self.use_spatial(confidence)):
             masks, choice = spatial_masks_, "spatial"
         elif perbin and cue:
-            learned = self.model_masks(logmag, num_sources)
+            learned = self.model_masks(logmag, num_sources) if learned is None else learned
             perm = align_masks(spatial_masks_, learned, np.abs(spec[0]))
             masks = perbin_masks(spatial_masks_, learned[perm], self.perbin_trust)
             choice = "perbin"
@@ -327,19 +346,24 @@ class Separator:
             return False
         return bool(choose_confidence(np.array([confidence]), self.threshold)[0])
 
-    def model_masks(self, logmag: np.ndarray, num_sources: int) -> np.ndarray:
-        """K-means masks ``(K, T, F)`` from the DC embeddings of channel 0, as :attr:`kmeans`
-        makes them (binary, or soft of sharpness ``beta``)."""
-        return model_masks(self.model, [logmag.astype(np.float32)], num_sources, self.kmeans,
+    def model_masks(self, logmag: np.ndarray, num_sources: int,
+                    model: DeepClusteringBLSTM | None = None) -> np.ndarray:
+        """K-means masks ``(K, T, F)`` from the DC embeddings of channel 0 (of ``model``, this
+        separator's when None), as :attr:`kmeans` makes them (binary, or soft of sharpness
+        ``beta``)."""
+        return model_masks(self.model if model is None else model,
+                           [logmag.astype(np.float32)], num_sources, self.kmeans,
                            device=self.device)[0]
 
     def spatial_masks(self, spec: np.ndarray, logmag: np.ndarray, num_sources: int,
-                      audio: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
+                      audio: np.ndarray | None = None, prior: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, float, int]:
         """The teacher's posterior masks ``(K, T, F)`` (eq. 3), the mean confidence (eqs. 4–6)
         and the channel check's reason code (:func:`spatial_separation`; ``audio (C, L)``:
-        the block at the model's rate, which a beamforming teacher refines its masks on)."""
+        the block at the model's rate, which a beamforming teacher refines its masks on;
+        ``prior``: a round's student's masks)."""
         return spatial_separation(spec, logmag, num_sources, self.spatial, self.stft_config,
-                                  audio)
+                                  audio, prior)
 
     def report(self, requested: str, used: str, num_sources: int, rate: int, channels: int,
                length: int, blocks: list[dict], *, block_seconds: float | None,
@@ -381,7 +405,8 @@ class Separator:
 
 def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
                        settings: SpatialSettings, cfg: StftConfig,
-                       audio: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
+                       audio: np.ndarray | None = None, prior: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, float, int]:
     """A teacher's masks ``(K, T, F)`` of one multichannel STFT ``spec (C, T, F)`` (the paper's
     teacher: channels 0 and 1; the others: the channels given, free delays since a recording's
     array is unknown), its mean confidence computed as the spatial and confidence stages do
@@ -392,7 +417,10 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     the channels of ``spec`` in time, its labels mapped onto ``cfg``'s grid, and one with
     ``beamform: mvdr`` refines its masks on it before the confidence, as the spatial and
     confidence stages do (:func:`~bootsep.pipeline.jobs.spatial_shard.fit_teacher_own_stft`,
-    :func:`~bootsep.pipeline.jobs.spatial_shard.refine_frames`)."""
+    :func:`~bootsep.pipeline.jobs.spatial_shard.refine_frames`). With ``settings.round`` the
+    teacher is that round's relabelled one: refitted with ``prior`` (its student's masks
+    ``(K, T, F)``) unless its keep rule keeps the base teacher's fit
+    (:func:`~bootsep.separate.rounds.relabelled_fit`)."""
     from bootsep.pipeline.channels import check_channel_pair
     from bootsep.pipeline.confidence import measures
     from bootsep.pipeline.jobs.confidence_shard import fit_term, mixture_seeds
@@ -412,19 +440,39 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     if audio is not None:                 # a batch of one, as the stages' functions take
         audio, num_samples = np.asarray(audio, np.float32)[None], np.array([audio.shape[-1]])
     fit_cfg = teacher.stft_config(cfg)
-    if teacher.stft is not None:          # its fit on its STFT, mapped onto the model's grid
+
+    def confidence(frames: dict, utterances: dict, refine: bool) -> tuple[np.ndarray, dict]:
+        """The fit term (eq. 5) and eqs. 4, 6 as the confidence stage computes them, of
+        the fit refined first where the teacher beamforms (in place; ``refine``)."""
+        if refine and teacher.beamform != "none":
+            refine_frames(frames, audio, num_samples, lengths, teacher, cfg)
+        degenerate = utterances["degenerate"].astype(bool)
+        fit = fit_term(teacher.method, utterances.__getitem__, fit_cfg, settings.jsd_samples,
+                       mixture_seeds([CONFIDENCE_ID], settings.jsd_seed), degenerate)
+        return fit, measures(frames["labels"], frames["posteriors"], fit, degenerate, valid,
+                             frames["fit_mask"])
+
+    if settings.round is not None:        # a round's relabelling (no own-STFT teacher has one)
+        if prior is None or teacher.stft is not None:
+            raise BootsepError(f"round {settings.round.name} relabels with its student's masks "
+                               "on the model's STFT; expected them, and a teacher without its "
+                               "own stft")
+
+        def score(name: str, fit: tuple[dict, dict]) -> float:
+            if name == "fit":
+                return float(confidence(fit[0], fit[1], refine=False)[0][0])
+            frames = {k: np.array(v, copy=True) for k, v in fit[0].items()}   # refined apart
+            return float(confidence(frames, fit[1], refine=True)[1]["mean_confidence"][0])
+
+        frames, utterances, _ = relabelled_fit(X, np.asarray(logmag, np.float32)[None], lengths,
+                                               teacher, cfg, settings.round, prior, score)
+    elif teacher.stft is not None:        # its fit on its STFT, mapped onto the model's grid
         frames, utterances, _ = fit_teacher_own_stft(audio, num_samples, teacher, cfg,
                                                      (None, None))
     else:
         frames, utterances, _ = fit_teacher(X, np.asarray(logmag, np.float32)[None], lengths,
                                             teacher, cfg, (None, None))
-    if teacher.beamform != "none":
-        refine_frames(frames, audio, num_samples, lengths, teacher, cfg)
-    degenerate = utterances["degenerate"].astype(bool)
-    fit = fit_term(teacher.method, utterances.__getitem__, fit_cfg, settings.jsd_samples,
-                   mixture_seeds([CONFIDENCE_ID], settings.jsd_seed), degenerate)
-    conf = measures(frames["labels"], frames["posteriors"], fit, degenerate, valid,
-                    frames["fit_mask"])              # as the confidence stage: eqs. 4, 6
+    _, conf = confidence(frames, utterances, refine=True)   # as the confidence stage: eqs. 4-6
     code = utterances["channel_check"][0] if "channel_check" in utterances \
         else check_channel_pair(X[:, 0], X[:, 1], valid).reason[0]
     return (np.moveaxis(np.asarray(frames["posteriors"][0], np.float32), -1, 0),
@@ -559,6 +607,7 @@ class EnsembleChoice:
     perbin_trust: float | None = None
     teacher: str | None = None      # the entry's spatial teacher (None: the model's own)
     kmeans: KMeansMasks | None = None   # the masks as evaluated (None: the file does not say)
+    round: RoundSettings | None = None  # the entry's teacher is this round's relabelling
 
 
 def read_ensemble_choice(path: str | os.PathLike, name: str,
@@ -641,9 +690,11 @@ def _choice(own: dict, key: str, kind: str, path: Path, source: str, name: str,
     entry = own[key]
     trust = _perbin_trust(entry, path, key) if kind == "perbin" else None
     teacher = entry.get("teacher")
+    round_ = None if entry.get("round") is None else \
+        RoundSettings.from_entry(entry["round"], path, key)
     return EnsembleChoice(_check_threshold(entry["threshold"], f"{path}: models.{key}"),
                           source, name, kind, used, trust,
-                          None if teacher is None else str(teacher))
+                          None if teacher is None else str(teacher), round=round_)
 
 
 def _own_best_kind(entry: dict) -> tuple[str, float | None]:

@@ -22,9 +22,11 @@ metric, the manifest's ``subset``, ``condition`` and ``rt60_s``, and ``si_sdr_di
 figures). ``ensemble.json``: ``models`` (per entry: model, teacher, the teacher's channels
 (pair or all), threshold, percentile, valid_mixtures, the chosen ``perbin_trust``, approach
 names, ``valid_si_sdri`` of every trust candidate and of the confidence and perbin ensembles,
-their ``test_si_sdri``), ``best`` (the entry, its model and teacher, and the kind, confidence
-or perbin, of the highest mean validation SI-SDRi, ``valid_si_sdri``, and its test
-``si_sdri``; random and oracle cannot run on new audio; null
+their ``test_si_sdri``; for a self-training round's teacher its ``round``: student, prior and
+keep rule, which ``bootsep separate`` relabels new audio with), ``best`` (the entry, its
+model and teacher, and the kind, confidence or perbin, of the highest mean validation
+SI-SDRi, ``valid_si_sdri``, and its test ``si_sdri``; random and oracle cannot run on new
+audio; null
 without references; without references each model's trust is the first candidate),
 ``kmeans`` (how the models' masks were made, ``evaluate.kmeans_*`` and ``mask_beta``: ``bootsep
 separate`` makes them the same way) and, for
@@ -59,6 +61,7 @@ from bootsep.evaluate.estimates import (
     teacher_approach,
 )
 from bootsep.evaluate.inference import KMeansMasks
+from bootsep.evaluate.round_settings import round_entry
 from bootsep.evaluate.scoring import (
     best_ensemble,
     choose_on_valid,
@@ -70,6 +73,7 @@ from bootsep.evaluate.scoring import (
 )
 from bootsep.evaluate.separation import split_estimates
 from bootsep.pipeline.storage.layout import SHARD_ROOT, stft_config, summary_count
+from bootsep.pipeline.storage.shards import Shard, shard_paths
 from bootsep.pipeline.teachers.spec import stft_config_ms
 from bootsep.progress import Progress
 from bootsep.train.conditions import condition_names, conditions
@@ -88,6 +92,16 @@ log = logging.getLogger(__name__)
 PARAMS = ("stft", "spatial.teachers", "spatial.beamform", "self_training.rounds", "evaluate",
           "train.num_sources", "train_conditions")
 RUN_PARAMS = ("train.device", "train.torch_threads")
+
+
+def round_of(shard_root: Path, name: str, cfg) -> dict:
+    """``{"round": ...}`` for an ``ensemble.json`` entry whose teacher is the self-training
+    round ``name``: what ``bootsep separate`` needs to relabel new audio as the round's relabel
+    stage did (:func:`~bootsep.evaluate.round_settings.round_entry`, from the attributes of the
+    round's first test shard)."""
+    with Shard(shard_paths(shard_root / "spatial" / name / "test")[0], stage="spatial",
+               stft=cfg) as s:
+        return {"round": round_entry(name, dict(s.attrs))}
 
 
 def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/corpus",
@@ -208,7 +222,9 @@ def main(params_path: str | os.PathLike, corpus_dir: str | os.PathLike = "data/c
                                       if name_of[e, k] in test_rows},
                        "test_si_sdri": {k: (float(np.mean([r["si_sdri"]
                                                            for r in test_rows[name_of[e, k]]]))
-                                            if has_refs else None) for k in USABLE}}
+                                            if has_refs else None) for k in USABLE},
+                       **(round_of(shard_root, t, cfg)
+                          if t in params.self_training.rounds else {})}
                    for e, t in ens_teacher.items()}
         first = entries[ens_entries[0]]
         write_text_atomic(tmp / "ensemble.json", json.dumps(

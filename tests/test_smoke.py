@@ -97,6 +97,16 @@ def test_pipeline_produces_table1_and_figures(smoke):
             approach = entry["approaches"][kind]
             assert entry["test_si_sdri"][kind] == pytest.approx(table[approach]["si_sdri"],
                                                                 abs=1e-4)
+        # a round's entry says how bootsep separate repeats its relabelling
+        rounds, st = params["self_training"]["rounds"], params["self_training"]
+        assert ("round" in entry) == (entry["teacher"] in rounds)
+        if "round" in entry:
+            summary = json.loads((smoke / "data/shards/spatial" / entry["teacher"] / "test"
+                                  / "summary.json").read_text())
+            assert entry["round"] == {
+                "name": entry["teacher"], "student": rounds[entry["teacher"]]["student"],
+                "prior_floor": st["prior_floor"], "prior_weight": st["prior_weight"],
+                "keep_score": summary["keep_score"], "keep_at": summary["keep_at"]}
     best = ensemble["best"]
     assert best["kind"] in ("confidence", "perbin") and best["entry"] in ens_models
     assert (best["model"], best["teacher"]) == (ensemble["models"][best["entry"]]["model"],
@@ -204,7 +214,10 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
     with Shard(conf_path) as c:
         conf = c.utterances("mean_confidence")
     keep_at = float(np.median(conf))
-    runs, fields = {}, ("labels", "posteriors", "outlier_posterior", "fit_mask")
+    with Shard(base) as b:      # the frame fields of the base teacher's method, a fit parameter
+        fields = [k for k in ("labels", "posteriors", "outlier_posterior", "fit_mask") if k in b]
+        param = next(k for k in ("delays", "cacg_covariances") if k in b)
+    runs = {}
     for at, first in ((float("inf"), None), (keep_at, None), ("copied", float("inf"))):
         out = tmp_path / str(at)
         out.mkdir()
@@ -214,15 +227,16 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
         student = StudentPrior(str(model), st.prior_floor, st.prior_weight,
                                KMeansMasks.from_evaluate(ev))
         sources = RelabelSources(str(conf_path.parent), str(base.parent),
-                                 None if relabelled is None else str(Path(relabelled).parent))
+                                 None if relabelled is None else str(Path(relabelled).parent),
+                                 manifest=str(smoke / "data/corpus/test/manifest.csv"))
         info = compute_relabel_shard(str(stft), cfg, teacher, {}, student,
                                      KeepRule(keep_at if at == "copied" else at), sources,
                                      "test", 0, str(out))
         with Shard(out / stft.name) as r:
-            runs[at] = [r.all_frames(k) for k in fields] + [r.utterances("delays")]
+            runs[at] = [r.all_frames(k) for k in fields] + [r.utterances(param)]
         assert info["kept_teacher"] == (0 if at == float("inf") else int((conf >= keep_at).sum()))
     with Shard(base) as b:
-        want = [b.all_frames(k) for k in fields] + [b.utterances("delays")]
+        want = [b.all_frames(k) for k in fields] + [b.utterances(param)]
     keep = conf >= keep_at
     assert 0 < keep.sum() < keep.size
     for i, kept in enumerate(keep):
@@ -233,7 +247,8 @@ def test_a_kept_mixture_is_the_base_teachers_own_fit(smoke, tmp_path):
         delays(runs[keep_at][-1][i], ref[-1][i])    # a refit in another batch: last bits
     for got, exp in zip(runs["copied"], runs[keep_at]):          # copying == refitting
         for a, b in zip(got, exp):
-            np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=1e-9)
+            wide = np.result_type(a, np.float64)      # float16 storage; complex parameters
+            np.testing.assert_allclose(a.astype(wide), b.astype(wide), rtol=1e-9)
 
 
 def test_dvc_plots_show_renders_offline(smoke, tmp_path):
@@ -411,6 +426,45 @@ def test_smoke_model_separates_stereo_and_mono(smoke, tmp_path):
                                             f"{best['model']} with teacher {best['teacher']}")
     # chosen among the entries whose teacher works on the stereo pair (bootsep separate's input)
     assert ensemble["models"][best["entry"]]["channels"] == "pair"
+
+
+def test_separate_relabels_a_round_as_its_relabel_stage_did(smoke, tmp_path):
+    """A round's ensemble entry in bootsep separate: the teacher refitted from the round's
+    student's masks where its keep rule says so, as the relabel stage did on the test split
+    (its posteriors against the stage's, from the mixture's audio rather than the stft
+    shards)."""
+    from bootsep.pipeline.features import log_magnitude_db
+    from bootsep.pipeline.jobs.spatial_shard import read_audio_channels
+    from bootsep.pipeline.stft import stft
+    from bootsep.pipeline.storage.shards import Shard, shard_paths
+    from bootsep.separate.separator import Separator
+
+    ens_path = smoke / "data/results/eval/ensemble.json"
+    ensemble = json.loads(ens_path.read_text())
+    key, entry = next((k, e) for k, e in ensemble["models"].items() if "round" in e)
+    ensemble["best"] = {"entry": key, "model": entry["model"], "teacher": entry["teacher"],
+                        "kind": "perbin", "si_sdri": 0.0}
+    (tmp_path / "ensemble.json").write_text(json.dumps(ensemble))
+    sep = Separator.from_pretrained(smoke / "data/models" / entry["model"], device="cpu",
+                                    ensemble_file=tmp_path / "ensemble.json")
+    assert sep.spatial.round is not None and sep.spatial.round.name == entry["teacher"]
+    cfg = sep.stft_config
+    with Shard(shard_paths(smoke / "data/shards/stft/test")[0]) as s:
+        ids, pairs = s.ids, s.utterances("pair_channel")
+        channels = int(s.attrs["num_channels"])
+    with Shard(shard_paths(smoke / "data/shards/spatial" / entry["teacher"] / "test")[0]) as s:
+        stage = s.all_frames("posteriors")
+    audio, lengths = read_audio_channels(smoke / "data/corpus/test/manifest.csv", ids, pairs,
+                                         channels, "pair", cfg.sample_rate)
+    for b in range(len(ids)):
+        y = audio[b, :, :lengths[b]]
+        spec = stft(y, cfg)
+        logmag = log_magnitude_db(spec[0])
+        masks, _, _ = sep.spatial_masks(spec, logmag, 2, y, sep.model_masks(logmag, 2))
+        want = np.moveaxis(np.asarray(stage[b], np.float32), -1, 0)
+        frames = min(want.shape[1], masks.shape[1])
+        diff = min(np.abs(m[:, :frames] - want[:, :frames]).mean() for m in (masks, masks[::-1]))
+        assert diff < 0.02, (ids[b], diff)
 
 
 # ---------------------------------------------------------------------------------------
