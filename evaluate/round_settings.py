@@ -23,7 +23,7 @@ class RoundSettings:
         student: the training condition whose masks are the prior (a model folder beside the
             separator's, ``data/models/<student>``).
         prior_floor, prior_weight: ``self_training.prior_floor`` / ``prior_weight``.
-        keep_score: :data:`~bootsep.evaluate.relabel.KEEP_SCORES` member.
+        keep_score: a :data:`KEEP_SCORES` member.
         keep_at: the base teacher's fit is kept where the score is at least this (None: the
             round relabels every mixture).
     """
