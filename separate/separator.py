@@ -195,7 +195,7 @@ class Separator:
                 raise BootsepError(f"the model of student '{round_.student}', whose masks the "
                                    f"ensemble's round '{round_.name}' relabels with, is missing "
                                    "(expected beside this model)", folder)
-            student, _ = load_model(folder, dev)
+            student, _ = load_model(folder, dev, expect_stft=meta["stft"])   # bin by bin
         return cls(model, meta, path=path, device=dev, spatial=spatial,
                    kmeans=kmeans or settings["kmeans"],
                    threshold=threshold, threshold_source=source, threshold_warning=warning,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_separate import RATE, make_model_folder, mixture
 
 from bootsep.config import load_config
@@ -163,7 +165,16 @@ def test_another_models_round_loads_the_rounds_student_or_names_it_missing(tmp_p
     logmag = log_magnitude_db(stft(mix, sep.stft_config)[0])
     assert not np.allclose(sep.model_masks(logmag, 2, sep.round_student),
                            sep.model_masks(logmag, 2))
-    import shutil
+    # a student of another STFT cannot be its prior bin by bin: one line naming its folder
+    other = make_model_folder(tmp_path / "elsewhere", "student", teacher="delay_pair")
+    ckpt = torch.load(other / "model.pt", weights_only=False)
+    ckpt["stft"]["hop_length"] = 128
+    torch.save(ckpt, other / "model.pt")
+    shutil.rmtree(tmp_path / "data" / "models" / "student")
+    shutil.copytree(other, tmp_path / "data" / "models" / "student")
+    with pytest.raises(BootsepError, match=r"models/student: model was trained with Stft") as err:
+        Separator.from_pretrained(folder, device="cpu")
+    assert "\n" not in str(err.value)
     shutil.rmtree(tmp_path / "data" / "models" / "student")
     with pytest.raises(BootsepError, match="the model of student 'student'.* is missing") as err:
         Separator.from_pretrained(folder, device="cpu")
