@@ -64,8 +64,6 @@ def student_prior(masks: list[np.ndarray], floor: float, num_frames: int) -> np.
     return out
 
 
-
-
 def keep_scores(teacher: dict, relabelled: dict | None = None) -> dict[str, np.ndarray]:
     """Per-mixture scores ``(N,)`` for keeping the base teacher's fit, higher: keep.
     ``confidence``: the teacher's mixture confidence; ``fit_gain``: the teacher's fit term

@@ -6,7 +6,7 @@ teacher is a round), read by :mod:`bootsep.separate.rounds`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bootsep.errors import BootsepError
@@ -58,9 +58,8 @@ class RoundSettings:
         return out
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "student": self.student, "prior_floor": self.prior_floor,
-                "prior_weight": self.prior_weight, "keep_score": self.keep_score,
-                "keep_at": self.keep_at}
+        """JSON-ready (``ensemble.json``'s entry ``round``), the inverse of :meth:`from_entry`."""
+        return asdict(self)
 
 
 def round_entry(name: str, attrs: dict) -> dict:

@@ -441,16 +441,19 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
         audio, num_samples = np.asarray(audio, np.float32)[None], np.array([audio.shape[-1]])
     fit_cfg = teacher.stft_config(cfg)
 
-    def confidence(frames: dict, utterances: dict, refine: bool) -> tuple[np.ndarray, dict]:
-        """The fit term (eq. 5) and eqs. 4, 6 as the confidence stage computes them, of
-        the fit refined first where the teacher beamforms (in place; ``refine``)."""
-        if refine and teacher.beamform != "none":
+    def fit_term_of(utterances: dict) -> np.ndarray:
+        """The fit term (eq. 5) of a fit, as the confidence stage computes it."""
+        return fit_term(teacher.method, utterances.__getitem__, fit_cfg, settings.jsd_samples,
+                        mixture_seeds([CONFIDENCE_ID], settings.jsd_seed),
+                        utterances["degenerate"].astype(bool))
+
+    def confidence(frames: dict, utterances: dict) -> dict:
+        """Eqs. 4-6 as the confidence stage computes them, of the fit refined first where the
+        teacher beamforms (in place)."""
+        if teacher.beamform != "none":
             refine_frames(frames, audio, num_samples, lengths, teacher, cfg)
-        degenerate = utterances["degenerate"].astype(bool)
-        fit = fit_term(teacher.method, utterances.__getitem__, fit_cfg, settings.jsd_samples,
-                       mixture_seeds([CONFIDENCE_ID], settings.jsd_seed), degenerate)
-        return fit, measures(frames["labels"], frames["posteriors"], fit, degenerate, valid,
-                             frames["fit_mask"])
+        return measures(frames["labels"], frames["posteriors"], fit_term_of(utterances),
+                        utterances["degenerate"].astype(bool), valid, frames["fit_mask"])
 
     if settings.round is not None:        # a round's relabelling (no own-STFT teacher has one)
         if prior is None or teacher.stft is not None:
@@ -460,9 +463,9 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
 
         def score(name: str, fit: tuple[dict, dict]) -> float:
             if name == "fit":
-                return float(confidence(fit[0], fit[1], refine=False)[0][0])
+                return float(fit_term_of(fit[1])[0])
             frames = {k: np.array(v, copy=True) for k, v in fit[0].items()}   # refined apart
-            return float(confidence(frames, fit[1], refine=True)[1]["mean_confidence"][0])
+            return float(confidence(frames, fit[1])["mean_confidence"][0])
 
         frames, utterances, _ = relabelled_fit(X, np.asarray(logmag, np.float32)[None], lengths,
                                                teacher, cfg, settings.round, prior, score)
@@ -472,7 +475,7 @@ def spatial_separation(spec: np.ndarray, logmag: np.ndarray, num_sources: int,
     else:
         frames, utterances, _ = fit_teacher(X, np.asarray(logmag, np.float32)[None], lengths,
                                             teacher, cfg, (None, None))
-    _, conf = confidence(frames, utterances, refine=True)   # as the confidence stage: eqs. 4-6
+    conf = confidence(frames, utterances)   # as the confidence stage: eqs. 4-6
     code = utterances["channel_check"][0] if "channel_check" in utterances \
         else check_channel_pair(X[:, 0], X[:, 1], valid).reason[0]
     return (np.moveaxis(np.asarray(frames["posteriors"][0], np.float32), -1, 0),

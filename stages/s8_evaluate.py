@@ -26,12 +26,10 @@ their ``test_si_sdri``; for a self-training round's teacher its ``round``: stude
 keep rule, which ``bootsep separate`` relabels new audio with), ``best`` (the entry, its
 model and teacher, and the kind, confidence or perbin, of the highest mean validation
 SI-SDRi, ``valid_si_sdri``, and its test ``si_sdri``; random and oracle cannot run on new
-audio; null
-without references; without references each model's trust is the first candidate),
-``kmeans`` (how the models' masks were made, ``evaluate.kmeans_*`` and ``mask_beta``: ``bootsep
-separate`` makes them the same way) and, for
-readers of one model, the first entry's ``model``, ``teacher``, ``threshold``,
-``percentile``, ``valid_mixtures``.
+audio; null without references; without references each model's trust is the first
+candidate), ``kmeans`` (how the models' masks were made, ``evaluate.kmeans_*`` and
+``mask_beta``: ``bootsep separate`` makes them the same way) and, for readers of one model,
+the first entry's ``model``, ``teacher``, ``threshold``, ``percentile``, ``valid_mixtures``.
 
 Without references (a folder of recordings) the metrics are NaN, but every approach still
 separates the test split: per_mixture.csv keeps each mixture's mean confidence, the confidence
